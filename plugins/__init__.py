@@ -1,0 +1,25 @@
+"""edgeloop's built-in node types, registered through the ``edgeloop`` entry
+point like any third-party plugin."""
+
+from __future__ import annotations
+
+from edgeloop.plugins.control import PendulumSwingUp, PidController
+from edgeloop.plugins.gym_plant import GymActuator, GymSensor
+from edgeloop.plugins.safety import ActionClamp
+from edgeloop.plugins.sinks import LogSink
+from edgeloop.plugins.sources import ConstantAction
+from edgeloop.runtime.hookspecs import hookimpl
+from edgeloop.runtime.node import Node
+
+
+@hookimpl
+def edgeloop_register_node_types() -> dict[str, type[Node]]:
+    return {
+        "gym.sensor": GymSensor,
+        "gym.actuator": GymActuator,
+        "pid": PidController,
+        "pendulum.swing_up": PendulumSwingUp,
+        "clamp": ActionClamp,
+        "constant": ConstantAction,
+        "log": LogSink,
+    }

@@ -1,0 +1,173 @@
+"""Classical controllers: PID, and energy-based swing-up for the pendulum."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edgeloop.runtime.node import Controller, NodeContext, Port
+
+
+class Pid:
+    """A PID law with output limits and anti-windup (integration stops at saturation)."""
+
+    def __init__(self, kp: float, ki: float, kd: float, limit: float | None) -> None:
+        self.kp, self.ki, self.kd, self.limit = kp, ki, kd, limit
+        self.integral = 0.0
+        self.previous_error: float | None = None
+
+    def update(self, error: float, dt: float, rate: float | None = None) -> float:
+        """One step; ``rate`` (d error / dt) is used instead of a difference when given."""
+        if rate is None:
+            rate = 0.0 if self.previous_error is None or dt <= 0 else (error - self.previous_error) / dt
+        self.previous_error = error
+        candidate = self.integral + error * dt
+        u = self.kp * error + self.ki * candidate + self.kd * rate
+        if self.limit is not None and abs(u) > self.limit:
+            return math.copysign(self.limit, u)
+        self.integral = candidate
+        return u
+
+
+@dataclass(frozen=True)
+class PidConfig:
+    kp: float = 1.0
+    """Proportional gain."""
+    ki: float = 0.0
+    """Integral gain (1/s)."""
+    kd: float = 0.0
+    """Derivative gain (s)."""
+    setpoint: float = 0.0
+    """Target when the ``setpoint`` input is not wired."""
+    index: int = 0
+    """Element of ``measurement`` to control."""
+    limit: float | None = None
+    """Symmetric output limit; the integrator holds while saturated."""
+
+
+class PidController(Controller):
+    """PID control of one element of a measurement vector.
+
+    Inputs:
+        | port | dtype/shape | meaning |
+        | measurement | float (n,) | measured state |
+        | setpoint | float scalar | optional target (else ``config.setpoint``) |
+
+    Outputs:
+        | port | dtype/shape | meaning |
+        | action | float64 (1,) | control effort |
+
+    Config: ``kp``, ``ki``, ``kd``, ``setpoint``, ``index``, ``limit`` (see :class:`PidConfig`).
+    dt is the clock time between steps, so the law is the same in real and simulated time.
+
+    YAML::
+
+        - id: pid
+          type: pid
+          inputs: {measurement: sensor/obs}
+          config: {kp: 2.0, kd: 0.1, index: 0, limit: 1.0}
+    """
+
+    inputs = (Port("measurement", dtype="float64"), Port("setpoint", dtype="float64"))
+    outputs = (Port("action", dtype="float64", shape=(1,)),)
+    Config = PidConfig
+
+    def setup(self, ctx: NodeContext) -> None:
+        super().setup(ctx)
+        cfg: PidConfig = ctx.config
+        self.pid = Pid(cfg.kp, cfg.ki, cfg.kd, cfg.limit)
+        self.last_time: float | None = None
+
+    def step(self, inputs: dict[str, Any]) -> dict[str, Any] | None:
+        measurement = inputs["measurement"]
+        if measurement is None:
+            return None
+        target = inputs.get("setpoint")
+        target = self.config.setpoint if target is None else float(target)
+        now = self.ctx.now()
+        dt = 0.0 if self.last_time is None else now - self.last_time
+        self.last_time = now
+        error = target - float(np.asarray(measurement).reshape(-1)[self.config.index])
+        return {"action": np.array([self.pid.update(error, dt)])}
+
+
+@dataclass(frozen=True)
+class SwingUpConfig:
+    max_torque: float = 2.0
+    """Torque limit (N*m); Pendulum-v1's is 2."""
+    energy_gain: float = 1.0
+    """Gain of the energy pump far from upright."""
+    switch_angle: float = 0.5
+    """|angle| (rad) under which the PID balances instead of pumping."""
+    kp: float = 20.0
+    """PID proportional gain near upright (N*m/rad)."""
+    ki: float = 0.0
+    """PID integral gain near upright."""
+    kd: float = 4.0
+    """PID derivative gain near upright (N*m*s/rad)."""
+    mass: float = 1.0
+    """Pendulum mass (kg), for the energy estimate."""
+    length: float = 1.0
+    """Pendulum length (m)."""
+    gravity: float = 10.0
+    """Gravity (m/s^2); Pendulum-v1 uses 10."""
+
+
+class PendulumSwingUp(Controller):
+    """Energy-based swing-up with PID balance near upright, for Pendulum-v1.
+
+    Far from upright it pumps energy toward that of the upright rest state
+    (torque in the direction of motion while energy is short); within
+    ``switch_angle`` a PID on the angle balances it.
+
+    Inputs:
+        | port | dtype/shape | meaning |
+        | obs | float32 (3,) | [cos(theta), sin(theta), theta_dot], theta = 0 upright |
+
+    Outputs:
+        | port | dtype/shape | units | meaning |
+        | action | float32 (1,) | N*m | torque |
+
+    Config: see :class:`SwingUpConfig`.
+
+    YAML::
+
+        - id: controller
+          type: pendulum.swing_up
+          inputs: {obs: sensor/obs}
+    """
+
+    inputs = (Port("obs", dtype="float32", shape=(3,)),)
+    outputs = (Port("action", dtype="float32", shape=(1,), units="N*m"),)
+    Config = SwingUpConfig
+
+    def setup(self, ctx: NodeContext) -> None:
+        super().setup(ctx)
+        cfg: SwingUpConfig = ctx.config
+        self.pid = Pid(cfg.kp, cfg.ki, cfg.kd, cfg.max_torque)
+        self.inertia = cfg.mass * cfg.length**2 / 3.0
+        self.last_time: float | None = None
+
+    def step(self, inputs: dict[str, Any]) -> dict[str, Any] | None:
+        obs = inputs["obs"]
+        if obs is None:
+            return None
+        cfg: SwingUpConfig = self.config
+        cos_t, sin_t, rate = (float(v) for v in obs[:3])
+        angle = math.atan2(sin_t, cos_t)
+        now = self.ctx.now()
+        dt = 0.0 if self.last_time is None else now - self.last_time
+        self.last_time = now
+        if abs(angle) < cfg.switch_angle:
+            torque = self.pid.update(-angle, dt, rate=-rate)
+        else:
+            self.pid.integral = 0.0
+            # Energy relative to upright rest; dE/dt = torque * rate.
+            energy = 0.5 * self.inertia * rate**2 + 0.5 * cfg.mass * cfg.gravity * cfg.length * (cos_t - 1)
+            push = cfg.energy_gain * -energy * rate
+            torque = math.copysign(cfg.max_torque, push if push != 0 else 1.0)
+        torque = max(-cfg.max_torque, min(cfg.max_torque, torque))
+        return {"action": np.array([torque], dtype=np.float32)}

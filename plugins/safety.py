@@ -1,0 +1,68 @@
+"""Safety: clamp actions to limits and bound how fast they change."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edgeloop.runtime.node import Controller, NodeContext, Port
+
+
+@dataclass(frozen=True)
+class ClampConfig:
+    low: float = -1.0
+    """Lowest allowed value of every element."""
+    high: float = 1.0
+    """Highest allowed value of every element."""
+    max_rate: float | None = None
+    """Largest change per second of any element; None means no rate limit."""
+
+
+class ActionClamp(Controller):
+    """Clamps an action to [low, high] and limits its rate of change.
+
+    Inputs:
+        | port | dtype/shape | meaning |
+        | action | float (n,) | requested action |
+
+    Outputs:
+        | port | dtype/shape | meaning |
+        | action | same as input | safe action |
+
+    Config: ``low``, ``high``, ``max_rate`` (see :class:`ClampConfig`).
+    The rate limit uses clock time between steps.
+
+    YAML::
+
+        - id: safety
+          type: clamp
+          inputs: {action: controller/action}
+          config: {low: -2.0, high: 2.0, max_rate: 40.0}
+    """
+
+    inputs = (Port("action", dtype="float64"),)
+    outputs = (Port("action", dtype="float64"),)
+    Config = ClampConfig
+
+    def setup(self, ctx: NodeContext) -> None:
+        super().setup(ctx)
+        if ctx.config.low > ctx.config.high:
+            raise ValueError(f"low ({ctx.config.low}) is above high ({ctx.config.high})")
+        self.previous: np.ndarray | None = None
+        self.last_time = 0.0
+
+    def step(self, inputs: dict[str, Any]) -> dict[str, Any] | None:
+        action = inputs["action"]
+        if action is None:
+            return None
+        cfg: ClampConfig = self.config
+        safe = np.clip(action, cfg.low, cfg.high)
+        now = self.ctx.now()
+        if cfg.max_rate is not None and self.previous is not None:
+            step = cfg.max_rate * (now - self.last_time)
+            safe = np.clip(safe, self.previous - step, self.previous + step)
+        self.previous = safe
+        self.last_time = now
+        return {"action": safe}

@@ -1,0 +1,87 @@
+"""Errors a user can cause, and how edgeloop reports them.
+
+Exception tree::
+
+    EdgeloopError                 base of every error a user can cause
+    +-- GraphError                a loop graph is invalid (carries every problem found)
+    +-- PluginError               a plugin failed to load or registered something invalid
+    +-- NodeConfigError           a node's config does not match its type's Config
+    +-- MissingDependencyError    an optional dependency is not installed (names the extra)
+
+Each error's message says where, what was expected, what was found and the fix;
+the same facts are kept as attributes so tools need not parse messages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class EdgeloopError(Exception):
+    """Raised when a user's input (config, graph, plugin, model file) is wrong."""
+
+
+@dataclass(frozen=True)
+class GraphProblem:
+    """One thing wrong with a loop graph.
+
+    Attributes:
+        message: What is wrong, in one sentence.
+        field: Dotted path of the offending field, e.g. ``nodes[2].inputs.obs``.
+        file: The YAML file, or None for a graph built in Python.
+        line: 1-based line in ``file``, or None when unknown.
+        fix: How to fix it, or an empty string.
+    """
+
+    message: str
+    field: str = ""
+    file: str | None = None
+    line: int | None = None
+    fix: str = ""
+
+    def __str__(self) -> str:
+        where = self.file or "<graph>"
+        if self.line is not None:
+            where += f":{self.line}"
+        text = f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        return f"{text} (fix: {self.fix})" if self.fix else text
+
+
+class GraphError(EdgeloopError):
+    """Raised when a loop graph fails validation; ``problems`` lists them all."""
+
+    def __init__(self, problems: list[GraphProblem]) -> None:
+        self.problems = list(problems)
+        count = len(self.problems)
+        head = f"{count} problem{'s' if count != 1 else ''} in loop graph"
+        super().__init__(head + ":\n" + "\n".join(f"  - {p}" for p in self.problems))
+
+
+class PluginError(EdgeloopError):
+    """Raised when a plugin registers something invalid (e.g. a duplicate node type)."""
+
+    def __init__(self, message: str, *, plugin: str = "") -> None:
+        self.plugin = plugin
+        super().__init__(message)
+
+
+class NodeConfigError(EdgeloopError):
+    """Raised when a node's config mapping does not fit its type's Config dataclass."""
+
+    def __init__(self, message: str, *, node_type: str = "", key: str = "", fix: str = "") -> None:
+        self.node_type = node_type
+        self.key = key
+        self.fix = fix
+        super().__init__(message + (f" (fix: {fix})" if fix else ""))
+
+
+class MissingDependencyError(EdgeloopError):
+    """Raised when an optional dependency is needed but not installed."""
+
+    def __init__(self, package: str, extra: str, needed_for: str) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(
+            f"{needed_for} needs the '{package}' package, which is not installed "
+            f"(fix: pip install 'edgeloop[{extra}]')"
+        )

@@ -1,0 +1,312 @@
+"""Loop graphs: the YAML schema (pydantic models) and the Python builder.
+
+A graph is a list of nodes wired ``port: other_node/output`` (or to a timer,
+``timer/20ms``) plus contracts: named sensor-to-actuator paths with an
+end-to-end deadline. The YAML file is a serialisation of :class:`LoopGraph`;
+building one in Python gives the same object::
+
+    graph = LoopGraph(name="demo")
+    graph.add_node("imu", "my.imu", rate_hz=100)
+    graph.add_node("ctl", "pid", inputs={"obs": "imu/obs"})
+    graph.add_node("motor", "my.motor", inputs={"action": "ctl/action"})
+    graph.add_contract("imu_to_motor", ["imu", "ctl", "motor"], deadline_ms=5)
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from edgeloop.runtime.node import Node
+
+TIMER_PREFIX = "timer/"
+_TIMER_RE = re.compile(r"^timer/(\d+(?:\.\d+)?)\s*(us|ms|s|hz)$", re.IGNORECASE)
+_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
+_UNIT_NS = {"us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
+
+
+def timer_period_ns(source: str) -> int | None:
+    """Period of a ``timer/<n><unit>`` source in ns (units us, ms, s, hz), else None."""
+    m = _TIMER_RE.match(source)
+    if m is None:
+        return None
+    value, unit = float(m.group(1)), m.group(2).lower()
+    if value <= 0:
+        return None
+    if unit == "hz":
+        return round(1e9 / value)
+    return round(value * _UNIT_NS[unit])
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
+
+
+class InputSpec(_Strict):
+    """Where one input port gets its messages from, and how they queue."""
+
+    source: str = Field(alias="from")
+    """``node/output`` or ``timer/<period>`` (e.g. ``timer/20ms``, ``timer/50hz``)."""
+    queue: Literal["latest", "fifo"] = "latest"
+    """``latest`` keeps one message (an unread one overwritten is a drop); ``fifo``
+    keeps up to ``size`` and drops the oldest when full."""
+    size: int = Field(default=16, gt=0)
+    """Bound of a ``fifo`` queue."""
+    feedback: bool = False
+    """Marks an edge that closes a cycle; it delivers but does not trigger the node."""
+    trigger: bool = True
+    """Whether a message on this port makes the node step (ignored for rate-driven nodes)."""
+    stale_ms: float | None = Field(default=None, gt=0)
+    """A message older than this when the node steps is a ``stale_input`` fault."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, value: Any) -> Any:
+        return {"from": value} if isinstance(value, str) else value
+
+    @field_validator("source")
+    @classmethod
+    def _check_source(cls, value: str) -> str:
+        if value.startswith(TIMER_PREFIX):
+            if timer_period_ns(value) is None:
+                raise ValueError(
+                    f"bad timer '{value}': write timer/<number><unit> with unit us, ms, s or hz, "
+                    "e.g. timer/20ms"
+                )
+        elif value.count("/") != 1 or not all(value.split("/")):
+            raise ValueError(f"bad source '{value}': write other_node/output or timer/20ms")
+        return value
+
+    @property
+    def is_timer(self) -> bool:
+        return self.source.startswith(TIMER_PREFIX)
+
+    @property
+    def node(self) -> str:
+        return self.source.split("/", 1)[0]
+
+    @property
+    def port(self) -> str:
+        return self.source.split("/", 1)[1]
+
+
+class RestartPolicy(_Strict):
+    """Backoff of the ``restart`` fault policy."""
+
+    max_restarts: int = Field(default=3, ge=0)
+    """Restarts allowed in one run; one more fault after that stops the loop."""
+    backoff_ms: float = Field(default=10.0, gt=0)
+    """Wait before the first restart; doubles after each consecutive fault."""
+    max_backoff_ms: float = Field(default=1000.0, gt=0)
+    """Upper bound of the wait."""
+
+
+FaultAction = Literal["restart", "hold_last", "fallback", "stop"]
+
+
+class FaultPolicy(_Strict):
+    """What happens when a node faults: written in YAML as ``restart``,
+    ``hold_last``, ``stop``, ``{fallback: node_id}`` or ``{restart: {...}}``."""
+
+    action: FaultAction = "restart"
+    fallback: str | None = None
+    restart: RestartPolicy = Field(default_factory=RestartPolicy)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value == "fallback":
+                raise ValueError("fallback needs a node: write on_fault: {fallback: <node id>}")
+            return {"action": value}
+        if isinstance(value, dict) and "action" not in value and len(value) == 1:
+            (key, arg), = value.items()
+            if key == "fallback":
+                return {"action": "fallback", "fallback": arg}
+            if key == "restart":
+                return {"action": "restart", "restart": arg or {}}
+        return value
+
+    @model_validator(mode="after")
+    def _fallback_named(self) -> FaultPolicy:
+        if self.action == "fallback" and not self.fallback:
+            raise ValueError("fallback needs a node: write on_fault: {fallback: <node id>}")
+        return self
+
+    def to_yaml_value(self) -> Any:
+        if self.action == "fallback":
+            return {"fallback": self.fallback}
+        if self.action == "restart" and self.restart != RestartPolicy():
+            return {"restart": self.restart.model_dump()}
+        return self.action
+
+
+class NodeSpec(_Strict):
+    """One node of a graph as written in YAML (the running object is a :class:`Node`)."""
+
+    id: str = Field(pattern=_ID_PATTERN)
+    type: str
+    config: dict[str, Any] = Field(default_factory=dict)
+    inputs: dict[str, InputSpec] = Field(default_factory=dict)
+    outputs: list[str] | None = None
+    """Outputs used; defaults to every output the node type declares."""
+    rate_hz: float | None = Field(default=None, gt=0)
+    """Run periodically at this rate (inputs are then sampled, not triggering)."""
+    deadline_ms: float | None = Field(default=None, gt=0)
+    """A step that takes longer than this (wall time) is a deadline miss."""
+    on_fault: FaultPolicy = Field(default_factory=FaultPolicy)
+    group: str = "main"
+    """Process group, for placing nodes in separate processes."""
+
+
+class ContractSpec(_Strict):
+    """A named sensor-to-actuator path with an end-to-end deadline."""
+
+    name: str
+    path: list[str] = Field(min_length=2)
+    deadline_ms: float = Field(gt=0)
+
+
+class LoopGraph(_Strict):
+    """A loop graph: nodes, their wiring and the loop's contracts."""
+
+    name: str
+    profile: str | None = None
+    """Hardware profile the loop targets (e.g. ``jetson-orin-nano-8gb``)."""
+    nodes: list[NodeSpec] = Field(default_factory=list)
+    contracts: list[ContractSpec] = Field(default_factory=list)
+
+    _file: str | None = PrivateAttr(default=None)
+    _lines: dict[tuple[Any, ...], int] = PrivateAttr(default_factory=dict)
+    _local_types: dict[str, type[Node]] = PrivateAttr(default_factory=dict)
+
+    # -- builder -------------------------------------------------------------------
+
+    def add_node(
+        self,
+        id: str,
+        type: str | type[Node],
+        *,
+        config: dict[str, Any] | None = None,
+        inputs: dict[str, str | dict[str, Any] | InputSpec] | None = None,
+        outputs: list[str] | None = None,
+        rate_hz: float | None = None,
+        deadline_ms: float | None = None,
+        on_fault: str | dict[str, Any] | FaultPolicy = "restart",
+        group: str = "main",
+    ) -> NodeSpec:
+        """Add a node; ``type`` is a registered name or a Node class used directly."""
+        type_name = type if isinstance(type, str) else type.__name__
+        if not isinstance(type, str):
+            self._local_types[type_name] = type
+        spec = NodeSpec.model_validate(
+            {
+                "id": id,
+                "type": type_name,
+                "config": dict(config or {}),
+                "inputs": {
+                    k: v.model_dump(by_alias=True) if isinstance(v, InputSpec) else v
+                    for k, v in (inputs or {}).items()
+                },
+                "outputs": outputs,
+                "rate_hz": rate_hz,
+                "deadline_ms": deadline_ms,
+                "on_fault": on_fault.model_dump() if isinstance(on_fault, FaultPolicy) else on_fault,
+                "group": group,
+            }
+        )
+        self.nodes.append(spec)
+        return spec
+
+    def add_contract(self, name: str, path: list[str], *, deadline_ms: float) -> ContractSpec:
+        """Add a sensor-to-actuator contract over ``path`` (node ids, in order)."""
+        contract = ContractSpec(name=name, path=list(path), deadline_ms=deadline_ms)
+        self.contracts.append(contract)
+        return contract
+
+    def node(self, node_id: str) -> NodeSpec:
+        """The node with this id (KeyError if none)."""
+        for spec in self.nodes:
+            if spec.id == node_id:
+                return spec
+        raise KeyError(node_id)
+
+    @property
+    def local_types(self) -> dict[str, type[Node]]:
+        """Node classes passed to :meth:`add_node` directly, by name."""
+        return dict(self._local_types)
+
+    # -- where things are written ---------------------------------------------------
+
+    @property
+    def file(self) -> str | None:
+        """The YAML file this graph was loaded from, if any."""
+        return self._file
+
+    def line_of(self, loc: tuple[Any, ...]) -> int | None:
+        """1-based line of the YAML entry at ``loc`` (or its closest parent)."""
+        return nearest_line(self._lines, loc)
+
+    # -- serialisation ------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The graph as plain data, in the YAML file's shape (defaults left out)."""
+        nodes = []
+        for spec in self.nodes:
+            entry: dict[str, Any] = {"id": spec.id, "type": spec.type}
+            if spec.config:
+                entry["config"] = dict(spec.config)
+            if spec.inputs:
+                entry["inputs"] = {
+                    port: _input_to_yaml(inp) for port, inp in spec.inputs.items()
+                }
+            for key in ("outputs", "rate_hz", "deadline_ms"):
+                if getattr(spec, key) is not None:
+                    entry[key] = getattr(spec, key)
+            if spec.on_fault != FaultPolicy():
+                entry["on_fault"] = spec.on_fault.to_yaml_value()
+            if spec.group != "main":
+                entry["group"] = spec.group
+            nodes.append(entry)
+        data: dict[str, Any] = {"name": self.name}
+        if self.profile is not None:
+            data["profile"] = self.profile
+        data["nodes"] = nodes
+        if self.contracts:
+            data["contracts"] = [c.model_dump() for c in self.contracts]
+        return data
+
+    def to_yaml(self) -> str:
+        """The graph as YAML text that :func:`load_graph` reads back to an equal graph."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def write(self, path: str | Path) -> None:
+        """Write the graph as YAML to ``path``."""
+        Path(path).write_text(self.to_yaml())
+
+
+def nearest_line(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | None:
+    """The line of ``loc`` in a YAML line index, or of its closest indexed parent."""
+    for end in range(len(loc), -1, -1):
+        line = lines.get(tuple(loc[:end]))
+        if line is not None:
+            return line
+    return None
+
+
+def field_path(loc: tuple[Any, ...]) -> str:
+    """Write a location tuple the way users read it: ``nodes[2].inputs.obs``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _input_to_yaml(inp: InputSpec) -> Any:
+    data = inp.model_dump(by_alias=True, exclude_defaults=True)
+    data["from"] = inp.source
+    return inp.source if list(data) == ["from"] else data

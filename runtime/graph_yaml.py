@@ -1,0 +1,121 @@
+"""Reading loop graphs from YAML, keeping the line of every entry for error messages."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from edgeloop.runtime.errors import GraphError, GraphProblem
+from edgeloop.runtime.graph import (
+    ContractSpec,
+    FaultPolicy,
+    InputSpec,
+    LoopGraph,
+    NodeSpec,
+    field_path,
+    nearest_line,
+)
+
+_FIELDS_AT = {
+    "": LoopGraph, "nodes": NodeSpec, "contracts": ContractSpec,
+    "inputs": InputSpec, "on_fault": FaultPolicy,
+}
+
+
+def load_graph(source: str | Path, *, text: str | None = None) -> LoopGraph:
+    """Read a loop graph from a YAML file (or from ``text``, naming it ``source``).
+
+    Checks the schema only; :func:`edgeloop.runtime.validation.validate_graph`
+    checks node types, wiring, cycles and contracts against a registry.
+
+    Raises:
+        GraphError: the file is missing, is not YAML, or breaks the schema; it
+            lists every problem with file, line and field.
+    """
+    file = str(source)
+    if text is None:
+        try:
+            text = Path(source).read_text()
+        except OSError as exc:
+            raise GraphError([GraphProblem(f"cannot read graph file: {exc.strerror}", file=file,
+                                           fix="check the path")]) from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise GraphError([GraphProblem(f"not valid YAML: {problem}", file=file, line=line,
+                                       fix="fix the YAML syntax at that line")]) from None
+    lines: dict[tuple[Any, ...], int] = {}
+    if root is not None:
+        _index_lines(root, (), lines)
+    if not isinstance(data, dict):
+        raise GraphError([GraphProblem("a loop graph must be a mapping with 'name' and 'nodes'",
+                                       file=file, line=1, fix="see examples/pendulum/loop.yaml")])
+    try:
+        graph = LoopGraph.model_validate(data)
+    except ValidationError as exc:
+        problems = [_problem_from_pydantic(err, file, lines, data) for err in exc.errors()]
+        raise GraphError(problems) from None
+    graph._file = file
+    graph._lines = lines
+    return graph
+
+
+def _index_lines(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> None:
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value
+            lines[path + (key,)] = key_node.start_mark.line + 1
+            _index_lines(value_node, path + (key,), lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _index_lines(item, path + (i,), lines)
+
+
+def _problem_from_pydantic(
+    err: dict[str, Any], file: str, lines: dict[tuple[Any, ...], int], data: dict[str, Any]
+) -> GraphProblem:
+    # Drop pydantic's validator-kind entries (e.g. 'function-before[...]') from the path.
+    loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and "[" in x))
+    field = field_path(loc)
+    kind = err["type"]
+    message = err["msg"].removeprefix("Value error, ")
+    fix = ""
+    if kind == "extra_forbidden":
+        known = _known_fields(loc)
+        close = difflib.get_close_matches(str(loc[-1]), known, n=2)
+        message = f"unknown field '{loc[-1]}'"
+        fix = f"did you mean '{close[0]}'?" if close else f"known fields: {', '.join(known)}"
+    elif kind == "missing":
+        message = f"required field '{loc[-1]}' is missing"
+        fix = f"add '{loc[-1]}:'"
+    elif kind in ("greater_than", "greater_than_equal"):
+        message = f"must be {err['msg'].removeprefix('Input should be ')}, got {err.get('input')!r}"
+        fix = "use a positive value"
+    elif kind == "string_pattern_mismatch":
+        message = f"'{err.get('input')}' is not a valid id"
+        fix = "use letters, digits, '_' and '-', starting with a letter or '_'"
+    elif kind == "literal_error":
+        fix = f"use {message.removeprefix('Input should be ')}"
+        message = f"got {err.get('input')!r}"
+    return GraphProblem(message, field=field, file=file, line=nearest_line(lines, loc), fix=fix)
+
+
+def _known_fields(loc: tuple[Any, ...]) -> list[str]:
+    parent = next((x for x in reversed(loc[:-1]) if isinstance(x, str) and x in _FIELDS_AT), "")
+    if parent == "inputs" and len(loc) >= 2 and loc[-2] != "inputs":
+        model = InputSpec
+    elif parent == "inputs":
+        return []
+    else:
+        model = _FIELDS_AT[parent]
+    return [f.alias or name for name, f in model.model_fields.items()]
+

@@ -1,0 +1,163 @@
+"""Run metrics: latency recorders and the run report (table and JSON).
+
+Recording is an ``append`` of integer nanoseconds to a list on the per-tick
+path; lists are folded into a log-spaced histogram (1 % wide bins) every few
+thousand timer firings, so memory stays bounded on long runs while short runs
+keep exact percentiles.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+_FOLD_AT = 1 << 15
+_BIN_RATIO = 1.01
+_LOG_RATIO = math.log(_BIN_RATIO)
+_N_BINS = int(math.log(1e13) / _LOG_RATIO) + 2  # up to ~3 hours in ns
+
+
+class LatencyRecorder:
+    """Collects durations in ns; ``samples.append`` is the only per-tick cost."""
+
+    __slots__ = ("_folded", "_hist", "_max", "samples")
+
+    def __init__(self) -> None:
+        self.samples: list[int] = []
+        self._hist: np.ndarray | None = None
+        self._folded = 0
+        self._max = 0
+
+    def fold_if_large(self) -> None:
+        """Move samples into the histogram once there are many of them."""
+        if len(self.samples) >= _FOLD_AT:
+            self._fold()
+
+    def _fold(self) -> None:
+        if not self.samples:
+            return
+        values = np.asarray(self.samples, dtype=np.float64)
+        self.samples.clear()
+        self._max = max(self._max, int(values.max()))
+        bins = np.floor(np.log(np.maximum(values, 1.0)) / _LOG_RATIO).astype(np.int64)
+        counts = np.bincount(np.clip(bins, 0, _N_BINS - 1), minlength=_N_BINS)
+        self._hist = counts if self._hist is None else self._hist + counts
+        self._folded += len(values)
+
+    @property
+    def count(self) -> int:
+        return self._folded + len(self.samples)
+
+    def summary_ns(self) -> tuple[float, float, float]:
+        """(p50, p99, max) in ns; exact until the first fold, then within 1 %."""
+        if self.count == 0:
+            return (math.nan, math.nan, math.nan)
+        if self._hist is None:
+            values = np.asarray(self.samples, dtype=np.float64)
+            p50, p99 = np.percentile(values, [50, 99])
+            return (float(p50), float(p99), float(values.max()))
+        self._fold()
+        cumulative = np.cumsum(self._hist)
+        total = cumulative[-1]
+
+        def quantile(q: float) -> float:
+            index = int(np.searchsorted(cumulative, q * total))
+            return _BIN_RATIO ** (index + 0.5)
+
+        return (quantile(0.5), quantile(0.99), float(self._max))
+
+
+@dataclass
+class NodeStats:
+    """Per-node figures of one run. Latencies are wall-clock step times in µs."""
+
+    id: str
+    type: str
+    calls: int = 0
+    p50_us: float = math.nan
+    p99_us: float = math.nan
+    max_us: float = math.nan
+    deadline_ms: float | None = None
+    deadline_misses: int = 0
+    drops: dict[str, int] = field(default_factory=dict)
+    faults: dict[str, int] = field(default_factory=dict)
+    restarts: int = 0
+    skipped: int = 0
+
+
+@dataclass
+class ContractStats:
+    """Per-contract sense-to-act latency (clock time: simulated in --sim runs), ms."""
+
+    name: str
+    path: list[str]
+    deadline_ms: float
+    count: int = 0
+    p50_ms: float = math.nan
+    p99_ms: float = math.nan
+    max_ms: float = math.nan
+    deadline_misses: int = 0
+
+
+@dataclass
+class TimerStats:
+    """How late timers fired (0 in simulated time), and ticks skipped by overruns."""
+
+    source: str
+    period_ms: float
+    fired: int = 0
+    jitter_p50_us: float = math.nan
+    jitter_p99_us: float = math.nan
+    jitter_max_us: float = math.nan
+    overruns: int = 0
+
+
+@dataclass
+class RunReport:
+    """Everything measured in one run; ``to_json`` writes it for tools."""
+
+    graph: str
+    simulated: bool
+    seed: int
+    stop_reason: str
+    duration_s: float
+    wall_s: float
+    nodes: list[NodeStats]
+    contracts: list[ContractStats]
+    timers: list[TimerStats]
+    series: dict[str, list[float]] = field(default_factory=dict)
+    fault_log: list[dict[str, Any]] = field(default_factory=list)
+
+    def node(self, node_id: str) -> NodeStats:
+        """The stats of one node (KeyError if none)."""
+        for stats in self.nodes:
+            if stats.id == node_id:
+                return stats
+        raise KeyError(node_id)
+
+    def contract(self, name: str) -> ContractStats:
+        """The stats of one contract (KeyError if none)."""
+        for stats in self.contracts:
+            if stats.name == name:
+                return stats
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _json_safe(asdict(self))
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value

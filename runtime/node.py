@@ -1,0 +1,306 @@
+"""The node API: what a node type declares and the methods the executor calls.
+
+A node type is a small class::
+
+    class Gain(edgeloop.Controller):
+        '''Multiplies the observation by a gain.'''
+
+        inputs = (Port("obs", dtype="float64"),)
+        outputs = (Port("action", dtype="float64"),)
+
+        @dataclass(frozen=True)
+        class Config:
+            gain: float = 1.0
+            '''Multiplier applied to every element.'''
+
+        def step(self, inputs):
+            return {"action": inputs["obs"] * self.config.gain}
+
+The executor calls ``setup(ctx)`` once, ``step(inputs)`` whenever the node is
+triggered, and ``close()`` at the end (and around a restart). ``inputs`` maps
+each input port to the latest payload (``None`` before the first message) or,
+for a ``fifo`` port, to the list of payloads that arrived since the last step.
+``step`` returns a mapping of output port to payload, or None for no output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import TypeAdapter, ValidationError
+
+from edgeloop.runtime.errors import NodeConfigError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from edgeloop.runtime.clocks import Clock
+
+
+@dataclass(frozen=True)
+class Port:
+    """A named input or output of a node type.
+
+    Attributes:
+        name: A noun for what flows (``obs``, ``action``, ``image``).
+        dtype: numpy dtype name of the payload, e.g. ``"float32"``. A float
+            dtype on an output makes non-finite values a fault.
+        shape: Expected shape, ``None`` entries for free dimensions.
+        units: Physical units, e.g. ``"rad"``, ``"N*m"``.
+        doc: One line on what the value means.
+    """
+
+    name: str
+    dtype: str | None = None
+    shape: tuple[int | None, ...] | None = None
+    units: str = ""
+    doc: str = ""
+
+    @property
+    def is_float(self) -> bool:
+        """True when the declared dtype is a floating-point type."""
+        return self.dtype is not None and self.dtype.startswith(("float", "f"))
+
+
+@dataclass(frozen=True)
+class NoConfig:
+    """A node type that takes no configuration."""
+
+
+class NodeContext:
+    """What a node gets in ``setup``: its identity, config, clock and resources.
+
+    Attributes:
+        node_id: The node's id in the graph.
+        config: The node's validated Config instance.
+        clock: The loop's clock (``clock.simulated`` tells which).
+        logger: A logger named ``edgeloop.node.<id>``.
+        profile: The graph's hardware profile name, or None.
+        rng: A numpy Generator seeded from the run seed and the node id.
+        seed: The run seed.
+    """
+
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        config: Any,
+        clock: Clock,
+        rng: np.random.Generator,
+        seed: int,
+        profile: str | None,
+        resources: dict[str, Any],
+        metrics: dict[str, list[float]],
+    ) -> None:
+        self.node_id = node_id
+        self.config = config
+        self.clock = clock
+        self.rng = rng
+        self.seed = seed
+        self.profile = profile
+        self.logger = logging.getLogger(f"edgeloop.node.{node_id}")
+        self._resources = resources
+        self._metrics = metrics
+
+    def now(self) -> float:
+        """Clock time in seconds since the loop started."""
+        return self.clock.now_ns() / 1e9
+
+    def shared(self, key: str, factory: Callable[[], Any]) -> Any:
+        """Return the loop-wide resource ``key``, creating it with ``factory`` once.
+
+        Nodes that work on one object (a simulated plant read by a sensor and
+        driven by an actuator) meet here.
+        """
+        if key not in self._resources:
+            self._resources[key] = factory()
+        return self._resources[key]
+
+    def record(self, name: str, value: float) -> None:
+        """Add one value to the series ``<node id>.<name>`` of the run report (e.g. episode returns)."""
+        self._metrics.setdefault(f"{self.node_id}.{name}", []).append(float(value))
+
+
+class Node:
+    """Base class of every node type.
+
+    Subclasses set ``inputs``, ``outputs`` (tuples of :class:`Port` or names)
+    and, when configurable, a frozen dataclass ``Config``.
+    """
+
+    inputs: ClassVar[tuple[Port | str, ...]] = ()
+    outputs: ClassVar[tuple[Port | str, ...]] = ()
+    Config: ClassVar[type] = NoConfig
+    role: ClassVar[str] = "node"
+
+    ctx: NodeContext
+    config: Any
+
+    def setup(self, ctx: NodeContext) -> None:
+        """Called once before the loop starts (and again after a restart)."""
+        self.ctx = ctx
+        self.config = ctx.config
+
+    def step(self, inputs: dict[str, Any]) -> Mapping[str, Any] | None:
+        """Do one step of work; return output payloads by port name, or None."""
+        return None
+
+    def close(self) -> None:
+        """Release what ``setup`` acquired. Called at the end and before a restart."""
+
+
+class Sensor(Node):
+    """A node that turns the world into messages; runs on its rate or a timer."""
+
+    role = "sensor"
+
+
+class Model(Node):
+    """A node that maps inputs to predictions (e.g. an ONNX model)."""
+
+    role = "model"
+
+
+class Controller(Node):
+    """A node that turns observations into actions."""
+
+    role = "controller"
+
+
+class Actuator(Node):
+    """A node that acts on the world; sense-to-act latency is measured at its inputs."""
+
+    role = "actuator"
+
+
+class Monitor(Node):
+    """A node that watches streams (logging, health) and acts on nothing."""
+
+    role = "monitor"
+
+
+def port_list(ports: tuple[Port | str, ...]) -> tuple[Port, ...]:
+    """Normalise a declaration of ports to :class:`Port` objects."""
+    return tuple(p if isinstance(p, Port) else Port(p) for p in ports)
+
+
+_ADAPTERS: dict[type, TypeAdapter] = {}
+
+
+def build_config(node_type: str, config_cls: type, values: Mapping[str, Any] | None) -> Any:
+    """Validate a config mapping against a node type's Config dataclass.
+
+    Raises:
+        NodeConfigError: an unknown key (with close matches), a missing
+            required key, or a value of the wrong type.
+    """
+    values = dict(values or {})
+    names = [f.name for f in dataclasses.fields(config_cls)]
+    for key in values:
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=3)
+            fix = f"did you mean {', '.join(close)}?" if close else (
+                f"known keys: {', '.join(names)}" if names else "this node type takes no config"
+            )
+            raise NodeConfigError(
+                f"unknown config key '{key}' for node type '{node_type}'",
+                node_type=node_type, key=key, fix=fix,
+            )
+    adapter = _ADAPTERS.get(config_cls)
+    if adapter is None:
+        adapter = _ADAPTERS[config_cls] = TypeAdapter(config_cls)
+    try:
+        return adapter.validate_python(values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(x) for x in err["loc"])
+        raise NodeConfigError(
+            f"config key '{key}' of node type '{node_type}': {err['msg']} "
+            f"(got {err.get('input')!r})",
+            node_type=node_type, key=key,
+            fix=_field_doc(config_cls, key) or "see `edgeloop plugins` for the node's Config",
+        ) from None
+
+
+def _field_doc(config_cls: type, key: str) -> str:
+    for f in dataclasses.fields(config_cls):
+        if f.name == key:
+            return f"expected {getattr(f.type, '__name__', f.type)}"
+    return ""
+
+
+def node(
+    func: Callable[..., Any] | None = None,
+    *,
+    outputs: tuple[str | Port, ...] = ("out",),
+    role: str = "node",
+) -> Any:
+    """Turn a plain function into a node type.
+
+    Positional parameters become input ports; keyword-only parameters with
+    defaults become config keys. The return value is the payload of the
+    single output, a tuple with one payload per output, or None::
+
+        @edgeloop.node(outputs=("action",))
+        def gain(obs, *, k: float = 2.0):
+            return obs * k
+
+    Returns:
+        A :class:`Node` subclass named after the function.
+    """
+
+    def wrap(fn: Callable[..., Any]) -> type[Node]:
+        sig = inspect.signature(fn)
+        in_names: list[str] = []
+        fields: list[tuple[str, Any, Any]] = []
+        for p in sig.parameters.values():
+            if p.kind is p.KEYWORD_ONLY:
+                if p.default is p.empty:
+                    raise TypeError(f"config parameter '{p.name}' of {fn.__name__} needs a default")
+                ann = p.annotation if p.annotation is not p.empty else Any
+                fields.append((p.name, ann, dataclasses.field(default=p.default)))
+            elif p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+                in_names.append(p.name)
+            else:
+                raise TypeError(f"{fn.__name__}: *args/**kwargs cannot be ports or config")
+        config_cls = dataclasses.make_dataclass(f"{fn.__name__}_config", fields, frozen=True)
+        out_ports = port_list(outputs)
+        out_names = tuple(p.name for p in out_ports)
+        single = len(out_names) == 1
+
+        def step(self: Node, inputs: dict[str, Any]) -> Mapping[str, Any] | None:
+            result = fn(*[inputs[n] for n in in_names], **self._kwargs)
+            if result is None:
+                return None
+            if single:
+                return {out_names[0]: result}
+            if isinstance(result, Mapping):
+                return result
+            return dict(zip(out_names, result, strict=True))
+
+        def setup(self: Node, ctx: NodeContext) -> None:
+            Node.setup(self, ctx)
+            self._kwargs = dataclasses.asdict(ctx.config)
+
+        return type(
+            fn.__name__,
+            (Node,),
+            {
+                "__doc__": fn.__doc__ or f"Function node {fn.__name__}.",
+                "__module__": fn.__module__,
+                "inputs": tuple(in_names),
+                "outputs": out_ports,
+                "Config": config_cls,
+                "role": role,
+                "setup": setup,
+                "step": step,
+            },
+        )
+
+    return wrap(func) if func is not None else wrap

@@ -1,0 +1,147 @@
+"""Plugin discovery: the pluggy manager, entry points, and the node-type table."""
+
+from __future__ import annotations
+
+import difflib
+import importlib.metadata
+import inspect
+from dataclasses import dataclass
+from typing import Any
+
+import pluggy
+
+from edgeloop.runtime import hookspecs
+from edgeloop.runtime.errors import EdgeloopError, PluginError
+from edgeloop.runtime.node import Node
+
+ENTRY_POINT_GROUP = "edgeloop"
+
+
+@dataclass(frozen=True)
+class NodeTypeInfo:
+    """A registered node type.
+
+    Attributes:
+        name: The name graphs use in ``type:``.
+        cls: The Node subclass.
+        plugin: Name of the plugin that registered it.
+    """
+
+    name: str
+    cls: type[Node]
+    plugin: str
+
+    @property
+    def description(self) -> str:
+        """First line of the class docstring."""
+        doc = inspect.getdoc(self.cls) or ""
+        return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+@dataclass(frozen=True)
+class PluginFailure:
+    """A plugin that could not be loaded; the others still are."""
+
+    name: str
+    error: str
+
+
+class UnknownNodeTypeError(EdgeloopError):
+    """Raised when a graph names a node type no plugin registered."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name = name
+        self.close_matches = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        fix = (
+            f"did you mean {', '.join(self.close_matches)}?"
+            if self.close_matches
+            else "run `edgeloop plugins` to list the registered node types"
+        )
+        self.fix = fix
+        super().__init__(f"unknown node type '{name}' (fix: {fix})")
+
+
+class PluginRegistry:
+    """The pluggy manager plus the node types its plugins registered.
+
+    Args:
+        entry_points: Load plugins from the ``edgeloop`` entry-point group
+            (edgeloop's built-in node types come in the same way).
+        plugins: Extra plugin objects to register, as ``{name: plugin}``.
+    """
+
+    def __init__(self, *, entry_points: bool = True, plugins: dict[str, Any] | None = None) -> None:
+        self.manager = pluggy.PluginManager(ENTRY_POINT_GROUP)
+        self.manager.add_hookspecs(hookspecs)
+        self.failures: list[PluginFailure] = []
+        self.node_types: dict[str, NodeTypeInfo] = {}
+        if entry_points:
+            self._load_entry_points()
+        for name, plugin in (plugins or {}).items():
+            self.add_plugin(plugin, name)
+
+    @property
+    def hook(self) -> Any:
+        """The pluggy hook relay (``registry.hook.edgeloop_loop_started(...)``)."""
+        return self.manager.hook
+
+    def _load_entry_points(self) -> None:
+        seen: set[str] = set()
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if ep.name in seen:  # the same distribution visible twice on sys.path
+                continue
+            seen.add(ep.name)
+            try:
+                plugin = ep.load()
+                self.add_plugin(plugin, ep.name)
+            except Exception as exc:  # one broken plugin must not hide the others
+                self.failures.append(PluginFailure(ep.name, f"{type(exc).__name__}: {exc}"))
+
+    def add_plugin(self, plugin: Any, name: str) -> None:
+        """Register a plugin object and collect the node types it contributes.
+
+        Raises:
+            PluginError: it registers a name another plugin already has, or
+                something that is not a Node subclass.
+        """
+        self.manager.register(plugin, name=name)
+        impl = getattr(plugin, "edgeloop_register_node_types", None)
+        if impl is None:
+            return
+        try:
+            contributed = impl()
+        except Exception as exc:
+            self.manager.unregister(plugin)
+            raise PluginError(
+                f"plugin '{name}' failed in edgeloop_register_node_types: {exc}", plugin=name
+            ) from exc
+        for type_name, cls in dict(contributed or {}).items():
+            if not (isinstance(cls, type) and issubclass(cls, Node)):
+                raise PluginError(
+                    f"plugin '{name}' registered node type '{type_name}' as {cls!r}, "
+                    "which is not a subclass of edgeloop.Node",
+                    plugin=name,
+                )
+            self.add_node_type(type_name, cls, plugin=name)
+
+    def add_node_type(self, name: str, cls: type[Node], *, plugin: str = "local") -> None:
+        """Register one node type directly (used for node classes passed in Python)."""
+        existing = self.node_types.get(name)
+        if existing is not None and existing.cls is not cls:
+            raise PluginError(
+                f"node type '{name}' is registered twice: by plugin '{existing.plugin}' "
+                f"and by plugin '{plugin}' (fix: rename one of them)",
+                plugin=plugin,
+            )
+        self.node_types[name] = NodeTypeInfo(name, cls, plugin)
+
+    def node_type(self, name: str) -> NodeTypeInfo:
+        """Look up a node type by name.
+
+        Raises:
+            UnknownNodeTypeError: no plugin registered it (with close matches).
+        """
+        try:
+            return self.node_types[name]
+        except KeyError:
+            raise UnknownNodeTypeError(name, sorted(self.node_types)) from None

@@ -1,0 +1,179 @@
+"""Checking a loop graph against the registered node types: every problem at once."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from edgeloop.runtime.errors import GraphError, GraphProblem, NodeConfigError
+from edgeloop.runtime.graph import LoopGraph, NodeSpec, field_path
+from edgeloop.runtime.node import Node, build_config, port_list
+from edgeloop.runtime.plugins import PluginRegistry, UnknownNodeTypeError
+
+RESERVED_IDS = frozenset({"timer"})
+
+
+def validate_graph(graph: LoopGraph, registry: PluginRegistry) -> list[GraphProblem]:
+    """Return every problem in ``graph``: unknown types and config keys, bad
+    wiring, duplicate ids, unmarked cycles, nodes that never run, bad fault
+    fallbacks and contract paths that do not exist. Empty means valid."""
+    problems: list[GraphProblem] = []
+
+    def problem(loc: tuple[Any, ...], message: str, fix: str = "") -> None:
+        field = field_path(loc)
+        problems.append(GraphProblem(message, field=field, file=graph.file,
+                                     line=graph.line_of(loc), fix=fix))
+
+    by_id: dict[str, int] = {}
+    for i, spec in enumerate(graph.nodes):
+        if spec.id in RESERVED_IDS:
+            problem(("nodes", i, "id"), f"'{spec.id}' is reserved", "choose another id")
+        elif spec.id in by_id:
+            problem(("nodes", i, "id"), f"duplicate node id '{spec.id}' (first at nodes[{by_id[spec.id]}])",
+                    "give every node a unique id")
+        else:
+            by_id[spec.id] = i
+
+    classes: dict[str, type[Node]] = {}
+    for i, spec in enumerate(graph.nodes):
+        cls = _node_class(graph, registry, spec, ("nodes", i, "type"), problem)
+        if cls is None:
+            continue
+        classes.setdefault(spec.id, cls)
+        try:
+            build_config(spec.type, cls.Config, spec.config)
+        except NodeConfigError as exc:
+            key = exc.key.split(".")[0] if exc.key else ""
+            problem(("nodes", i, "config", key) if key else ("nodes", i, "config"),
+                    str(exc).split(" (fix:")[0], exc.fix)
+        declared_in = [p.name for p in port_list(cls.inputs)]
+        for port in spec.inputs:
+            if port not in declared_in and not getattr(cls, "accepts_any_inputs", False):
+                problem(("nodes", i, "inputs", port),
+                        f"node type '{spec.type}' has no input '{port}'",
+                        _choices(port, declared_in, "inputs"))
+        declared_out = [p.name for p in port_list(cls.outputs)]
+        for port in spec.outputs or []:
+            if port not in declared_out:
+                problem(("nodes", i, "outputs"), f"node type '{spec.type}' has no output '{port}'",
+                        _choices(port, declared_out, "outputs"))
+
+    def outputs_of(node_id: str) -> list[str]:
+        spec = graph.nodes[by_id[node_id]]
+        if spec.outputs is not None:
+            return list(spec.outputs)
+        cls = classes.get(node_id)
+        return [p.name for p in port_list(cls.outputs)] if cls else []
+
+    fallback_targets = {s.on_fault.fallback for s in graph.nodes if s.on_fault.action == "fallback"}
+    for i, spec in enumerate(graph.nodes):
+        for port, inp in spec.inputs.items():
+            loc = ("nodes", i, "inputs", port)
+            if inp.is_timer:
+                continue
+            if inp.node not in by_id:
+                problem(loc, f"input wired to missing node '{inp.node}'",
+                        _choices(inp.node, list(by_id), "nodes"))
+            elif inp.node in classes and inp.port not in outputs_of(inp.node):
+                problem(loc, f"node '{inp.node}' has no output '{inp.port}'",
+                        _choices(inp.port, outputs_of(inp.node), "outputs"))
+        triggers = any(inp.is_timer or (inp.trigger and not inp.feedback) for inp in spec.inputs.values())
+        if spec.rate_hz is None and not triggers and spec.id not in fallback_targets:
+            problem(("nodes", i), f"node '{spec.id}' never runs: it has no rate and no triggering input",
+                    "give it rate_hz, wire an input, or a timer input such as timer/20ms")
+        if spec.on_fault.action == "fallback":
+            _check_fallback(spec, i, by_id, outputs_of, problem)
+
+    for cycle in _unmarked_cycles(graph, by_id):
+        spec_index = by_id[cycle[0]]
+        problem(("nodes", spec_index, "inputs"),
+                "cycle without a feedback edge: " + " -> ".join(cycle + [cycle[0]]),
+                "mark one edge of the cycle with 'feedback: true'")
+
+    for c, contract in enumerate(graph.contracts):
+        _check_contract(graph, c, contract.path, by_id, problem)
+    return problems
+
+
+def check_graph(graph: LoopGraph, registry: PluginRegistry) -> None:
+    """Raise :class:`GraphError` listing every problem, if there are any."""
+    problems = validate_graph(graph, registry)
+    if problems:
+        raise GraphError(problems)
+
+
+def node_class(graph: LoopGraph, registry: PluginRegistry, spec: NodeSpec) -> type[Node]:
+    """The class behind a node spec: a class given in Python, else the registry's."""
+    return graph.local_types.get(spec.type) or registry.node_type(spec.type).cls
+
+
+def _node_class(graph, registry, spec, loc, problem) -> type[Node] | None:  # noqa: ANN001
+    try:
+        return node_class(graph, registry, spec)
+    except UnknownNodeTypeError as exc:
+        problem(loc, f"unknown node type '{spec.type}'", exc.fix)
+        return None
+
+
+def _check_fallback(spec, i, by_id, outputs_of, problem) -> None:  # noqa: ANN001
+    target = spec.on_fault.fallback
+    loc = ("nodes", i, "on_fault")
+    if target == spec.id:
+        problem(loc, "a node cannot be its own fallback", "name another node")
+    elif target not in by_id:
+        problem(loc, f"fallback node '{target}' does not exist", _choices(target, list(by_id), "nodes"))
+    else:
+        missing = sorted(set(outputs_of(spec.id)) - set(outputs_of(target)))
+        if missing:
+            problem(loc, f"fallback node '{target}' lacks output(s) {', '.join(missing)} of '{spec.id}'",
+                    "use a fallback node with the same outputs")
+
+
+def _check_contract(graph, c, path, by_id, problem) -> None:  # noqa: ANN001
+    loc = ("contracts", c, "path")
+    for node_id in path:
+        if node_id not in by_id:
+            problem(loc, f"contract path names missing node '{node_id}'",
+                    _choices(node_id, list(by_id), "nodes"))
+            return
+    for upstream, downstream in zip(path, path[1:]):
+        spec = graph.nodes[by_id[downstream]]
+        if not any(not inp.is_timer and inp.node == upstream for inp in spec.inputs.values()):
+            problem(loc, f"contract path has no edge {upstream} -> {downstream}",
+                    f"wire an input of '{downstream}' to an output of '{upstream}', or fix the path")
+            return
+
+
+def _unmarked_cycles(graph: LoopGraph, by_id: dict[str, int]) -> list[list[str]]:
+    edges: dict[str, list[str]] = {node_id: [] for node_id in by_id}
+    for spec in graph.nodes:
+        for inp in spec.inputs.values():
+            if not inp.is_timer and not inp.feedback and inp.node in by_id and spec.id in edges:
+                edges[inp.node].append(spec.id)
+    cycles: list[list[str]] = []
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    stack: list[str] = []
+
+    def visit(node_id: str) -> None:
+        state[node_id] = 1
+        stack.append(node_id)
+        for nxt in edges[node_id]:
+            if state.get(nxt) == 1:
+                cycles.append(stack[stack.index(nxt):])
+            elif nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node_id] = 2
+
+    for node_id in edges:
+        if node_id not in state:
+            visit(node_id)
+    return cycles
+
+
+def _choices(value: str, known: list[str], what: str) -> str:
+    close = difflib.get_close_matches(value, known, n=3, cutoff=0.5)
+    if close:
+        return f"did you mean {', '.join(close)}?"
+    return f"known {what}: {', '.join(known)}" if known else f"there are no {what} to wire to"
+

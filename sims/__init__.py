@@ -1,0 +1,1 @@
+"""Task spaces, samplers (MPTS and baselines), training, evaluation and worlds (issue 4)."""
