@@ -1,0 +1,177 @@
+"""The ``edgeloop`` command line.
+
+User errors (a bad graph, an unknown node type, a missing file) print one
+clear message without a traceback and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from edgeloop.runtime.errors import EdgeloopError, GraphError
+from edgeloop.runtime.executor import Executor
+from edgeloop.runtime.graph_yaml import load_graph
+from edgeloop.runtime.metrics import RunReport
+from edgeloop.runtime.plugins import PluginRegistry
+from edgeloop.runtime.validation import check_graph
+
+USER_ERROR = 2
+
+_out = Console()
+_err = Console(stderr=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgeloop",
+        description="Run sensing-to-action loops described as YAML graphs, and inspect them.",
+        epilog="Quick start: edgeloop run examples/pendulum/loop.yaml --sim --duration 20",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run", help="run a loop graph and print its report",
+        description="Run a loop graph in real time (default) or in simulated time (--sim), "
+                    "then print per-node latency, drops and faults, contract latency and "
+                    "deadline misses, and timer jitter.")
+    run.add_argument("graph", type=Path, help="loop graph YAML file")
+    run.add_argument("--duration", type=float, default=None, metavar="S",
+                     help="seconds of clock time to run (default: until Ctrl-C; 10 with --sim)")
+    run.add_argument("--sim", action="store_true",
+                     help="simulated clock: deterministic and as fast as the CPU allows")
+    run.add_argument("--seed", type=int, default=0, metavar="N",
+                     help="seed for node random generators and simulated plants (default 0)")
+    run.add_argument("--json", type=Path, default=None, metavar="FILE",
+                     help="also write the report as JSON to FILE")
+    run.add_argument("--quiet", action="store_true", help="print no progress bar and no table")
+    run.add_argument("-v", "--verbose", action="store_true", help="log node messages (INFO)")
+
+    validate = sub.add_parser(
+        "validate", help="check a loop graph and list every problem",
+        description="Check a graph's schema, node types, config, wiring, cycles and contracts. "
+                    "Prints every problem with file:line and field; exits 2 if there are any.")
+    validate.add_argument("graph", type=Path, help="loop graph YAML file")
+
+    sub.add_parser("plugins", help="list registered node types and plugins that failed to load",
+                   description="List every node type registered through the 'edgeloop' "
+                               "entry-point group, and plugins that failed to load with why.")
+
+    graph = sub.add_parser("graph", help="print a loop graph as text or Mermaid",
+                           description="Print the nodes and wiring of a graph, as indented "
+                                       "text or (--mermaid) as a Mermaid flowchart.")
+    graph.add_argument("graph", type=Path, help="loop graph YAML file")
+    graph.add_argument("--mermaid", action="store_true", help="print a Mermaid flowchart")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``edgeloop`` command; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except GraphError as exc:
+        _err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        return USER_ERROR
+    except EdgeloopError as exc:
+        _err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        return USER_ERROR
+
+
+def _registry() -> PluginRegistry:
+    registry = PluginRegistry()
+    for failure in registry.failures:
+        _err.print(f"[yellow]warning:[/] plugin '{failure.name}' failed to load: "
+                   f"{escape(failure.error)}", highlight=False)
+    return registry
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from edgeloop.runtime.report_table import print_report
+
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(name)s: %(message)s")
+    graph = load_graph(args.graph)
+    duration = args.duration if args.duration is not None or not args.sim else 10.0
+    if duration is not None and duration <= 0:
+        raise EdgeloopError(f"--duration must be positive, got {duration:g}")
+    executor = Executor(graph, registry=_registry(), simulated=args.sim, seed=args.seed)
+    report = _run_with_progress(executor, duration, show=not args.quiet)
+    if not args.quiet:
+        print_report(report, _out)
+    if args.json is not None:
+        args.json.write_text(report.to_json())
+        if not args.quiet:
+            _out.print(f"report written to {args.json}")
+    return 1 if report.stop_reason.startswith("node") or "fallback" in report.stop_reason else 0
+
+
+def _run_with_progress(executor: Executor, duration: float | None, *, show: bool) -> RunReport:
+    if not show or duration is None or not _err.is_terminal:
+        return executor.run(duration)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    done = threading.Event()
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                  TextColumn("{task.completed:.1f}/{task.total:.1f} s"), TimeRemainingColumn(),
+                  console=_err, transient=True) as progress:
+        task = progress.add_task(executor.graph.name, total=duration)
+
+        def poll() -> None:  # reads the clock only; never touches the loop
+            while not done.wait(0.1):
+                progress.update(task, completed=min(executor.clock.now_ns() / 1e9, duration))
+
+        watcher = threading.Thread(target=poll, daemon=True)
+        watcher.start()
+        try:
+            return executor.run(duration)
+        finally:
+            done.set()
+            watcher.join()
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    graph = load_graph(args.graph)
+    check_graph(graph, _registry())
+    _out.print(f"[green]ok:[/] {args.graph}: graph '{graph.name}' is valid "
+               f"({len(graph.nodes)} nodes, {len(graph.contracts)} contracts)", highlight=False)
+    return 0
+
+
+def _cmd_plugins(args: argparse.Namespace) -> int:
+    registry = _registry()
+    table = Table(title="node types", title_justify="left")
+    for col in ("type", "role", "plugin", "description"):
+        table.add_column(col)
+    for name in sorted(registry.node_types):
+        info = registry.node_types[name]
+        table.add_row(name, info.cls.role, info.plugin, info.description)
+    _out.print(table)
+    if registry.failures:
+        failed = Table(title="plugins that failed to load", title_justify="left")
+        failed.add_column("plugin")
+        failed.add_column("error")
+        for failure in registry.failures:
+            failed.add_row(failure.name, failure.error)
+        _out.print(failed)
+    return 0
+
+
+def _cmd_graph(args: argparse.Namespace) -> int:
+    from edgeloop.runtime.diagram import graph_mermaid, graph_text
+
+    graph = load_graph(args.graph)
+    sys.stdout.write((graph_mermaid(graph) if args.mermaid else graph_text(graph)) + "\n")
+    return 0
+
+
+_COMMANDS = {"run": _cmd_run, "validate": _cmd_validate, "plugins": _cmd_plugins,
+             "graph": _cmd_graph}

@@ -1,0 +1,156 @@
+"""The executor's compiled form of a graph: runners, output ports, input slots, timers.
+
+Built once before a run. Delivery is port-centric: an output port keeps its
+last message's fields (sequence number, data, times) and writes the data
+straight into each receiver's inputs mapping; a receiver learns what it
+missed by comparing sequence numbers when it steps. So a delivery allocates
+nothing and touches one dict entry per edge, the cheapest thing Python does.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any
+
+from edgeloop.runtime.graph import ContractSpec, NodeSpec
+from edgeloop.runtime.messages import Message
+from edgeloop.runtime.metrics import LatencyRecorder
+from edgeloop.runtime.node import Node, NodeContext, Port
+
+NEVER = 1 << 62
+
+
+class OutPort:
+    """The sending end of an output port (or of a timer), with its last message."""
+
+    __slots__ = ("direct", "edges", "fifo_slots", "is_float", "is_small_vector", "last_created",
+                 "last_data", "last_sensed", "name", "seq")
+
+    def __init__(self, port: Port) -> None:
+        self.name = port.name
+        self.is_float = port.is_float
+        self.is_small_vector = (port.shape is not None and len(port.shape) == 1
+                                and port.shape[0] is not None and port.shape[0] <= 64)
+        self.seq = 0  # messages published so far; the last one has seq - 1
+        self.last_data: Any = None
+        self.last_created = 0.0
+        self.last_sensed = 0.0
+        # (receiver's inputs mapping, port name, receiver to trigger or None), one per latest slot
+        self.edges: list[tuple[dict[str, Any], str, Runner | None]] = []
+        self.fifo_slots: list[Slot] = []
+        self.direct: Runner | None = None  # receiver stepped right after a publish, not queued
+
+    def last_message(self) -> Message | None:
+        """The last published message, or None."""
+        if not self.seq:
+            return None
+        return Message(self.last_data, self.seq - 1, self.last_created, self.last_sensed)
+
+
+class Slot:
+    """The receiving end of one input port."""
+
+    __slots__ = ("drops", "fifo", "name", "pending", "read_seq", "runner", "size", "source",
+                 "stale_s", "trigger")
+
+    def __init__(self, runner: Runner, name: str, source: OutPort, *, fifo: bool, size: int,
+                 trigger: bool, stale_s: float | None) -> None:
+        self.runner = runner
+        self.name = name
+        self.source = source
+        self.fifo = fifo
+        self.size = size
+        self.trigger = trigger
+        self.stale_s = stale_s
+        self.read_seq = 0  # source.seq when this slot was last read
+        self.drops = 0
+        self.pending: deque[Message] = deque(maxlen=size)
+
+    def consume(self) -> float:
+        """Mark what arrived as read (counting overwritten messages as drops);
+        return the oldest sensing time among fresh messages, or inf if none."""
+        source = self.source
+        if self.fifo:
+            if not self.pending:
+                return math.inf
+            sensed = min(m.sensed for m in self.pending)
+            self.pending.clear()  # their data went into the inputs before the step
+            self.read_seq = source.seq
+            return sensed
+        missed = source.seq - self.read_seq
+        if not missed:
+            return math.inf
+        if missed > 1:
+            self.drops += missed - 1
+        self.read_seq = source.seq
+        return source.last_sensed
+
+
+class Runner:
+    """A node object plus everything the executor keeps about it."""
+
+    __slots__ = ("cls", "consecutive_faults", "contracts", "ctx", "deadline_ns", "down_until",
+                 "faults", "fifo_slots", "guarded", "inputs", "is_source", "latency", "misses",
+                 "node", "only_slot", "only_source", "out_ports", "queued", "record", "restarts",
+                 "run", "skipped", "slots", "spec", "stale_slots", "step")
+
+    def __init__(self, spec: NodeSpec, cls: type[Node], node: Node, ctx: NodeContext) -> None:
+        self.spec = spec
+        self.cls = cls
+        self.node = node
+        self.step = node.step
+        self.ctx = ctx
+        self.inputs: dict[str, Any] = {}
+        self.slots: list[Slot] = []
+        self.fifo_slots: list[Slot] = []
+        self.stale_slots: list[Slot] = []
+        self.out_ports: dict[str, OutPort] = {}
+        self.contracts: list[tuple[ContractState, OutPort]] = []
+        self.is_source = True  # no input but timers: its outputs are fresh sensing
+        self.only_slot: Slot | None = None  # the single latest input, when that is all there is
+        self.only_source: OutPort | None = None
+        self.guarded = False  # True when something must be checked before each step
+        self.queued = False
+        self.deadline_ns = NEVER if spec.deadline_ms is None else int(spec.deadline_ms * 1e6)
+        self.latency = LatencyRecorder()
+        self.record = self.latency.samples.append
+        self.misses = 0
+        self.faults: dict[str, int] = {}
+        self.restarts = 0
+        self.consecutive_faults = 0
+        self.down_until = 0  # ns; non-zero while a restart waits out its backoff
+        self.skipped = 0
+        self.run: Any = None  # the compiled step, set by the executor
+
+    def update_guard(self) -> None:
+        self.guarded = bool(self.down_until or self.stale_slots or self.fifo_slots)
+
+
+class ContractState:
+    """A contract's path end and its sense-to-act latency."""
+
+    __slots__ = ("deadline_s", "latency", "misses", "record", "spec")
+
+    def __init__(self, spec: ContractSpec) -> None:
+        self.spec = spec
+        self.deadline_s = spec.deadline_ms / 1e3
+        self.latency = LatencyRecorder()
+        self.record = self.latency.samples.append
+        self.misses = 0
+
+
+class Timer:
+    """A periodic trigger: a node's ``rate_hz`` (``slot`` None) or a ``timer/..`` input."""
+
+    __slots__ = ("fired", "jitter", "overruns", "period_ns", "port", "runner", "source", "ticks")
+
+    def __init__(self, source: str, period_ns: int, runner: Runner, port: OutPort | None) -> None:
+        self.source = source
+        self.period_ns = period_ns
+        self.runner = runner
+        self.port = port  # publishes the tick time for a timer input
+        self.ticks = 0
+        self.fired = 0
+        self.overruns = 0
+        self.jitter = LatencyRecorder()
