@@ -86,7 +86,7 @@ class PidController(Controller):
         if measurement is None:
             return None
         target = inputs.get("setpoint")
-        target = self.config.setpoint if target is None else float(target)
+        target = self.config.setpoint if target is None else float(np.ravel(target)[0])
         now = self.ctx.now()
         dt = 0.0 if self.last_time is None else now - self.last_time
         self.last_time = now

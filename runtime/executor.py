@@ -32,7 +32,7 @@ from edgeloop.runtime.metrics import (
     RunReport,
     TimerStats,
 )
-from edgeloop.runtime.node import NodeContext, Port, build_config, port_list
+from edgeloop.runtime.node import Node, NodeContext, Port, build_config, port_list
 from edgeloop.runtime.plugins import PluginRegistry
 from edgeloop.runtime.validation import check_graph, node_class
 from edgeloop.runtime.wiring import NEVER, ContractState, OutPort, Runner, Slot, Timer
@@ -214,6 +214,11 @@ class Executor:
         report = self._report(duration, wall_s)
         self.registry.hook.edgeloop_loop_stopped(graph=self.graph, report=report)
         return report
+
+    def node(self, node_id: str) -> Node:
+        """The live node object of ``node_id`` (during or after a run), e.g. to read
+        what a test sink received. KeyError if the run has not built it."""
+        return self._runners[node_id].node
 
     def stop(self, reason: str = "stopped") -> None:
         """Ask the loop to end after the current step (safe from another thread)."""

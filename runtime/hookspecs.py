@@ -9,8 +9,8 @@ group ``edgeloop``::
 
 Hooks are for discovery and lifecycle events only; none fires per tick. Node
 objects are resolved once and the executor calls their methods directly.
-All hooks run in the process of the executor that fires them and take
-keyword arguments only.
+All hooks run in the process of the executor that fires them; pluggy passes
+every argument by keyword, and an implementation may accept any subset.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def edgeloop_register_node_types() -> Mapping[str, type[Node]]:
 
 
 @hookspec
-def edgeloop_graph_loaded(*, graph: LoopGraph) -> None:
+def edgeloop_graph_loaded(graph: LoopGraph) -> None:
     """A loop graph passed validation and is about to be built into a loop.
 
     Args:
@@ -64,7 +64,7 @@ def edgeloop_graph_loaded(*, graph: LoopGraph) -> None:
 
 
 @hookspec
-def edgeloop_loop_started(*, graph: LoopGraph, simulated: bool, seed: int) -> None:
+def edgeloop_loop_started(graph: LoopGraph, simulated: bool, seed: int) -> None:
     """Every node's ``setup`` succeeded and the first timer is about to fire.
 
     Args:
@@ -75,7 +75,7 @@ def edgeloop_loop_started(*, graph: LoopGraph, simulated: bool, seed: int) -> No
 
 
 @hookspec
-def edgeloop_loop_stopped(*, graph: LoopGraph, report: RunReport) -> None:
+def edgeloop_loop_stopped(graph: LoopGraph, report: RunReport) -> None:
     """The loop ended (duration reached, a ``stop`` fault, or interrupted) and
     every node was closed.
 
@@ -90,7 +90,7 @@ def edgeloop_loop_stopped(*, graph: LoopGraph, report: RunReport) -> None:
 
 @hookspec
 def edgeloop_deadline_missed(
-    *, node_id: str | None, contract: str | None, latency_s: float, deadline_s: float, time_s: float
+    node_id: str | None, contract: str | None, latency_s: float, deadline_s: float, time_s: float
 ) -> None:
     """A node's step, or a contract's sense-to-act latency, exceeded its deadline.
 
@@ -106,7 +106,7 @@ def edgeloop_deadline_missed(
 
 
 @hookspec
-def edgeloop_node_faulted(*, node_id: str, kind: str, error: str, action: str, time_s: float) -> None:
+def edgeloop_node_faulted(node_id: str, kind: str, error: str, action: str, time_s: float) -> None:
     """A node faulted and its ``on_fault`` policy was applied.
 
     Args:

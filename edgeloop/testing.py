@@ -1,0 +1,206 @@
+"""Helpers for testing node types and loops: small fake nodes and ``check_node``.
+
+Use the fakes in a graph built in Python (``graph.add_node("src", CounterSensor, ...)``)
+and read what they saw through ``Executor.node(id)`` after the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edgeloop.runtime.clocks import SimClock
+from edgeloop.runtime.node import (
+    Controller,
+    Monitor,
+    Node,
+    NodeContext,
+    Port,
+    Sensor,
+    build_config,
+    port_list,
+)
+
+__all__ = ["CounterSensor", "RecordingSink", "ScriptedNode", "check_node"]
+
+
+@dataclass(frozen=True)
+class CounterConfig:
+    start: float = 0.0
+    """First value."""
+    increment: float = 1.0
+    """Added at every step."""
+
+
+class CounterSensor(Sensor):
+    """Emits start, start+increment, ... as a float64 array of shape (1,).
+
+    Outputs:
+        | port | dtype/shape | meaning |
+        | value | float64 (1,) | the count |
+    """
+
+    outputs = (Port("value", dtype="float64", shape=(1,)),)
+    Config = CounterConfig
+
+    def setup(self, ctx: NodeContext) -> None:
+        super().setup(ctx)
+        self.next_value = ctx.config.start
+
+    def step(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        value = np.array([self.next_value])
+        self.next_value += self.config.increment
+        return {"value": value}
+
+
+class RecordingSink(Monitor):
+    """Keeps every step's clock time and inputs (any ports) in ``received``."""
+
+    accepts_any_inputs = True
+
+    def setup(self, ctx: NodeContext) -> None:
+        super().setup(ctx)
+        self.received: list[tuple[float, dict[str, Any]]] = []
+
+    def step(self, inputs: dict[str, Any]) -> None:
+        self.received.append((self.ctx.now(), dict(inputs)))
+
+    def values(self, port: str) -> list[Any]:
+        """What arrived on ``port``, one entry per step."""
+        return [inputs[port] for _, inputs in self.received]
+
+
+@dataclass(frozen=True)
+class ScriptedConfig:
+    gain: float = 1.0
+    """``value`` out = ``value`` in * gain."""
+    raise_on: list[int] = field(default_factory=list)
+    """Step numbers (from 0, counted across restarts) that raise RuntimeError."""
+    nan_on: list[int] = field(default_factory=list)
+    """Step numbers that return NaN."""
+    sleep_ms: float = 0.0
+    """Wall time to sleep in every step (for deadline tests)."""
+    fail_setup_after: int | None = None
+    """Make ``setup`` raise once this many setups happened (for restart tests)."""
+
+
+class ScriptedNode(Controller):
+    """Multiplies its input by a gain, and misbehaves on the steps it is told to.
+
+    Inputs:
+        | port | dtype/shape | meaning |
+        | value | float64 (n,) | input |
+
+    Outputs:
+        | port | dtype/shape | meaning |
+        | value | float64 (n,) | input * gain, or NaN on ``nan_on`` steps |
+
+    The step counter is shared by every instance with the same node id, so it
+    keeps counting across restarts.
+    """
+
+    inputs = (Port("value", dtype="float64"),)
+    outputs = (Port("value", dtype="float64"),)
+    Config = ScriptedConfig
+
+    def setup(self, ctx: NodeContext) -> None:
+        super().setup(ctx)
+        self.state = ctx.shared(f"scripted:{ctx.node_id}", lambda: {"steps": 0, "setups": 0})
+        self.state["setups"] += 1
+        limit = ctx.config.fail_setup_after
+        if limit is not None and self.state["setups"] > limit:
+            raise RuntimeError(f"setup number {self.state['setups']} fails by script")
+
+    def step(self, inputs: dict[str, Any]) -> dict[str, Any] | None:
+        n = self.state["steps"]
+        self.state["steps"] += 1
+        if self.config.sleep_ms:
+            time.sleep(self.config.sleep_ms / 1e3)
+        if n in self.config.raise_on:
+            raise RuntimeError(f"step {n} fails by script")
+        value = inputs["value"]
+        if value is None:
+            return None
+        if n in self.config.nan_on:
+            return {"value": np.full_like(value, np.nan, dtype=np.float64)}
+        return {"value": np.asarray(value, dtype=np.float64) * self.config.gain}
+
+
+def check_node(
+    cls: type[Node],
+    config: dict[str, Any] | None = None,
+    inputs: list[dict[str, Any]] | None = None,
+    *,
+    steps: int = 3,
+) -> list[dict[str, Any] | None]:
+    """Check that a node type keeps the node contract, and return its outputs.
+
+    Checks: a docstring; ports declared as unique :class:`Port` objects or
+    names; a frozen dataclass ``Config`` that builds from ``config``;
+    ``setup``, ``step`` and ``close`` run on a simulated clock; every output
+    is a declared port; float outputs are finite.
+
+    Args:
+        cls: The node type.
+        config: Its config mapping (defaults when None).
+        inputs: One inputs mapping per step; by default ``steps`` steps with
+            zeros of each declared input's dtype and shape (None when undeclared).
+        steps: Number of steps when ``inputs`` is not given.
+
+    Raises:
+        AssertionError: the node breaks the contract (the message says how).
+    """
+    if not (inspect.getdoc(cls) or "").strip():
+        raise AssertionError(f"{cls.__name__} has no docstring")
+    for kind in ("inputs", "outputs"):
+        names = [p.name for p in port_list(getattr(cls, kind))]
+        if len(set(names)) != len(names):
+            raise AssertionError(f"{cls.__name__}.{kind} repeats a port name: {names}")
+    if not (dataclasses.is_dataclass(cls.Config) and cls.Config.__dataclass_params__.frozen):
+        raise AssertionError(f"{cls.__name__}.Config must be a frozen dataclass")
+    clock = SimClock()
+    ctx = NodeContext(node_id="checked", config=build_config(cls.__name__, cls.Config, config),
+                      clock=clock, rng=np.random.default_rng(0), seed=0, profile=None,
+                      resources={}, metrics={})
+    declared_out = {p.name: p for p in port_list(cls.outputs)}
+    if inputs is None:
+        inputs = [{p.name: _sample(p) for p in port_list(cls.inputs)} for _ in range(steps)]
+    node = cls()
+    node.setup(ctx)
+    results: list[dict[str, Any] | None] = []
+    try:
+        for i, step_inputs in enumerate(inputs):
+            clock.wait_until((i + 1) * 10_000_000)
+            out = node.step(dict(step_inputs))
+            if out is not None:
+                for name, value in out.items():
+                    if name not in declared_out:
+                        raise AssertionError(f"{cls.__name__}.step returned undeclared output "
+                                             f"'{name}' (declared: {', '.join(declared_out)})")
+                    if declared_out[name].is_float and not _finite(value):
+                        raise AssertionError(f"{cls.__name__} output '{name}' is not finite")
+                out = dict(out)
+            results.append(out)
+    finally:
+        node.close()
+    return results
+
+
+def _sample(port: Port) -> Any:
+    if port.dtype is None:
+        return None
+    shape = tuple(d or 1 for d in port.shape) if port.shape is not None else (1,)
+    return np.zeros(shape, dtype=port.dtype)
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return bool(np.isfinite(np.asarray(value, dtype=np.float64)).all())
+    except (TypeError, ValueError):
+        return not (isinstance(value, float) and not math.isfinite(value))

@@ -1,0 +1,115 @@
+"""Built-in node types: conformance, the gymnasium plant, PID, clamp, constant, log."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import edgeloop
+from edgeloop import Executor, LoopGraph
+from edgeloop.plugins.control import Pid
+from edgeloop.testing import CounterSensor, RecordingSink, check_node
+
+PENDULUM = Path(__file__).parents[2] / "examples" / "pendulum" / "loop.yaml"
+
+
+@pytest.mark.parametrize("name", sorted(edgeloop.PluginRegistry().node_types))
+def test_every_registered_node_type_keeps_the_node_contract(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # node types that write files write them here
+    info = edgeloop.PluginRegistry().node_type(name)
+    assert info.description, f"{name} needs a one-line description"
+    check_node(info.cls)
+
+
+def test_the_pendulum_loop_swings_up_and_balances_in_simulated_time():
+    graph = edgeloop.load_graph(PENDULUM)
+    graph.add_node("watch", RecordingSink, inputs={"obs": "sensor/obs"})
+    executor = Executor(graph, simulated=True, seed=0)
+    report = executor.run(20.0)
+    cos_theta = np.array([obs[0] for obs in executor.node("watch").values("obs")])
+    assert len(cos_theta) == 1000
+    assert (cos_theta[-250:] > 0.95).all(), "upright for the last 5 s"
+    assert report.contract("sense_to_act").deadline_misses == 0
+    assert report.series["motor.episode_return"][0] > -400  # one 1000-step episode
+
+
+def test_the_plant_resets_at_episode_end_and_reports_each_return():
+    graph = edgeloop.load_graph(PENDULUM)
+    for node_id in ("sensor", "motor"):
+        graph.node(node_id).config["max_episode_steps"] = 100
+    report = Executor(graph, simulated=True).run(10.0)
+    returns = report.series["motor.episode_return"]
+    assert len(returns) == 5
+    assert all(math.isfinite(r) and r < 0 for r in returns)
+
+
+def test_the_pendulum_loop_runs_in_real_time_too():
+    report = Executor(edgeloop.load_graph(PENDULUM)).run(0.2)
+    assert report.stop_reason == "duration reached"
+    assert report.node("motor").calls >= 1
+    assert report.node("motor").calls == report.node("controller").calls
+
+
+def test_two_plants_with_the_same_name_but_different_envs_are_refused():
+    graph = edgeloop.load_graph(PENDULUM)
+    graph.node("motor").config["env"] = "CartPole-v1"
+    with pytest.raises(edgeloop.NodeSetupError, match="plant 'plant' is Pendulum-v1"):
+        Executor(graph, simulated=True).run(1.0)
+
+
+def test_pid_drives_a_first_order_plant_to_its_setpoint():
+    pid = Pid(kp=2.0, ki=1.0, kd=0.0, limit=5.0)
+    x, dt = 0.0, 0.01
+    for _ in range(2000):
+        x += dt * (pid.update(1.0 - x, dt) - x)
+    assert x == pytest.approx(1.0, abs=1e-3)
+
+
+def test_pid_stops_integrating_while_saturated():
+    pid = Pid(kp=1.0, ki=10.0, kd=0.0, limit=1.0)
+    for _ in range(100):
+        assert pid.update(5.0, 0.01) == 1.0
+    assert pid.integral == 0.0
+
+
+def test_the_pid_node_uses_clock_time_and_its_index():
+    outputs = check_node(edgeloop.PluginRegistry().node_type("pid").cls,
+                         {"kp": 2.0, "index": 1, "setpoint": 1.0},
+                         [{"measurement": np.array([9.0, 0.25]), "setpoint": None}])
+    assert outputs[0]["action"] == pytest.approx([1.5])
+
+
+def test_the_clamp_node_limits_value_and_rate():
+    clamp = edgeloop.PluginRegistry().node_type("clamp").cls
+    out = check_node(clamp, {"low": -1, "high": 1, "max_rate": 10.0},
+                     [{"action": np.array([5.0])}, {"action": np.array([-5.0])}])
+    assert out[0]["action"] == pytest.approx([1.0])
+    assert out[1]["action"] == pytest.approx([0.9])  # 10/s over the 10 ms between steps
+
+
+def test_the_clamp_node_refuses_low_above_high():
+    clamp = edgeloop.PluginRegistry().node_type("clamp").cls
+    with pytest.raises(ValueError, match="above high"):
+        check_node(clamp, {"low": 1, "high": -1})
+
+
+def test_the_log_node_writes_json_lines(tmp_path):
+    graph = LoopGraph(name="log")
+    graph.add_node("source", CounterSensor, rate_hz=10)
+    path = tmp_path / "log.jsonl"
+    graph.add_node("log", "log", inputs={"value": "source/value"},
+                   config={"every": 2, "path": str(path)})
+    Executor(graph, simulated=True).run(1.0)
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [line["value"] for line in lines] == [[0.0], [2.0], [4.0], [6.0], [8.0]]
+    assert lines[1]["t"] == pytest.approx(0.2)
+
+
+def test_the_constant_node_emits_its_value_with_its_dtype():
+    out = check_node(edgeloop.PluginRegistry().node_type("constant").cls,
+                     {"value": [1, 2], "dtype": "float64"})
+    assert out[0]["action"].dtype == np.float64 and out[0]["action"].tolist() == [1.0, 2.0]
