@@ -85,8 +85,9 @@ def chain_graph(rate_hz: float) -> LoopGraph:
     graph.add_node("model", BenchModel, inputs={"reading": "sensor/reading"})
     graph.add_node("controller", BenchController, inputs={"estimate": "model/estimate"})
     graph.add_node("actuator", BenchActuator, inputs={"action": "controller/action"})
-    graph.add_contract("sense_to_act", ["sensor", "model", "controller", "actuator"],
-                       deadline_ms=20)
+    graph.add_contract(
+        "sense_to_act", ["sensor", "model", "controller", "actuator"], deadline_ms=20
+    )
     return graph
 
 
@@ -108,11 +109,17 @@ def executor_us_per_tick(ticks: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--ticks", type=int, default=20_000, help="ticks per measurement")
     parser.add_argument("--repeats", type=int, default=25, help="alternating repeats (median kept)")
-    parser.add_argument("--realtime-s", type=float, default=30.0,
-                        help="seconds of the 50 Hz real-time jitter run (0 skips it)")
+    parser.add_argument(
+        "--realtime-s",
+        type=float,
+        default=30.0,
+        help="seconds of the 50 Hz real-time jitter run (0 skips it)",
+    )
     args = parser.parse_args()
 
     bare, loop = [], []
@@ -130,10 +137,12 @@ def main() -> None:
         report = edgeloop.Executor(chain_graph(50.0)).run(duration_s=args.realtime_s)
         timer = report.timers[0]
         contract = report.contracts[0]
-        print(f"real-time 50 Hz for {args.realtime_s:g} s: {timer.fired} ticks, "
-              f"timer jitter p50 {timer.jitter_p50_us:.1f} us, p99 {timer.jitter_p99_us:.1f} us, "
-              f"max {timer.jitter_max_us:.1f} us, overruns {timer.overruns}; "
-              f"sense-to-act p50 {contract.p50_ms * 1e3:.1f} us, p99 {contract.p99_ms * 1e3:.1f} us")
+        print(
+            f"real-time 50 Hz for {args.realtime_s:g} s: {timer.fired} ticks, "
+            f"timer jitter p50 {timer.jitter_p50_us:.1f} us, p99 {timer.jitter_p99_us:.1f} us, "
+            f"max {timer.jitter_max_us:.1f} us, overruns {timer.overruns}; "
+            f"sense-to-act p50 {contract.p50_ms * 1e3:.1f} us, p99 {contract.p99_ms * 1e3:.1f} us"
+        )
 
 
 if __name__ == "__main__":

@@ -39,35 +39,63 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser(
-        "run", help="run a loop graph and print its report",
+        "run",
+        help="run a loop graph and print its report",
         description="Run a loop graph in real time (default) or in simulated time (--sim), "
-                    "then print per-node latency, drops and faults, contract latency and "
-                    "deadline misses, and timer jitter.")
+        "then print per-node latency, drops and faults, contract latency and "
+        "deadline misses, and timer jitter.",
+    )
     run.add_argument("graph", type=Path, help="loop graph YAML file")
-    run.add_argument("--duration", type=float, default=None, metavar="S",
-                     help="seconds of clock time to run (default: until Ctrl-C; 10 with --sim)")
-    run.add_argument("--sim", action="store_true",
-                     help="simulated clock: deterministic and as fast as the CPU allows")
-    run.add_argument("--seed", type=int, default=0, metavar="N",
-                     help="seed for node random generators and simulated plants (default 0)")
-    run.add_argument("--json", type=Path, default=None, metavar="FILE",
-                     help="also write the report as JSON to FILE")
+    run.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds of clock time to run (default: until Ctrl-C; 10 with --sim)",
+    )
+    run.add_argument(
+        "--sim",
+        action="store_true",
+        help="simulated clock: deterministic and as fast as the CPU allows",
+    )
+    run.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        metavar="N",
+        help="seed for node random generators and simulated plants (default 0)",
+    )
+    run.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="also write the report as JSON to FILE",
+    )
     run.add_argument("--quiet", action="store_true", help="print no progress bar and no table")
     run.add_argument("-v", "--verbose", action="store_true", help="log node messages (INFO)")
 
     validate = sub.add_parser(
-        "validate", help="check a loop graph and list every problem",
+        "validate",
+        help="check a loop graph and list every problem",
         description="Check a graph's schema, node types, config, wiring, cycles and contracts. "
-                    "Prints every problem with file:line and field; exits 2 if there are any.")
+        "Prints every problem with file:line and field; exits 2 if there are any.",
+    )
     validate.add_argument("graph", type=Path, help="loop graph YAML file")
 
-    sub.add_parser("plugins", help="list registered node types and plugins that failed to load",
-                   description="List every node type registered through the 'edgeloop' "
-                               "entry-point group, and plugins that failed to load with why.")
+    sub.add_parser(
+        "plugins",
+        help="list registered node types and plugins that failed to load",
+        description="List every node type registered through the 'edgeloop' "
+        "entry-point group, and plugins that failed to load with why.",
+    )
 
-    graph = sub.add_parser("graph", help="print a loop graph as text or Mermaid",
-                           description="Print the nodes and wiring of a graph, as indented "
-                                       "text or (--mermaid) as a Mermaid flowchart.")
+    graph = sub.add_parser(
+        "graph",
+        help="print a loop graph as text or Mermaid",
+        description="Print the nodes and wiring of a graph, as indented "
+        "text or (--mermaid) as a Mermaid flowchart.",
+    )
     graph.add_argument("graph", type=Path, help="loop graph YAML file")
     graph.add_argument("--mermaid", action="store_true", help="print a Mermaid flowchart")
     return parser
@@ -89,16 +117,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _registry() -> PluginRegistry:
     registry = PluginRegistry()
     for failure in registry.failures:
-        _err.print(f"[yellow]warning:[/] plugin '{failure.name}' failed to load: "
-                   f"{escape(failure.error)}", highlight=False)
+        _err.print(
+            f"[yellow]warning:[/] plugin '{failure.name}' failed to load: {escape(failure.error)}",
+            highlight=False,
+        )
     return registry
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from edgeloop.runtime.report_table import print_report
 
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s"
+    )
     graph = load_graph(args.graph)
     duration = args.duration if args.duration is not None or not args.sim else 10.0
     if duration is not None and duration <= 0:
@@ -120,9 +151,14 @@ def _run_with_progress(executor: Executor, duration: float | None, *, show: bool
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     done = threading.Event()
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                  TextColumn("{task.completed:.1f}/{task.total:.1f} s"), TimeRemainingColumn(),
-                  console=_err, transient=True) as progress:
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:.1f}/{task.total:.1f} s"),
+        TimeRemainingColumn(),
+        console=_err,
+        transient=True,
+    ) as progress:
         task = progress.add_task(executor.graph.name, total=duration)
 
         def poll() -> None:  # reads the clock only; never touches the loop
@@ -141,8 +177,11 @@ def _run_with_progress(executor: Executor, duration: float | None, *, show: bool
 def _cmd_validate(args: argparse.Namespace) -> int:
     graph = load_graph(args.graph)
     check_graph(graph, _registry())
-    _out.print(f"[green]ok:[/] {args.graph}: graph '{graph.name}' is valid "
-               f"({len(graph.nodes)} nodes, {len(graph.contracts)} contracts)", highlight=False)
+    _out.print(
+        f"[green]ok:[/] {args.graph}: graph '{graph.name}' is valid "
+        f"({len(graph.nodes)} nodes, {len(graph.contracts)} contracts)",
+        highlight=False,
+    )
     return 0
 
 
@@ -173,5 +212,9 @@ def _cmd_graph(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"run": _cmd_run, "validate": _cmd_validate, "plugins": _cmd_plugins,
-             "graph": _cmd_graph}
+_COMMANDS = {
+    "run": _cmd_run,
+    "validate": _cmd_validate,
+    "plugins": _cmd_plugins,
+    "graph": _cmd_graph,
+}

@@ -165,9 +165,16 @@ def check_node(
     if not (dataclasses.is_dataclass(cls.Config) and cls.Config.__dataclass_params__.frozen):
         raise AssertionError(f"{cls.__name__}.Config must be a frozen dataclass")
     clock = SimClock()
-    ctx = NodeContext(node_id="checked", config=build_config(cls.__name__, cls.Config, config),
-                      clock=clock, rng=np.random.default_rng(0), seed=0, profile=None,
-                      resources={}, metrics={})
+    ctx = NodeContext(
+        node_id="checked",
+        config=build_config(cls.__name__, cls.Config, config),
+        clock=clock,
+        rng=np.random.default_rng(0),
+        seed=0,
+        profile=None,
+        resources={},
+        metrics={},
+    )
     declared_out = {p.name: p for p in port_list(cls.outputs)}
     if inputs is None:
         inputs = [{p.name: _sample(p) for p in port_list(cls.inputs)} for _ in range(steps)]
@@ -181,8 +188,10 @@ def check_node(
             if out is not None:
                 for name, value in out.items():
                     if name not in declared_out:
-                        raise AssertionError(f"{cls.__name__}.step returned undeclared output "
-                                             f"'{name}' (declared: {', '.join(declared_out)})")
+                        raise AssertionError(
+                            f"{cls.__name__}.step returned undeclared output "
+                            f"'{name}' (declared: {', '.join(declared_out)})"
+                        )
                     if declared_out[name].is_float and not _finite(value):
                         raise AssertionError(f"{cls.__name__} output '{name}' is not finite")
                 out = dict(out)

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
 from edgeloop.runtime.node import Controller, NodeContext, Port
 
 
@@ -22,7 +21,11 @@ class Pid:
     def update(self, error: float, dt: float, rate: float | None = None) -> float:
         """One step; ``rate`` (d error / dt) is used instead of a difference when given."""
         if rate is None:
-            rate = 0.0 if self.previous_error is None or dt <= 0 else (error - self.previous_error) / dt
+            rate = (
+                0.0
+                if self.previous_error is None or dt <= 0
+                else (error - self.previous_error) / dt
+            )
         self.previous_error = error
         candidate = self.integral + error * dt
         u = self.kp * error + self.ki * candidate + self.kd * rate
@@ -166,7 +169,9 @@ class PendulumSwingUp(Controller):
         else:
             self.pid.integral = 0.0
             # Energy relative to upright rest; dE/dt = torque * rate.
-            energy = 0.5 * self.inertia * rate**2 + 0.5 * cfg.mass * cfg.gravity * cfg.length * (cos_t - 1)
+            energy = 0.5 * self.inertia * rate**2 + 0.5 * cfg.mass * cfg.gravity * cfg.length * (
+                cos_t - 1
+            )
             push = cfg.energy_gain * -energy * rate
             torque = math.copysign(cfg.max_torque, push if push != 0 else 1.0)
         torque = max(-cfg.max_torque, min(cfg.max_torque, torque))

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
 from edgeloop.runtime.errors import EdgeloopError, MissingDependencyError
 from edgeloop.runtime.node import Actuator, NodeContext, Port, Sensor
 
@@ -21,7 +20,9 @@ def _gymnasium() -> Any:
     try:
         import gymnasium
     except ImportError:
-        raise MissingDependencyError("gymnasium", "gym", "the gym.sensor/gym.actuator nodes") from None
+        raise MissingDependencyError(
+            "gymnasium", "gym", "the gym.sensor/gym.actuator nodes"
+        ) from None
     return gymnasium
 
 
@@ -37,20 +38,29 @@ class GymPlant:
         env_kwargs: Extra keyword arguments for ``gymnasium.make``.
     """
 
-    def __init__(self, env_id: str, *, seed: int, dt: float | None = None,
-                 max_episode_steps: int | None = None, env_kwargs: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        env_id: str,
+        *,
+        seed: int,
+        dt: float | None = None,
+        max_episode_steps: int | None = None,
+        env_kwargs: dict[str, Any] | None = None,
+    ):
         gym = _gymnasium()
         try:
             self.env = gym.make(env_id, max_episode_steps=max_episode_steps, **(env_kwargs or {}))
         except gym.error.Error as exc:
-            raise EdgeloopError(f"gymnasium cannot make '{env_id}': {exc} "
-                                "(fix: use a registered environment id)") from None
+            raise EdgeloopError(
+                f"gymnasium cannot make '{env_id}': {exc} (fix: use a registered environment id)"
+            ) from None
         self.env_id = env_id
         if dt is not None:
             attr = next((a for a in ("dt", "tau") if hasattr(self.env.unwrapped, a)), None)
             if attr is None:
-                raise EdgeloopError(f"{env_id} has no dt or tau attribute to set "
-                                    "(fix: remove 'dt' from the config)")
+                raise EdgeloopError(
+                    f"{env_id} has no dt or tau attribute to set (fix: remove 'dt' from the config)"
+                )
             setattr(self.env.unwrapped, attr, dt)
         self.observation, _ = self.env.reset(seed=seed)
         self.episode_return = 0.0
@@ -60,8 +70,9 @@ class GymPlant:
         """Step the environment; return the episode's return if it just ended (and reset)."""
         space = self.env.action_space
         if isinstance(space, _gymnasium().spaces.Box):
-            action = np.clip(np.asarray(action, dtype=space.dtype).reshape(space.shape),
-                             space.low, space.high)
+            action = np.clip(
+                np.asarray(action, dtype=space.dtype).reshape(space.shape), space.low, space.high
+            )
         obs, reward, terminated, truncated, _ = self.env.step(action)
         self.episode_return += float(reward)
         self.episode_steps += 1
@@ -94,12 +105,21 @@ class PlantConfig:
 
 def _plant(ctx: NodeContext) -> GymPlant:
     cfg: PlantConfig = ctx.config
-    plant = ctx.shared(f"gym:{cfg.plant}", lambda: GymPlant(
-        cfg.env, seed=ctx.seed, dt=cfg.dt, max_episode_steps=cfg.max_episode_steps,
-        env_kwargs=cfg.env_kwargs))
+    plant = ctx.shared(
+        f"gym:{cfg.plant}",
+        lambda: GymPlant(
+            cfg.env,
+            seed=ctx.seed,
+            dt=cfg.dt,
+            max_episode_steps=cfg.max_episode_steps,
+            env_kwargs=cfg.env_kwargs,
+        ),
+    )
     if plant.env_id != cfg.env:
-        raise EdgeloopError(f"plant '{cfg.plant}' is {plant.env_id}, but node '{ctx.node_id}' "
-                            f"asks for {cfg.env} (fix: use one env per plant name)")
+        raise EdgeloopError(
+            f"plant '{cfg.plant}' is {plant.env_id}, but node '{ctx.node_id}' "
+            f"asks for {cfg.env} (fix: use one env per plant name)"
+        )
     return plant
 
 

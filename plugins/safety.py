@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
 from edgeloop.runtime.node import Controller, NodeContext, Port
 
 

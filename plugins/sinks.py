@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 import numpy as np
-
 from edgeloop.runtime.node import Monitor, NodeContext
 
 
@@ -43,7 +42,7 @@ class LogSink(Monitor):
         if ctx.config.every < 1:
             raise ValueError(f"every must be >= 1, got {ctx.config.every}")
         self.count = 0
-        self.file: IO[str] | None = open(ctx.config.path, "a") if ctx.config.path else None  # noqa: SIM115
+        self.file: IO[str] | None = open(ctx.config.path, "a") if ctx.config.path else None
 
     def step(self, inputs: dict[str, Any]) -> None:
         self.count += 1

@@ -43,7 +43,9 @@ class GraphProblem:
         where = self.file or "<graph>"
         if self.line is not None:
             where += f":{self.line}"
-        text = f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        text = (
+            f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        )
         return f"{text} (fix: {self.fix})" if self.fix else text
 
 

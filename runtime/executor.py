@@ -19,12 +19,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
-
 from edgeloop.runtime.clocks import Clock, RealClock, SimClock
 from edgeloop.runtime.errors import EdgeloopError
 from edgeloop.runtime.faults import FaultHandler, close_quietly
 from edgeloop.runtime.graph import LoopGraph, NodeSpec, timer_period_ns
-from edgeloop.runtime.messages import Message
 from edgeloop.runtime.metrics import (
     ContractStats,
     LatencyRecorder,
@@ -80,8 +78,13 @@ class Executor:
         self._contracts: list[ContractState] = []
         self._resources: dict[str, Any] = {}
         self._series: dict[str, list[float]] = {}
-        self._faults = FaultHandler(clock=self.clock, publish=self._publish, stop=self.stop,
-                                    hook=self.registry.hook.edgeloop_node_faulted, fallbacks={})
+        self._faults = FaultHandler(
+            clock=self.clock,
+            publish=self._publish,
+            stop=self.stop,
+            hook=self.registry.hook.edgeloop_node_faulted,
+            fallbacks={},
+        )
 
     # -- building ---------------------------------------------------------------
 
@@ -104,8 +107,9 @@ class Executor:
             state = ContractState(spec)
             self._contracts.append(state)
             end = self._runners[spec.path[-1]]
-            inp = next(i for i in end.spec.inputs.values()
-                       if not i.is_timer and i.node == spec.path[-2])
+            inp = next(
+                i for i in end.spec.inputs.values() if not i.is_timer and i.node == spec.path[-2]
+            )
             end.contracts.append((state, self._runners[inp.node].out_ports[inp.port]))
         self._find_direct_calls()
         for spec in self.graph.nodes:
@@ -157,9 +161,15 @@ class Executor:
                 runner.is_source = False
                 source = self._runners[inp.node].out_ports[inp.port]
             trigger = inp.is_timer or (not rate_driven and inp.trigger and not inp.feedback)
-            slot = Slot(runner, name, source, fifo=inp.queue == "fifo", size=inp.size,
-                        trigger=trigger,
-                        stale_s=None if inp.stale_ms is None else inp.stale_ms / 1e3)
+            slot = Slot(
+                runner,
+                name,
+                source,
+                fifo=inp.queue == "fifo",
+                size=inp.size,
+                trigger=trigger,
+                stale_s=None if inp.stale_ms is None else inp.stale_ms / 1e3,
+            )
             runner.slots.append(slot)
             runner.inputs[name] = [] if slot.fifo else None
             if slot.fifo:
@@ -188,13 +198,16 @@ class Executor:
             NodeSetupError: a node's ``setup`` raised.
         """
         if self.simulated and duration_s is None:
-            raise EdgeloopError("a simulated run needs a duration (fix: pass duration_s / --duration)")
+            raise EdgeloopError(
+                "a simulated run needs a duration (fix: pass duration_s / --duration)"
+            )
         self._build()
         end_ns = NEVER if duration_s is None else int(duration_s * 1e9)
         heap = [(0, i, t) for i, t in enumerate(self._timers)]
         heapq.heapify(heap)
-        self.registry.hook.edgeloop_loop_started(graph=self.graph, simulated=self.simulated,
-                                                 seed=self.seed)
+        self.registry.hook.edgeloop_loop_started(
+            graph=self.graph, simulated=self.simulated, seed=self.seed
+        )
         wall_start = time.perf_counter()
         try:
             self._loop(heap, end_ns)
@@ -383,8 +396,11 @@ class Executor:
                 # A port that never received anything counts as made at loop start.
                 age = now - slot.source.last_created
                 if age > slot.stale_s:
-                    self._faults.handle(r, "stale_input", f"input '{slot.name}' is {age:.3f}s "
-                                        f"old (stale_ms {slot.stale_s * 1e3:g})")
+                    self._faults.handle(
+                        r,
+                        "stale_input",
+                        f"input '{slot.name}' is {age:.3f}s old (stale_ms {slot.stale_s * 1e3:g})",
+                    )
                     return True
         for slot in r.fifo_slots:
             r.inputs[slot.name] = [m.data for m in slot.pending]
@@ -405,18 +421,30 @@ class Executor:
         for name, data in out.items():
             port = r.out_ports.get(name)
             if port is None:
-                self._faults.handle(r, "exception", f"step returned unknown output '{name}' "
-                                    f"(declared: {', '.join(r.out_ports) or 'none'})")
+                self._faults.handle(
+                    r,
+                    "exception",
+                    f"step returned unknown output '{name}' "
+                    f"(declared: {', '.join(r.out_ports) or 'none'})",
+                )
                 return False
             if port.is_float and not _all_finite(data):
                 self._faults.handle(r, "non_finite", f"output '{name}' has non-finite values")
                 return False
         return True
 
-    def _publish(self, r: Runner, out: Mapping[str, Any], created: float, sensed: float,
-                 tick: OutPort | None = None) -> None:
+    def _publish(
+        self,
+        r: Runner,
+        out: Mapping[str, Any],
+        created: float,
+        sensed: float,
+        tick: OutPort | None = None,
+    ) -> None:
         """Deliver outputs (or a timer's tick) off the single-output fast path."""
-        items = [(tick, created)] if tick is not None else [(r.out_ports[k], v) for k, v in out.items()]
+        items = (
+            [(tick, created)] if tick is not None else [(r.out_ports[k], v) for k, v in out.items()]
+        )
         for port, data in items:
             port.seq += 1
             port.last_data = data
@@ -449,14 +477,22 @@ class Executor:
     def _node_deadline_missed(self, r: Runner, took_ns: int) -> None:
         r.misses += 1
         self.registry.hook.edgeloop_deadline_missed(
-            node_id=r.spec.id, contract=None, latency_s=took_ns / 1e9,
-            deadline_s=r.deadline_ns / 1e9, time_s=self._now_s())
+            node_id=r.spec.id,
+            contract=None,
+            latency_s=took_ns / 1e9,
+            deadline_s=r.deadline_ns / 1e9,
+            time_s=self._now_s(),
+        )
 
     def _contract_deadline_missed(self, state: ContractState, latency_s: float) -> None:
         state.misses += 1
         self.registry.hook.edgeloop_deadline_missed(
-            node_id=None, contract=state.spec.name, latency_s=latency_s,
-            deadline_s=state.deadline_s, time_s=self._now_s())
+            node_id=None,
+            contract=state.spec.name,
+            latency_s=latency_s,
+            deadline_s=state.deadline_s,
+            time_s=self._now_s(),
+        )
 
     def _close_all(self) -> None:
         for r in self._runners.values():
@@ -466,37 +502,74 @@ class Executor:
     # -- report -------------------------------------------------------------------
 
     def _recorders(self) -> list[LatencyRecorder]:
-        return ([r.latency for r in self._runners.values()] + [t.jitter for t in self._timers]
-                + [c.latency for c in self._contracts])
+        return (
+            [r.latency for r in self._runners.values()]
+            + [t.jitter for t in self._timers]
+            + [c.latency for c in self._contracts]
+        )
 
     def _report(self, duration_s: float, wall_s: float) -> RunReport:
         nodes = []
         for r in self._runners.values():
             p50, p99, worst = r.latency.summary_ns()
-            nodes.append(NodeStats(
-                id=r.spec.id, type=r.spec.type, calls=r.latency.count, p50_us=p50 / 1e3,
-                p99_us=p99 / 1e3, max_us=worst / 1e3, deadline_ms=r.spec.deadline_ms,
-                deadline_misses=r.misses, drops={s.name: s.drops for s in r.slots},
-                faults=dict(r.faults), restarts=r.restarts, skipped=r.skipped))
+            nodes.append(
+                NodeStats(
+                    id=r.spec.id,
+                    type=r.spec.type,
+                    calls=r.latency.count,
+                    p50_us=p50 / 1e3,
+                    p99_us=p99 / 1e3,
+                    max_us=worst / 1e3,
+                    deadline_ms=r.spec.deadline_ms,
+                    deadline_misses=r.misses,
+                    drops={s.name: s.drops for s in r.slots},
+                    faults=dict(r.faults),
+                    restarts=r.restarts,
+                    skipped=r.skipped,
+                )
+            )
         contracts = []
         for c in self._contracts:
             p50, p99, worst = c.latency.summary_ns()
-            contracts.append(ContractStats(
-                name=c.spec.name, path=list(c.spec.path), deadline_ms=c.spec.deadline_ms,
-                count=c.latency.count, p50_ms=p50 / 1e6, p99_ms=p99 / 1e6, max_ms=worst / 1e6,
-                deadline_misses=c.misses))
+            contracts.append(
+                ContractStats(
+                    name=c.spec.name,
+                    path=list(c.spec.path),
+                    deadline_ms=c.spec.deadline_ms,
+                    count=c.latency.count,
+                    p50_ms=p50 / 1e6,
+                    p99_ms=p99 / 1e6,
+                    max_ms=worst / 1e6,
+                    deadline_misses=c.misses,
+                )
+            )
         timers = []
         for t in self._timers:
             p50, p99, worst = t.jitter.summary_ns()
-            timers.append(TimerStats(
-                source=t.source, period_ms=t.period_ns / 1e6, fired=t.fired,
-                jitter_p50_us=p50 / 1e3, jitter_p99_us=p99 / 1e3, jitter_max_us=worst / 1e3,
-                overruns=t.overruns))
+            timers.append(
+                TimerStats(
+                    source=t.source,
+                    period_ms=t.period_ns / 1e6,
+                    fired=t.fired,
+                    jitter_p50_us=p50 / 1e3,
+                    jitter_p99_us=p99 / 1e3,
+                    jitter_max_us=worst / 1e3,
+                    overruns=t.overruns,
+                )
+            )
         return RunReport(
-            graph=self.graph.name, simulated=self.simulated, seed=self.seed,
-            stop_reason=self._stop_reason or "", duration_s=duration_s, wall_s=wall_s,
-            nodes=nodes, contracts=contracts, timers=timers,
-            series={k: list(v) for k, v in self._series.items()}, fault_log=self._faults.log)
+            graph=self.graph.name,
+            simulated=self.simulated,
+            seed=self.seed,
+            stop_reason=self._stop_reason or "",
+            duration_s=duration_s,
+            wall_s=wall_s,
+            nodes=nodes,
+            contracts=contracts,
+            timers=timers,
+            series={k: list(v) for k, v in self._series.items()},
+            fault_log=self._faults.log,
+        )
 
 
 def _all_finite(data: Any) -> bool:

@@ -63,8 +63,10 @@ class FaultHandler:
                 action = "stop"
                 error += f" (after {r.restarts} restarts)"
             else:
-                backoff_ms = min(policy.restart.backoff_ms * 2 ** (r.consecutive_faults - 1),
-                                 policy.restart.max_backoff_ms)
+                backoff_ms = min(
+                    policy.restart.backoff_ms * 2 ** (r.consecutive_faults - 1),
+                    policy.restart.max_backoff_ms,
+                )
                 r.down_until = self._clock.now_ns() + max(1, int(backoff_ms * 1e6))
                 r.update_guard()
                 close_quietly(r)
@@ -75,8 +77,9 @@ class FaultHandler:
         if action == "fallback":
             action = f"fallback:{policy.fallback}"
         time_s = self._now_s()
-        self.log.append({"node": r.spec.id, "kind": kind, "error": error, "action": action,
-                         "time_s": time_s})
+        self.log.append(
+            {"node": r.spec.id, "kind": kind, "error": error, "action": action, "time_s": time_s}
+        )
         if action == "stop":
             self._stop(f"node '{r.spec.id}' faulted ({kind}: {error}) and its policy is stop")
         self._hook(node_id=r.spec.id, kind=kind, error=error, action=action, time_s=time_s)
@@ -95,8 +98,9 @@ class FaultHandler:
             out = fb.step(inputs)
         except Exception as exc:
             fb.faults["exception"] = fb.faults.get("exception", 0) + 1
-            self._stop(f"fallback '{fb.spec.id}' of '{r.spec.id}' failed too: "
-                       f"{type(exc).__name__}: {exc}")
+            self._stop(
+                f"fallback '{fb.spec.id}' of '{r.spec.id}' failed too: {type(exc).__name__}: {exc}"
+            )
             return "stop"
         if out:
             now = self._now_s()

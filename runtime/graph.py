@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
-
 from edgeloop.runtime.node import Node
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 TIMER_PREFIX = "timer/"
 _TIMER_RE = re.compile(r"^timer/(\d+(?:\.\d+)?)\s*(us|ms|s|hz)$", re.IGNORECASE)
@@ -37,9 +36,8 @@ def timer_period_ns(source: str) -> int | None:
     value, unit = float(m.group(1)), m.group(2).lower()
     if value <= 0:
         return None
-    if unit == "hz":
-        return round(1e9 / value)
-    return round(value * _UNIT_NS[unit])
+    period = round(1e9 / value) if unit == "hz" else round(value * _UNIT_NS[unit])
+    return period if period >= 1 else None  # under 1 ns rounds to 0: a timer that never advances
 
 
 class _Strict(BaseModel):
@@ -138,11 +136,15 @@ class FaultPolicy(_Strict):
         return self
 
     def to_yaml_value(self) -> Any:
-        if self.action == "fallback":
+        # The short forms, where they lose nothing; the full mapping otherwise.
+        default_restart = self.restart == RestartPolicy()
+        if self.action == "fallback" and default_restart:
             return {"fallback": self.fallback}
-        if self.action == "restart" and self.restart != RestartPolicy():
+        if self.action == "restart" and self.fallback is None and not default_restart:
             return {"restart": self.restart.model_dump()}
-        return self.action
+        if self.fallback is None and default_restart:
+            return self.action
+        return {"action": self.action, **self.model_dump(exclude_defaults=True)}
 
 
 class NodeSpec(_Strict):
@@ -154,8 +156,9 @@ class NodeSpec(_Strict):
     inputs: dict[str, InputSpec] = Field(default_factory=dict)
     outputs: list[str] | None = None
     """Outputs used; defaults to every output the node type declares."""
-    rate_hz: float | None = Field(default=None, gt=0)
-    """Run periodically at this rate (inputs are then sampled, not triggering)."""
+    rate_hz: float | None = Field(default=None, gt=0, le=1e9)
+    """Run periodically at this rate (inputs are then sampled, not triggering); at most
+    1e9 (a 1 ns period)."""
     deadline_ms: float | None = Field(default=None, gt=0)
     """A step that takes longer than this (wall time) is a deadline miss."""
     on_fault: FaultPolicy = Field(default_factory=FaultPolicy)
@@ -183,6 +186,14 @@ class LoopGraph(_Strict):
     _file: str | None = PrivateAttr(default=None)
     _lines: dict[tuple[Any, ...], int] = PrivateAttr(default_factory=dict)
     _local_types: dict[str, type[Node]] = PrivateAttr(default_factory=dict)
+
+    def __eq__(self, other: object) -> bool:
+        # Equal content is an equal graph: where it was loaded from (file, lines) does not count.
+        if not isinstance(other, LoopGraph):
+            return NotImplemented
+        return self.model_dump() == other.model_dump()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like every pydantic model
 
     # -- builder -------------------------------------------------------------------
 

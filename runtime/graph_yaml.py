@@ -7,8 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
-
 from edgeloop.runtime.errors import GraphError, GraphProblem
 from edgeloop.runtime.graph import (
     ContractSpec,
@@ -19,6 +17,7 @@ from edgeloop.runtime.graph import (
     field_path,
     nearest_line,
 )
+from pydantic import ValidationError
 
 _FIELDS_AT = {
     "": LoopGraph, "nodes": NodeSpec, "contracts": ContractSpec,

@@ -117,5 +117,3 @@ def edgeloop_node_faulted(node_id: str, kind: str, error: str, action: str, time
             ``fallback:<id>``, ``stop``, or ``backoff`` while a restart waits.
         time_s: Clock time of the fault, seconds since the loop started.
     """
-
-

@@ -33,13 +33,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import TypeAdapter, ValidationError
-
 from edgeloop.runtime.errors import NodeConfigError
+from pydantic import TypeAdapter, ValidationError
 
 if TYPE_CHECKING:
     import numpy as np
-
     from edgeloop.runtime.clocks import Clock
 
 
@@ -123,7 +121,7 @@ class NodeContext:
         return self._resources[key]
 
     def record(self, name: str, value: float) -> None:
-        """Add one value to the series ``<node id>.<name>`` of the run report (e.g. episode returns)."""
+        """Add a value to the report's series ``<node id>.<name>`` (e.g. episode returns)."""
         self._metrics.setdefault(f"{self.node_id}.{name}", []).append(float(value))
 
 
@@ -205,12 +203,18 @@ def build_config(node_type: str, config_cls: type, values: Mapping[str, Any] | N
     for key in values:
         if key not in names:
             close = difflib.get_close_matches(key, names, n=3)
-            fix = f"did you mean {', '.join(close)}?" if close else (
-                f"known keys: {', '.join(names)}" if names else "this node type takes no config"
+            fix = (
+                f"did you mean {', '.join(close)}?"
+                if close
+                else (
+                    f"known keys: {', '.join(names)}" if names else "this node type takes no config"
+                )
             )
             raise NodeConfigError(
                 f"unknown config key '{key}' for node type '{node_type}'",
-                node_type=node_type, key=key, fix=fix,
+                node_type=node_type,
+                key=key,
+                fix=fix,
             )
     adapter = _ADAPTERS.get(config_cls)
     if adapter is None:
@@ -223,7 +227,8 @@ def build_config(node_type: str, config_cls: type, values: Mapping[str, Any] | N
         raise NodeConfigError(
             f"config key '{key}' of node type '{node_type}': {err['msg']} "
             f"(got {err.get('input')!r})",
-            node_type=node_type, key=key,
+            node_type=node_type,
+            key=key,
             fix=_field_doc(config_cls, key) or "see `edgeloop plugins` for the node's Config",
         ) from None
 

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pluggy
-
 from edgeloop.runtime import hookspecs
 from edgeloop.runtime.errors import EdgeloopError, PluginError
 from edgeloop.runtime.node import Node

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import math
 
+from edgeloop.runtime.metrics import RunReport
 from rich.console import Console, Group
 from rich.table import Table
-
-from edgeloop.runtime.metrics import RunReport
 
 
 def _num(value: float | None, digits: int = 1) -> str:
@@ -19,36 +18,87 @@ def _num(value: float | None, digits: int = 1) -> str:
 def report_tables(report: RunReport) -> Group:
     """Nodes, contracts, timers, series and faults of a run, one table each."""
     clock = "simulated" if report.simulated else "real-time"
-    title = (f"{report.graph}: {report.duration_s:.2f} s {clock} ({report.wall_s:.2f} s wall), "
-             f"seed {report.seed}, stopped: {report.stop_reason}")
+    title = (
+        f"{report.graph}: {report.duration_s:.2f} s {clock} ({report.wall_s:.2f} s wall), "
+        f"seed {report.seed}, stopped: {report.stop_reason}"
+    )
     nodes = Table(title=title, title_justify="left")
-    for col in ("node", "type", "calls", "p50 µs", "p99 µs", "max µs", "deadline misses",
-                "drops", "faults", "restarts"):
+    for col in (
+        "node",
+        "type",
+        "calls",
+        "p50 µs",
+        "p99 µs",
+        "max µs",
+        "deadline misses",
+        "drops",
+        "faults",
+        "restarts",
+    ):
         nodes.add_column(col, justify="left" if col in ("node", "type", "faults") else "right")
     for n in report.nodes:
         misses = f"{n.deadline_misses}" + (f" / {n.deadline_ms:g} ms" if n.deadline_ms else "")
         faults = ", ".join(f"{k} {v}" for k, v in n.faults.items()) or "0"
-        nodes.add_row(n.id, n.type, f"{n.calls:,}", _num(n.p50_us), _num(n.p99_us), _num(n.max_us),
-                      misses, f"{sum(n.drops.values()):,}", faults, str(n.restarts))
+        nodes.add_row(
+            n.id,
+            n.type,
+            f"{n.calls:,}",
+            _num(n.p50_us),
+            _num(n.p99_us),
+            _num(n.max_us),
+            misses,
+            f"{sum(n.drops.values()):,}",
+            faults,
+            str(n.restarts),
+        )
     parts: list[Table] = [nodes]
     if report.contracts:
         contracts = Table(title="sense-to-act contracts (clock time)", title_justify="left")
-        for col in ("contract", "path", "count", "p50 ms", "p99 ms", "max ms", "deadline ms",
-                    "misses"):
+        for col in (
+            "contract",
+            "path",
+            "count",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+            "deadline ms",
+            "misses",
+        ):
             contracts.add_column(col, justify="left" if col in ("contract", "path") else "right")
         for c in report.contracts:
-            contracts.add_row(c.name, " -> ".join(c.path), f"{c.count:,}", _num(c.p50_ms, 3),
-                              _num(c.p99_ms, 3), _num(c.max_ms, 3), f"{c.deadline_ms:g}",
-                              str(c.deadline_misses))
+            contracts.add_row(
+                c.name,
+                " -> ".join(c.path),
+                f"{c.count:,}",
+                _num(c.p50_ms, 3),
+                _num(c.p99_ms, 3),
+                _num(c.max_ms, 3),
+                f"{c.deadline_ms:g}",
+                str(c.deadline_misses),
+            )
         parts.append(contracts)
     if report.timers:
         timers = Table(title="timers", title_justify="left")
-        for col in ("timer", "period ms", "fired", "jitter p50 µs", "jitter p99 µs",
-                    "jitter max µs", "overruns"):
+        for col in (
+            "timer",
+            "period ms",
+            "fired",
+            "jitter p50 µs",
+            "jitter p99 µs",
+            "jitter max µs",
+            "overruns",
+        ):
             timers.add_column(col, justify="left" if col == "timer" else "right")
         for t in report.timers:
-            timers.add_row(t.source, f"{t.period_ms:g}", f"{t.fired:,}", _num(t.jitter_p50_us),
-                           _num(t.jitter_p99_us), _num(t.jitter_max_us), str(t.overruns))
+            timers.add_row(
+                t.source,
+                f"{t.period_ms:g}",
+                f"{t.fired:,}",
+                _num(t.jitter_p50_us),
+                _num(t.jitter_p99_us),
+                _num(t.jitter_max_us),
+                str(t.overruns),
+            )
         parts.append(timers)
     if report.series:
         series = Table(title="series", title_justify="left")
@@ -56,8 +106,14 @@ def report_tables(report: RunReport) -> Group:
             series.add_column(col, justify="left" if col == "series" else "right")
         for name, values in report.series.items():
             if values:
-                series.add_row(name, str(len(values)), _num(sum(values) / len(values), 2),
-                               _num(min(values), 2), _num(max(values), 2), _num(values[-1], 2))
+                series.add_row(
+                    name,
+                    str(len(values)),
+                    _num(sum(values) / len(values), 2),
+                    _num(min(values), 2),
+                    _num(max(values), 2),
+                    _num(values[-1], 2),
+                )
         parts.append(series)
     if report.fault_log:
         faults = Table(title=f"faults (last 10 of {len(report.fault_log)})", title_justify="left")

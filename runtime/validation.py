@@ -107,7 +107,7 @@ def node_class(graph: LoopGraph, registry: PluginRegistry, spec: NodeSpec) -> ty
     return graph.local_types.get(spec.type) or registry.node_type(spec.type).cls
 
 
-def _node_class(graph, registry, spec, loc, problem) -> type[Node] | None:  # noqa: ANN001
+def _node_class(graph, registry, spec, loc, problem) -> type[Node] | None:
     try:
         return node_class(graph, registry, spec)
     except UnknownNodeTypeError as exc:
@@ -115,7 +115,7 @@ def _node_class(graph, registry, spec, loc, problem) -> type[Node] | None:  # no
         return None
 
 
-def _check_fallback(spec, i, by_id, outputs_of, problem) -> None:  # noqa: ANN001
+def _check_fallback(spec, i, by_id, outputs_of, problem) -> None:
     target = spec.on_fault.fallback
     loc = ("nodes", i, "on_fault")
     if target == spec.id:
@@ -129,7 +129,7 @@ def _check_fallback(spec, i, by_id, outputs_of, problem) -> None:  # noqa: ANN00
                     "use a fallback node with the same outputs")
 
 
-def _check_contract(graph, c, path, by_id, problem) -> None:  # noqa: ANN001
+def _check_contract(graph, c, path, by_id, problem) -> None:
     loc = ("contracts", c, "path")
     for node_id in path:
         if node_id not in by_id:

@@ -24,14 +24,28 @@ NEVER = 1 << 62
 class OutPort:
     """The sending end of an output port (or of a timer), with its last message."""
 
-    __slots__ = ("direct", "edges", "fifo_slots", "is_float", "is_small_vector", "last_created",
-                 "last_data", "last_sensed", "name", "seq")
+    __slots__ = (
+        "direct",
+        "edges",
+        "fifo_slots",
+        "is_float",
+        "is_small_vector",
+        "last_created",
+        "last_data",
+        "last_sensed",
+        "name",
+        "seq",
+    )
 
     def __init__(self, port: Port) -> None:
         self.name = port.name
         self.is_float = port.is_float
-        self.is_small_vector = (port.shape is not None and len(port.shape) == 1
-                                and port.shape[0] is not None and port.shape[0] <= 64)
+        self.is_small_vector = (
+            port.shape is not None
+            and len(port.shape) == 1
+            and port.shape[0] is not None
+            and port.shape[0] <= 64
+        )
         self.seq = 0  # messages published so far; the last one has seq - 1
         self.last_data: Any = None
         self.last_created = 0.0
@@ -51,11 +65,30 @@ class OutPort:
 class Slot:
     """The receiving end of one input port."""
 
-    __slots__ = ("drops", "fifo", "name", "pending", "read_seq", "runner", "size", "source",
-                 "stale_s", "trigger")
+    __slots__ = (
+        "drops",
+        "fifo",
+        "name",
+        "pending",
+        "read_seq",
+        "runner",
+        "size",
+        "source",
+        "stale_s",
+        "trigger",
+    )
 
-    def __init__(self, runner: Runner, name: str, source: OutPort, *, fifo: bool, size: int,
-                 trigger: bool, stale_s: float | None) -> None:
+    def __init__(
+        self,
+        runner: Runner,
+        name: str,
+        source: OutPort,
+        *,
+        fifo: bool,
+        size: int,
+        trigger: bool,
+        stale_s: float | None,
+    ) -> None:
         self.runner = runner
         self.name = name
         self.source = source
@@ -90,10 +123,34 @@ class Slot:
 class Runner:
     """A node object plus everything the executor keeps about it."""
 
-    __slots__ = ("cls", "consecutive_faults", "contracts", "ctx", "deadline_ns", "down_until",
-                 "faults", "fifo_slots", "guarded", "inputs", "is_source", "latency", "misses",
-                 "node", "only_slot", "only_source", "out_ports", "queued", "record", "restarts",
-                 "run", "skipped", "slots", "spec", "stale_slots", "step")
+    __slots__ = (
+        "cls",
+        "consecutive_faults",
+        "contracts",
+        "ctx",
+        "deadline_ns",
+        "down_until",
+        "faults",
+        "fifo_slots",
+        "guarded",
+        "inputs",
+        "is_source",
+        "latency",
+        "misses",
+        "node",
+        "only_slot",
+        "only_source",
+        "out_ports",
+        "queued",
+        "record",
+        "restarts",
+        "run",
+        "skipped",
+        "slots",
+        "spec",
+        "stale_slots",
+        "step",
+    )
 
     def __init__(self, spec: NodeSpec, cls: type[Node], node: Node, ctx: NodeContext) -> None:
         self.spec = spec

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from edgeloop.plugins.control import Pid
 
 import edgeloop
 from edgeloop import Executor, LoopGraph
-from edgeloop.plugins.control import Pid
 from edgeloop.testing import CounterSensor, RecordingSink, check_node
 
 PENDULUM = Path(__file__).parents[2] / "examples" / "pendulum" / "loop.yaml"
@@ -77,16 +77,21 @@ def test_pid_stops_integrating_while_saturated():
 
 
 def test_the_pid_node_uses_clock_time_and_its_index():
-    outputs = check_node(edgeloop.PluginRegistry().node_type("pid").cls,
-                         {"kp": 2.0, "index": 1, "setpoint": 1.0},
-                         [{"measurement": np.array([9.0, 0.25]), "setpoint": None}])
+    outputs = check_node(
+        edgeloop.PluginRegistry().node_type("pid").cls,
+        {"kp": 2.0, "index": 1, "setpoint": 1.0},
+        [{"measurement": np.array([9.0, 0.25]), "setpoint": None}],
+    )
     assert outputs[0]["action"] == pytest.approx([1.5])
 
 
 def test_the_clamp_node_limits_value_and_rate():
     clamp = edgeloop.PluginRegistry().node_type("clamp").cls
-    out = check_node(clamp, {"low": -1, "high": 1, "max_rate": 10.0},
-                     [{"action": np.array([5.0])}, {"action": np.array([-5.0])}])
+    out = check_node(
+        clamp,
+        {"low": -1, "high": 1, "max_rate": 10.0},
+        [{"action": np.array([5.0])}, {"action": np.array([-5.0])}],
+    )
     assert out[0]["action"] == pytest.approx([1.0])
     assert out[1]["action"] == pytest.approx([0.9])  # 10/s over the 10 ms between steps
 
@@ -101,8 +106,9 @@ def test_the_log_node_writes_json_lines(tmp_path):
     graph = LoopGraph(name="log")
     graph.add_node("source", CounterSensor, rate_hz=10)
     path = tmp_path / "log.jsonl"
-    graph.add_node("log", "log", inputs={"value": "source/value"},
-                   config={"every": 2, "path": str(path)})
+    graph.add_node(
+        "log", "log", inputs={"value": "source/value"}, config={"every": 2, "path": str(path)}
+    )
     Executor(graph, simulated=True).run(1.0)
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert [line["value"] for line in lines] == [[0.0], [2.0], [4.0], [6.0], [8.0]]
@@ -110,6 +116,7 @@ def test_the_log_node_writes_json_lines(tmp_path):
 
 
 def test_the_constant_node_emits_its_value_with_its_dtype():
-    out = check_node(edgeloop.PluginRegistry().node_type("constant").cls,
-                     {"value": [1, 2], "dtype": "float64"})
+    out = check_node(
+        edgeloop.PluginRegistry().node_type("constant").cls, {"value": [1, 2], "dtype": "float64"}
+    )
     assert out[0]["action"].dtype == np.float64 and out[0]["action"].tolist() == [1.0, 2.0]

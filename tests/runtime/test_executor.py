@@ -62,8 +62,12 @@ def test_a_latest_input_read_slower_than_it_is_written_keeps_the_newest_and_coun
 def test_a_fifo_input_delivers_everything_up_to_its_bound_and_drops_the_oldest():
     graph = LoopGraph(name="fifo")
     graph.add_node("producer", CounterSensor, rate_hz=100)
-    graph.add_node("consumer", RecordingSink, rate_hz=10,
-                   inputs={"value": {"from": "producer/value", "queue": "fifo", "size": 3}})
+    graph.add_node(
+        "consumer",
+        RecordingSink,
+        rate_hz=10,
+        inputs={"value": {"from": "producer/value", "queue": "fifo", "size": 3}},
+    )
     executor, report = run(graph)
     batches = [[v[0] for v in batch] for batch in executor.node("consumer").values("value")]
     assert batches[0] == [0]
@@ -77,8 +81,11 @@ def test_a_fifo_input_delivers_everything_up_to_its_bound_and_drops_the_oldest()
 def test_an_event_driven_fifo_input_sees_each_message_once():
     graph = LoopGraph(name="fifo_events")
     graph.add_node("producer", CounterSensor, rate_hz=100)
-    graph.add_node("consumer", RecordingSink,
-                   inputs={"value": {"from": "producer/value", "queue": "fifo", "size": 4}})
+    graph.add_node(
+        "consumer",
+        RecordingSink,
+        inputs={"value": {"from": "producer/value", "queue": "fifo", "size": 4}},
+    )
     executor, report = run(graph, 0.1)
     batches = executor.node("consumer").values("value")
     assert [[v[0] for v in b] for b in batches] == [[float(i)] for i in range(10)]
@@ -93,8 +100,11 @@ def test_a_feedback_edge_delivers_without_triggering():
 
     graph = LoopGraph(name="feedback")
     graph.add_node("source", CounterSensor, rate_hz=10, config={"start": 1, "increment": 0})
-    graph.add_node("mix", mix, inputs={"value": "source/value",
-                                       "echo": {"from": "delay/value", "feedback": True}})
+    graph.add_node(
+        "mix",
+        mix,
+        inputs={"value": "source/value", "echo": {"from": "delay/value", "feedback": True}},
+    )
     graph.add_node("delay", ScriptedNode, inputs={"value": "mix/value"})
     graph.add_node("sink", RecordingSink, inputs={"value": "mix/value"})
     executor, report = run(graph, 0.4)
@@ -108,13 +118,24 @@ def test_a_slow_node_misses_its_deadline_and_the_hook_hears_of_it():
     class Spy:
         @edgeloop.hookimpl
         def edgeloop_deadline_missed(self, node_id, contract, latency_s, deadline_s):
-            events.append({"node_id": node_id, "contract": contract, "latency_s": latency_s,
-                           "deadline_s": deadline_s})
+            events.append(
+                {
+                    "node_id": node_id,
+                    "contract": contract,
+                    "latency_s": latency_s,
+                    "deadline_s": deadline_s,
+                }
+            )
 
     graph = LoopGraph(name="slow")
     graph.add_node("source", CounterSensor, rate_hz=100)
-    graph.add_node("slow", ScriptedNode, inputs={"value": "source/value"},
-                   config={"sleep_ms": 3}, deadline_ms=1)
+    graph.add_node(
+        "slow",
+        ScriptedNode,
+        inputs={"value": "source/value"},
+        config={"sleep_ms": 3},
+        deadline_ms=1,
+    )
     registry = edgeloop.PluginRegistry(plugins={"spy": Spy()})
     _, report = run(graph, 0.05, registry=registry)
     assert report.node("slow").deadline_misses == 5

@@ -16,8 +16,13 @@ def chain(on_fault: Any, script: dict[str, Any], *, fallback: bool = False) -> L
     """source (100 Hz, values 1, 2, 3...) -> scripted (x10) -> sink."""
     graph = LoopGraph(name="faulty")
     graph.add_node("source", CounterSensor, rate_hz=100, config={"start": 1})
-    graph.add_node("scripted", ScriptedNode, inputs={"value": "source/value"},
-                   config={"gain": 10, **script}, on_fault=on_fault)
+    graph.add_node(
+        "scripted",
+        ScriptedNode,
+        inputs={"value": "source/value"},
+        config={"gain": 10, **script},
+        on_fault=on_fault,
+    )
     if fallback:
         graph.add_node("spare", ScriptedNode, config={"gain": -1})
     graph.add_node("sink", RecordingSink, inputs={"value": "scripted/value"})
@@ -47,8 +52,9 @@ def test_restart_waits_a_doubling_backoff_then_sets_up_a_fresh_node():
 
 
 def test_restart_gives_up_and_stops_the_loop_after_its_maximum():
-    graph = chain({"restart": {"backoff_ms": 1, "max_restarts": 2}},
-                  {"raise_on": list(range(2, 100))})
+    graph = chain(
+        {"restart": {"backoff_ms": 1, "max_restarts": 2}}, {"raise_on": list(range(2, 100))}
+    )
     _, report = run(graph)
     assert report.node("scripted").restarts == 2
     assert report.stop_reason.startswith("node 'scripted' faulted")
@@ -57,8 +63,9 @@ def test_restart_gives_up_and_stops_the_loop_after_its_maximum():
 
 
 def test_a_restart_whose_setup_fails_counts_as_another_fault():
-    graph = chain({"restart": {"backoff_ms": 5, "max_restarts": 1}},
-                  {"raise_on": [1], "fail_setup_after": 1})
+    graph = chain(
+        {"restart": {"backoff_ms": 5, "max_restarts": 1}}, {"raise_on": [1], "fail_setup_after": 1}
+    )
     _, report = run(graph)
     assert "setup after restart" in report.stop_reason
     assert report.node("scripted").faults == {"exception": 2}
@@ -91,7 +98,8 @@ def test_stop_ends_the_loop_cleanly_with_the_reason_in_the_report():
     assert received(executor) == [10, 20, 30, 40, 50]
     assert report.stop_reason == (
         "node 'scripted' faulted (exception: RuntimeError: step 5 fails by script) "
-        "and its policy is stop")
+        "and its policy is stop"
+    )
     assert report.duration_s == pytest.approx(0.05)
     assert events == [("scripted", "exception", "stop")]
 
@@ -107,8 +115,13 @@ def test_a_non_finite_output_is_a_fault_and_never_reaches_the_receiver():
 def test_an_input_older_than_its_stale_limit_is_a_fault():
     graph = LoopGraph(name="stale")
     graph.add_node("sensor", CounterSensor, rate_hz=10)
-    graph.add_node("watcher", RecordingSink, rate_hz=100, on_fault="hold_last",
-                   inputs={"value": {"from": "sensor/value", "stale_ms": 55}})
+    graph.add_node(
+        "watcher",
+        RecordingSink,
+        rate_hz=100,
+        on_fault="hold_last",
+        inputs={"value": {"from": "sensor/value", "stale_ms": 55}},
+    )
     executor, report = run(graph, 1.0)
     # every 100 ms the reading is fresh at 0..50 ms and stale at 60, 70, 80 and 90 ms
     assert report.node("watcher").faults == {"stale_input": 40}
@@ -118,9 +131,20 @@ def test_an_input_older_than_its_stale_limit_is_a_fault():
 def test_an_input_that_never_arrives_goes_stale_from_loop_start():
     graph = LoopGraph(name="never")
     graph.add_node("sensor", CounterSensor, rate_hz=100)
-    graph.add_node("silent", ScriptedNode, inputs={"value": "sensor/value"}, config={"nan_on": list(range(100))}, on_fault="hold_last")
-    graph.add_node("watcher", RecordingSink, rate_hz=100, on_fault="stop",
-                   inputs={"value": {"from": "silent/value", "stale_ms": 25}})
+    graph.add_node(
+        "silent",
+        ScriptedNode,
+        inputs={"value": "sensor/value"},
+        config={"nan_on": list(range(100))},
+        on_fault="hold_last",
+    )
+    graph.add_node(
+        "watcher",
+        RecordingSink,
+        rate_hz=100,
+        on_fault="stop",
+        inputs={"value": {"from": "silent/value", "stale_ms": 25}},
+    )
     _, report = run(graph, 1.0)
     assert report.stop_reason.startswith("node 'watcher' faulted (stale_input")
     assert report.duration_s == pytest.approx(0.03)
@@ -129,7 +153,7 @@ def test_an_input_that_never_arrives_goes_stale_from_loop_start():
 def test_one_node_raising_does_not_stop_the_others():
     graph = chain("hold_last", {"raise_on": list(range(100))})
     graph.add_node("other", RecordingSink, inputs={"value": "source/value"})
-    executor, report = run(graph)
+    _, report = run(graph)
     assert report.stop_reason == "duration reached"
     assert report.node("other").calls == 10
     assert report.node("scripted").faults == {"exception": 10}
