@@ -16,6 +16,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from edgeloop.runtime.errors import EdgeloopError, GraphError
 from edgeloop.runtime.executor import Executor
@@ -192,14 +193,14 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
         table.add_column(col)
     for name in sorted(registry.node_types):
         info = registry.node_types[name]
-        table.add_row(name, info.cls.role, info.plugin, info.description)
+        table.add_row(name, info.cls.role, info.plugin, Text(info.description))
     _out.print(table)
     if registry.failures:
         failed = Table(title="plugins that failed to load", title_justify="left")
         failed.add_column("plugin")
         failed.add_column("error")
         for failure in registry.failures:
-            failed.add_row(failure.name, failure.error)
+            failed.add_row(failure.name, Text(failure.error))
         _out.print(failed)
     return 0
 

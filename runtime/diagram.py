@@ -59,4 +59,5 @@ def graph_mermaid(graph: LoopGraph) -> str:
 
 
 def _mid(node_id: str) -> str:
-    return "n_" + node_id.replace("-", "_")
+    # Mermaid ids take no '-'; escape so that 'a-b' and 'a_b' stay two nodes.
+    return "n_" + node_id.replace("_", "__").replace("-", "_h")

@@ -193,8 +193,6 @@ class LoopGraph(_Strict):
             return NotImplemented
         return self.model_dump() == other.model_dump()
 
-    __hash__ = None  # type: ignore[assignment]  # mutable, like every pydantic model
-
     # -- builder -------------------------------------------------------------------
 
     def add_node(

@@ -14,14 +14,17 @@ from edgeloop.runtime.graph import (
     InputSpec,
     LoopGraph,
     NodeSpec,
+    RestartPolicy,
     field_path,
     nearest_line,
 )
 from pydantic import ValidationError
 
+# The model one level down, by (model, field); ``inputs`` maps port names to InputSpec.
 _FIELDS_AT = {
-    "": LoopGraph, "nodes": NodeSpec, "contracts": ContractSpec,
-    "inputs": InputSpec, "on_fault": FaultPolicy,
+    (LoopGraph, "nodes"): NodeSpec, (LoopGraph, "contracts"): ContractSpec,
+    (NodeSpec, "inputs"): InputSpec, (NodeSpec, "on_fault"): FaultPolicy,
+    (FaultPolicy, "restart"): RestartPolicy,
 }
 
 
@@ -42,6 +45,9 @@ def load_graph(source: str | Path, *, text: str | None = None) -> LoopGraph:
         except OSError as exc:
             raise GraphError([GraphProblem(f"cannot read graph file: {exc.strerror}", file=file,
                                            fix="check the path")]) from None
+        except UnicodeDecodeError as exc:
+            raise GraphError([GraphProblem(f"not a text file: {exc.reason} at byte {exc.start}",
+                                           file=file, fix="save the graph as UTF-8 YAML")]) from None
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -99,22 +105,34 @@ def _problem_from_pydantic(
     elif kind in ("greater_than", "greater_than_equal"):
         message = f"must be {err['msg'].removeprefix('Input should be ')}, got {err.get('input')!r}"
         fix = "use a positive value"
+    elif kind in ("less_than", "less_than_equal"):
+        message = f"must be {err['msg'].removeprefix('Input should be ')}, got {err.get('input')!r}"
+        fix = "use a smaller value"
     elif kind == "string_pattern_mismatch":
         message = f"'{err.get('input')}' is not a valid id"
         fix = "use letters, digits, '_' and '-', starting with a letter or '_'"
     elif kind == "literal_error":
         fix = f"use {message.removeprefix('Input should be ')}"
         message = f"got {err.get('input')!r}"
+    elif kind == "value_error" and ": write " in message:  # our validators: "what: write how"
+        message, fix = message.split(": write ", 1)
+        fix = "write " + fix
+    elif kind == "model_type":
+        message = f"expected a mapping of fields, got {err.get('input')!r}"
+        fix = "write it as 'key: value' lines; see examples/pendulum/loop.yaml"
     return GraphProblem(message, field=field, file=file, line=nearest_line(lines, loc), fix=fix)
 
 
 def _known_fields(loc: tuple[Any, ...]) -> list[str]:
-    parent = next((x for x in reversed(loc[:-1]) if isinstance(x, str) and x in _FIELDS_AT), "")
-    if parent == "inputs" and len(loc) >= 2 and loc[-2] != "inputs":
-        model = InputSpec
-    elif parent == "inputs":
-        return []
-    else:
-        model = _FIELDS_AT[parent]
+    # Walk down from the top: a user's port name (or a key such as 'restart') must not be
+    # mistaken for a field of another model.
+    model: type = LoopGraph
+    skip_key = False
+    for part in loc[:-1]:
+        if isinstance(part, int) or skip_key:
+            skip_key = False
+            continue
+        model = _FIELDS_AT.get((model, part), model)
+        skip_key = model is InputSpec and part == "inputs"
     return [f.alias or name for name, f in model.model_fields.items()]
 

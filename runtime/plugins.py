@@ -85,11 +85,20 @@ class PluginRegistry:
         return self.manager.hook
 
     def _load_entry_points(self) -> None:
-        seen: set[str] = set()
+        seen: dict[str, str] = {}
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            if ep.name in seen:  # the same distribution visible twice on sys.path
+            if seen.get(ep.name) == ep.value:  # one distribution visible twice on sys.path
                 continue
-            seen.add(ep.name)
+            if ep.name in seen:
+                self.failures.append(
+                    PluginFailure(
+                        ep.name,
+                        f"two plugins are named '{ep.name}' ({seen[ep.name]} and {ep.value}); "
+                        "the second was not loaded (fix: rename one entry point)",
+                    )
+                )
+                continue
+            seen[ep.name] = ep.value
             try:
                 plugin = ep.load()
                 self.add_plugin(plugin, ep.name)
@@ -97,34 +106,47 @@ class PluginRegistry:
                 self.failures.append(PluginFailure(ep.name, f"{type(exc).__name__}: {exc}"))
 
     def add_plugin(self, plugin: Any, name: str) -> None:
-        """Register a plugin object and collect the node types it contributes.
+        """Register a plugin object and the node types it contributes, all or nothing.
 
         Raises:
-            PluginError: it registers a name another plugin already has, or
-                something that is not a Node subclass.
+            PluginError: its registration hook raised, or it registers a name
+                another plugin already has, or something that is not a Node subclass.
         """
         self.manager.register(plugin, name=name)
+        try:
+            contributed = self._contributed_types(plugin, name)
+        except BaseException:
+            self.manager.unregister(plugin)
+            raise
+        for type_name, cls in contributed.items():
+            self.node_types[type_name] = NodeTypeInfo(type_name, cls, name)
+
+    def _contributed_types(self, plugin: Any, name: str) -> dict[str, type[Node]]:
         impl = getattr(plugin, "edgeloop_register_node_types", None)
         if impl is None:
-            return
+            return {}
         try:
-            contributed = impl()
+            contributed = dict(impl() or {})
         except Exception as exc:
-            self.manager.unregister(plugin)
             raise PluginError(
                 f"plugin '{name}' failed in edgeloop_register_node_types: {exc}", plugin=name
             ) from exc
-        for type_name, cls in dict(contributed or {}).items():
+        for type_name, cls in contributed.items():
             if not (isinstance(cls, type) and issubclass(cls, Node)):
                 raise PluginError(
                     f"plugin '{name}' registered node type '{type_name}' as {cls!r}, "
                     "which is not a subclass of edgeloop.Node",
                     plugin=name,
                 )
-            self.add_node_type(type_name, cls, plugin=name)
+            self._refuse_duplicate(type_name, cls, name)
+        return contributed
 
     def add_node_type(self, name: str, cls: type[Node], *, plugin: str = "local") -> None:
         """Register one node type directly (used for node classes passed in Python)."""
+        self._refuse_duplicate(name, cls, plugin)
+        self.node_types[name] = NodeTypeInfo(name, cls, plugin)
+
+    def _refuse_duplicate(self, name: str, cls: type[Node], plugin: str) -> None:
         existing = self.node_types.get(name)
         if existing is not None and existing.cls is not cls:
             raise PluginError(
@@ -132,7 +154,6 @@ class PluginRegistry:
                 f"and by plugin '{plugin}' (fix: rename one of them)",
                 plugin=plugin,
             )
-        self.node_types[name] = NodeTypeInfo(name, cls, plugin)
 
     def node_type(self, name: str) -> NodeTypeInfo:
         """Look up a node type by name.

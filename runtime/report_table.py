@@ -7,6 +7,7 @@ import math
 from edgeloop.runtime.metrics import RunReport
 from rich.console import Console, Group
 from rich.table import Table
+from rich.text import Text
 
 
 def _num(value: float | None, digits: int = 1) -> str:
@@ -120,7 +121,9 @@ def report_tables(report: RunReport) -> Group:
         for col in ("t s", "node", "kind", "action", "error"):
             faults.add_column(col)
         for f in report.fault_log[-10:]:
-            faults.add_row(f"{f['time_s']:.3f}", f["node"], f["kind"], f["action"], f["error"])
+            faults.add_row(
+                f"{f['time_s']:.3f}", f["node"], f["kind"], f["action"], Text(f["error"])
+            )
         parts.append(faults)
     return Group(*parts)
 

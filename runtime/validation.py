@@ -86,7 +86,10 @@ def validate_graph(graph: LoopGraph, registry: PluginRegistry) -> list[GraphProb
 
     for cycle in _unmarked_cycles(graph, by_id):
         spec_index = by_id[cycle[0]]
-        problem(("nodes", spec_index, "inputs"),
+        # Point at the input that closes the cycle (cycle[-1] -> cycle[0]).
+        closing = next((port for port, inp in graph.nodes[spec_index].inputs.items()
+                        if not inp.is_timer and not inp.feedback and inp.node == cycle[-1]), None)
+        problem(("nodes", spec_index, "inputs") + ((closing,) if closing is not None else ()),
                 "cycle without a feedback edge: " + " -> ".join(cycle + [cycle[0]]),
                 "mark one edge of the cycle with 'feedback: true'")
 
@@ -131,17 +134,17 @@ def _check_fallback(spec, i, by_id, outputs_of, problem) -> None:
 
 def _check_contract(graph, c, path, by_id, problem) -> None:
     loc = ("contracts", c, "path")
-    for node_id in path:
-        if node_id not in by_id:
-            problem(loc, f"contract path names missing node '{node_id}'",
-                    _choices(node_id, list(by_id), "nodes"))
-            return
-    for upstream, downstream in zip(path, path[1:]):
+    missing = [(j, node_id) for j, node_id in enumerate(path) if node_id not in by_id]
+    for j, node_id in missing:
+        problem(loc + (j,), f"contract path names missing node '{node_id}'",
+                _choices(node_id, list(by_id), "nodes"))
+    if missing:
+        return
+    for j, (upstream, downstream) in enumerate(zip(path, path[1:]), start=1):
         spec = graph.nodes[by_id[downstream]]
         if not any(not inp.is_timer and inp.node == upstream for inp in spec.inputs.values()):
-            problem(loc, f"contract path has no edge {upstream} -> {downstream}",
+            problem(loc + (j,), f"contract path has no edge {upstream} -> {downstream}",
                     f"wire an input of '{downstream}' to an output of '{upstream}', or fix the path")
-            return
 
 
 def _unmarked_cycles(graph: LoopGraph, by_id: dict[str, int]) -> list[list[str]]:
