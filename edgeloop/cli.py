@@ -143,7 +143,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         args.json.write_text(report.to_json())
         if not args.quiet:
             _out.print(f"report written to {args.json}")
-    return 1 if report.stop_reason.startswith("node") or "fallback" in report.stop_reason else 0
+    return 1 if report.stopped_by_fault else 0
 
 
 def _run_with_progress(executor: Executor, duration: float | None, *, show: bool) -> RunReport:

@@ -43,7 +43,8 @@ def graph_mermaid(graph: LoopGraph) -> str:
     lines = ["flowchart LR"]
     timers: dict[str, str] = {}
     for spec in graph.nodes:
-        lines.append(f'    {_mid(spec.id)}["{spec.id}<br/><small>{spec.type}{_schedule(spec)}</small>"]')
+        label = f"{spec.id}<br/><small>{spec.type}{_schedule(spec)}</small>"
+        lines.append(f'    {_mid(spec.id)}["{label}"]')
     for spec in graph.nodes:
         for port, inp in spec.inputs.items():
             if inp.is_timer:
@@ -54,7 +55,8 @@ def graph_mermaid(graph: LoopGraph) -> str:
                 label = inp.port if inp.port == port else f"{inp.port} : {port}"
                 lines.append(f"    {_mid(inp.node)} {arrow}|{label}| {_mid(spec.id)}")
         if spec.on_fault.action == "fallback":
-            lines.append(f"    {_mid(spec.id)} -. fallback .-> {_mid(spec.on_fault.fallback or '')}")
+            target = _mid(spec.on_fault.fallback or "")
+            lines.append(f"    {_mid(spec.id)} -. fallback .-> {target}")
     return "\n".join(lines)
 
 

@@ -35,6 +35,7 @@ from edgeloop.runtime.plugins import PluginRegistry
 from edgeloop.runtime.validation import check_graph, node_class
 from edgeloop.runtime.wiring import NEVER, ContractState, OutPort, Runner, Slot, Timer
 
+_MISSING: Any = object()
 _FOLD_EVERY = 4096  # timer firings between folds of the latency recorders (a power of 2)
 
 
@@ -72,6 +73,7 @@ class Executor:
         self.simulated = self.clock.simulated
         self.seed = seed
         self._stop_reason: str | None = None
+        self._stopped_by_fault = False
         self._ready: deque[Runner] = deque()
         self._runners: dict[str, Runner] = {}
         self._timers: list[Timer] = []
@@ -81,7 +83,7 @@ class Executor:
         self._faults = FaultHandler(
             clock=self.clock,
             publish=self._publish,
-            stop=self.stop,
+            stop=self._stop_for_fault,
             hook=self.registry.hook.edgeloop_node_faulted,
             fallbacks={},
         )
@@ -238,6 +240,10 @@ class Executor:
         if self._stop_reason is None:
             self._stop_reason = reason
 
+    def _stop_for_fault(self, reason: str) -> None:
+        self._stopped_by_fault = self._stop_reason is None
+        self.stop(reason)
+
     def _loop(self, heap: list[tuple[int, int, Timer]], end_ns: int) -> None:
         # Everything a node's run touches is a local or closure variable:
         # attribute lookups cost more than the work of a small node.
@@ -269,8 +275,8 @@ class Executor:
             record = r.record
             deadline_ns = r.deadline_ns
             only_source, only_slot, is_source = r.only_source, r.only_slot, r.is_source
-            out_ports = r.out_ports
-            port_of = out_ports.get
+            only_port = next(iter(r.out_ports.values())) if len(r.out_ports) == 1 else None
+            only_output = only_port.name if only_port is not None else _MISSING
             contracts = tuple(r.contracts)
 
             def run_node() -> None:
@@ -299,41 +305,39 @@ class Executor:
                 else:
                     sensed = sensed_of(r, created)
                 if out:
-                    if len(out) != 1:
-                        if not check_outputs(r, out):
+                    # The common case, one declared output returned alone, is inlined;
+                    # anything else (several outputs, unknown names) goes the long way.
+                    data = out.get(only_output, _MISSING) if len(out) == 1 else _MISSING
+                    if data is _MISSING:
+                        if check_outputs(r, out):
+                            publish(r, out, created, sensed)
+                        return
+                    port = only_port
+                    if port.is_float:
+                        if port.is_small_vector:
+                            # Declared 1-D and small: fsum of the elements is NaN
+                            # or inf exactly when one is, and cheaper than numpy.
+                            try:
+                                ok = isfinite(fsum(data.tolist()))
+                            except Exception:  # not a 1-D array after all
+                                ok = finite(data)
+                        else:
+                            ok = finite(data)
+                        if not ok:
+                            check_outputs(r, out)
                             return
-                        publish(r, out, created, sensed)
-                    else:
-                        for name, data in out.items():
-                            port = port_of(name)
-                            if port is None:
-                                check_outputs(r, out)
-                                return
-                            if port.is_float:
-                                if port.is_small_vector:
-                                    # Declared 1-D and small: fsum of the elements is
-                                    # NaN/inf exactly when one is, and cheaper than numpy.
-                                    try:
-                                        ok = isfinite(fsum(data.tolist()))
-                                    except Exception:  # not a 1-D array after all
-                                        ok = finite(data)
-                                else:
-                                    ok = finite(data)
-                                if not ok:
-                                    check_outputs(r, out)
-                                    return
-                            port.seq += 1
-                            port.last_data = data
-                            port.last_created = created
-                            port.last_sensed = sensed
-                            for receiver_inputs, input_name, receiver in port.edges:
-                                receiver_inputs[input_name] = data
-                                if receiver is not None and not receiver.queued:
-                                    receiver.queued = True
-                                    ready_append(receiver)
-                            if port.fifo_slots:
-                                deliver_fifo(port)
-                            direct = port.direct
+                    port.seq += 1
+                    port.last_data = data
+                    port.last_created = created
+                    port.last_sensed = sensed
+                    for receiver_inputs, input_name, receiver in port.edges:
+                        receiver_inputs[input_name] = data
+                        if receiver is not None and not receiver.queued:
+                            receiver.queued = True
+                            ready_append(receiver)
+                    if port.fifo_slots:
+                        deliver_fifo(port)
+                    direct = port.direct
                 if r.consecutive_faults:
                     r.consecutive_faults = 0
                 if contracts:
@@ -362,7 +366,6 @@ class Executor:
             now_s = now * 1e-9
             if not simulated:
                 timer.jitter.samples.append(now - due)
-            timer.fired += 1
             if timer.port is None:
                 timer.runner.run()
             else:
@@ -550,7 +553,7 @@ class Executor:
                 TimerStats(
                     source=t.source,
                     period_ms=t.period_ns / 1e6,
-                    fired=t.fired,
+                    fired=t.ticks - t.overruns,
                     jitter_p50_us=p50 / 1e3,
                     jitter_p99_us=p99 / 1e3,
                     jitter_max_us=worst / 1e3,
@@ -562,6 +565,7 @@ class Executor:
             simulated=self.simulated,
             seed=self.seed,
             stop_reason=self._stop_reason or "",
+            stopped_by_fault=self._stopped_by_fault,
             duration_s=duration_s,
             wall_s=wall_s,
             nodes=nodes,

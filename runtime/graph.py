@@ -16,16 +16,27 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from edgeloop.runtime.errors import GraphError
 from edgeloop.runtime.node import Node
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 TIMER_PREFIX = "timer/"
 _TIMER_RE = re.compile(r"^timer/(\d+(?:\.\d+)?)\s*(us|ms|s|hz)$", re.IGNORECASE)
 _ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
 _UNIT_NS = {"us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
+_M = TypeVar("_M", bound=BaseModel)
 
 
 def timer_period_ns(source: str) -> int | None:
@@ -208,11 +219,15 @@ class LoopGraph(_Strict):
         on_fault: str | dict[str, Any] | FaultPolicy = "restart",
         group: str = "main",
     ) -> NodeSpec:
-        """Add a node; ``type`` is a registered name or a Node class used directly."""
+        """Add a node; ``type`` is a registered name or a Node class used directly.
+
+        Raises:
+            GraphError: a field breaks the schema (e.g. ``rate_hz=0``, a bad source).
+        """
         type_name = type if isinstance(type, str) else type.__name__
-        if not isinstance(type, str):
-            self._local_types[type_name] = type
-        spec = NodeSpec.model_validate(
+        spec = _validated(
+            NodeSpec,
+            ("nodes", len(self.nodes)),
             {
                 "id": id,
                 "type": type_name,
@@ -224,16 +239,28 @@ class LoopGraph(_Strict):
                 "outputs": outputs,
                 "rate_hz": rate_hz,
                 "deadline_ms": deadline_ms,
-                "on_fault": on_fault.model_dump() if isinstance(on_fault, FaultPolicy) else on_fault,
+                "on_fault": (
+                    on_fault.model_dump() if isinstance(on_fault, FaultPolicy) else on_fault
+                ),
                 "group": group,
-            }
+            },
         )
+        if not isinstance(type, str):
+            self._local_types[type_name] = type
         self.nodes.append(spec)
         return spec
 
     def add_contract(self, name: str, path: list[str], *, deadline_ms: float) -> ContractSpec:
-        """Add a sensor-to-actuator contract over ``path`` (node ids, in order)."""
-        contract = ContractSpec(name=name, path=list(path), deadline_ms=deadline_ms)
+        """Add a sensor-to-actuator contract over ``path`` (node ids, in order).
+
+        Raises:
+            GraphError: a field breaks the schema (e.g. a path of one node).
+        """
+        contract = _validated(
+            ContractSpec,
+            ("contracts", len(self.contracts)),
+            {"name": name, "path": list(path), "deadline_ms": deadline_ms},
+        )
         self.contracts.append(contract)
         return contract
 
@@ -296,6 +323,18 @@ class LoopGraph(_Strict):
     def write(self, path: str | Path) -> None:
         """Write the graph as YAML to ``path``."""
         Path(path).write_text(self.to_yaml())
+
+
+def _validated(model: type[_M], loc: tuple[Any, ...], data: dict[str, Any]) -> _M:
+    """``model`` from ``data``, schema errors raised as a GraphError (fields under ``loc``)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        from edgeloop.runtime.graph_yaml import problem_from_pydantic
+
+        problems = [problem_from_pydantic({**e, "loc": loc + tuple(e["loc"])}, None, {})
+                    for e in exc.errors()]
+        raise GraphError(problems) from None
 
 
 def nearest_line(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | None:

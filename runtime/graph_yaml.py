@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
+
 from edgeloop.runtime.errors import GraphError, GraphProblem
 from edgeloop.runtime.graph import (
     ContractSpec,
@@ -18,7 +20,6 @@ from edgeloop.runtime.graph import (
     field_path,
     nearest_line,
 )
-from pydantic import ValidationError
 
 # The model one level down, by (model, field); ``inputs`` maps port names to InputSpec.
 _FIELDS_AT = {
@@ -46,8 +47,9 @@ def load_graph(source: str | Path, *, text: str | None = None) -> LoopGraph:
             raise GraphError([GraphProblem(f"cannot read graph file: {exc.strerror}", file=file,
                                            fix="check the path")]) from None
         except UnicodeDecodeError as exc:
-            raise GraphError([GraphProblem(f"not a text file: {exc.reason} at byte {exc.start}",
-                                           file=file, fix="save the graph as UTF-8 YAML")]) from None
+            message = f"not a text file: {exc.reason} at byte {exc.start}"
+            raise GraphError([GraphProblem(message, file=file,
+                                           fix="save the graph as UTF-8 YAML")]) from None
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -66,7 +68,7 @@ def load_graph(source: str | Path, *, text: str | None = None) -> LoopGraph:
     try:
         graph = LoopGraph.model_validate(data)
     except ValidationError as exc:
-        problems = [_problem_from_pydantic(err, file, lines, data) for err in exc.errors()]
+        problems = [problem_from_pydantic(err, file, lines) for err in exc.errors()]
         raise GraphError(problems) from None
     graph._file = file
     graph._lines = lines
@@ -78,16 +80,17 @@ def _index_lines(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, 
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = key_node.value
-            lines[path + (key,)] = key_node.start_mark.line + 1
-            _index_lines(value_node, path + (key,), lines)
+            lines[(*path, key)] = key_node.start_mark.line + 1
+            _index_lines(value_node, (*path, key), lines)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _index_lines(item, path + (i,), lines)
+            _index_lines(item, (*path, i), lines)
 
 
-def _problem_from_pydantic(
-    err: dict[str, Any], file: str, lines: dict[tuple[Any, ...], int], data: dict[str, Any]
+def problem_from_pydantic(
+    err: Any, file: str | None, lines: dict[tuple[Any, ...], int]
 ) -> GraphProblem:
+    """A pydantic error (one of ``ValidationError.errors()``) as a GraphProblem."""
     # Drop pydantic's validator-kind entries (e.g. 'function-before[...]') from the path.
     loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and "[" in x))
     field = field_path(loc)

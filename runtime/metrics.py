@@ -124,6 +124,8 @@ class RunReport:
     simulated: bool
     seed: int
     stop_reason: str
+    stopped_by_fault: bool
+    """True when a node's fault policy (``stop``, or ``restart`` past its limit) ended the run."""
     duration_s: float
     wall_s: float
     nodes: list[NodeStats]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import itertools
 from typing import Any
 
 from edgeloop.runtime.errors import GraphError, GraphProblem, NodeConfigError
@@ -29,7 +30,8 @@ def validate_graph(graph: LoopGraph, registry: PluginRegistry) -> list[GraphProb
         if spec.id in RESERVED_IDS:
             problem(("nodes", i, "id"), f"'{spec.id}' is reserved", "choose another id")
         elif spec.id in by_id:
-            problem(("nodes", i, "id"), f"duplicate node id '{spec.id}' (first at nodes[{by_id[spec.id]}])",
+            problem(("nodes", i, "id"),
+                    f"duplicate node id '{spec.id}' (first at nodes[{by_id[spec.id]}])",
                     "give every node a unique id")
         else:
             by_id[spec.id] = i
@@ -77,9 +79,11 @@ def validate_graph(graph: LoopGraph, registry: PluginRegistry) -> list[GraphProb
             elif inp.node in classes and inp.port not in outputs_of(inp.node):
                 problem(loc, f"node '{inp.node}' has no output '{inp.port}'",
                         _choices(inp.port, outputs_of(inp.node), "outputs"))
-        triggers = any(inp.is_timer or (inp.trigger and not inp.feedback) for inp in spec.inputs.values())
+        triggers = any(inp.is_timer or (inp.trigger and not inp.feedback)
+                       for inp in spec.inputs.values())
         if spec.rate_hz is None and not triggers and spec.id not in fallback_targets:
-            problem(("nodes", i), f"node '{spec.id}' never runs: it has no rate and no triggering input",
+            problem(("nodes", i),
+                    f"node '{spec.id}' never runs: it has no rate and no triggering input",
                     "give it rate_hz, wire an input, or a timer input such as timer/20ms")
         if spec.on_fault.action == "fallback":
             _check_fallback(spec, i, by_id, outputs_of, problem)
@@ -90,7 +94,7 @@ def validate_graph(graph: LoopGraph, registry: PluginRegistry) -> list[GraphProb
         closing = next((port for port, inp in graph.nodes[spec_index].inputs.items()
                         if not inp.is_timer and not inp.feedback and inp.node == cycle[-1]), None)
         problem(("nodes", spec_index, "inputs") + ((closing,) if closing is not None else ()),
-                "cycle without a feedback edge: " + " -> ".join(cycle + [cycle[0]]),
+                "cycle without a feedback edge: " + " -> ".join([*cycle, cycle[0]]),
                 "mark one edge of the cycle with 'feedback: true'")
 
     for c, contract in enumerate(graph.contracts):
@@ -124,11 +128,13 @@ def _check_fallback(spec, i, by_id, outputs_of, problem) -> None:
     if target == spec.id:
         problem(loc, "a node cannot be its own fallback", "name another node")
     elif target not in by_id:
-        problem(loc, f"fallback node '{target}' does not exist", _choices(target, list(by_id), "nodes"))
+        problem(loc, f"fallback node '{target}' does not exist",
+                _choices(target, list(by_id), "nodes"))
     else:
         missing = sorted(set(outputs_of(spec.id)) - set(outputs_of(target)))
         if missing:
-            problem(loc, f"fallback node '{target}' lacks output(s) {', '.join(missing)} of '{spec.id}'",
+            problem(loc,
+                    f"fallback node '{target}' lacks output(s) {', '.join(missing)} of '{spec.id}'",
                     "use a fallback node with the same outputs")
 
 
@@ -136,15 +142,16 @@ def _check_contract(graph, c, path, by_id, problem) -> None:
     loc = ("contracts", c, "path")
     missing = [(j, node_id) for j, node_id in enumerate(path) if node_id not in by_id]
     for j, node_id in missing:
-        problem(loc + (j,), f"contract path names missing node '{node_id}'",
+        problem((*loc, j), f"contract path names missing node '{node_id}'",
                 _choices(node_id, list(by_id), "nodes"))
     if missing:
         return
-    for j, (upstream, downstream) in enumerate(zip(path, path[1:]), start=1):
+    for j, (upstream, downstream) in enumerate(itertools.pairwise(path), start=1):
         spec = graph.nodes[by_id[downstream]]
         if not any(not inp.is_timer and inp.node == upstream for inp in spec.inputs.values()):
-            problem(loc + (j,), f"contract path has no edge {upstream} -> {downstream}",
-                    f"wire an input of '{downstream}' to an output of '{upstream}', or fix the path")
+            problem((*loc, j), f"contract path has no edge {upstream} -> {downstream}",
+                    f"wire an input of '{downstream}' to an output of '{upstream}', "
+                    "or fix the path")
 
 
 def _unmarked_cycles(graph: LoopGraph, by_id: dict[str, int]) -> list[list[str]]:

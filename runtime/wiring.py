@@ -200,14 +200,13 @@ class ContractState:
 class Timer:
     """A periodic trigger: a node's ``rate_hz`` (``slot`` None) or a ``timer/..`` input."""
 
-    __slots__ = ("fired", "jitter", "overruns", "period_ns", "port", "runner", "source", "ticks")
+    __slots__ = ("jitter", "overruns", "period_ns", "port", "runner", "source", "ticks")
 
     def __init__(self, source: str, period_ns: int, runner: Runner, port: OutPort | None) -> None:
         self.source = source
         self.period_ns = period_ns
         self.runner = runner
         self.port = port  # publishes the tick time for a timer input
-        self.ticks = 0
-        self.fired = 0
+        self.ticks = 0  # grid ticks passed, fired or skipped as overruns
         self.overruns = 0
         self.jitter = LatencyRecorder()

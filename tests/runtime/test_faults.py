@@ -101,6 +101,7 @@ def test_stop_ends_the_loop_cleanly_with_the_reason_in_the_report():
         "and its policy is stop"
     )
     assert report.duration_s == pytest.approx(0.05)
+    assert report.stopped_by_fault
     assert events == [("scripted", "exception", "stop")]
 
 
@@ -154,7 +155,7 @@ def test_one_node_raising_does_not_stop_the_others():
     graph = chain("hold_last", {"raise_on": list(range(100))})
     graph.add_node("other", RecordingSink, inputs={"value": "source/value"})
     _, report = run(graph)
-    assert report.stop_reason == "duration reached"
+    assert report.stop_reason == "duration reached" and not report.stopped_by_fault
     assert report.node("other").calls == 10
     assert report.node("scripted").faults == {"exception": 10}
 
