@@ -10,9 +10,11 @@ from edgeloop.runtime.errors import (
     GraphProblem,
     MissingDependencyError,
     NodeConfigError,
+    NodeSetupError,
     PluginError,
+    UnknownNodeTypeError,
 )
-from edgeloop.runtime.executor import Executor, NodeSetupError
+from edgeloop.runtime.executor import Executor
 from edgeloop.runtime.graph import ContractSpec, FaultPolicy, InputSpec, LoopGraph, NodeSpec
 from edgeloop.runtime.graph_yaml import load_graph
 from edgeloop.runtime.hookspecs import hookimpl
@@ -29,7 +31,7 @@ from edgeloop.runtime.node import (
     Sensor,
     node,
 )
-from edgeloop.runtime.plugins import PluginRegistry, UnknownNodeTypeError
+from edgeloop.runtime.plugins import PluginRegistry
 from edgeloop.runtime.validation import validate_graph
 
 __version__ = "0.1.0"

@@ -66,6 +66,8 @@ class PidController(Controller):
     Config: ``kp``, ``ki``, ``kd``, ``setpoint``, ``index``, ``limit`` (see :class:`PidConfig`).
     dt is the clock time between steps, so the law is the same in real and simulated time.
 
+    Faults: none of its own; no output until the first measurement.
+
     YAML::
 
         - id: pid
@@ -135,6 +137,8 @@ class PendulumSwingUp(Controller):
         | action | float32 (1,) | N*m | torque |
 
     Config: see :class:`SwingUpConfig`.
+
+    Faults: none of its own; no output until the first observation.
 
     YAML::
 

@@ -166,6 +166,9 @@ class GymActuator(Actuator):
     Reports the series ``<id>.episode_return`` (one value per finished
     episode); the environment resets at each episode end.
 
+    Faults: an action of the wrong size raises (an ``exception`` fault); no
+    action yet means no step.
+
     YAML::
 
         - id: motor

@@ -33,6 +33,8 @@ class ActionClamp(Controller):
     Config: ``low``, ``high``, ``max_rate`` (see :class:`ClampConfig`).
     The rate limit uses clock time between steps.
 
+    Faults: ``low`` above ``high`` fails setup.
+
     YAML::
 
         - id: safety

@@ -26,6 +26,8 @@ class LogSink(Monitor):
     Config: ``every`` (decimation), ``path`` (JSON-lines file; one object per
     logged step with the clock time ``t`` and each input).
 
+    Faults: ``every`` below 1 or an unwritable ``path`` fails setup.
+
     YAML::
 
         - id: log

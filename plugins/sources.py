@@ -28,6 +28,8 @@ class ConstantAction(Controller):
 
     Runs on its own ``rate_hz``, on any input, or only as a fault fallback.
 
+    Faults: none.
+
     YAML::
 
         - id: safe_stop

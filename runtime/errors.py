@@ -4,8 +4,10 @@ Exception tree::
 
     EdgeloopError                 base of every error a user can cause
     +-- GraphError                a loop graph is invalid (carries every problem found)
-    +-- PluginError               a plugin failed to load or registered something invalid
+    +-- PluginError               a plugin registered something invalid
+    +-- UnknownNodeTypeError      a graph names a node type no plugin registered
     +-- NodeConfigError           a node's config does not match its type's Config
+    +-- NodeSetupError            a node's setup raised before the loop started
     +-- MissingDependencyError    an optional dependency is not installed (names the extra)
 
 Each error's message says where, what was expected, what was found and the fix;
@@ -14,6 +16,7 @@ the same facts are kept as attributes so tools need not parse messages.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 
@@ -65,6 +68,28 @@ class PluginError(EdgeloopError):
     def __init__(self, message: str, *, plugin: str = "") -> None:
         self.plugin = plugin
         super().__init__(message)
+
+
+class UnknownNodeTypeError(EdgeloopError):
+    """Raised when a graph names a node type no plugin registered."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name = name
+        self.close_matches = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        self.fix = (
+            f"did you mean {', '.join(self.close_matches)}?"
+            if self.close_matches
+            else "run `edgeloop plugins` to list the registered node types"
+        )
+        super().__init__(f"unknown node type '{name}' (fix: {self.fix})")
+
+
+class NodeSetupError(EdgeloopError):
+    """Raised when a node's ``setup`` fails before the loop starts."""
+
+    def __init__(self, node_id: str, error: BaseException) -> None:
+        self.node_id = node_id
+        super().__init__(f"node '{node_id}' failed in setup: {type(error).__name__}: {error}")
 
 
 class NodeConfigError(EdgeloopError):

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 from edgeloop.runtime.clocks import Clock, RealClock, SimClock
-from edgeloop.runtime.errors import EdgeloopError
+from edgeloop.runtime.errors import EdgeloopError, NodeSetupError
 from edgeloop.runtime.faults import FaultHandler, close_quietly
 from edgeloop.runtime.graph import LoopGraph, NodeSpec, timer_period_ns
 from edgeloop.runtime.metrics import (
@@ -37,14 +37,6 @@ from edgeloop.runtime.wiring import NEVER, ContractState, OutPort, Runner, Slot,
 
 _MISSING: Any = object()
 _FOLD_EVERY = 4096  # timer firings between folds of the latency recorders (a power of 2)
-
-
-class NodeSetupError(EdgeloopError):
-    """Raised when a node's ``setup`` fails before the loop starts."""
-
-    def __init__(self, node_id: str, error: BaseException) -> None:
-        self.node_id = node_id
-        super().__init__(f"node '{node_id}' failed in setup: {type(error).__name__}: {error}")
 
 
 class Executor:

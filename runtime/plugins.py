@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import importlib.metadata
 import inspect
 from dataclasses import dataclass
@@ -10,7 +9,7 @@ from typing import Any
 
 import pluggy
 from edgeloop.runtime import hookspecs
-from edgeloop.runtime.errors import EdgeloopError, PluginError
+from edgeloop.runtime.errors import PluginError, UnknownNodeTypeError
 from edgeloop.runtime.node import Node
 
 ENTRY_POINT_GROUP = "edgeloop"
@@ -43,21 +42,6 @@ class PluginFailure:
 
     name: str
     error: str
-
-
-class UnknownNodeTypeError(EdgeloopError):
-    """Raised when a graph names a node type no plugin registered."""
-
-    def __init__(self, name: str, known: list[str]) -> None:
-        self.name = name
-        self.close_matches = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-        fix = (
-            f"did you mean {', '.join(self.close_matches)}?"
-            if self.close_matches
-            else "run `edgeloop plugins` to list the registered node types"
-        )
-        self.fix = fix
-        super().__init__(f"unknown node type '{name}' (fix: {fix})")
 
 
 class PluginRegistry:
