@@ -155,8 +155,10 @@ def main() -> None:
     loop_us = statistics.median(loop)
     print(f"4-node chain, {args.ticks:,} ticks, median of {args.repeats} alternating repeats")
     print(f"  hand-written loop : {bare_us:6.2f} us/tick")
-    print(f"  minimal dispatch  : {floor_us:6.2f} us/tick  (node objects, step timing and "
-          f"finite checks only: ratio {floor_us / bare_us:.2f})")
+    print(
+        f"  minimal dispatch  : {floor_us:6.2f} us/tick  (node objects, step timing and "
+        f"finite checks only: ratio {floor_us / bare_us:.2f})"
+    )
     print(f"  edgeloop executor : {loop_us:6.2f} us/tick  (simulated clock, metrics on)")
     print(f"  added per node    : {(loop_us - bare_us) / 4:6.2f} us")
     print(f"  ratio             : {loop_us / bare_us:6.2f}  (target <= 2.0, aim 1.5)")

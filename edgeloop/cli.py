@@ -27,8 +27,8 @@ from edgeloop.runtime.validation import check_graph
 
 USER_ERROR = 2
 
-_out = Console()
-_err = Console(stderr=True)
+_out = Console(soft_wrap=True)
+_err = Console(stderr=True, soft_wrap=True)
 
 
 def _parser() -> argparse.ArgumentParser:

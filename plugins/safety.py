@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from edgeloop.runtime.node import Controller, NodeContext, Port
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 import numpy as np
+
 from edgeloop.runtime.node import Monitor, NodeContext
 
 

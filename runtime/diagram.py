@@ -20,8 +20,10 @@ def graph_text(graph: LoopGraph) -> str:
         if spec.deadline_ms is not None:
             extra.append(f"deadline {spec.deadline_ms:g} ms")
         if spec.on_fault.action != "restart":
-            extra.append(f"on_fault {spec.on_fault.action}"
-                         + (f" -> {spec.on_fault.fallback}" if spec.on_fault.fallback else ""))
+            extra.append(
+                f"on_fault {spec.on_fault.action}"
+                + (f" -> {spec.on_fault.fallback}" if spec.on_fault.fallback else "")
+            )
         if spec.group != "main":
             extra.append(f"group {spec.group}")
         suffix = f"  [{'; '.join(extra)}]" if extra else ""

@@ -99,6 +99,9 @@ class NodeConfigError(EdgeloopError):
         self.node_type = node_type
         self.key = key
         self.fix = fix
+        self.message = message
+        self.problems: list[NodeConfigError] = [self]
+        """Every problem found in the config, this one first."""
         super().__init__(message + (f" (fix: {fix})" if fix else ""))
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+
 from edgeloop.runtime.clocks import Clock, RealClock, SimClock
 from edgeloop.runtime.errors import EdgeloopError, NodeSetupError
 from edgeloop.runtime.faults import FaultHandler, close_quietly

@@ -133,7 +133,7 @@ class FaultPolicy(_Strict):
                 raise ValueError("fallback needs a node: write on_fault: {fallback: <node id>}")
             return {"action": value}
         if isinstance(value, dict) and "action" not in value and len(value) == 1:
-            (key, arg), = value.items()
+            ((key, arg),) = value.items()
             if key == "fallback":
                 return {"action": "fallback", "fallback": arg}
             if key == "restart":
@@ -167,7 +167,7 @@ class NodeSpec(_Strict):
     inputs: dict[str, InputSpec] = Field(default_factory=dict)
     outputs: list[str] | None = None
     """Outputs used; defaults to every output the node type declares."""
-    rate_hz: float | None = Field(default=None, gt=0, le=1e9)
+    rate_hz: float | None = Field(default=None, gt=0, le=1e9, allow_inf_nan=False)
     """Run periodically at this rate (inputs are then sampled, not triggering); at most
     1e9 (a 1 ns period)."""
     deadline_ms: float | None = Field(default=None, gt=0)
@@ -297,9 +297,7 @@ class LoopGraph(_Strict):
             if spec.config:
                 entry["config"] = dict(spec.config)
             if spec.inputs:
-                entry["inputs"] = {
-                    port: _input_to_yaml(inp) for port, inp in spec.inputs.items()
-                }
+                entry["inputs"] = {port: _input_to_yaml(inp) for port, inp in spec.inputs.items()}
             for key in ("outputs", "rate_hz", "deadline_ms"):
                 if getattr(spec, key) is not None:
                     entry[key] = getattr(spec, key)
@@ -332,8 +330,10 @@ def _validated(model: type[_M], loc: tuple[Any, ...], data: dict[str, Any]) -> _
     except ValidationError as exc:
         from edgeloop.runtime.graph_yaml import problem_from_pydantic
 
-        problems = [problem_from_pydantic({**e, "loc": loc + tuple(e["loc"])}, None, {})
-                    for e in exc.errors()]
+        problems = [
+            problem_from_pydantic({**e, "loc": loc + tuple(e["loc"])}, None, {})
+            for e in exc.errors()
+        ]
         raise GraphError(problems) from None
 
 

@@ -23,8 +23,10 @@ from edgeloop.runtime.graph import (
 
 # The model one level down, by (model, field); ``inputs`` maps port names to InputSpec.
 _FIELDS_AT = {
-    (LoopGraph, "nodes"): NodeSpec, (LoopGraph, "contracts"): ContractSpec,
-    (NodeSpec, "inputs"): InputSpec, (NodeSpec, "on_fault"): FaultPolicy,
+    (LoopGraph, "nodes"): NodeSpec,
+    (LoopGraph, "contracts"): ContractSpec,
+    (NodeSpec, "inputs"): InputSpec,
+    (NodeSpec, "on_fault"): FaultPolicy,
     (FaultPolicy, "restart"): RestartPolicy,
 }
 
@@ -44,12 +46,18 @@ def load_graph(source: str | Path, *, text: str | None = None) -> LoopGraph:
         try:
             text = Path(source).read_text()
         except OSError as exc:
-            raise GraphError([GraphProblem(f"cannot read graph file: {exc.strerror}", file=file,
-                                           fix="check the path")]) from None
+            raise GraphError(
+                [
+                    GraphProblem(
+                        f"cannot read graph file: {exc.strerror}", file=file, fix="check the path"
+                    )
+                ]
+            ) from None
         except UnicodeDecodeError as exc:
             message = f"not a text file: {exc.reason} at byte {exc.start}"
-            raise GraphError([GraphProblem(message, file=file,
-                                           fix="save the graph as UTF-8 YAML")]) from None
+            raise GraphError(
+                [GraphProblem(message, file=file, fix="save the graph as UTF-8 YAML")]
+            ) from None
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -57,14 +65,30 @@ def load_graph(source: str | Path, *, text: str | None = None) -> LoopGraph:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
-        raise GraphError([GraphProblem(f"not valid YAML: {problem}", file=file, line=line,
-                                       fix="fix the YAML syntax at that line")]) from None
+        raise GraphError(
+            [
+                GraphProblem(
+                    f"not valid YAML: {problem}",
+                    file=file,
+                    line=line,
+                    fix="fix the YAML syntax at that line",
+                )
+            ]
+        ) from None
     lines: dict[tuple[Any, ...], int] = {}
     if root is not None:
         _index_lines(root, (), lines)
     if not isinstance(data, dict):
-        raise GraphError([GraphProblem("a loop graph must be a mapping with 'name' and 'nodes'",
-                                       file=file, line=1, fix="see examples/pendulum/loop.yaml")])
+        raise GraphError(
+            [
+                GraphProblem(
+                    "a loop graph must be a mapping with 'name' and 'nodes'",
+                    file=file,
+                    line=1,
+                    fix="see examples/pendulum/loop.yaml",
+                )
+            ]
+        )
     try:
         graph = LoopGraph.model_validate(data)
     except ValidationError as exc:
@@ -108,6 +132,9 @@ def problem_from_pydantic(
     elif kind in ("greater_than", "greater_than_equal"):
         message = f"must be {err['msg'].removeprefix('Input should be ')}, got {err.get('input')!r}"
         fix = "use a positive value"
+    elif kind == "finite_number":
+        message = f"must be a finite number, got {err.get('input')!r}"
+        fix = "use a finite positive value"
     elif kind in ("less_than", "less_than_equal"):
         message = f"must be {err['msg'].removeprefix('Input should be ')}, got {err.get('input')!r}"
         fix = "use a smaller value"
@@ -138,4 +165,3 @@ def _known_fields(loc: tuple[Any, ...]) -> list[str]:
         model = _FIELDS_AT.get((model, part), model)
         skip_key = model is InputSpec and part == "inputs"
     return [f.alias or name for name, f in model.model_fields.items()]
-

@@ -33,11 +33,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from edgeloop.runtime.errors import NodeConfigError
 from pydantic import TypeAdapter, ValidationError
+
+from edgeloop.runtime.errors import NodeConfigError
 
 if TYPE_CHECKING:
     import numpy as np
+
     from edgeloop.runtime.clocks import Clock
 
 
@@ -195,42 +197,53 @@ def build_config(node_type: str, config_cls: type, values: Mapping[str, Any] | N
     """Validate a config mapping against a node type's Config dataclass.
 
     Raises:
-        NodeConfigError: an unknown key (with close matches), a missing
-            required key, or a value of the wrong type.
+        NodeConfigError: unknown keys (with close matches), missing required
+            keys or values of the wrong type; ``problems`` lists every one.
     """
     values = dict(values or {})
     names = [f.name for f in dataclasses.fields(config_cls)]
+    problems: list[NodeConfigError] = []
     for key in values:
         if key not in names:
             close = difflib.get_close_matches(key, names, n=3)
-            fix = (
-                f"did you mean {', '.join(close)}?"
-                if close
-                else (
-                    f"known keys: {', '.join(names)}" if names else "this node type takes no config"
+            if close:
+                fix = f"did you mean {', '.join(close)}?"
+            elif names:
+                fix = f"known keys: {', '.join(names)}"
+            else:
+                fix = "this node type takes no config"
+            problems.append(
+                NodeConfigError(
+                    f"unknown config key '{key}' for node type '{node_type}'",
+                    node_type=node_type,
+                    key=key,
+                    fix=fix,
                 )
-            )
-            raise NodeConfigError(
-                f"unknown config key '{key}' for node type '{node_type}'",
-                node_type=node_type,
-                key=key,
-                fix=fix,
             )
     adapter = _ADAPTERS.get(config_cls)
     if adapter is None:
         adapter = _ADAPTERS[config_cls] = TypeAdapter(config_cls)
     try:
-        return adapter.validate_python(values)
+        config = adapter.validate_python({k: v for k, v in values.items() if k in names})
     except ValidationError as exc:
-        err = exc.errors()[0]
-        key = ".".join(str(x) for x in err["loc"])
-        raise NodeConfigError(
-            f"config key '{key}' of node type '{node_type}': {err['msg']} "
-            f"(got {err.get('input')!r})",
-            node_type=node_type,
-            key=key,
-            fix=_field_doc(config_cls, key) or "see `edgeloop plugins` for the node's Config",
-        ) from None
+        for err in exc.errors():
+            key = ".".join(str(x) for x in err["loc"])
+            problems.append(
+                NodeConfigError(
+                    f"config key '{key}' of node type '{node_type}': {err['msg']} "
+                    f"(got {err.get('input')!r})",
+                    node_type=node_type,
+                    key=key,
+                    fix=_field_doc(config_cls, key)
+                    or "see `edgeloop plugins` for the node's Config",
+                )
+            )
+    if problems:
+        first = problems[0]
+        error = NodeConfigError(first.message, node_type=node_type, key=first.key, fix=first.fix)
+        error.problems = problems
+        raise error
+    return config
 
 
 def _field_doc(config_cls: type, key: str) -> str:

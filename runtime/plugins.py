@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pluggy
+
 from edgeloop.runtime import hookspecs
 from edgeloop.runtime.errors import PluginError, UnknownNodeTypeError
 from edgeloop.runtime.node import Node

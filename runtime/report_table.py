@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 
-from edgeloop.runtime.metrics import RunReport
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
+
+from edgeloop.runtime.metrics import RunReport
 
 
 def _num(value: float | None, digits: int = 1) -> str:

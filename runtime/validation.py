@@ -6,10 +6,10 @@ import difflib
 import itertools
 from typing import Any
 
-from edgeloop.runtime.errors import GraphError, GraphProblem, NodeConfigError
+from edgeloop.runtime.errors import GraphError, GraphProblem, NodeConfigError, UnknownNodeTypeError
 from edgeloop.runtime.graph import LoopGraph, NodeSpec, field_path
 from edgeloop.runtime.node import Node, build_config, port_list
-from edgeloop.runtime.plugins import PluginRegistry, UnknownNodeTypeError
+from edgeloop.runtime.plugins import PluginRegistry
 
 RESERVED_IDS = frozenset({"timer"})
 
@@ -22,17 +22,20 @@ def validate_graph(graph: LoopGraph, registry: PluginRegistry) -> list[GraphProb
 
     def problem(loc: tuple[Any, ...], message: str, fix: str = "") -> None:
         field = field_path(loc)
-        problems.append(GraphProblem(message, field=field, file=graph.file,
-                                     line=graph.line_of(loc), fix=fix))
+        problems.append(
+            GraphProblem(message, field=field, file=graph.file, line=graph.line_of(loc), fix=fix)
+        )
 
     by_id: dict[str, int] = {}
     for i, spec in enumerate(graph.nodes):
         if spec.id in RESERVED_IDS:
             problem(("nodes", i, "id"), f"'{spec.id}' is reserved", "choose another id")
         elif spec.id in by_id:
-            problem(("nodes", i, "id"),
-                    f"duplicate node id '{spec.id}' (first at nodes[{by_id[spec.id]}])",
-                    "give every node a unique id")
+            problem(
+                ("nodes", i, "id"),
+                f"duplicate node id '{spec.id}' (first at nodes[{by_id[spec.id]}])",
+                "give every node a unique id",
+            )
         else:
             by_id[spec.id] = i
 
@@ -45,20 +48,29 @@ def validate_graph(graph: LoopGraph, registry: PluginRegistry) -> list[GraphProb
         try:
             build_config(spec.type, cls.Config, spec.config)
         except NodeConfigError as exc:
-            key = exc.key.split(".")[0] if exc.key else ""
-            problem(("nodes", i, "config", key) if key else ("nodes", i, "config"),
-                    str(exc).split(" (fix:")[0], exc.fix)
+            for each in exc.problems:
+                key = each.key.split(".")[0] if each.key else ""
+                problem(
+                    ("nodes", i, "config", key) if key else ("nodes", i, "config"),
+                    each.message,
+                    each.fix,
+                )
         declared_in = [p.name for p in port_list(cls.inputs)]
         for port in spec.inputs:
             if port not in declared_in and not getattr(cls, "accepts_any_inputs", False):
-                problem(("nodes", i, "inputs", port),
-                        f"node type '{spec.type}' has no input '{port}'",
-                        _choices(port, declared_in, "inputs"))
+                problem(
+                    ("nodes", i, "inputs", port),
+                    f"node type '{spec.type}' has no input '{port}'",
+                    _choices(port, declared_in, "inputs"),
+                )
         declared_out = [p.name for p in port_list(cls.outputs)]
         for port in spec.outputs or []:
             if port not in declared_out:
-                problem(("nodes", i, "outputs"), f"node type '{spec.type}' has no output '{port}'",
-                        _choices(port, declared_out, "outputs"))
+                problem(
+                    ("nodes", i, "outputs"),
+                    f"node type '{spec.type}' has no output '{port}'",
+                    _choices(port, declared_out, "outputs"),
+                )
 
     def outputs_of(node_id: str) -> list[str]:
         spec = graph.nodes[by_id[node_id]]
@@ -74,28 +86,45 @@ def validate_graph(graph: LoopGraph, registry: PluginRegistry) -> list[GraphProb
             if inp.is_timer:
                 continue
             if inp.node not in by_id:
-                problem(loc, f"input wired to missing node '{inp.node}'",
-                        _choices(inp.node, list(by_id), "nodes"))
+                problem(
+                    loc,
+                    f"input wired to missing node '{inp.node}'",
+                    _choices(inp.node, list(by_id), "nodes"),
+                )
             elif inp.node in classes and inp.port not in outputs_of(inp.node):
-                problem(loc, f"node '{inp.node}' has no output '{inp.port}'",
-                        _choices(inp.port, outputs_of(inp.node), "outputs"))
-        triggers = any(inp.is_timer or (inp.trigger and not inp.feedback)
-                       for inp in spec.inputs.values())
+                problem(
+                    loc,
+                    f"node '{inp.node}' has no output '{inp.port}'",
+                    _choices(inp.port, outputs_of(inp.node), "outputs"),
+                )
+        triggers = any(
+            inp.is_timer or (inp.trigger and not inp.feedback) for inp in spec.inputs.values()
+        )
         if spec.rate_hz is None and not triggers and spec.id not in fallback_targets:
-            problem(("nodes", i),
-                    f"node '{spec.id}' never runs: it has no rate and no triggering input",
-                    "give it rate_hz, wire an input, or a timer input such as timer/20ms")
+            problem(
+                ("nodes", i),
+                f"node '{spec.id}' never runs: it has no rate and no triggering input",
+                "give it rate_hz, wire an input, or a timer input such as timer/20ms",
+            )
         if spec.on_fault.action == "fallback":
             _check_fallback(spec, i, by_id, outputs_of, problem)
 
     for cycle in _unmarked_cycles(graph, by_id):
         spec_index = by_id[cycle[0]]
         # Point at the input that closes the cycle (cycle[-1] -> cycle[0]).
-        closing = next((port for port, inp in graph.nodes[spec_index].inputs.items()
-                        if not inp.is_timer and not inp.feedback and inp.node == cycle[-1]), None)
-        problem(("nodes", spec_index, "inputs") + ((closing,) if closing is not None else ()),
-                "cycle without a feedback edge: " + " -> ".join([*cycle, cycle[0]]),
-                "mark one edge of the cycle with 'feedback: true'")
+        closing = next(
+            (
+                port
+                for port, inp in graph.nodes[spec_index].inputs.items()
+                if not inp.is_timer and not inp.feedback and inp.node == cycle[-1]
+            ),
+            None,
+        )
+        problem(
+            ("nodes", spec_index, "inputs") + ((closing,) if closing is not None else ()),
+            "cycle without a feedback edge: " + " -> ".join([*cycle, cycle[0]]),
+            "mark one edge of the cycle with 'feedback: true'",
+        )
 
     for c, contract in enumerate(graph.contracts):
         _check_contract(graph, c, contract.path, by_id, problem)
@@ -128,30 +157,38 @@ def _check_fallback(spec, i, by_id, outputs_of, problem) -> None:
     if target == spec.id:
         problem(loc, "a node cannot be its own fallback", "name another node")
     elif target not in by_id:
-        problem(loc, f"fallback node '{target}' does not exist",
-                _choices(target, list(by_id), "nodes"))
+        problem(
+            loc, f"fallback node '{target}' does not exist", _choices(target, list(by_id), "nodes")
+        )
     else:
         missing = sorted(set(outputs_of(spec.id)) - set(outputs_of(target)))
         if missing:
-            problem(loc,
-                    f"fallback node '{target}' lacks output(s) {', '.join(missing)} of '{spec.id}'",
-                    "use a fallback node with the same outputs")
+            problem(
+                loc,
+                f"fallback node '{target}' lacks output(s) {', '.join(missing)} of '{spec.id}'",
+                "use a fallback node with the same outputs",
+            )
 
 
 def _check_contract(graph, c, path, by_id, problem) -> None:
     loc = ("contracts", c, "path")
     missing = [(j, node_id) for j, node_id in enumerate(path) if node_id not in by_id]
     for j, node_id in missing:
-        problem((*loc, j), f"contract path names missing node '{node_id}'",
-                _choices(node_id, list(by_id), "nodes"))
+        problem(
+            (*loc, j),
+            f"contract path names missing node '{node_id}'",
+            _choices(node_id, list(by_id), "nodes"),
+        )
     if missing:
         return
     for j, (upstream, downstream) in enumerate(itertools.pairwise(path), start=1):
         spec = graph.nodes[by_id[downstream]]
         if not any(not inp.is_timer and inp.node == upstream for inp in spec.inputs.values()):
-            problem((*loc, j), f"contract path has no edge {upstream} -> {downstream}",
-                    f"wire an input of '{downstream}' to an output of '{upstream}', "
-                    "or fix the path")
+            problem(
+                (*loc, j),
+                f"contract path has no edge {upstream} -> {downstream}",
+                f"wire an input of '{downstream}' to an output of '{upstream}', or fix the path",
+            )
 
 
 def _unmarked_cycles(graph: LoopGraph, by_id: dict[str, int]) -> list[list[str]]:
@@ -169,7 +206,7 @@ def _unmarked_cycles(graph: LoopGraph, by_id: dict[str, int]) -> list[list[str]]
         stack.append(node_id)
         for nxt in edges[node_id]:
             if state.get(nxt) == 1:
-                cycles.append(stack[stack.index(nxt):])
+                cycles.append(stack[stack.index(nxt) :])
             elif nxt not in state:
                 visit(nxt)
         stack.pop()
@@ -186,4 +223,3 @@ def _choices(value: str, known: list[str], what: str) -> str:
     if close:
         return f"did you mean {', '.join(close)}?"
     return f"known {what}: {', '.join(known)}" if known else f"there are no {what} to wire to"
-

@@ -22,27 +22,51 @@ EXAMPLE = ROOT / "examples" / "plugin_example"
 GRAPH = EXAMPLE / "loop.yaml"
 
 
-def _edgeloop(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
-              ) -> subprocess.CompletedProcess[str]:
+def _edgeloop(
+    *args: str,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run the real CLI in a subprocess; a wide terminal keeps table rows on one line."""
     full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "edgeloop", *args], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "edgeloop", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def _rows(table: str) -> list[list[str]]:
     """The cells of each row of a rich table printed to a pipe."""
-    return [[cell.strip() for cell in line.strip("│┃ ").split("│")]
-            for line in table.splitlines() if line.count("│") >= 2]
+    return [
+        [cell.strip() for cell in line.strip("│┃ ").split("│")]
+        for line in table.splitlines()
+        if line.count("│") >= 2
+    ]
 
 
 @pytest.fixture(scope="module")
 def example_plugin_installed() -> None:
     """pip-install examples/plugin_example (editable, offline) into this environment."""
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation",
-         "--no-index", "--quiet", "-e", str(EXAMPLE)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--quiet",
+            "-e",
+            str(EXAMPLE),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -54,7 +78,8 @@ def broken_plugin_dir(tmp_path: Path) -> Path:
     dist_info = tmp_path / "broken_plugin-0.0.dist-info"
     dist_info.mkdir()
     (dist_info / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: broken-plugin\nVersion: 0.0\n")
+        "Metadata-Version: 2.1\nName: broken-plugin\nVersion: 0.0\n"
+    )
     (dist_info / "entry_points.txt").write_text("[edgeloop]\nbroken = broken_plugin_module\n")
     (tmp_path / "broken_plugin_module.py").write_text('raise ImportError("boom")\n')
     return tmp_path
@@ -72,10 +97,12 @@ def test_an_installed_third_party_plugin_registers_its_node_types(
 
 
 def test_the_example_loop_runs_with_the_cli_and_records_every_pid_command(
-    example_plugin_installed: None, tmp_path: Path,
+    example_plugin_installed: None,
+    tmp_path: Path,
 ) -> None:
-    done = _edgeloop("run", str(GRAPH), "--sim", "--duration", "2", "--json", "out.json",
-                     cwd=tmp_path)
+    done = _edgeloop(
+        "run", str(GRAPH), "--sim", "--duration", "2", "--json", "out.json", cwd=tmp_path
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
     report = json.loads((tmp_path / "out.json").read_text())
@@ -102,10 +129,12 @@ def test_the_example_loop_runs_with_the_cli_and_records_every_pid_command(
 
 
 def test_a_broken_plugin_is_reported_by_name_and_the_others_still_load(
-    example_plugin_installed: None, broken_plugin_dir: Path,
+    example_plugin_installed: None,
+    broken_plugin_dir: Path,
 ) -> None:
-    pythonpath = os.pathsep.join(p for p in (str(broken_plugin_dir),
-                                             os.environ.get("PYTHONPATH")) if p)
+    pythonpath = os.pathsep.join(
+        p for p in (str(broken_plugin_dir), os.environ.get("PYTHONPATH")) if p
+    )
     done = _edgeloop("plugins", env={"PYTHONPATH": pythonpath})
     assert done.returncode == 0, done.stdout + done.stderr
     assert "warning: plugin 'broken' failed to load: ImportError: boom" in done.stderr
@@ -116,7 +145,8 @@ def test_a_broken_plugin_is_reported_by_name_and_the_others_still_load(
 
 
 def test_a_broken_plugin_is_a_failure_of_the_registry_not_an_exception(
-    broken_plugin_dir: Path, monkeypatch: pytest.MonkeyPatch,
+    broken_plugin_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.syspath_prepend(str(broken_plugin_dir))
     importlib.invalidate_caches()
@@ -144,10 +174,10 @@ def test_two_plugins_registering_the_same_node_type_name_is_an_error_naming_both
             return {"shared.sensor": OtherSensor}
 
     with pytest.raises(edgeloop.PluginError) as caught:
-        edgeloop.PluginRegistry(entry_points=False,
-                                plugins={"first": FirstPlugin(), "second": SecondPlugin()})
+        edgeloop.PluginRegistry(
+            entry_points=False, plugins={"first": FirstPlugin(), "second": SecondPlugin()}
+        )
     message = str(caught.value)
     assert "'shared.sensor'" in message
     assert "'first'" in message and "'second'" in message
     assert caught.value.plugin == "second"
-

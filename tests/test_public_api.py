@@ -6,12 +6,40 @@ import edgeloop.testing
 
 def test_the_front_door_exports_exactly_the_public_names():
     assert sorted(edgeloop.__all__) == [
-        "Actuator", "Clock", "ContractSpec", "Controller", "EdgeloopError", "Executor",
-        "FaultPolicy", "GraphError", "GraphProblem", "InputSpec", "LoopGraph", "Message",
-        "MissingDependencyError", "Model", "Monitor", "Node", "NodeConfigError", "NodeContext",
-        "NodeSetupError", "NodeSpec", "PluginError", "PluginRegistry", "Port", "RealClock",
-        "RunReport", "Sensor", "SimClock", "UnknownNodeTypeError", "__version__", "hookimpl",
-        "load_graph", "node", "run", "validate_graph",
+        "Actuator",
+        "Clock",
+        "ContractSpec",
+        "Controller",
+        "EdgeloopError",
+        "Executor",
+        "FaultPolicy",
+        "GraphError",
+        "GraphProblem",
+        "InputSpec",
+        "LoopGraph",
+        "Message",
+        "MissingDependencyError",
+        "Model",
+        "Monitor",
+        "Node",
+        "NodeConfigError",
+        "NodeContext",
+        "NodeSetupError",
+        "NodeSpec",
+        "PluginError",
+        "PluginRegistry",
+        "Port",
+        "RealClock",
+        "RunReport",
+        "Sensor",
+        "SimClock",
+        "UnknownNodeTypeError",
+        "__version__",
+        "hookimpl",
+        "load_graph",
+        "node",
+        "run",
+        "validate_graph",
     ]
     for name in edgeloop.__all__:
         assert hasattr(edgeloop, name), name
@@ -19,20 +47,27 @@ def test_the_front_door_exports_exactly_the_public_names():
 
 def test_the_testing_module_exports_its_fakes_and_check_node():
     assert sorted(edgeloop.testing.__all__) == [
-        "CounterSensor", "RecordingSink", "ScriptedNode", "check_node",
+        "CounterSensor",
+        "RecordingSink",
+        "ScriptedNode",
+        "check_node",
     ]
 
 
 def test_every_user_error_is_an_edgeloop_error():
-    for name in ("GraphError", "PluginError", "UnknownNodeTypeError", "NodeConfigError",
-                 "NodeSetupError", "MissingDependencyError"):
+    for name in (
+        "GraphError",
+        "PluginError",
+        "UnknownNodeTypeError",
+        "NodeConfigError",
+        "NodeSetupError",
+        "MissingDependencyError",
+    ):
         assert issubclass(getattr(edgeloop, name), edgeloop.EdgeloopError)
 
 
 def test_run_loads_a_graph_path_and_runs_it(tmp_path):
     path = tmp_path / "loop.yaml"
-    path.write_text(
-        "name: tiny\nnodes:\n  - id: safe\n    type: constant\n    rate_hz: 10\n"
-    )
+    path.write_text("name: tiny\nnodes:\n  - id: safe\n    type: constant\n    rate_hz: 10\n")
     report = edgeloop.run(str(path), duration_s=1.0, simulated=True)
     assert report.node("safe").calls == 10

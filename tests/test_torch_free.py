@@ -53,7 +53,12 @@ print("ok without torch")
 def test_edgeloop_imports_and_runs_the_pendulum_loop_without_torch(tmp_path: Path) -> None:
     script = tmp_path / "no_torch.py"
     script.write_text(_SCRIPT)
-    done = subprocess.run([sys.executable, str(script), str(PENDULUM)], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(script), str(PENDULUM)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "ok without torch" in done.stdout

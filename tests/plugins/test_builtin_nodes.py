@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edgeloop.plugins.control import Pid
 
 import edgeloop
 from edgeloop import Executor, LoopGraph
+from edgeloop.plugins.control import Pid
 from edgeloop.testing import CounterSensor, RecordingSink, check_node
 
 PENDULUM = Path(__file__).parents[2] / "examples" / "pendulum" / "loop.yaml"

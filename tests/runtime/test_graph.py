@@ -167,7 +167,15 @@ def test_timer_periods_are_read_in_every_unit(source: str, period_ns: int):
 
 @pytest.mark.parametrize(
     "source",
-    ["timer/20xs", "timer/ms", "timer/0ms", "timer/-5ms", "timer/20", "sensor/obs", "timer/0.0001us"],
+    [
+        "timer/20xs",
+        "timer/ms",
+        "timer/0ms",
+        "timer/-5ms",
+        "timer/20",
+        "sensor/obs",
+        "timer/0.0001us",
+    ],
 )
 def test_a_timer_that_is_malformed_or_shorter_than_a_nanosecond_has_no_period(source: str):
     assert timer_period_ns(source) is None
@@ -239,7 +247,8 @@ _scalars = (
     | st.text(st.characters(min_codepoint=32, max_codepoint=0x2FF), max_size=8)
 )
 _config = st.dictionaries(
-    _ids, st.recursive(_scalars, lambda inner: st.lists(inner, max_size=3), max_leaves=6),
+    _ids,
+    st.recursive(_scalars, lambda inner: st.lists(inner, max_size=3), max_leaves=6),
     max_size=3,
 )
 _sources = st.one_of(
@@ -308,7 +317,9 @@ def test_any_graph_the_builder_accepts_loads_back_equal_from_its_yaml(
 ):
     graph = LoopGraph(name=name, profile=profile)
     for node in nodes:
-        graph.add_node(node["id"], node["type"], **{k: v for k, v in node.items() if k not in ("id", "type")})
+        graph.add_node(
+            node["id"], node["type"], **{k: v for k, v in node.items() if k not in ("id", "type")}
+        )
     for contract in contracts:
         graph.add_contract(contract["name"], contract["path"], deadline_ms=contract["deadline_ms"])
 

@@ -50,9 +50,7 @@ class SineSensor(edgeloop.Sensor):
           config: {amplitude: 1.0, frequency_hz: 0.5, noise_std: 0.01}
     """
 
-    outputs = (
-        edgeloop.Port("signal", dtype="float64", shape=(1,), doc="the noisy sample"),
-    )
+    outputs = (edgeloop.Port("signal", dtype="float64", shape=(1,), doc="the noisy sample"),)
     Config = SineConfig
 
     def setup(self, ctx: edgeloop.NodeContext) -> None:

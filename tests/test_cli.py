@@ -1,0 +1,391 @@
+"""The ``edgeloop`` command, run as a real subprocess: exit codes, messages, reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from edgeloop import GraphError, PluginRegistry, load_graph, validate_graph
+from edgeloop.runtime.validation import check_graph
+
+WriteGraph = Callable[..., Path]
+LineOf = Callable[[Path, str], int]
+
+BROKEN = """
+name: broken
+nodes:
+  - id: sensor
+    type: gym.sensor
+    rate_hz: 50
+    config: {env: Pendulum-v1, dtt: 0.02}
+  - id: controller
+    type: pendulum.swingup
+    inputs: {obs: sensr/obs}
+  - id: safety
+    type: clamp
+    inputs: {action: controller/action, speed: sensor/obs}
+  - id: motor
+    type: gym.actuator
+    inputs: {action: safety/action}
+contracts:
+  - name: sense_to_act
+    path: [sensor, motor]
+    deadline_ms: 20
+"""
+
+
+def edgeloop(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m edgeloop ARGS``, as a user's shell would (no colours, no terminal)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "COLUMNS", "LINES")}
+    return subprocess.run(
+        [sys.executable, "-m", "edgeloop", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def words(text: str) -> str:
+    """Text with runs of whitespace made one space (the console wraps long lines)."""
+    return " ".join(text.split())
+
+
+def assert_user_error(result: subprocess.CompletedProcess[str]) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "Traceback" not in result.stdout
+    assert result.stderr.startswith("error:")
+
+
+def test_validate_accepts_the_pendulum_example(pendulum_yaml: Path):
+    result = edgeloop("validate", pendulum_yaml)
+
+    assert result.returncode == 0, result.stderr
+    assert "valid" in result.stdout
+    assert "5 nodes" in words(result.stdout)
+
+
+def test_validate_prints_every_problem_with_file_and_line_and_exits_2(
+    write_graph: WriteGraph, registry: PluginRegistry
+):
+    path = write_graph(BROKEN, name="broken.yaml")
+    expected = validate_graph(load_graph(path), registry)
+    assert len(expected) >= 5
+
+    result = edgeloop("validate", "broken.yaml", cwd=path.parent)
+
+    assert_user_error(result)
+    text = words(result.stderr)
+    assert f"{len(expected)} problems in loop graph" in text
+    for problem in expected:
+        assert f"broken.yaml:{problem.line}: {problem.field}:" in text
+        assert problem.message in text
+        assert f"(fix: {problem.fix})" in text
+    assert "did you mean pendulum.swing_up?" in text
+    assert "did you mean sensor?" in text
+
+
+def test_validate_reports_schema_problems_with_file_and_line_and_exits_2(
+    write_graph: WriteGraph, line_of: LineOf
+):
+    path = write_graph(
+        """
+        name: schema
+        nodes:
+          - id: sensor
+            type: gym.sensor
+            rate: 50
+          - id: blink
+            type: constant
+            rate_hz: 0
+            inputs: {tick: timer/20xs}
+        """,
+        name="schema.yaml",
+    )
+
+    result = edgeloop("validate", "schema.yaml", cwd=path.parent)
+
+    assert_user_error(result)
+    text = words(result.stderr)
+    assert f"schema.yaml:{line_of(path, 'rate: 50')}: nodes[0].rate:" in text
+    assert "did you mean 'rate_hz'?" in text
+    assert f"schema.yaml:{line_of(path, 'rate_hz: 0')}: nodes[1].rate_hz:" in text
+    assert f"schema.yaml:{line_of(path, 'timer/20xs')}: nodes[1].inputs.tick.from:" in text
+
+
+def test_validate_reports_malformed_yaml_with_its_line(write_graph: WriteGraph):
+    path = write_graph("name: x\nnodes:\n  - id: a\n    type: [constant\n", name="torn.yaml")
+
+    result = edgeloop("validate", "torn.yaml", cwd=path.parent)
+
+    assert_user_error(result)
+    assert "torn.yaml:5: not valid YAML" in words(result.stderr)
+
+
+def test_validate_keeps_a_long_file_path_and_its_line_on_one_line(tmp_path: Path):
+    folder = tmp_path / ("a_folder_with_a_long_name_" * 3)
+    folder.mkdir()
+    path = folder / "loop.yaml"
+    path.write_text("name: x\nnodes:\n  - id: a\n    type: constant\n    rate: 5\n")
+
+    result = edgeloop("validate", path)
+
+    assert_user_error(result)
+    assert f"{path}:5: nodes[0].rate: unknown field 'rate'" in result.stderr
+
+
+def test_validate_of_a_missing_file_exits_2_naming_the_file(tmp_path: Path):
+    result = edgeloop("validate", "nowhere.yaml", cwd=tmp_path)
+
+    assert_user_error(result)
+    assert "nowhere.yaml: cannot read graph file" in words(result.stderr)
+
+
+def test_run_on_a_bad_graph_exits_2_listing_its_problems_without_a_traceback(
+    write_graph: WriteGraph,
+):
+    path = write_graph(BROKEN, name="broken.yaml")
+
+    result = edgeloop("run", "broken.yaml", "--sim", "--duration", "1", cwd=path.parent)
+
+    assert_user_error(result)
+    assert "broken.yaml:" in result.stderr
+    assert "unknown node type 'pendulum.swingup'" in words(result.stderr)
+
+
+def test_run_on_a_missing_file_exits_2(tmp_path: Path):
+    result = edgeloop("run", "nowhere.yaml", "--sim", cwd=tmp_path)
+
+    assert_user_error(result)
+    assert "nowhere.yaml" in result.stderr
+
+
+def test_run_with_a_duration_that_is_not_positive_exits_2(pendulum_yaml: Path):
+    result = edgeloop("run", pendulum_yaml, "--sim", "--duration", "0")
+
+    assert_user_error(result)
+    assert "--duration must be positive" in words(result.stderr)
+
+
+def test_graph_prints_the_nodes_and_edges_as_text(pendulum_yaml: Path):
+    result = edgeloop("graph", pendulum_yaml)
+
+    assert result.returncode == 0, result.stderr
+    lines = [line.strip() for line in result.stdout.splitlines()]
+    assert lines[0] == "pendulum"
+    assert "sensor (gym.sensor) @ 50 Hz" in lines
+    assert "obs <- sensor/obs  (latest, stale 100 ms)" in lines
+    assert "action <- controller/action  (latest)" in lines
+    assert "action <- safety/action  (latest)" in lines
+    assert any(line.startswith("controller (pendulum.swing_up)") for line in lines)
+    assert any("fallback -> safe_torque" in line for line in lines)
+    assert "contract sense_to_act: sensor -> controller -> safety -> motor within 20 ms" in lines
+
+
+def test_graph_mermaid_prints_the_nodes_and_edges_as_a_flowchart(pendulum_yaml: Path):
+    result = edgeloop("graph", pendulum_yaml, "--mermaid")
+
+    assert result.returncode == 0, result.stderr
+    lines = [line.strip() for line in result.stdout.splitlines()]
+    assert lines[0] == "flowchart LR"
+    for node_id, node_type in [
+        ("sensor", "gym.sensor @ 50 Hz"),
+        ("controller", "pendulum.swing_up"),
+        ("safe_torque", "constant"),
+        ("safety", "clamp"),
+        ("motor", "gym.actuator"),
+    ]:
+        mermaid_id = "n_" + node_id.replace("_", "__")
+        assert f'{mermaid_id}["{node_id}<br/><small>{node_type}</small>"]' in lines
+    assert "n_sensor -->|obs| n_controller" in lines
+    assert "n_controller -->|action| n_safety" in lines
+    assert "n_safety -->|action| n_motor" in lines
+    assert "n_controller -. fallback .-> n_safe__torque" in lines
+
+
+def test_graph_mermaid_draws_timers_and_feedback_edges(write_graph: WriteGraph):
+    path = write_graph(
+        """
+        name: shapes
+        nodes:
+          - id: pid
+            type: pid
+            inputs:
+              measurement: timer/20ms
+              setpoint: {from: safety/action, feedback: true}
+          - id: safety
+            type: clamp
+            inputs: {action: pid/action}
+        """
+    )
+
+    result = edgeloop("graph", path, "--mermaid")
+
+    assert result.returncode == 0, result.stderr
+    lines = [line.strip() for line in result.stdout.splitlines()]
+    assert 'timer_0(("timer/20ms")) -->|measurement| n_pid' in lines
+    assert "n_safety -.->|action : setpoint| n_pid" in lines
+    assert "n_pid -->|action| n_safety" in lines
+
+
+def test_graph_mermaid_keeps_ids_that_differ_only_by_dash_and_underscore_apart(
+    write_graph: WriteGraph,
+):
+    path = write_graph(
+        """
+        name: ids
+        nodes:
+          - id: left-arm
+            type: constant
+            rate_hz: 10
+          - id: left_arm
+            type: log
+            inputs: {value: left-arm/action}
+        """
+    )
+
+    result = edgeloop("graph", path, "--mermaid")
+
+    assert result.returncode == 0, result.stderr
+    declared = [
+        line.split("[")[0].strip() for line in result.stdout.splitlines() if "<br/>" in line
+    ]
+    assert len(set(declared)) == 2
+    edge = next(line.strip() for line in result.stdout.splitlines() if "-->" in line)
+    source, _, target = edge.partition(" -->|action : value| ")
+    assert source != target and {source, target} == set(declared)
+
+
+def test_graph_of_a_bad_file_exits_2(write_graph: WriteGraph):
+    path = write_graph("name: x\nnodes:\n  - id: a\n    type: constant\n    rate: 5\n")
+
+    result = edgeloop("graph", path)
+
+    assert_user_error(result)
+    assert "unknown field 'rate'" in words(result.stderr)
+
+
+def test_help_lists_the_commands(tmp_path: Path):
+    result = edgeloop("--help")
+
+    assert result.returncode == 0, result.stderr
+    for command in ("run", "validate", "plugins", "graph"):
+        assert command in result.stdout
+    assert "examples/pendulum/loop.yaml" in result.stdout
+
+
+def test_run_help_explains_every_option():
+    result = edgeloop("run", "--help")
+
+    assert result.returncode == 0, result.stderr
+    text = words(result.stdout)
+    for option in ("--duration S", "--sim", "--seed N", "--json FILE", "--quiet", "--verbose"):
+        assert option in text
+    assert "simulated clock" in text
+    assert "write the report as JSON" in text
+
+
+def test_no_command_prints_usage_and_exits_2():
+    result = edgeloop()
+
+    assert result.returncode == 2
+    assert "usage: edgeloop" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_plugins_lists_the_built_in_node_types():
+    result = edgeloop("plugins")
+
+    assert result.returncode == 0, result.stderr
+    for name in ("gym.sensor", "gym.actuator", "pid", "pendulum.swing_up", "clamp", "constant"):
+        assert name in result.stdout
+
+
+def check_pendulum_report(report: dict) -> None:
+    assert report["graph"] == "pendulum"
+    assert report["simulated"] is True
+    assert report["duration_s"] == 2.0
+    nodes = {n["id"]: n for n in report["nodes"]}
+    assert set(nodes) == {"sensor", "controller", "safe_torque", "safety", "motor"}
+    # 50 Hz for 2 s of simulated time; every sensor reading flows through to the motor.
+    for node_id in ("sensor", "controller", "safety", "motor"):
+        assert nodes[node_id]["calls"] == 100, node_id
+        assert nodes[node_id]["faults"] == {}
+    assert nodes["safe_torque"]["calls"] == 0  # only used when the controller faults
+    (contract,) = report["contracts"]
+    assert contract["name"] == "sense_to_act"
+    assert contract["path"] == ["sensor", "controller", "safety", "motor"]
+    assert contract["count"] == 100
+    assert contract["deadline_misses"] == 0
+    (timer,) = report["timers"]
+    assert timer["period_ms"] == 20.0
+    assert timer["fired"] == 100
+
+
+def test_run_of_the_pendulum_example_in_simulated_time_writes_a_json_report(
+    pendulum_yaml: Path, tmp_path: Path
+):
+    pytest.importorskip("gymnasium")
+    out = tmp_path / "out.json"
+
+    result = edgeloop("run", pendulum_yaml, "--sim", "--duration", "2", "--json", out)
+
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "sensor" in result.stdout  # the report table
+    check_pendulum_report(json.loads(out.read_text()))
+
+
+def test_the_installed_edgeloop_script_runs_the_pendulum_example(
+    pendulum_yaml: Path, tmp_path: Path
+):
+    pytest.importorskip("gymnasium")
+    script = Path(sys.executable).parent / "edgeloop"
+    if not script.exists():
+        found = shutil.which("edgeloop")
+        if found is None:
+            pytest.skip("the edgeloop console script is not installed")
+        script = Path(found)
+    out = tmp_path / "out.json"
+
+    result = subprocess.run(
+        [
+            str(script),
+            "run",
+            str(pendulum_yaml),
+            "--sim",
+            "--duration",
+            "2",
+            "--quiet",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""  # --quiet
+    check_pendulum_report(json.loads(out.read_text()))
+
+
+def test_the_cli_and_the_library_agree_on_what_is_wrong(write_graph: WriteGraph):
+    # The library raises the same problems the CLI prints, as one GraphError.
+    path = write_graph(BROKEN, name="broken.yaml")
+    with pytest.raises(GraphError) as caught:
+        check_graph(load_graph("broken.yaml", text=path.read_text()), PluginRegistry())
+
+    result = edgeloop("validate", "broken.yaml", cwd=path.parent)
+
+    assert_user_error(result)
+    assert words(str(caught.value)) in words(result.stderr)
