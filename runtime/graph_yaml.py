@@ -76,8 +76,9 @@ def load_graph(source: str | Path, *, text: str | None = None) -> LoopGraph:
             ]
         ) from None
     lines: dict[tuple[Any, ...], int] = {}
+    duplicates: list[GraphProblem] = []
     if root is not None:
-        _index_lines(root, (), lines)
+        _index_lines(root, (), lines, duplicates, file)
     if not isinstance(data, dict):
         raise GraphError(
             [
@@ -93,22 +94,44 @@ def load_graph(source: str | Path, *, text: str | None = None) -> LoopGraph:
         graph = LoopGraph.model_validate(data)
     except ValidationError as exc:
         problems = [problem_from_pydantic(err, file, lines) for err in exc.errors()]
-        raise GraphError(problems) from None
+        raise GraphError(duplicates + problems) from None
+    if duplicates:
+        raise GraphError(duplicates)
     graph._file = file
     graph._lines = lines
     return graph
 
 
-def _index_lines(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> None:
+def _index_lines(
+    node: yaml.Node,
+    path: tuple[Any, ...],
+    lines: dict[tuple[Any, ...], int],
+    duplicates: list[GraphProblem],
+    file: str,
+) -> None:
+    """Record the line of every entry; a key written twice in one mapping is a
+    problem, since YAML loaders silently keep the last one."""
     lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = key_node.value
-            lines[(*path, key)] = key_node.start_mark.line + 1
-            _index_lines(value_node, (*path, key), lines)
+            line = key_node.start_mark.line + 1
+            if (*path, key) in lines:
+                duplicates.append(
+                    GraphProblem(
+                        f"'{key}' is written twice (first at line {lines[(*path, key)]})",
+                        field=field_path((*path, key)),
+                        file=file,
+                        line=line,
+                        fix="keep one of them",
+                    )
+                )
+                continue
+            lines[(*path, key)] = line
+            _index_lines(value_node, (*path, key), lines, duplicates, file)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _index_lines(item, (*path, i), lines)
+            _index_lines(item, (*path, i), lines, duplicates, file)
 
 
 def problem_from_pydantic(

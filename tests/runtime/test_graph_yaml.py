@@ -438,3 +438,15 @@ def test_every_schema_problem_in_a_file_is_reported_at_once(
     message = str(GraphError(problems))
     assert message.startswith("4 problems in loop graph")
     assert f"{path}:{line_of(path, 'rate: 50')}: nodes[0].rate" in message
+
+
+def test_a_key_written_twice_in_one_mapping_is_reported_at_its_second_line(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text(
+        "name: twice\nnodes:\n  - id: a\n    type: constant\n    rate_hz: 5\n    rate_hz: 50\n"
+    )
+    with pytest.raises(GraphError) as caught:
+        load_graph(path)
+    (problem,) = caught.value.problems
+    assert problem.line == 6 and problem.field == "nodes[0].rate_hz"
+    assert "written twice (first at line 5)" in problem.message
