@@ -13,7 +13,6 @@ from __future__ import annotations
 import heapq
 import math
 import time
-import zlib
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -21,20 +20,14 @@ from typing import Any
 import numpy as np
 
 from edgeloop.runtime.clocks import Clock, RealClock, SimClock
-from edgeloop.runtime.errors import EdgeloopError, NodeSetupError
-from edgeloop.runtime.faults import FaultHandler, close_quietly
-from edgeloop.runtime.graph import LoopGraph, NodeSpec, timer_period_ns
-from edgeloop.runtime.metrics import (
-    ContractStats,
-    LatencyRecorder,
-    NodeStats,
-    RunReport,
-    TimerStats,
-)
-from edgeloop.runtime.node import Node, NodeContext, Port, build_config, port_list
+from edgeloop.runtime.errors import EdgeloopError
+from edgeloop.runtime.faults import FaultHandler
+from edgeloop.runtime.graph import LoopGraph
+from edgeloop.runtime.metrics import RunReport
+from edgeloop.runtime.node import Node
 from edgeloop.runtime.plugins import PluginRegistry
-from edgeloop.runtime.validation import check_graph, node_class
-from edgeloop.runtime.wiring import NEVER, ContractState, OutPort, Runner, Slot, Timer
+from edgeloop.runtime.validation import check_graph
+from edgeloop.runtime.wiring import NEVER, CompiledLoop, ContractState, OutPort, Runner, Timer
 
 _MISSING: Any = object()
 _FOLD_EVERY = 4096  # timer firings between folds of the latency recorders (a power of 2)
@@ -68,119 +61,16 @@ class Executor:
         self._stop_reason: str | None = None
         self._stopped_by_fault = False
         self._ready: deque[Runner] = deque()
-        self._runners: dict[str, Runner] = {}
-        self._timers: list[Timer] = []
-        self._contracts: list[ContractState] = []
         self._resources: dict[str, Any] = {}
         self._series: dict[str, list[float]] = {}
+        self._loop_parts = CompiledLoop()
         self._faults = FaultHandler(
             clock=self.clock,
             publish=self._publish,
             stop=self._stop_for_fault,
             hook=self.registry.hook.edgeloop_node_faulted,
-            fallbacks={},
+            fallbacks=self._loop_parts.fallbacks,
         )
-
-    # -- building ---------------------------------------------------------------
-
-    def _build(self) -> None:
-        for name, cls in self.graph.local_types.items():
-            self.registry.add_node_type(name, cls)
-        check_graph(self.graph, self.registry)
-        self.registry.hook.edgeloop_graph_loaded(graph=self.graph)
-        try:
-            for spec in self.graph.nodes:
-                self._runners[spec.id] = self._make_runner(spec)
-        except BaseException:
-            self._close_all()
-            raise
-        for runner in self._runners.values():
-            runner.out_ports = {p.name: OutPort(p) for p in port_list(runner.cls.outputs)}
-        for runner in self._runners.values():
-            self._wire_inputs(runner)
-        for spec in self.graph.contracts:
-            state = ContractState(spec)
-            self._contracts.append(state)
-            end = self._runners[spec.path[-1]]
-            inp = next(
-                i for i in end.spec.inputs.values() if not i.is_timer and i.node == spec.path[-2]
-            )
-            end.contracts.append((state, self._runners[inp.node].out_ports[inp.port]))
-        self._find_direct_calls()
-        for spec in self.graph.nodes:
-            if spec.on_fault.action == "fallback":
-                self._faults._fallbacks[spec.id] = self._runners[spec.on_fault.fallback]
-
-    def _find_direct_calls(self) -> None:
-        """Mark edges whose receiver can be stepped directly instead of queued:
-        the port's only receiver, triggered by nothing else."""
-        triggers: dict[int, int] = {}
-        for r in self._runners.values():
-            triggers[id(r)] = sum(1 for s in r.slots if s.trigger)
-        for r in self._runners.values():
-            for port in r.out_ports.values():
-                triggered = [rc for _, _, rc in port.edges if rc is not None]
-                if len(triggered) == 1 and not port.fifo_slots and triggers[id(triggered[0])] == 1:
-                    port.direct = triggered[0]
-                    port.edges = [(inputs, name, None) for inputs, name, _ in port.edges]
-
-    def _make_runner(self, spec: NodeSpec) -> Runner:
-        cls = node_class(self.graph, self.registry, spec)
-        ctx = NodeContext(
-            node_id=spec.id,
-            config=build_config(spec.type, cls.Config, spec.config),
-            clock=self.clock,
-            rng=np.random.default_rng([self.seed, zlib.crc32(spec.id.encode())]),
-            seed=self.seed,
-            profile=self.graph.profile,
-            resources=self._resources,
-            metrics=self._series,
-        )
-        node = cls()
-        try:
-            node.setup(ctx)
-        except Exception as exc:
-            raise NodeSetupError(spec.id, exc) from exc
-        return Runner(spec, cls, node, ctx)
-
-    def _wire_inputs(self, runner: Runner) -> None:
-        spec = runner.spec
-        rate_driven = spec.rate_hz is not None
-        for name, inp in spec.inputs.items():
-            if inp.is_timer:
-                source = OutPort(Port(name))
-                period = timer_period_ns(inp.source)
-                assert period is not None  # the schema checked it
-                self._timers.append(Timer(inp.source, period, runner, source))
-            else:
-                runner.is_source = False
-                source = self._runners[inp.node].out_ports[inp.port]
-            trigger = inp.is_timer or (not rate_driven and inp.trigger and not inp.feedback)
-            slot = Slot(
-                runner,
-                name,
-                source,
-                fifo=inp.queue == "fifo",
-                size=inp.size,
-                trigger=trigger,
-                stale_s=None if inp.stale_ms is None else inp.stale_ms / 1e3,
-            )
-            runner.slots.append(slot)
-            runner.inputs[name] = [] if slot.fifo else None
-            if slot.fifo:
-                runner.fifo_slots.append(slot)
-                source.fifo_slots.append(slot)
-            else:
-                source.edges.append((runner.inputs, name, runner if trigger else None))
-            if slot.stale_s is not None:
-                runner.stale_slots.append(slot)
-        if len(runner.slots) == 1 and not runner.slots[0].fifo and not runner.is_source:
-            runner.only_slot = runner.slots[0]
-            runner.only_source = runner.only_slot.source
-        runner.update_guard()
-        if rate_driven:
-            period = round(1e9 / spec.rate_hz)
-            self._timers.append(Timer(f"{spec.id}@{spec.rate_hz:g}Hz", period, runner, None))
 
     # -- running ----------------------------------------------------------------
 
@@ -196,9 +86,21 @@ class Executor:
             raise EdgeloopError(
                 "a simulated run needs a duration (fix: pass duration_s / --duration)"
             )
-        self._build()
+        for name, cls in self.graph.local_types.items():
+            self.registry.add_node_type(name, cls)
+        check_graph(self.graph, self.registry)
+        self.registry.hook.edgeloop_graph_loaded(graph=self.graph)
+        self._loop_parts = CompiledLoop.build(
+            self.graph,
+            self.registry,
+            clock=self.clock,
+            seed=self.seed,
+            resources=self._resources,
+            series=self._series,
+        )
+        self._faults.set_fallbacks(self._loop_parts.fallbacks)
         end_ns = NEVER if duration_s is None else int(duration_s * 1e9)
-        heap = [(0, i, t) for i, t in enumerate(self._timers)]
+        heap = [(0, i, t) for i, t in enumerate(self._loop_parts.timers)]
         heapq.heapify(heap)
         self.registry.hook.edgeloop_loop_started(
             graph=self.graph, simulated=self.simulated, seed=self.seed
@@ -211,7 +113,7 @@ class Executor:
         except KeyboardInterrupt:
             self._stop_reason = "interrupted"
         finally:
-            self._close_all()
+            self._loop_parts.close_all()
         wall_s = time.perf_counter() - wall_start
         if not self.simulated:
             duration = wall_s
@@ -226,7 +128,7 @@ class Executor:
     def node(self, node_id: str) -> Node:
         """The live node object of ``node_id`` (during or after a run), e.g. to read
         what a test sink received. KeyError if the run has not built it."""
-        return self._runners[node_id].node
+        return self._loop_parts.runners[node_id].node
 
     def stop(self, reason: str = "stopped") -> None:
         """Ask the loop to end after the current step (safe from another thread)."""
@@ -259,7 +161,7 @@ class Executor:
         finite = _all_finite
         isfinite = math.isfinite
         fsum = math.fsum
-        recorders = self._recorders()
+        recorders = self._loop_parts.recorders()
         now_s = 0.0
 
         def compile_node(r: Runner) -> Callable[[], None]:
@@ -347,7 +249,7 @@ class Executor:
 
             return run_node
 
-        for r in self._runners.values():
+        for r in self._loop_parts.runners.values():
             r.run = compile_node(r)
 
         firings = 0
@@ -490,69 +392,10 @@ class Executor:
             time_s=self._now_s(),
         )
 
-    def _close_all(self) -> None:
-        for r in self._runners.values():
-            if not r.down_until:
-                close_quietly(r)
-
     # -- report -------------------------------------------------------------------
 
-    def _recorders(self) -> list[LatencyRecorder]:
-        return (
-            [r.latency for r in self._runners.values()]
-            + [t.jitter for t in self._timers]
-            + [c.latency for c in self._contracts]
-        )
-
     def _report(self, duration_s: float, wall_s: float) -> RunReport:
-        nodes = []
-        for r in self._runners.values():
-            p50, p99, worst = r.latency.summary_ns()
-            nodes.append(
-                NodeStats(
-                    id=r.spec.id,
-                    type=r.spec.type,
-                    calls=r.latency.count,
-                    p50_us=p50 / 1e3,
-                    p99_us=p99 / 1e3,
-                    max_us=worst / 1e3,
-                    deadline_ms=r.spec.deadline_ms,
-                    deadline_misses=r.misses,
-                    drops={s.name: s.drops for s in r.slots},
-                    faults=dict(r.faults),
-                    restarts=r.restarts,
-                    skipped=r.skipped,
-                )
-            )
-        contracts = []
-        for c in self._contracts:
-            p50, p99, worst = c.latency.summary_ns()
-            contracts.append(
-                ContractStats(
-                    name=c.spec.name,
-                    path=list(c.spec.path),
-                    deadline_ms=c.spec.deadline_ms,
-                    count=c.latency.count,
-                    p50_ms=p50 / 1e6,
-                    p99_ms=p99 / 1e6,
-                    max_ms=worst / 1e6,
-                    deadline_misses=c.misses,
-                )
-            )
-        timers = []
-        for t in self._timers:
-            p50, p99, worst = t.jitter.summary_ns()
-            timers.append(
-                TimerStats(
-                    source=t.source,
-                    period_ms=t.period_ns / 1e6,
-                    fired=t.ticks - t.overruns,
-                    jitter_p50_us=p50 / 1e3,
-                    jitter_p99_us=p99 / 1e3,
-                    jitter_max_us=worst / 1e3,
-                    overruns=t.overruns,
-                )
-            )
+        loop = self._loop_parts
         return RunReport(
             graph=self.graph.name,
             simulated=self.simulated,
@@ -561,9 +404,9 @@ class Executor:
             stopped_by_fault=self._stopped_by_fault,
             duration_s=duration_s,
             wall_s=wall_s,
-            nodes=nodes,
-            contracts=contracts,
-            timers=timers,
+            nodes=loop.node_stats(),
+            contracts=loop.contract_stats(),
+            timers=loop.timer_stats(),
             series={k: list(v) for k, v in self._series.items()},
             fault_log=self._faults.log,
         )

@@ -19,7 +19,7 @@ from typing import Any
 
 from edgeloop.runtime.clocks import Clock
 from edgeloop.runtime.node import port_list
-from edgeloop.runtime.wiring import Runner
+from edgeloop.runtime.wiring import Runner, close_quietly
 
 
 class FaultHandler:
@@ -48,6 +48,10 @@ class FaultHandler:
         self._hook = hook
         self._fallbacks = fallbacks
         self.log: list[dict[str, Any]] = []
+
+    def set_fallbacks(self, fallbacks: dict[str, Runner]) -> None:
+        """Name each node's fallback runner, once the loop is built."""
+        self._fallbacks = fallbacks
 
     def _now_s(self) -> float:
         return self._clock.now_ns() / 1e9
@@ -125,11 +129,3 @@ class FaultHandler:
             return False
         r.step = node.step
         return True
-
-
-def close_quietly(r: Runner) -> None:
-    """Close a node; a failing ``close`` must not hide the report."""
-    try:
-        r.node.close()
-    except Exception:
-        pass
