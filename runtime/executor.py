@@ -29,7 +29,7 @@ from edgeloop.runtime.plugins import PluginRegistry
 from edgeloop.runtime.validation import check_graph
 from edgeloop.runtime.wiring import NEVER, CompiledLoop, ContractState, OutPort, Runner, Timer
 
-_MISSING: Any = object()
+_NO_PORT = "\x00no single output"  # a name no port has
 _FOLD_EVERY = 4096  # timer firings between folds of the latency recorders (a power of 2)
 
 
@@ -171,7 +171,7 @@ class Executor:
             deadline_ns = r.deadline_ns
             only_source, only_slot, is_source = r.only_source, r.only_slot, r.is_source
             only_port = next(iter(r.out_ports.values())) if len(r.out_ports) == 1 else None
-            only_output = only_port.name if only_port is not None else _MISSING
+            only_output = only_port.name if only_port is not None else _NO_PORT
             contracts = tuple(r.contracts)
 
             def run_node() -> None:
@@ -201,38 +201,39 @@ class Executor:
                     sensed = sensed_of(r, created)
                 if out:
                     # The common case, one declared output returned alone, is inlined;
-                    # anything else (several outputs, unknown names) goes the long way.
-                    data = out.get(only_output, _MISSING) if len(out) == 1 else _MISSING
-                    if data is _MISSING:
-                        if check_outputs(r, out):
-                            publish(r, out, created, sensed)
-                        return
-                    port = only_port
-                    if port.is_float:
-                        if port.is_small_vector:
-                            # Declared 1-D and small: fsum of the elements is NaN
-                            # or inf exactly when one is, and cheaper than numpy.
-                            try:
-                                ok = isfinite(fsum(data.tolist()))
-                            except Exception:  # not a 1-D array after all
-                                ok = finite(data)
-                        else:
-                            ok = finite(data)
-                        if not ok:
-                            check_outputs(r, out)
+                    # anything else (several outputs, unknown names, None) goes the long way.
+                    data = out.get(only_output) if len(out) == 1 else None
+                    if data is None:
+                        if not check_outputs(r, out):
                             return
-                    port.seq += 1
-                    port.last_data = data
-                    port.last_created = created
-                    port.last_sensed = sensed
-                    for receiver_inputs, input_name, receiver in port.edges:
-                        receiver_inputs[input_name] = data
-                        if receiver is not None and not receiver.queued:
-                            receiver.queued = True
-                            ready_append(receiver)
-                    if port.fifo_slots:
-                        deliver_fifo(port)
-                    direct = port.direct
+                        publish(r, out, created, sensed)
+                    else:
+                        port = only_port
+                        if port.is_float:
+                            if port.is_small_vector:
+                                # Declared 1-D and small: fsum of the elements is NaN
+                                # or inf exactly when one is, and cheaper than numpy.
+                                try:
+                                    ok = isfinite(fsum(data.tolist()))
+                                except Exception:  # not a 1-D array after all
+                                    ok = finite(data)
+                            else:
+                                ok = finite(data)
+                            if not ok:
+                                check_outputs(r, out)
+                                return
+                        port.seq += 1
+                        port.last_data = data
+                        port.last_created = created
+                        port.last_sensed = sensed
+                        for receiver_inputs, input_name, receiver in port.edges:
+                            receiver_inputs[input_name] = data
+                            if receiver is not None and not receiver.queued:
+                                receiver.queued = True
+                                ready_append(receiver)
+                        if port.fifo_slots:
+                            deliver_fifo(port)
+                        direct = port.direct
                 if r.consecutive_faults:
                     r.consecutive_faults = 0
                 if contracts:
@@ -301,7 +302,7 @@ class Executor:
                     )
                     return True
         for slot in r.fifo_slots:
-            r.inputs[slot.name] = [m.data for m in slot.pending]
+            r.inputs[slot.name] = slot.take_pending()
         return False
 
     def _sensed(self, r: Runner, created: float) -> float:
@@ -340,9 +341,10 @@ class Executor:
         tick: OutPort | None = None,
     ) -> None:
         """Deliver outputs (or a timer's tick) off the single-output fast path."""
-        items = (
-            [(tick, created)] if tick is not None else [(r.out_ports[k], v) for k, v in out.items()]
-        )
+        if tick is not None:
+            items = [(tick, created)]
+        else:  # a None payload means no message on that port
+            items = [(r.out_ports[k], v) for k, v in out.items() if v is not None]
         for port, data in items:
             port.seq += 1
             port.last_data = data

@@ -82,6 +82,7 @@ class Slot:
         "size",
         "source",
         "stale_s",
+        "taken_sensed",
         "trigger",
     )
 
@@ -106,17 +107,25 @@ class Slot:
         self.read_seq = 0  # source.seq when this slot was last read
         self.drops = 0
         self.pending: deque[Message] = deque(maxlen=size)
+        self.taken_sensed = math.inf  # oldest sensing among the fifo messages taken last
+
+    def take_pending(self) -> list[Any]:
+        """Empty a fifo slot before a step: its payloads, oldest first. Taken
+        messages are gone even if the step then faults, so a message that
+        crashes a node is not fed to it again."""
+        taken = self.pending
+        self.taken_sensed = min((m.sensed for m in taken), default=math.inf)
+        payloads = [m.data for m in taken]
+        taken.clear()
+        self.read_seq = self.source.seq
+        return payloads
 
     def consume(self) -> float:
         """Mark what arrived as read (counting overwritten messages as drops);
         return the oldest sensing time among fresh messages, or inf if none."""
         source = self.source
         if self.fifo:
-            if not self.pending:
-                return math.inf
-            sensed = min(m.sensed for m in self.pending)
-            self.pending.clear()  # their data went into the inputs before the step
-            self.read_seq = source.seq
+            sensed, self.taken_sensed = self.taken_sensed, math.inf
             return sensed
         missed = source.seq - self.read_seq
         if not missed:

@@ -252,3 +252,19 @@ def test_a_long_run_keeps_percentiles_within_a_percent_after_folding():
     assert p50 == pytest.approx(np.percentile(values, 50), rel=0.015)
     assert p99 == pytest.approx(np.percentile(values, 99), rel=0.015)
     assert worst == values.max()
+
+
+def test_a_none_payload_sends_no_message_and_several_outputs_all_arrive():
+    @edgeloop.node(outputs=("even", "odd"))
+    def split(value):
+        """Routes even counts to one port and odd ones to the other."""
+        return (value, None) if value[0] % 2 == 0 else (None, value)
+
+    graph = LoopGraph(name="split")
+    graph.add_node("source", CounterSensor, rate_hz=10)
+    graph.add_node("split", split, inputs={"value": "source/value"})
+    graph.add_node("evens", RecordingSink, inputs={"value": "split/even"})
+    graph.add_node("odds", RecordingSink, inputs={"value": "split/odd"})
+    executor, _ = run(graph, 0.6)
+    assert [v[0] for v in executor.node("evens").values("value")] == [0, 2, 4]
+    assert [v[0] for v in executor.node("odds").values("value")] == [1, 3, 5]

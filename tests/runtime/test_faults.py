@@ -164,3 +164,28 @@ def test_a_node_whose_setup_fails_at_start_is_a_clear_error():
     graph = chain("stop", {"fail_setup_after": 0})
     with pytest.raises(edgeloop.NodeSetupError, match="node 'scripted' failed in setup"):
         run(graph)
+
+
+def test_a_fifo_message_that_crashes_a_node_is_not_fed_to_it_again():
+    graph = LoopGraph(name="poison")
+    graph.add_node("source", CounterSensor, rate_hz=100, config={"start": 1})
+
+    @edgeloop.node(outputs=("value",))
+    def total(value):
+        """Sums a batch; the value 3 crashes it."""
+        if any(v[0] == 3 for v in value):
+            raise ValueError("poison")
+        return np.array([sum(v[0] for v in value)])
+
+    graph.add_node(
+        "total",
+        total,
+        rate_hz=50,
+        on_fault="hold_last",
+        inputs={"value": {"from": "source/value", "queue": "fifo", "size": 8}},
+    )
+    graph.add_node("sink", RecordingSink, inputs={"value": "total/value"})
+    executor, report = run(graph, 0.1)
+    # batches: [1], [2, 3] crashes (the last good sum is held), [4, 5], [6, 7], [8, 9]
+    assert received(executor) == [1, 1, 9, 13, 17]
+    assert report.node("total").faults == {"exception": 1}
