@@ -147,7 +147,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_with_progress(executor: Executor, duration: float | None, *, show: bool) -> RunReport:
-    if not show or duration is None or not _err.is_terminal:
+    if show and not executor.simulated and _err.is_terminal:
+        # No live display in real time: redrawing it takes the GIL from the loop.
+        length = f"for {duration:g} s" if duration is not None else "until Ctrl-C"
+        _err.print(f"running {executor.graph.name} in real time {length}", highlight=False)
+    if not show or duration is None or not executor.simulated or not _err.is_terminal:
         return executor.run(duration)
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 

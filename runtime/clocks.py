@@ -17,6 +17,10 @@ class Clock(Protocol):
     simulated: bool
     """True when time advances only when the executor says so."""
 
+    def start(self) -> None:
+        """Make now time 0; the executor calls it as the first timer is about to fire."""
+        ...
+
     def now_ns(self) -> int:
         """Nanoseconds since the loop started."""
         ...
@@ -33,6 +37,9 @@ class SimClock:
     simulated = True
 
     def __init__(self) -> None:
+        self._now_ns = 0
+
+    def start(self) -> None:
         self._now_ns = 0
 
     def now_ns(self) -> int:
@@ -57,6 +64,11 @@ class RealClock:
 
     def __init__(self, spin_us: float = 200.0) -> None:
         self._spin_ns = int(spin_us * 1000)
+        self._start_ns = time.perf_counter_ns()
+
+    def start(self) -> None:
+        # Not at construction: setting up nodes (making environments, loading
+        # models) takes a while and would show as lateness of the first timers.
         self._start_ns = time.perf_counter_ns()
 
     def now_ns(self) -> int:

@@ -106,6 +106,7 @@ class Executor:
             graph=self.graph, simulated=self.simulated, seed=self.seed
         )
         wall_start = time.perf_counter()
+        self.clock.start()
         try:
             self._loop(heap, end_ns)
             if self._stop_reason is None:
