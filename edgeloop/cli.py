@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from edgeloop.runtime.errors import EdgeloopError, GraphError
+from edgeloop.runtime.errors import EdgeloopError
 from edgeloop.runtime.executor import Executor
 from edgeloop.runtime.graph_yaml import load_graph
 from edgeloop.runtime.metrics import RunReport
@@ -107,10 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _COMMANDS[args.command](args)
-    except GraphError as exc:
-        _err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-        return USER_ERROR
-    except EdgeloopError as exc:
+    except EdgeloopError as exc:  # GraphError and every other user error
         _err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return USER_ERROR
 
@@ -135,12 +132,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     duration = args.duration if args.duration is not None or not args.sim else 10.0
     if duration is not None and duration <= 0:
         raise EdgeloopError(f"--duration must be positive, got {duration:g}")
+    if args.json is not None and not args.json.parent.is_dir():
+        raise EdgeloopError(f"--json {args.json}: folder {args.json.parent} does not exist")
     executor = Executor(graph, registry=_registry(), simulated=args.sim, seed=args.seed)
     report = _run_with_progress(executor, duration, show=not args.quiet)
     if not args.quiet:
         print_report(report, _out)
     if args.json is not None:
-        args.json.write_text(report.to_json())
+        try:
+            args.json.write_text(report.to_json())
+        except OSError as exc:
+            raise EdgeloopError(f"cannot write the report to {args.json}: {exc.strerror}") from None
         if not args.quiet:
             _out.print(f"report written to {args.json}")
     return 1 if report.stopped_by_fault else 0

@@ -176,6 +176,38 @@ def test_run_with_a_duration_that_is_not_positive_exits_2(pendulum_yaml: Path):
     assert "--duration must be positive" in words(result.stderr)
 
 
+def test_run_with_a_json_report_into_a_missing_folder_exits_2_before_running(
+    pendulum_yaml: Path, tmp_path: Path
+):
+    result = edgeloop("run", pendulum_yaml, "--sim", "--json", tmp_path / "no" / "r.json")
+
+    assert_user_error(result)
+    assert "does not exist" in words(result.stderr)
+
+
+def test_a_run_that_a_stop_policy_ends_exits_1(write_graph: WriteGraph):
+    path = write_graph(
+        """
+        name: stops
+        nodes:
+          - id: plant
+            type: gym.sensor
+            rate_hz: 10
+            config: {env: Pendulum-v1}
+          - id: watcher
+            type: log
+            rate_hz: 50
+            on_fault: stop
+            inputs: {obs: {from: plant/obs, stale_ms: 30}}
+        """
+    )
+    result = edgeloop("run", path, "--sim", "--duration", "1")
+
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "faulted (stale_input" in words(result.stdout)
+
+
 def test_graph_prints_the_nodes_and_edges_as_text(pendulum_yaml: Path):
     result = edgeloop("graph", pendulum_yaml)
 
