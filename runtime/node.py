@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from edgeloop.runtime.clocks import Clock
+    from edgeloop.runtime.messages import Message
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,17 @@ class NodeContext:
         self.logger = logging.getLogger(f"edgeloop.node.{node_id}")
         self._resources = resources
         self._metrics = metrics
+        self._messages: dict[str, Callable[[], Message | None]] = {}
+
+    def message(self, port: str) -> Message | None:
+        """The last message on input ``port`` (None before the first), with its
+        sequence number and times: ``ctx.now() - ctx.message("action").sensed``
+        is the sense-to-act latency of what an actuator is about to apply.
+
+        Raises:
+            KeyError: the node has no wired input ``port``.
+        """
+        return self._messages[port]()
 
     def now(self) -> float:
         """Clock time in seconds since the loop started."""

@@ -322,6 +322,7 @@ class CompiledLoop:
                 stale_s=None if inp.stale_ms is None else inp.stale_ms / 1e3,
             )
             runner.slots.append(slot)
+            runner.ctx._messages[name] = source.last_message
             runner.inputs[name] = [] if slot.fifo else None
             if slot.fifo:
                 runner.fifo_slots.append(slot)

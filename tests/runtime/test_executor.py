@@ -268,3 +268,26 @@ def test_a_none_payload_sends_no_message_and_several_outputs_all_arrive():
     executor, _ = run(graph, 0.6)
     assert [v[0] for v in executor.node("evens").values("value")] == [0, 2, 4]
     assert [v[0] for v in executor.node("odds").values("value")] == [1, 3, 5]
+
+
+def test_a_node_can_read_the_message_behind_each_input():
+    class LatencyAwareActuator(edgeloop.Actuator):
+        """Notes the sense-to-act latency of each action it applies."""
+
+        inputs = (Port("action", dtype="float64"),)
+
+        def setup(self, ctx):
+            super().setup(ctx)
+            self.latencies: list[tuple[int, float]] = []
+
+        def step(self, inputs):
+            msg = self.ctx.message("action")
+            self.latencies.append((msg.seq, self.ctx.now() - msg.sensed))
+
+    graph = LoopGraph(name="latency")
+    graph.add_node("sensor", CounterSensor, rate_hz=10)
+    graph.add_node("actuator", LatencyAwareActuator, rate_hz=40, inputs={"action": "sensor/value"})
+    executor, _ = run(graph, 0.1)
+    assert executor.node("actuator").latencies == pytest.approx(
+        [(0, 0.0), (0, 0.025), (0, 0.05), (0, 0.075)]
+    )
