@@ -30,7 +30,7 @@ from edgeloop.runtime.validation import check_graph
 from edgeloop.runtime.wiring import NEVER, CompiledLoop, ContractState, OutPort, Runner, Timer
 
 _NO_PORT = "\x00no single output"  # a name no port has
-_FOLD_EVERY = 4096  # timer firings between folds of the latency recorders (a power of 2)
+_FOLD_EVERY = 4096  # ticks of a timer between folds of the latency recorders (a power of 2)
 
 
 class Executor:
@@ -171,14 +171,20 @@ class Executor:
             record = r.record
             deadline_ns = r.deadline_ns
             only_source, only_slot, is_source = r.only_source, r.only_slot, r.is_source
-            only_port = next(iter(r.out_ports.values())) if len(r.out_ports) == 1 else None
-            only_output = only_port.name if only_port is not None else _NO_PORT
             contracts = tuple(r.contracts)
+            # The common case, one declared output, is inlined with the port's
+            # fixed facts as closure variables.
+            port = next(iter(r.out_ports.values())) if len(r.out_ports) == 1 else None
+            only_output = port.name if port is not None else _NO_PORT
+            is_float = port is not None and port.is_float
+            is_small_vector = port is not None and port.is_small_vector
+            edges = tuple(port.edges) if port is not None else ()
+            has_fifo = port is not None and bool(port.fifo_slots)
+            direct = port.direct if port is not None else None
 
             def run_node() -> None:
                 if r.guarded and guard(r):
                     return
-                direct = None
                 t0 = perf()
                 try:
                     out = r.step(inputs)
@@ -200,50 +206,48 @@ class Executor:
                     sensed = created
                 else:
                     sensed = sensed_of(r, created)
-                if out:
-                    # The common case, one declared output returned alone, is inlined;
-                    # anything else (several outputs, unknown names, None) goes the long way.
-                    data = out.get(only_output) if len(out) == 1 else None
-                    if data is None:
-                        if not check_outputs(r, out):
-                            return
-                        publish(r, out, created, sensed)
-                    else:
-                        port = only_port
-                        if port.is_float:
-                            if port.is_small_vector:
-                                # Declared 1-D and small: fsum of the elements is NaN
-                                # or inf exactly when one is, and cheaper than numpy.
-                                try:
-                                    ok = isfinite(fsum(data.tolist()))
-                                except Exception:  # not a 1-D array after all
-                                    ok = finite(data)
-                            else:
-                                ok = finite(data)
-                            if not ok:
-                                check_outputs(r, out)
-                                return
-                        port.seq += 1
-                        port.last_data = data
-                        port.last_created = created
-                        port.last_sensed = sensed
-                        for receiver_inputs, input_name, receiver in port.edges:
-                            receiver_inputs[input_name] = data
-                            if receiver is not None and not receiver.queued:
-                                receiver.queued = True
-                                ready_append(receiver)
-                        if port.fifo_slots:
-                            deliver_fifo(port)
-                        direct = port.direct
                 if r.consecutive_faults:
                     r.consecutive_faults = 0
                 if contracts:
                     for state, source in contracts:
                         if source.seq:
                             latency = created - source.last_sensed
-                            state.record(round(latency * 1e9))
+                            state.record(latency)
                             if latency > state.deadline_s:
                                 contract_missed(state, latency)
+                if not out:
+                    return
+                # Anything but the one declared output returned alone (several
+                # outputs, unknown names, a None payload) goes the long way.
+                data = out.get(only_output) if len(out) == 1 else None
+                if data is None:
+                    if check_outputs(r, out):
+                        publish(r, out, created, sensed)
+                    return
+                if is_float:
+                    if is_small_vector:
+                        # Declared 1-D and small: fsum of the elements is NaN or
+                        # inf exactly when one is, and cheaper than numpy.
+                        try:
+                            ok = isfinite(fsum(data.tolist()))
+                        except Exception:  # not a 1-D array after all
+                            ok = finite(data)
+                    else:
+                        ok = finite(data)
+                    if not ok:
+                        check_outputs(r, out)
+                        return
+                port.seq += 1
+                port.last_data = data
+                port.last_created = created
+                port.last_sensed = sensed
+                for receiver_inputs, input_name, receiver in edges:
+                    receiver_inputs[input_name] = data
+                    if receiver is not None and not receiver.queued:
+                        receiver.queued = True
+                        ready_append(receiver)
+                if has_fifo:
+                    deliver_fifo(port)
                 if direct is not None:
                     # The one node this output triggers, and nothing else triggers
                     # it: step it now rather than through the ready queue.
@@ -254,7 +258,15 @@ class Executor:
         for r in self._loop_parts.runners.values():
             r.run = compile_node(r)
 
-        firings = 0
+        def tick_publisher(timer: Timer) -> Callable[[], None]:
+            def publish_tick() -> None:
+                publish(timer.runner, {}, now_s, now_s, tick=timer.port)
+
+            return publish_tick
+
+        for timer in self._loop_parts.timers:
+            timer.fire = timer.runner.run if timer.port is None else tick_publisher(timer)
+
         while heap and self._stop_reason is None:
             due, order, timer = heap[0]
             if due >= end_ns:
@@ -263,10 +275,7 @@ class Executor:
             now_s = now * 1e-9
             if not simulated:
                 timer.jitter.samples.append(now - due)
-            if timer.port is None:
-                timer.runner.run()
-            else:
-                publish(timer.runner, {}, now_s, now_s, tick=timer.port)
+            timer.fire()
             while ready:
                 runner = popleft()
                 runner.queued = False
@@ -281,8 +290,7 @@ class Executor:
                 timer.ticks += behind
                 next_due += behind * timer.period_ns
             heapreplace(heap, (next_due, order, timer))
-            firings += 1
-            if not firings & (_FOLD_EVERY - 1):
+            if not timer.ticks & (_FOLD_EVERY - 1):
                 for recorder in recorders:
                     recorder.fold_if_large()
 

@@ -22,12 +22,18 @@ _N_BINS = int(math.log(1e13) / _LOG_RATIO) + 2  # up to ~3 hours in ns
 
 
 class LatencyRecorder:
-    """Collects durations in ns; ``samples.append`` is the only per-tick cost."""
+    """Collects durations; ``samples.append`` is the only per-tick cost.
 
-    __slots__ = ("_folded", "_hist", "_max", "samples")
+    Args:
+        to_ns: What one recorded unit is in ns (1 for ns, 1e9 for seconds), so
+            the per-tick path can append whatever it has without converting.
+    """
 
-    def __init__(self) -> None:
-        self.samples: list[int] = []
+    __slots__ = ("_folded", "_hist", "_max", "_to_ns", "samples")
+
+    def __init__(self, to_ns: float = 1) -> None:
+        self._to_ns = to_ns
+        self.samples: list[float] = []
         self._hist: np.ndarray | None = None
         self._folded = 0
         self._max = 0
@@ -40,7 +46,7 @@ class LatencyRecorder:
     def _fold(self) -> None:
         if not self.samples:
             return
-        values = np.asarray(self.samples, dtype=np.float64)
+        values = np.asarray(self.samples, dtype=np.float64) * self._to_ns
         self.samples.clear()
         self._max = max(self._max, int(values.max()))
         bins = np.floor(np.log(np.maximum(values, 1.0)) / _LOG_RATIO).astype(np.int64)
@@ -57,7 +63,7 @@ class LatencyRecorder:
         if self.count == 0:
             return (math.nan, math.nan, math.nan)
         if self._hist is None:
-            values = np.asarray(self.samples, dtype=np.float64)
+            values = np.asarray(self.samples, dtype=np.float64) * self._to_ns
             p50, p99 = np.percentile(values, [50, 99])
             return (float(p50), float(p99), float(values.max()))
         self._fold()

@@ -208,7 +208,7 @@ class ContractState:
     def __init__(self, spec: ContractSpec) -> None:
         self.spec = spec
         self.deadline_s = spec.deadline_ms / 1e3
-        self.latency = LatencyRecorder()
+        self.latency = LatencyRecorder(to_ns=1e9)  # records seconds
         self.record = self.latency.samples.append
         self.misses = 0
 
@@ -216,7 +216,7 @@ class ContractState:
 class Timer:
     """A periodic trigger: a node's ``rate_hz`` (``slot`` None) or a ``timer/..`` input."""
 
-    __slots__ = ("jitter", "overruns", "period_ns", "port", "runner", "source", "ticks")
+    __slots__ = ("fire", "jitter", "overruns", "period_ns", "port", "runner", "source", "ticks")
 
     def __init__(self, source: str, period_ns: int, runner: Runner, port: OutPort | None) -> None:
         self.source = source
@@ -224,6 +224,7 @@ class Timer:
         self.runner = runner
         self.port = port  # publishes the tick time for a timer input
         self.ticks = 0  # grid ticks passed, fired or skipped as overruns
+        self.fire: Any = None  # steps the node or publishes the tick; set by the executor
         self.overruns = 0
         self.jitter = LatencyRecorder()
 
