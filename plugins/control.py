@@ -55,19 +55,35 @@ class PidConfig:
 class PidController(Controller):
     """PID control of one element of a measurement vector.
 
+    The error is the target minus ``measurement[index]``; the target is the
+    first element of the ``setpoint`` input when it is wired and has arrived,
+    else ``config.setpoint``. ``dt`` is the clock time between steps (0 on the
+    first), so the law is the same in real and simulated time. The derivative
+    is a difference of errors; while the output is at ``limit`` the integrator
+    holds (anti-windup).
+
     Inputs:
-        | port | dtype/shape | meaning |
-        | measurement | float (n,) | measured state |
-        | setpoint | float scalar | optional target (else ``config.setpoint``) |
+        | port | dtype/shape | units | meaning |
+        | measurement | float (n,) | as measured | measured state; ``index`` picks the element |
+        | setpoint | float (1,) or scalar | as ``measurement`` | optional target |
 
     Outputs:
-        | port | dtype/shape | meaning |
-        | action | float64 (1,) | control effort |
+        | port | dtype/shape | units | meaning |
+        | action | float64 (1,) | set by the gains | control effort |
 
-    Config: ``kp``, ``ki``, ``kd``, ``setpoint``, ``index``, ``limit`` (see :class:`PidConfig`).
-    dt is the clock time between steps, so the law is the same in real and simulated time.
+    Config:
+        | key | type | default | meaning |
+        | kp | float | 1.0 | proportional gain |
+        | ki | float | 0.0 | integral gain (1/s) |
+        | kd | float | 0.0 | derivative gain (s) |
+        | setpoint | float | 0.0 | target when the ``setpoint`` input is not wired |
+        | index | int | 0 | element of ``measurement`` to control |
+        | limit | float or None | None | symmetric output limit; None for none |
 
-    Faults: none of its own; no output until the first measurement.
+    Faults: none of its own; no output until the first measurement. An
+    ``index`` past the end of ``measurement`` is an ``exception`` fault. A
+    non-finite measurement or setpoint is a ``non_finite`` fault, and it stays
+    in the integrator, so every later step faults too until a restart.
 
     YAML::
 
@@ -105,13 +121,13 @@ class SwingUpConfig:
     max_torque: float = 2.0
     """Torque limit (N*m); Pendulum-v1's is 2."""
     energy_gain: float = 1.0
-    """Gain of the energy pump far from upright."""
+    """Gain of the energy pump far from upright; torque is bang-bang, so only its sign counts."""
     switch_angle: float = 0.5
     """|angle| (rad) under which the PID balances instead of pumping."""
     kp: float = 20.0
     """PID proportional gain near upright (N*m/rad)."""
     ki: float = 0.0
-    """PID integral gain near upright."""
+    """PID integral gain near upright (N*m/(rad*s))."""
     kd: float = 4.0
     """PID derivative gain near upright (N*m*s/rad)."""
     mass: float = 1.0
@@ -125,27 +141,45 @@ class SwingUpConfig:
 class PendulumSwingUp(Controller):
     """Energy-based swing-up with PID balance near upright, for Pendulum-v1.
 
-    Far from upright it pumps energy toward that of the upright rest state
-    (torque in the direction of motion while energy is short); within
-    ``switch_angle`` a PID on the angle balances it.
+    Far from upright it pumps energy toward that of the upright rest state:
+    full torque (``max_torque``) in the direction of motion while energy is
+    short, against it when in excess. Within ``switch_angle`` of upright a PID
+    on the angle (with the measured ``theta_dot`` as its derivative) balances
+    it; its integrator is cleared while pumping. ``theta`` is the angle from
+    upright, ``atan2(sin, cos)``. The energy estimate treats the pendulum as a
+    uniform rod (inertia ``mass * length**2 / 3``), as Pendulum-v1 does. ``dt``
+    is the clock time between steps.
 
     Inputs:
-        | port | dtype/shape | meaning |
-        | obs | float32 (3,) | [cos(theta), sin(theta), theta_dot], theta = 0 upright |
+        | port | dtype/shape | units | meaning |
+        | obs | float32 (3,) | -, -, rad/s | ``[cos(theta), sin(theta), theta_dot]`` |
 
     Outputs:
         | port | dtype/shape | units | meaning |
-        | action | float32 (1,) | N*m | torque |
+        | action | float32 (1,) | N*m | torque, within +-``max_torque`` |
 
-    Config: see :class:`SwingUpConfig`.
+    Config:
+        | key | type | default | meaning |
+        | max_torque | float | 2.0 | torque limit (N*m); Pendulum-v1's is 2 |
+        | energy_gain | float | 1.0 | pump gain; the torque is bang-bang, so only its sign counts |
+        | switch_angle | float | 0.5 | abs(theta) (rad) under which the PID balances |
+        | kp | float | 20.0 | PID proportional gain (N*m/rad) |
+        | ki | float | 0.0 | PID integral gain (N*m/(rad*s)) |
+        | kd | float | 4.0 | PID derivative gain (N*m*s/rad) |
+        | mass | float | 1.0 | pendulum mass (kg), for the energy estimate |
+        | length | float | 1.0 | pendulum length (m), for the energy estimate |
+        | gravity | float | 10.0 | gravity (m/s^2); Pendulum-v1 uses 10 |
 
-    Faults: none of its own; no output until the first observation.
+    Faults: none of its own; no output until the first observation. An
+    ``obs`` with fewer than 3 elements is an ``exception`` fault. A non-finite
+    ``obs`` is not caught: it gives full torque, +-``max_torque``.
 
     YAML::
 
         - id: controller
           type: pendulum.swing_up
           inputs: {obs: sensor/obs}
+          config: {max_torque: 2.0, switch_angle: 0.5}
     """
 
     inputs = (Port("obs", dtype="float32", shape=(3,)),)

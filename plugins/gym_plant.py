@@ -87,6 +87,7 @@ class GymPlant:
         return None
 
     def close(self) -> None:
+        """Close the environment; the loop does this after every node is closed."""
         self.env.close()
 
 
@@ -127,14 +128,34 @@ def _plant(ctx: NodeContext) -> GymPlant:
 class GymSensor(Sensor):
     """Reads a gymnasium environment's observation.
 
+    Each step publishes a copy of the plant's latest observation: the one after
+    the actuator's last action, or the first observation of a new episode after
+    a reset. The environment is reset with the run seed when it is made. For
+    Pendulum-v1, ``obs`` is float32 (3,): ``[cos(theta), sin(theta), theta_dot]``
+    in -, -, rad/s.
+
+    Inputs: none; the sensor runs on its ``rate_hz``.
+
     Outputs:
-        | port | dtype/shape | meaning |
-        | obs | env's observation dtype and shape | the latest observation |
+        | port | dtype/shape | units | meaning |
+        | obs | env's observation dtype/shape | as the env | the latest observation |
 
-    Config: see :class:`PlantConfig` (``env``, ``plant``, ``dt``,
-    ``max_episode_steps``, ``env_kwargs``).
+    Config (shared with ``gym.actuator``, see :class:`PlantConfig`):
+        | key | type | default | meaning |
+        | env | str | ``Pendulum-v1`` | gymnasium environment id |
+        | plant | str | ``plant`` | name that pairs a sensor with its actuator |
+        | dt | float or None | None | integration step (s) set on the env; None keeps its own |
+        | max_episode_steps | int or None | None | episode length; None keeps the env's |
+        | env_kwargs | dict[str, Any] | ``{}`` | extra arguments to ``gymnasium.make`` |
 
-    Faults: none of its own; a missing gymnasium is a setup error naming the extra.
+    The first node of a plant to set up makes the environment from its own
+    config; the other only checks that ``env`` matches, so keep ``dt``,
+    ``max_episode_steps`` and ``env_kwargs`` the same on both.
+
+    Faults: ``setup`` raises MissingDependencyError (naming the ``gym`` extra)
+    without gymnasium, and EdgeloopError for an unregistered ``env``, a ``dt``
+    the env has no ``dt`` or ``tau`` to take, or a ``plant`` already made with
+    another ``env``.
 
     YAML::
 
@@ -158,17 +179,37 @@ class GymSensor(Sensor):
 class GymActuator(Actuator):
     """Applies actions to a gymnasium environment and reports episode returns.
 
+    Each step applies the latest action with one ``env.step``; for a ``Box``
+    action space the action is first reshaped to the space's shape and dtype and
+    clipped to its bounds. When an episode terminates or is truncated, the
+    node adds its return to the report series ``<node id>.episode_return`` and
+    the environment resets. Without ``rate_hz`` it steps once per action; with
+    it, once per tick with the latest action held.
+
     Inputs:
-        | port | dtype/shape | meaning |
-        | action | env's action dtype and shape | clipped to the action space |
+        | port | dtype/shape | units | meaning |
+        | action | env's action dtype/shape | as the env | action to apply (Pendulum-v1: N*m) |
 
-    Config: see :class:`PlantConfig`.
+    Outputs: none.
 
-    Reports the series ``<id>.episode_return`` (one value per finished
-    episode); the environment resets at each episode end.
+    Config (shared with ``gym.sensor``, see :class:`PlantConfig`):
+        | key | type | default | meaning |
+        | env | str | ``Pendulum-v1`` | gymnasium environment id |
+        | plant | str | ``plant`` | name that pairs a sensor with its actuator |
+        | dt | float or None | None | integration step (s) set on the env; None keeps its own |
+        | max_episode_steps | int or None | None | episode length; None keeps the env's |
+        | env_kwargs | dict[str, Any] | ``{}`` | extra arguments to ``gymnasium.make`` |
 
-    Faults: an action of the wrong size raises (an ``exception`` fault); no
-    action yet means no step.
+    The first node of a plant to set up makes the environment from its own
+    config; the other only checks that ``env`` matches, so keep ``dt``,
+    ``max_episode_steps`` and ``env_kwargs`` the same on both.
+
+    Faults: ``setup`` raises MissingDependencyError (naming the ``gym`` extra)
+    without gymnasium, and EdgeloopError for an unregistered ``env``, a ``dt``
+    the env has no ``dt`` or ``tau`` to take, or a ``plant`` already made with
+    another ``env``. An action the env cannot take (e.g. one that cannot be
+    reshaped to a ``Box`` space) is an ``exception`` fault. No action yet means
+    no env step.
 
     YAML::
 
@@ -193,6 +234,3 @@ class GymActuator(Actuator):
         if finished is not None:
             self.ctx.record("episode_return", finished)
         return None
-
-    def close(self) -> None:
-        self.plant.close()

@@ -23,18 +23,30 @@ class ClampConfig:
 class ActionClamp(Controller):
     """Clamps an action to [low, high] and limits its rate of change.
 
+    Every element is clipped to ``[low, high]``. With ``max_rate``, each element
+    may then move at most ``max_rate * dt`` from the previous safe action, where
+    ``dt`` is the clock time between steps; the first action is only clipped.
+
     Inputs:
-        | port | dtype/shape | meaning |
-        | action | float (n,) | requested action |
+        | port | dtype/shape | units | meaning |
+        | action | float (n,) | as input | requested action |
 
     Outputs:
-        | port | dtype/shape | meaning |
-        | action | same as input | safe action |
+        | port | dtype/shape | units | meaning |
+        | action | same as input | as input | safe action |
 
-    Config: ``low``, ``high``, ``max_rate`` (see :class:`ClampConfig`).
-    The rate limit uses clock time between steps.
+    Config:
+        | key | type | default | meaning |
+        | low | float | -1.0 | lowest allowed value of every element |
+        | high | float | 1.0 | highest allowed value of every element |
+        | max_rate | float or None | None | largest change per second (units/s); None for none |
 
-    Faults: ``low`` above ``high`` fails setup.
+    Faults: ``setup`` raises ValueError when ``low`` is above ``high``. No
+    output until the first action. With ``max_rate``, an action whose shape
+    does not broadcast against the previous one is an ``exception`` fault. A
+    non-finite action passes through as a ``non_finite`` fault; with
+    ``max_rate`` it is kept as the previous action, so later steps fault too
+    until a restart.
 
     YAML::
 

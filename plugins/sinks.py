@@ -22,12 +22,24 @@ class LogConfig:
 class LogSink(Monitor):
     """Logs the values on all of its inputs (any port names).
 
-    Inputs: any ports; each is logged by name.
+    One step in ``every`` is logged (the first, then every ``every``-th) as a
+    record with the clock time ``t`` (s) and each input by port name, numpy
+    values as plain lists and numbers (an input named ``t`` replaces the time).
+    Without ``path`` the record goes to the ``edgeloop.node.<id>`` logger at
+    INFO; with it, it is appended to the file as one JSON object per line.
 
-    Config: ``every`` (decimation), ``path`` (JSON-lines file; one object per
-    logged step with the clock time ``t`` and each input).
+    Inputs: any ports; each is logged by name (``None`` before its first message).
 
-    Faults: ``every`` below 1 or an unwritable ``path`` fails setup.
+    Outputs: none.
+
+    Config:
+        | key | type | default | meaning |
+        | every | int | 1 | log one step in this many |
+        | path | str or None | None | JSON-lines file to append to; None logs to the logger |
+
+    Faults: ``setup`` raises ValueError for ``every`` below 1 and OSError when
+    ``path`` cannot be opened. With ``path``, a value JSON cannot encode is an
+    ``exception`` fault.
 
     YAML::
 

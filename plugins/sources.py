@@ -21,15 +21,24 @@ class ConstantConfig:
 class ConstantAction(Controller):
     """Emits a fixed action: a safe default, and the usual ``fallback`` target.
 
+    Each step publishes a copy of ``value`` as a ``dtype`` array. As the
+    ``fallback`` of another node it is stepped on that node's inputs in its
+    place.
+
+    Inputs: any ports, all ignored; they trigger steps like any input. Without
+    them the node runs on its ``rate_hz``, or only as a fault fallback.
+
     Outputs:
-        | port | dtype/shape | meaning |
-        | action | ``dtype`` (n,) | ``config.value`` |
+        | port | dtype/shape | units | meaning |
+        | action | ``dtype`` (len(value),) | as the consumer expects | ``config.value`` |
 
-    Config: ``value`` (list of numbers), ``dtype``.
+    Config:
+        | key | type | default | meaning |
+        | value | list[float] | ``[0.0]`` | the action, one number per element |
+        | dtype | str | ``float32`` | numpy dtype of the action |
 
-    Runs on its own ``rate_hz``, on any input, or only as a fault fallback.
-
-    Faults: none.
+    Faults: ``setup`` raises TypeError for a ``dtype`` numpy does not know. A
+    non-finite ``value`` is a ``non_finite`` fault on every step.
 
     YAML::
 

@@ -1,36 +1,38 @@
 """The executor: timers, a ready queue and run-to-completion propagation.
 
 ``Executor._loop`` and its ``run_node`` are the whole per-tick path, kept in
-one place on purpose. A timer fires (a periodic node or a ``timer/..``
-input); the node steps; its outputs are written into the inputs of the nodes
-wired to them, and the nodes they trigger join the ready queue, which drains
-before the next timer. Plugins' hooks fire only on lifecycle events, deadline
-misses and faults.
+one place on purpose. A timer fires (a periodic node, a ``timer/..`` input or
+a stale-input watchdog); the node steps; its outputs are written into the
+inputs of the nodes wired to them, and the nodes they trigger run next (at
+once when nothing else triggers them, else through the ready queue, which
+drains before the next timer). Plugins' hooks fire only on lifecycle events,
+deadline misses and faults, and a plugin's exception never ends the loop.
 """
 
 from __future__ import annotations
 
 import heapq
+import logging
 import math
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import numpy as np
-
 from edgeloop.runtime.clocks import Clock, RealClock, SimClock
 from edgeloop.runtime.errors import EdgeloopError
 from edgeloop.runtime.faults import FaultHandler
 from edgeloop.runtime.graph import LoopGraph
+from edgeloop.runtime.messages import payload_is_finite
 from edgeloop.runtime.metrics import RunReport
 from edgeloop.runtime.node import Node
 from edgeloop.runtime.plugins import PluginRegistry
 from edgeloop.runtime.validation import check_graph
-from edgeloop.runtime.wiring import NEVER, CompiledLoop, ContractState, OutPort, Runner, Timer
+from edgeloop.runtime.wiring import NEVER, CompiledLoop, ContractState, OutPort, Runner, Slot, Timer
 
 _NO_PORT = "\x00no single output"  # a name no port has
 _FOLD_EVERY = 4096  # ticks of a timer between folds of the latency recorders (a power of 2)
+_log = logging.getLogger("edgeloop.executor")
 
 
 class Executor:
@@ -53,6 +55,8 @@ class Executor:
         seed: int = 0,
         clock: Clock | None = None,
     ) -> None:
+        if not isinstance(seed, int) or seed < 0:
+            raise EdgeloopError(f"seed must be a whole number >= 0, got {seed!r} (fix: pass one)")
         self.graph = graph
         self.registry = registry if registry is not None else PluginRegistry()
         self.clock: Clock = clock or (SimClock() if simulated else RealClock())
@@ -60,36 +64,37 @@ class Executor:
         self.seed = seed
         self._stop_reason: str | None = None
         self._stopped_by_fault = False
+        self._started = False
         self._ready: deque[Runner] = deque()
         self._resources: dict[str, Any] = {}
         self._series: dict[str, list[float]] = {}
+        self._fault_log: list[dict[str, Any]] = []
         self._loop_parts = CompiledLoop()
-        self._faults = FaultHandler(
-            clock=self.clock,
-            publish=self._publish,
-            stop=self._stop_for_fault,
-            hook=self.registry.hook.edgeloop_node_faulted,
-            fallbacks=self._loop_parts.fallbacks,
-        )
 
     # -- running ----------------------------------------------------------------
 
     def run(self, duration_s: float | None = None) -> RunReport:
         """Run until ``duration_s`` of clock time has passed, a ``stop`` fault,
-        Ctrl-C, or nothing is left to run; return the report.
+        Ctrl-C, or nothing is left to run; return the report. An executor runs once.
 
         Raises:
             GraphError: the graph is invalid (every problem listed).
             NodeSetupError: a node's ``setup`` raised.
+            EdgeloopError: a bad duration, or a second run of this executor.
         """
-        if self.simulated and duration_s is None:
+        if self._started:
+            raise EdgeloopError("this Executor has run already (fix: make a new one per run)")
+        if duration_s is None and self.simulated:
             raise EdgeloopError(
                 "a simulated run needs a duration (fix: pass duration_s / --duration)"
             )
-        for name, cls in self.graph.local_types.items():
-            self.registry.add_node_type(name, cls)
+        if duration_s is not None and not (math.isfinite(duration_s) and duration_s > 0):
+            raise EdgeloopError(
+                f"the duration must be a positive number of seconds, got {duration_s}"
+            )
+        self._started = True
         check_graph(self.graph, self.registry)
-        self.registry.hook.edgeloop_graph_loaded(graph=self.graph)
+        self._event("edgeloop_graph_loaded", graph=self.graph)
         self._loop_parts = CompiledLoop.build(
             self.graph,
             self.registry,
@@ -98,12 +103,20 @@ class Executor:
             resources=self._resources,
             series=self._series,
         )
-        self._faults.set_fallbacks(self._loop_parts.fallbacks)
+        self._faults = FaultHandler(
+            clock=self.clock,
+            publish=self._publish,
+            bad_output=self._bad_output,
+            stop=self._stop_for_fault,
+            hook=lambda **kw: self._event("edgeloop_node_faulted", **kw),
+            fallbacks=self._loop_parts.fallbacks,
+            log=self._fault_log,
+        )
         end_ns = NEVER if duration_s is None else int(duration_s * 1e9)
         heap = [(0, i, t) for i, t in enumerate(self._loop_parts.timers)]
         heapq.heapify(heap)
-        self.registry.hook.edgeloop_loop_started(
-            graph=self.graph, simulated=self.simulated, seed=self.seed
+        self._event(
+            "edgeloop_loop_started", graph=self.graph, simulated=self.simulated, seed=self.seed
         )
         wall_start = time.perf_counter()
         self.clock.start()
@@ -115,6 +128,7 @@ class Executor:
             self._stop_reason = "interrupted"
         finally:
             self._loop_parts.close_all()
+            self._close_resources()
         wall_s = time.perf_counter() - wall_start
         if not self.simulated:
             duration = wall_s
@@ -123,7 +137,7 @@ class Executor:
         else:
             duration = self.clock.now_ns() / 1e9
         report = self._report(duration, wall_s)
-        self.registry.hook.edgeloop_loop_stopped(graph=self.graph, report=report)
+        self._event("edgeloop_loop_stopped", graph=self.graph, report=report)
         return report
 
     def node(self, node_id: str) -> Node:
@@ -132,13 +146,42 @@ class Executor:
         return self._loop_parts.runners[node_id].node
 
     def stop(self, reason: str = "stopped") -> None:
-        """Ask the loop to end after the current step (safe from another thread)."""
+        """Ask the loop to end once the current timer firing's work is done
+        (safe from another thread)."""
         if self._stop_reason is None:
             self._stop_reason = reason
 
     def _stop_for_fault(self, reason: str) -> None:
-        self._stopped_by_fault = self._stop_reason is None
+        if self._stop_reason is None:
+            self._stopped_by_fault = True
         self.stop(reason)
+
+    def _event(self, hook: str, **kwargs: Any) -> None:
+        """Fire a lifecycle or event hook; a plugin raising is logged, never fatal."""
+        try:
+            getattr(self.registry.hook, hook)(**kwargs)
+        except Exception as exc:
+            _log.error("a plugin's %s raised %s: %s", hook, type(exc).__name__, exc)
+            self._fault_log.append(
+                {
+                    "node": "(plugins)",
+                    "kind": "hook_error",
+                    "error": f"{hook}: {type(exc).__name__}: {exc}",
+                    "action": "ignored",
+                    "time_s": self.clock.now_ns() / 1e9,
+                }
+            )
+
+    def _close_resources(self) -> None:
+        """Close what nodes shared through ``ctx.shared`` (a plant's environment, say),
+        once every node is closed: the loop owns them, not any one node."""
+        for resource in self._resources.values():
+            close = getattr(resource, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception as exc:
+                    _log.warning("closing a shared resource raised %s: %s", type(exc).__name__, exc)
 
     def _loop(self, heap: list[tuple[int, int, Timer]], end_ns: int) -> None:
         # Everything a node's run touches is a local or closure variable:
@@ -153,13 +196,14 @@ class Executor:
         perf = time.perf_counter_ns
         fault = self._faults.handle
         guard = self._guard
+        step_failed = self._step_failed
         node_missed = self._node_deadline_missed
         contract_missed = self._contract_deadline_missed
         sensed_of = self._sensed
         publish = self._publish
         deliver_fifo = self._deliver_fifo
         check_outputs = self._check_outputs
-        finite = _all_finite
+        finite = payload_is_finite
         isfinite = math.isfinite
         fsum = math.fsum
         recorders = self._loop_parts.recorders()
@@ -189,7 +233,7 @@ class Executor:
                 try:
                     out = r.step(inputs)
                 except Exception as exc:
-                    fault(r, "exception", f"{type(exc).__name__}: {exc}")
+                    step_failed(r, exc)
                     return
                 took = perf() - t0
                 record(took)
@@ -206,6 +250,50 @@ class Executor:
                     sensed = created
                 else:
                     sensed = sensed_of(r, created)
+                next_run = None
+                if out is not None:
+                    if type(out) is not dict and not isinstance(out, Mapping):
+                        fault(
+                            r,
+                            "exception",
+                            f"step returned {type(out).__name__}: return a "
+                            "mapping of output port to payload, or None",
+                        )
+                        return
+                    # Anything but the one declared output returned alone (several
+                    # outputs, unknown names, a None payload) goes the long way.
+                    data = out.get(only_output) if len(out) == 1 else None
+                    if data is None:
+                        if out:
+                            if not check_outputs(r, out):
+                                return
+                            publish(r, out, created, sensed)
+                    else:
+                        if is_float:
+                            if is_small_vector:
+                                # Declared 1-D and small: fsum of the elements is
+                                # NaN or inf exactly when one is, and cheaper than numpy.
+                                try:
+                                    ok = isfinite(fsum(data.tolist()))
+                                except Exception:  # not a 1-D array after all
+                                    ok = finite(data)
+                            else:
+                                ok = finite(data)
+                            if not ok:
+                                check_outputs(r, out)
+                                return
+                        port.seq += 1
+                        port.last_data = data
+                        port.last_created = created
+                        port.last_sensed = sensed
+                        for receiver_inputs, input_name, receiver in edges:
+                            receiver_inputs[input_name] = data
+                            if receiver is not None and not receiver.queued:
+                                receiver.queued = True
+                                ready_append(receiver)
+                        if has_fifo:
+                            deliver_fifo(port)
+                        next_run = direct
                 if r.consecutive_faults:
                     r.consecutive_faults = 0
                 if contracts:
@@ -215,43 +303,10 @@ class Executor:
                             state.record(latency)
                             if latency > state.deadline_s:
                                 contract_missed(state, latency)
-                if not out:
-                    return
-                # Anything but the one declared output returned alone (several
-                # outputs, unknown names, a None payload) goes the long way.
-                data = out.get(only_output) if len(out) == 1 else None
-                if data is None:
-                    if check_outputs(r, out):
-                        publish(r, out, created, sensed)
-                    return
-                if is_float:
-                    if is_small_vector:
-                        # Declared 1-D and small: fsum of the elements is NaN or
-                        # inf exactly when one is, and cheaper than numpy.
-                        try:
-                            ok = isfinite(fsum(data.tolist()))
-                        except Exception:  # not a 1-D array after all
-                            ok = finite(data)
-                    else:
-                        ok = finite(data)
-                    if not ok:
-                        check_outputs(r, out)
-                        return
-                port.seq += 1
-                port.last_data = data
-                port.last_created = created
-                port.last_sensed = sensed
-                for receiver_inputs, input_name, receiver in edges:
-                    receiver_inputs[input_name] = data
-                    if receiver is not None and not receiver.queued:
-                        receiver.queued = True
-                        ready_append(receiver)
-                if has_fifo:
-                    deliver_fifo(port)
-                if direct is not None:
+                if next_run is not None:
                     # The one node this output triggers, and nothing else triggers
                     # it: step it now rather than through the ready queue.
-                    direct.run()
+                    next_run.run()
 
             return run_node
 
@@ -265,7 +320,12 @@ class Executor:
             return publish_tick
 
         for timer in self._loop_parts.timers:
-            timer.fire = timer.runner.run if timer.port is None else tick_publisher(timer)
+            if timer.watched is not None:
+                timer.fire = self._watchdog(timer.runner, timer.watched)
+            elif timer.port is not None:
+                timer.fire = tick_publisher(timer)
+            else:
+                timer.fire = timer.runner.run
 
         while heap and self._stop_reason is None:
             due, order, timer = heap[0]
@@ -280,66 +340,91 @@ class Executor:
                 runner = popleft()
                 runner.queued = False
                 runner.run()
-            # Next due time on the timer's own grid: no drift; ticks that passed
-            # while we were late are skipped and counted as overruns.
+            # Next due time on the timer's own grid: no drift. In real time, the
+            # ticks that passed while we were late are skipped and counted.
             timer.ticks += 1
             next_due = timer.ticks * timer.period_ns
-            if next_due <= now and not simulated:
-                behind = (now - next_due) // timer.period_ns + 1
-                timer.overruns += behind
-                timer.ticks += behind
-                next_due += behind * timer.period_ns
+            if not simulated:
+                now = clock_now()
+                if next_due <= now:
+                    behind = (now - next_due) // timer.period_ns + 1
+                    timer.overruns += behind
+                    timer.ticks += behind
+                    next_due += behind * timer.period_ns
             heapreplace(heap, (next_due, order, timer))
             if not timer.ticks & (_FOLD_EVERY - 1):
                 for recorder in recorders:
                     recorder.fold_if_large()
 
+    def _step_failed(self, r: Runner, exc: Exception) -> None:
+        # What the step was given is spent: a message that crashed the node is
+        # neither fed to it again nor later counted as a drop.
+        for slot in r.slots:
+            slot.consume()
+        self._faults.handle(r, "exception", f"{type(exc).__name__}: {exc}")
+
     def _guard(self, r: Runner) -> bool:
         """Checks before a step that most nodes skip: True means do not step now."""
         if r.down_until and not self._faults.restart(r):
             return True
-        if r.stale_slots:
-            now = self._now_s()
-            for slot in r.stale_slots:
-                # A port that never received anything counts as made at loop start.
-                age = now - slot.source.last_created
-                if age > slot.stale_s:
-                    self._faults.handle(
-                        r,
-                        "stale_input",
-                        f"input '{slot.name}' is {age:.3f}s old (stale_ms {slot.stale_s * 1e3:g})",
-                    )
-                    return True
+        for slot in r.stale_slots:
+            if self._is_stale(r, slot):
+                return True
         for slot in r.fifo_slots:
             r.inputs[slot.name] = slot.take_pending()
         return False
 
+    def _is_stale(self, r: Runner, slot: Slot) -> bool:
+        """Fault the node and return True if ``slot``'s last message is too old."""
+        # A port that never received anything counts as made at loop start.
+        age = self.clock.now_ns() / 1e9 - slot.source.last_created
+        if age <= slot.stale_s + 1e-9:  # a nanosecond of float noise is not staleness
+            return False
+        message = f"input '{slot.name}' is {age:.3f}s old (stale_ms {slot.stale_s * 1e3:g})"
+        self._faults.handle(r, "stale_input", message)
+        return True
+
+    def _watchdog(self, r: Runner, slot: Slot) -> Callable[[], None]:
+        """A check of one input of an event-driven node, which might otherwise
+        never step (and so never notice) when that input falls silent."""
+
+        def check() -> None:
+            if not r.down_until:
+                self._is_stale(r, slot)
+
+        return check
+
     def _sensed(self, r: Runner, created: float) -> float:
-        """Oldest sensing time among the inputs read fresh this step (else among all held)."""
+        """Oldest sensing time among the inputs read fresh this step (else among all
+        held); timer ticks are not sensing and do not count."""
         fresh = math.inf
         for slot in r.slots:
             fresh = min(fresh, slot.consume())
         if fresh != math.inf:
             return fresh
-        held = min((s.source.last_sensed for s in r.slots if s.source.seq), default=math.inf)
+        held = min(
+            (s.source.last_sensed for s in r.slots if s.source.seq and not s.is_tick),
+            default=math.inf,
+        )
         return held if held != math.inf else created
 
-    def _check_outputs(self, r: Runner, out: Mapping[str, Any]) -> bool:
-        """Fault the node and return False if an output is unknown or non-finite."""
+    def _bad_output(self, r: Runner, out: Mapping[str, Any]) -> tuple[str, str] | None:
+        """``(fault kind, message)`` for the first output ``r`` may not publish."""
         for name, data in out.items():
             port = r.out_ports.get(name)
             if port is None:
-                self._faults.handle(
-                    r,
-                    "exception",
-                    f"step returned unknown output '{name}' "
-                    f"(declared: {', '.join(r.out_ports) or 'none'})",
-                )
-                return False
-            if port.is_float and not _all_finite(data):
-                self._faults.handle(r, "non_finite", f"output '{name}' has non-finite values")
-                return False
-        return True
+                declared = ", ".join(r.out_ports) or "none"
+                return "exception", f"step returned unknown output '{name}' (declared: {declared})"
+            if port.is_float and not payload_is_finite(data):
+                return "non_finite", f"output '{name}' has non-finite values"
+        return None
+
+    def _check_outputs(self, r: Runner, out: Mapping[str, Any]) -> bool:
+        """Fault the node and return False if an output may not be published."""
+        problem = self._bad_output(r, out)
+        if problem is not None:
+            self._faults.handle(r, *problem)
+        return problem is None
 
     def _publish(
         self,
@@ -380,27 +465,26 @@ class Executor:
                 slot.runner.queued = True
                 self._ready.append(slot.runner)
 
-    def _now_s(self) -> float:
-        return self.clock.now_ns() * 1e-9
-
     def _node_deadline_missed(self, r: Runner, took_ns: int) -> None:
         r.misses += 1
-        self.registry.hook.edgeloop_deadline_missed(
+        self._event(
+            "edgeloop_deadline_missed",
             node_id=r.spec.id,
             contract=None,
             latency_s=took_ns / 1e9,
             deadline_s=r.deadline_ns / 1e9,
-            time_s=self._now_s(),
+            time_s=self.clock.now_ns() / 1e9,
         )
 
     def _contract_deadline_missed(self, state: ContractState, latency_s: float) -> None:
         state.misses += 1
-        self.registry.hook.edgeloop_deadline_missed(
+        self._event(
+            "edgeloop_deadline_missed",
             node_id=None,
             contract=state.spec.name,
             latency_s=latency_s,
             deadline_s=state.deadline_s,
-            time_s=self._now_s(),
+            time_s=self.clock.now_ns() / 1e9,
         )
 
     # -- report -------------------------------------------------------------------
@@ -419,32 +503,5 @@ class Executor:
             contracts=loop.contract_stats(),
             timers=loop.timer_stats(),
             series={k: list(v) for k, v in self._series.items()},
-            fault_log=self._faults.log,
+            fault_log=self._fault_log,
         )
-
-
-def _all_finite(data: Any) -> bool:
-    """True unless a float payload holds NaN or inf; cheap for small arrays."""
-    if type(data) is np.ndarray:
-        if data.dtype.kind != "f":
-            return data.dtype.kind != "c" or bool(np.isfinite(data).all())
-        if data.ndim == 1 and data.size <= 64:
-            # fsum of Python floats is cheaper than any numpy reduction at this size;
-            # it is NaN or inf exactly when an element is (overflow raises instead).
-            try:
-                return math.isfinite(math.fsum(data.tolist()))
-            except OverflowError:
-                pass
-            except ValueError:  # inf and -inf together
-                return False
-        return bool(np.isfinite(data).all())
-    if type(data) is float:
-        return math.isfinite(data)
-    if isinstance(data, (int, np.integer, str, bytes)) or data is None:
-        return True
-    if isinstance(data, Mapping):
-        return all(_all_finite(v) for v in data.values())
-    try:
-        return bool(np.isfinite(np.asarray(data, dtype=np.float64)).all())
-    except (TypeError, ValueError):
-        return True

@@ -1,25 +1,30 @@
 """Fault policies: what happens to a node that raised, returned non-finite
-numbers, or stepped on stale inputs. Off the per-tick path: nothing here runs
-until something went wrong.
+numbers or something that is not a mapping, or has a stale input. Off the
+per-tick path: nothing here runs until something went wrong.
 
 Policies (``on_fault`` in the graph):
 - ``restart``: close the node, wait a backoff that doubles with each
   consecutive fault (up to ``max_backoff_ms``), then make a fresh instance and
   call ``setup`` again; past ``max_restarts`` the loop stops.
-- ``hold_last``: publish the node's last good outputs again.
+- ``hold_last``: publish the node's last good outputs again, with their
+  original times (so a receiver's stale check still sees how old they are).
 - ``fallback: <id>``: step the fallback node on the faulted node's inputs and
-  publish its outputs as the faulted node's.
+  publish its outputs, checked like any output, as the faulted node's.
 - ``stop``: end the loop cleanly; the report says why.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from edgeloop.runtime.clocks import Clock
 from edgeloop.runtime.node import port_list
 from edgeloop.runtime.wiring import Runner, close_quietly
+
+Publish = Callable[[Runner, Mapping[str, Any], float, float], None]
+BadOutput = Callable[[Runner, Mapping[str, Any]], "tuple[str, str] | None"]
 
 
 class FaultHandler:
@@ -28,33 +33,32 @@ class FaultHandler:
     Args:
         clock: The loop's clock.
         publish: Delivers outputs as if ``runner`` had returned them.
+        bad_output: ``(kind, message)`` for the first output a runner may not
+            publish (unknown port, non-finite values), or None.
         stop: Ends the loop with a reason.
-        hook: The plugins' ``edgeloop_node_faulted`` hook.
+        hook: Tells the plugins (``edgeloop_node_faulted``'s arguments).
         fallbacks: Fallback runner of each node whose policy names one.
+        log: The fault log to append to.
     """
 
     def __init__(
         self,
         *,
         clock: Clock,
-        publish: Callable[[Runner, Mapping[str, Any], float, float], None],
+        publish: Publish,
+        bad_output: BadOutput,
         stop: Callable[[str], None],
-        hook: Callable[..., Any],
+        hook: Callable[..., None],
         fallbacks: dict[str, Runner],
+        log: list[dict[str, Any]],
     ) -> None:
         self._clock = clock
         self._publish = publish
+        self._bad_output = bad_output
         self._stop = stop
         self._hook = hook
         self._fallbacks = fallbacks
-        self.log: list[dict[str, Any]] = []
-
-    def set_fallbacks(self, fallbacks: dict[str, Runner]) -> None:
-        """Name each node's fallback runner, once the loop is built."""
-        self._fallbacks = fallbacks
-
-    def _now_s(self) -> float:
-        return self._clock.now_ns() / 1e9
+        self.log = log
 
     def handle(self, r: Runner, kind: str, error: str) -> None:
         """Count the fault, apply the node's policy, log it and tell the plugins."""
@@ -67,9 +71,9 @@ class FaultHandler:
                 action = "stop"
                 error += f" (after {r.restarts} restarts)"
             else:
+                doublings = min(r.consecutive_faults - 1, 60)  # 2**60 ms outlasts any run
                 backoff_ms = min(
-                    policy.restart.backoff_ms * 2 ** (r.consecutive_faults - 1),
-                    policy.restart.max_backoff_ms,
+                    policy.restart.backoff_ms * 2.0**doublings, policy.restart.max_backoff_ms
                 )
                 r.down_until = self._clock.now_ns() + max(1, int(backoff_ms * 1e6))
                 r.update_guard()
@@ -78,9 +82,7 @@ class FaultHandler:
             self._hold_last(r)
         elif action == "fallback":
             action = self._run_fallback(r)
-        if action == "fallback":
-            action = f"fallback:{policy.fallback}"
-        time_s = self._now_s()
+        time_s = self._clock.now_ns() / 1e9
         self.log.append(
             {"node": r.spec.id, "kind": kind, "error": error, "action": action, "time_s": time_s}
         )
@@ -89,28 +91,35 @@ class FaultHandler:
         self._hook(node_id=r.spec.id, kind=kind, error=error, action=action, time_s=time_s)
 
     def _hold_last(self, r: Runner) -> None:
-        held = {name: port.last_data for name, port in r.out_ports.items() if port.seq}
-        if held:
-            sensed = min(port.last_sensed for port in r.out_ports.values() if port.seq)
-            self._publish(r, held, self._now_s(), sensed)
+        for name, port in r.out_ports.items():
+            if port.seq:
+                self._publish(r, {name: port.last_data}, port.last_created, port.last_sensed)
 
     def _run_fallback(self, r: Runner) -> str:
+        """Step the fallback in the faulted node's place; 'stop' if it fails too."""
         fb = self._fallbacks[r.spec.id]
         names = [p.name for p in port_list(fb.cls.inputs)] + list(fb.inputs)
         inputs = {name: r.inputs.get(name) for name in names}
+        t0 = time.perf_counter_ns()
         try:
             out = fb.step(inputs)
         except Exception as exc:
-            fb.faults["exception"] = fb.faults.get("exception", 0) + 1
-            self._stop(
-                f"fallback '{fb.spec.id}' of '{r.spec.id}' failed too: {type(exc).__name__}: {exc}"
-            )
-            return "stop"
+            return self._fallback_failed(r, fb, "exception", f"{type(exc).__name__}: {exc}")
+        fb.record(time.perf_counter_ns() - t0)
         if out:
-            now = self._now_s()
+            out = {k: v for k, v in out.items() if k in r.out_ports and v is not None}
+            problem = self._bad_output(r, out)
+            if problem is not None:
+                return self._fallback_failed(r, fb, *problem)
+            now = self._clock.now_ns() / 1e9
             sensed = min((s.source.last_sensed for s in r.slots if s.source.seq), default=now)
-            self._publish(r, {k: v for k, v in out.items() if k in r.out_ports}, now, sensed)
-        return "fallback"
+            self._publish(r, out, now, sensed)
+        return f"fallback:{fb.spec.id}"
+
+    def _fallback_failed(self, r: Runner, fb: Runner, kind: str, error: str) -> str:
+        fb.faults[kind] = fb.faults.get(kind, 0) + 1
+        self._stop(f"fallback '{fb.spec.id}' of '{r.spec.id}' failed too ({kind}: {error})")
+        return "stop"
 
     def restart(self, r: Runner) -> bool:
         """Bring a node back once its backoff is over; False while it must still wait."""

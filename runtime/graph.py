@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from edgeloop.runtime.errors import GraphError
+from edgeloop.runtime.errors import GraphError, GraphProblem
 from edgeloop.runtime.node import Node
 
 TIMER_PREFIX = "timer/"
@@ -225,6 +225,18 @@ class LoopGraph(_Strict):
             GraphError: a field breaks the schema (e.g. ``rate_hz=0``, a bad source).
         """
         type_name = type if isinstance(type, str) else type.__name__
+        known = self._local_types.get(type_name)
+        if known is not None and known is not type:
+            raise GraphError(
+                [
+                    GraphProblem(
+                        f"another node class is already called '{type_name}' in this graph "
+                        f"({known.__module__}.{known.__qualname__})",
+                        field=field_path(("nodes", len(self.nodes), "type")),
+                        fix="give one of the classes another name",
+                    )
+                ]
+            )
         spec = _validated(
             NodeSpec,
             ("nodes", len(self.nodes)),

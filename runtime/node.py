@@ -66,7 +66,7 @@ class Port:
     @property
     def is_float(self) -> bool:
         """True when the declared dtype is a floating-point type."""
-        return self.dtype is not None and self.dtype.startswith(("float", "f"))
+        return self.dtype is not None and self.dtype.startswith("f")
 
 
 @dataclass(frozen=True)
@@ -111,14 +111,12 @@ class NodeContext:
         self._messages: dict[str, Callable[[], Message | None]] = {}
 
     def message(self, port: str) -> Message | None:
-        """The last message on input ``port`` (None before the first), with its
-        sequence number and times: ``ctx.now() - ctx.message("action").sensed``
-        is the sense-to-act latency of what an actuator is about to apply.
-
-        Raises:
-            KeyError: the node has no wired input ``port``.
-        """
-        return self._messages[port]()
+        """The last message on input ``port``, with its sequence number and times
+        (None before the first, and for a port that is not wired):
+        ``ctx.now() - ctx.message("action").sensed`` is the sense-to-act latency
+        of what an actuator is about to apply."""
+        last_message = self._messages.get(port)
+        return last_message() if last_message is not None else None
 
     def now(self) -> float:
         """Clock time in seconds since the loop started."""
@@ -150,6 +148,8 @@ class Node:
     outputs: ClassVar[tuple[Port | str, ...]] = ()
     Config: ClassVar[type] = NoConfig
     role: ClassVar[str] = "node"
+    accepts_any_inputs: ClassVar[bool] = False
+    """True for node types that take inputs of any name (a logger, say)."""
 
     ctx: NodeContext
     config: Any

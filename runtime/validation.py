@@ -57,7 +57,7 @@ def validate_graph(graph: LoopGraph, registry: PluginRegistry) -> list[GraphProb
                 )
         declared_in = [p.name for p in port_list(cls.inputs)]
         for port in spec.inputs:
-            if port not in declared_in and not getattr(cls, "accepts_any_inputs", False):
+            if port not in declared_in and not cls.accepts_any_inputs:
                 problem(
                     ("nodes", i, "inputs", port),
                     f"node type '{spec.type}' has no input '{port}'",
@@ -199,22 +199,25 @@ def _unmarked_cycles(graph: LoopGraph, by_id: dict[str, int]) -> list[list[str]]
                 edges[inp.node].append(spec.id)
     cycles: list[list[str]] = []
     state: dict[str, int] = {}  # 1 = on the current path, 2 = done
-    stack: list[str] = []
-
-    def visit(node_id: str) -> None:
-        state[node_id] = 1
-        stack.append(node_id)
-        for nxt in edges[node_id]:
-            if state.get(nxt) == 1:
-                cycles.append(stack[stack.index(nxt) :])
+    # Depth-first search with an explicit stack: a chain of thousands of nodes
+    # must not hit Python's recursion limit.
+    for start in edges:
+        if start in state:
+            continue
+        path: list[str] = [start]
+        pending = [iter(edges[start])]
+        state[start] = 1
+        while pending:
+            nxt = next(pending[-1], None)
+            if nxt is None:
+                state[path.pop()] = 2
+                pending.pop()
+            elif state.get(nxt) == 1:
+                cycles.append(path[path.index(nxt) :])
             elif nxt not in state:
-                visit(nxt)
-        stack.pop()
-        state[node_id] = 2
-
-    for node_id in edges:
-        if node_id not in state:
-            visit(node_id)
+                state[nxt] = 1
+                path.append(nxt)
+                pending.append(iter(edges[nxt]))
     return cycles
 
 

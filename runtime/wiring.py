@@ -9,6 +9,7 @@ nothing and touches one dict entry per edge, the cheapest thing Python does.
 
 from __future__ import annotations
 
+import logging
 import math
 import zlib
 from collections import deque
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from edgeloop.runtime.clocks import Clock
-from edgeloop.runtime.errors import NodeSetupError
+from edgeloop.runtime.errors import EdgeloopError, NodeSetupError
 from edgeloop.runtime.graph import ContractSpec, LoopGraph, NodeSpec, timer_period_ns
 from edgeloop.runtime.messages import Message
 from edgeloop.runtime.metrics import ContractStats, LatencyRecorder, NodeStats, TimerStats
@@ -26,6 +27,7 @@ from edgeloop.runtime.plugins import PluginRegistry
 from edgeloop.runtime.validation import node_class
 
 NEVER = 1 << 62
+_MAX_DIRECT_DEPTH = 100  # nested direct calls before one goes through the ready queue
 
 
 class OutPort:
@@ -75,6 +77,7 @@ class Slot:
     __slots__ = (
         "drops",
         "fifo",
+        "is_tick",
         "name",
         "pending",
         "read_seq",
@@ -96,8 +99,10 @@ class Slot:
         size: int,
         trigger: bool,
         stale_s: float | None,
+        is_tick: bool = False,
     ) -> None:
         self.runner = runner
+        self.is_tick = is_tick  # fed by a timer: its messages are ticks, not sensing
         self.name = name
         self.source = source
         self.fifo = fifo
@@ -133,7 +138,11 @@ class Slot:
         if missed > 1:
             self.drops += missed - 1
         self.read_seq = source.seq
-        return source.last_sensed
+        return math.inf if self.is_tick else source.last_sensed
+
+    def unread_overwrites(self) -> int:
+        """Latest-queue messages overwritten since the last read (drops not yet counted)."""
+        return 0 if self.fifo else max(0, self.source.seq - self.read_seq - 1)
 
 
 class Runner:
@@ -214,15 +223,34 @@ class ContractState:
 
 
 class Timer:
-    """A periodic trigger: a node's ``rate_hz`` (``slot`` None) or a ``timer/..`` input."""
+    """A periodic trigger: a node's ``rate_hz``, a ``timer/..`` input (``port``) or a
+    stale-input watchdog (``watched``)."""
 
-    __slots__ = ("fire", "jitter", "overruns", "period_ns", "port", "runner", "source", "ticks")
+    __slots__ = (
+        "fire",
+        "jitter",
+        "overruns",
+        "period_ns",
+        "port",
+        "runner",
+        "source",
+        "ticks",
+        "watched",
+    )
 
-    def __init__(self, source: str, period_ns: int, runner: Runner, port: OutPort | None) -> None:
+    def __init__(
+        self,
+        source: str,
+        period_ns: int,
+        runner: Runner,
+        port: OutPort | None = None,
+        watched: Slot | None = None,
+    ) -> None:
         self.source = source
         self.period_ns = period_ns
         self.runner = runner
         self.port = port  # publishes the tick time for a timer input
+        self.watched = watched  # the input a watchdog checks for staleness
         self.ticks = 0  # grid ticks passed, fired or skipped as overruns
         self.fire: Any = None  # steps the node or publishes the tick; set by the executor
         self.overruns = 0
@@ -307,8 +335,9 @@ class CompiledLoop:
             if inp.is_timer:
                 source = OutPort(Port(name))
                 period = timer_period_ns(inp.source)
-                assert period is not None  # the schema checked it
-                self.timers.append(Timer(inp.source, period, runner, source))
+                if period is None:  # the schema refuses these; a graph changed after loading
+                    raise EdgeloopError(f"node '{spec.id}': bad timer '{inp.source}'")
+                self.timers.append(Timer(inp.source, period, runner, port=source))
             else:
                 runner.is_source = False
                 source = self.runners[inp.node].out_ports[inp.port]
@@ -321,6 +350,7 @@ class CompiledLoop:
                 size=inp.size,
                 trigger=trigger,
                 stale_s=None if inp.stale_ms is None else inp.stale_ms / 1e3,
+                is_tick=inp.is_timer,
             )
             runner.slots.append(slot)
             runner.ctx._messages[name] = source.last_message
@@ -332,13 +362,21 @@ class CompiledLoop:
                 source.edges.append((runner.inputs, name, runner if trigger else None))
             if slot.stale_s is not None:
                 runner.stale_slots.append(slot)
+                if not rate_driven:  # it might never step, so never notice by itself
+                    period = max(1, int(slot.stale_s * 1e9) // 2)
+                    watchdog = Timer(
+                        f"{spec.id}.{name} stale watchdog", period, runner, watched=slot
+                    )
+                    self.timers.append(watchdog)
+        for port in port_list(runner.cls.inputs):  # declared but not wired: always None
+            runner.inputs.setdefault(port.name, None)
         if len(runner.slots) == 1 and not runner.slots[0].fifo and not runner.is_source:
             runner.only_slot = runner.slots[0]
             runner.only_source = runner.only_slot.source
         runner.update_guard()
         if rate_driven:
             period = round(1e9 / spec.rate_hz)
-            self.timers.append(Timer(f"{spec.id}@{spec.rate_hz:g}Hz", period, runner, None))
+            self.timers.append(Timer(f"{spec.id}@{spec.rate_hz:g}Hz", period, runner))
 
     def _find_direct_calls(self) -> None:
         """Mark ports whose one triggered receiver nothing else triggers: it is
@@ -353,6 +391,29 @@ class CompiledLoop:
                 ):
                     port.direct = triggered[0]
                     port.edges = [(inputs, name, None) for inputs, name, _ in port.edges]
+        # Each direct call nests a Python frame: past a depth, go through the queue.
+        called = {p.direct for r in self.runners.values() for p in r.out_ports.values()}
+        roots = [(r, 0) for r in self.runners.values() if r not in called]
+        while roots:
+            runner, depth = roots.pop()
+            for port in runner.out_ports.values():
+                receiver = port.direct
+                if receiver is None:
+                    continue
+                if depth + 1 > _MAX_DIRECT_DEPTH:
+                    port.direct = None
+                    triggering = {sl.name for sl in receiver.slots if sl.trigger}
+                    port.edges = [
+                        (
+                            inputs,
+                            name,
+                            receiver if inputs is receiver.inputs and name in triggering else None,
+                        )
+                        for inputs, name, _ in port.edges
+                    ]
+                    roots.append((receiver, 0))
+                else:
+                    roots.append((receiver, depth + 1))
 
     def close_all(self) -> None:
         """Close every node that is up (one waiting out a restart is closed already)."""
@@ -382,7 +443,7 @@ class CompiledLoop:
                     max_us=worst / 1e3,
                     deadline_ms=r.spec.deadline_ms,
                     deadline_misses=r.misses,
-                    drops={s.name: s.drops for s in r.slots},
+                    drops={s.name: s.drops + s.unread_overwrites() for s in r.slots},
                     faults=dict(r.faults),
                     restarts=r.restarts,
                     skipped=r.skipped,
@@ -427,8 +488,10 @@ class CompiledLoop:
 
 
 def close_quietly(runner: Runner) -> None:
-    """Close a node; a failing ``close`` must not hide the report."""
+    """Close a node; a failing ``close`` is logged and must not hide the report."""
     try:
         runner.node.close()
-    except Exception:
-        pass
+    except Exception as exc:
+        logging.getLogger("edgeloop.executor").warning(
+            "node '%s' raised in close: %s: %s", runner.spec.id, type(exc).__name__, exc
+        )

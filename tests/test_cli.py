@@ -358,9 +358,11 @@ def check_pendulum_report(report: dict) -> None:
     assert contract["path"] == ["sensor", "controller", "safety", "motor"]
     assert contract["count"] == 100
     assert contract["deadline_misses"] == 0
-    (timer,) = report["timers"]
-    assert timer["period_ms"] == 20.0
-    assert timer["fired"] == 100
+    timers = {t["source"]: t for t in report["timers"]}
+    assert timers["sensor@50Hz"]["period_ms"] == 20.0
+    assert timers["sensor@50Hz"]["fired"] == 100
+    # the controller's obs has stale_ms 100 and the controller is event-driven
+    assert timers["controller.obs stale watchdog"]["period_ms"] == 50.0
 
 
 def test_run_of_the_pendulum_example_in_simulated_time_writes_a_json_report(

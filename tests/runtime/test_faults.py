@@ -82,7 +82,7 @@ def test_fallback_steps_the_fallback_node_on_the_faulted_nodes_inputs():
     executor, report = run(chain({"fallback": "spare"}, {"raise_on": [3]}, fallback=True))
     assert received(executor) == [10, 20, 30, -4, 50, 60, 70, 80, 90, 100]
     assert report.fault_log[0]["action"] == "fallback:spare"
-    assert report.node("spare").calls == 0  # the fallback is not scheduled on its own
+    assert report.node("spare").calls == 1  # stepped once, in place of the faulted node
 
 
 def test_stop_ends_the_loop_cleanly_with_the_reason_in_the_report():
