@@ -23,7 +23,7 @@ from edgeloop.runtime.executor import Executor
 from edgeloop.runtime.graph_yaml import load_graph
 from edgeloop.runtime.metrics import RunReport
 from edgeloop.runtime.plugins import PluginRegistry
-from edgeloop.runtime.validation import check_graph
+from edgeloop.runtime.validation import load_and_check
 
 USER_ERROR = 2
 
@@ -128,13 +128,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s"
     )
-    graph = load_graph(args.graph)
+    registry = _registry()
+    graph = load_and_check(args.graph, registry)
     duration = args.duration if args.duration is not None or not args.sim else 10.0
     if duration is not None and duration <= 0:
         raise EdgeloopError(f"--duration must be positive, got {duration:g}")
     if args.json is not None and not args.json.parent.is_dir():
         raise EdgeloopError(f"--json {args.json}: folder {args.json.parent} does not exist")
-    executor = Executor(graph, registry=_registry(), simulated=args.sim, seed=args.seed)
+    executor = Executor(graph, registry=registry, simulated=args.sim, seed=args.seed)
     report = _run_with_progress(executor, duration, show=not args.quiet)
     if not args.quiet:
         print_report(report, _out)
@@ -182,8 +183,7 @@ def _run_with_progress(executor: Executor, duration: float | None, *, show: bool
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    graph = load_graph(args.graph)
-    check_graph(graph, _registry())
+    graph = load_and_check(args.graph, _registry())
     _out.print(
         f"[green]ok:[/] {args.graph}: graph '{graph.name}' is valid "
         f"({len(graph.nodes)} nodes, {len(graph.contracts)} contracts)",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from typing import Any
 
 
 class EdgeloopError(Exception):
@@ -57,6 +58,9 @@ class GraphError(EdgeloopError):
 
     def __init__(self, problems: list[GraphProblem]) -> None:
         self.problems = list(problems)
+        self.partial: Any = None
+        """For a file that broke the schema: a LoopGraph of the entries that did not,
+        so :func:`~edgeloop.runtime.validation.load_and_check` can report the rest."""
         count = len(self.problems)
         head = f"{count} problem{'s' if count != 1 else ''} in loop graph"
         super().__init__(head + ":\n" + "\n".join(f"  - {p}" for p in self.problems))

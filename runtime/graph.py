@@ -196,6 +196,10 @@ class LoopGraph(_Strict):
 
     _file: str | None = PrivateAttr(default=None)
     _lines: dict[tuple[Any, ...], int] = PrivateAttr(default_factory=dict)
+    # Set on the partial graph of a file that broke the schema: the file's index
+    # of each kept node and contract, and the ids of the nodes left out.
+    _source_index: dict[str, list[int]] = PrivateAttr(default_factory=dict)
+    _unparsed_ids: frozenset[str] = PrivateAttr(default=frozenset())
     _local_types: dict[str, type[Node]] = PrivateAttr(default_factory=dict)
 
     def __eq__(self, other: object) -> bool:
@@ -298,6 +302,18 @@ class LoopGraph(_Strict):
     def line_of(self, loc: tuple[Any, ...]) -> int | None:
         """1-based line of the YAML entry at ``loc`` (or its closest parent)."""
         return nearest_line(self._lines, loc)
+
+    def source_loc(self, loc: tuple[Any, ...]) -> tuple[Any, ...]:
+        """``loc`` as it is in the file: for a partial graph, ``nodes[i]`` is renumbered."""
+        index = self._source_index.get(loc[0]) if loc else None
+        if index is None or len(loc) < 2:
+            return loc
+        return (loc[0], index[loc[1]], *loc[2:])
+
+    @property
+    def unparsed_ids(self) -> frozenset[str]:
+        """Ids of nodes a partial graph left out (their problems are reported already)."""
+        return self._unparsed_ids
 
     # -- serialisation ------------------------------------------------------------------
 

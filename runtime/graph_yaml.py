@@ -94,11 +94,35 @@ def load_graph(source: str | Path, *, text: str | None = None) -> LoopGraph:
         graph = LoopGraph.model_validate(data)
     except ValidationError as exc:
         problems = [problem_from_pydantic(err, file, lines) for err in exc.errors()]
-        raise GraphError(duplicates + problems) from None
+        error = GraphError(duplicates + problems)
+        error.partial = _partial_graph(data, file, lines)
+        raise error from None
     if duplicates:
         raise GraphError(duplicates)
     graph._file = file
     graph._lines = lines
+    return graph
+
+
+def _partial_graph(data: dict[str, Any], file: str, lines: dict[tuple[Any, ...], int]) -> LoopGraph:
+    """The nodes and contracts of a file that pass the schema on their own, so the
+    checks against the registry can still report everything else."""
+    kept: dict[str, list[Any]] = {"nodes": [], "contracts": []}
+    index: dict[str, list[int]] = {"nodes": [], "contracts": []}
+    unparsed: set[str] = set()
+    for key, model in (("nodes", NodeSpec), ("contracts", ContractSpec)):
+        entries = data.get(key)
+        for i, entry in enumerate(entries if isinstance(entries, list) else []):
+            try:
+                kept[key].append(model.model_validate(entry))
+                index[key].append(i)
+            except ValidationError:
+                if key == "nodes" and isinstance(entry, dict) and isinstance(entry.get("id"), str):
+                    unparsed.add(entry["id"])
+    name = data.get("name")
+    graph = LoopGraph(name=name if isinstance(name, str) else "?", **kept)
+    graph._file, graph._lines = file, lines
+    graph._source_index, graph._unparsed_ids = index, frozenset(unparsed)
     return graph
 
 

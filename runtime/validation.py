@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import difflib
 import itertools
+from pathlib import Path
 from typing import Any
 
 from edgeloop.runtime.errors import GraphError, GraphProblem, NodeConfigError, UnknownNodeTypeError
 from edgeloop.runtime.graph import LoopGraph, NodeSpec, field_path
+from edgeloop.runtime.graph_yaml import load_graph
 from edgeloop.runtime.node import Node, build_config, port_list
 from edgeloop.runtime.plugins import PluginRegistry
 
@@ -21,6 +23,7 @@ def validate_graph(graph: LoopGraph, registry: PluginRegistry) -> list[GraphProb
     problems: list[GraphProblem] = []
 
     def problem(loc: tuple[Any, ...], message: str, fix: str = "") -> None:
+        loc = graph.source_loc(loc)
         field = field_path(loc)
         problems.append(
             GraphProblem(message, field=field, file=graph.file, line=graph.line_of(loc), fix=fix)
@@ -83,13 +86,13 @@ def validate_graph(graph: LoopGraph, registry: PluginRegistry) -> list[GraphProb
     for i, spec in enumerate(graph.nodes):
         for port, inp in spec.inputs.items():
             loc = ("nodes", i, "inputs", port)
-            if inp.is_timer:
+            if inp.is_timer or inp.node in graph.unparsed_ids:
                 continue
             if inp.node not in by_id:
                 problem(
                     loc,
                     f"input wired to missing node '{inp.node}'",
-                    _choices(inp.node, list(by_id), "nodes"),
+                    _choices(inp.node, [*by_id, *sorted(graph.unparsed_ids)], "nodes"),
                 )
             elif inp.node in classes and inp.port not in outputs_of(inp.node):
                 problem(
@@ -107,7 +110,7 @@ def validate_graph(graph: LoopGraph, registry: PluginRegistry) -> list[GraphProb
                 "give it rate_hz, wire an input, or a timer input such as timer/20ms",
             )
         if spec.on_fault.action == "fallback":
-            _check_fallback(spec, i, by_id, outputs_of, problem)
+            _check_fallback(spec, i, by_id, outputs_of, problem, graph.unparsed_ids)
 
     for cycle in _unmarked_cycles(graph, by_id):
         spec_index = by_id[cycle[0]]
@@ -131,6 +134,25 @@ def validate_graph(graph: LoopGraph, registry: PluginRegistry) -> list[GraphProb
     return problems
 
 
+def load_and_check(path: str | Path, registry: PluginRegistry) -> LoopGraph:
+    """Load a graph file and check it against ``registry``.
+
+    Raises:
+        GraphError: every problem at once: schema problems, and what the checks
+            against the registry find in the entries that passed the schema.
+    """
+    try:
+        graph = load_graph(path)
+    except GraphError as exc:
+        if exc.partial is None:
+            raise
+        problems = exc.problems + validate_graph(exc.partial, registry)
+        problems.sort(key=lambda p: (p.line is None, p.line or 0))
+        raise GraphError(problems) from None
+    check_graph(graph, registry)
+    return graph
+
+
 def check_graph(graph: LoopGraph, registry: PluginRegistry) -> None:
     """Raise :class:`GraphError` listing every problem, if there are any."""
     problems = validate_graph(graph, registry)
@@ -151,11 +173,13 @@ def _node_class(graph, registry, spec, loc, problem) -> type[Node] | None:
         return None
 
 
-def _check_fallback(spec, i, by_id, outputs_of, problem) -> None:
+def _check_fallback(spec, i, by_id, outputs_of, problem, graph_unparsed) -> None:
     target = spec.on_fault.fallback
     loc = ("nodes", i, "on_fault")
     if target == spec.id:
         problem(loc, "a node cannot be its own fallback", "name another node")
+    elif target in graph_unparsed:
+        return
     elif target not in by_id:
         problem(
             loc, f"fallback node '{target}' does not exist", _choices(target, list(by_id), "nodes")
@@ -173,6 +197,8 @@ def _check_fallback(spec, i, by_id, outputs_of, problem) -> None:
 def _check_contract(graph, c, path, by_id, problem) -> None:
     loc = ("contracts", c, "path")
     missing = [(j, node_id) for j, node_id in enumerate(path) if node_id not in by_id]
+    if any(node_id in graph.unparsed_ids for _, node_id in missing):
+        return  # a node of the path broke the schema: reported already
     for j, node_id in missing:
         problem(
             (*loc, j),

@@ -670,3 +670,40 @@ def test_a_graph_built_in_python_is_validated_without_file_or_line(registry: Plu
     ]
     assert problems[0].fix == "did you mean start?"
     assert str(problems[1]).startswith("<graph>: nodes[1].type: unknown node type")
+
+
+def test_schema_problems_do_not_hide_the_problems_the_registry_finds(
+    write_graph, line_of, registry: PluginRegistry
+):
+    from edgeloop.runtime.validation import load_and_check
+
+    path = write_graph(
+        """
+        name: multi
+        nodes:
+          - id: sensor
+            type: gym.sensor
+            rate_hz: 0
+          - id: ctl
+            type: pendulum.swingup
+            inputs: {obs: sensr/obs}
+          - id: motor
+            type: gym.actuator
+            inputs: {action: ctl/action}
+            config: {envv: Pendulum-v1}
+        contracts:
+          - name: c
+            path: [sensor, ctl, motor]
+            deadline_ms: 10
+        """
+    )
+    with pytest.raises(GraphError) as caught:
+        load_and_check(path, registry)
+    found = [(p.line, p.field) for p in caught.value.problems]
+    assert found == [
+        (line_of(path, "rate_hz: 0"), "nodes[0].rate_hz"),
+        (line_of(path, "pendulum.swingup"), "nodes[1].type"),
+        (line_of(path, "sensr/obs"), "nodes[1].inputs.obs"),
+        (line_of(path, "envv"), "nodes[2].config.envv"),
+    ]
+    assert "did you mean sensor?" in caught.value.problems[2].fix
