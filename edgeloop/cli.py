@@ -132,9 +132,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     graph = load_and_check(args.graph, registry)
     duration = args.duration if args.duration is not None or not args.sim else 10.0
     if duration is not None and duration <= 0:
-        raise EdgeloopError(f"--duration must be positive, got {duration:g}")
+        raise EdgeloopError(
+            f"--duration must be positive, got {duration:g} (fix: e.g. --duration 10)"
+        )
     if args.json is not None and not args.json.parent.is_dir():
-        raise EdgeloopError(f"--json {args.json}: folder {args.json.parent} does not exist")
+        raise EdgeloopError(
+            f"--json {args.json}: folder {args.json.parent} does not exist (fix: create it first)"
+        )
     executor = Executor(graph, registry=registry, simulated=args.sim, seed=args.seed)
     report = _run_with_progress(executor, duration, show=not args.quiet)
     if not args.quiet:
@@ -143,7 +147,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         try:
             args.json.write_text(report.to_json())
         except OSError as exc:
-            raise EdgeloopError(f"cannot write the report to {args.json}: {exc.strerror}") from None
+            raise EdgeloopError(
+                f"cannot write the report to {args.json}: {exc.strerror} (fix: choose another path)"
+            ) from None
         if not args.quiet:
             _out.print(f"report written to {args.json}")
     return 1 if report.stopped_by_fault else 0

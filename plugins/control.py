@@ -109,10 +109,12 @@ class PidController(Controller):
             return None
         target = inputs.get("setpoint")
         target = self.config.setpoint if target is None else float(np.ravel(target)[0])
+        error = target - float(np.asarray(measurement).reshape(-1)[self.config.index])
+        if not math.isfinite(error):  # keep it out of the integrator
+            raise ValueError(f"non-finite error {error} (measurement or setpoint)")
         now = self.ctx.now()
         dt = 0.0 if self.last_time is None else now - self.last_time
         self.last_time = now
-        error = target - float(np.asarray(measurement).reshape(-1)[self.config.index])
         return {"action": np.array([self.pid.update(error, dt)])}
 
 
@@ -199,6 +201,8 @@ class PendulumSwingUp(Controller):
             return None
         cfg: SwingUpConfig = self.config
         cos_t, sin_t, rate = (float(v) for v in obs[:3])
+        if not all(map(math.isfinite, (cos_t, sin_t, rate))):
+            raise ValueError(f"non-finite observation {list(obs[:3])}")
         angle = math.atan2(sin_t, cos_t)
         now = self.ctx.now()
         dt = 0.0 if self.last_time is None else now - self.last_time

@@ -56,6 +56,11 @@ class GymPlant:
                 f"gymnasium cannot make '{env_id}': {exc} (fix: use a registered environment id)"
             ) from None
         self.env_id = env_id
+        self.settings = {
+            "dt": dt,
+            "max_episode_steps": max_episode_steps,
+            "env_kwargs": dict(env_kwargs or {}),
+        }
         if dt is not None:
             attr = next((a for a in ("dt", "tau") if hasattr(self.env.unwrapped, a)), None)
             if attr is None:
@@ -122,6 +127,14 @@ def _plant(ctx: NodeContext) -> GymPlant:
             f"plant '{cfg.plant}' is {plant.env_id}, but node '{ctx.node_id}' "
             f"asks for {cfg.env} (fix: use one env per plant name)"
         )
+    # The first node of a plant makes it; another may leave these out, but not contradict.
+    for key, made_with in plant.settings.items():
+        wanted = getattr(cfg, key)
+        if wanted not in (None, {}) and wanted != made_with:
+            raise EdgeloopError(
+                f"plant '{cfg.plant}' was made with {key}={made_with!r}, but node "
+                f"'{ctx.node_id}' asks for {key}={wanted!r} (fix: give both nodes the same {key})"
+            )
     return plant
 
 

@@ -72,6 +72,8 @@ class ActionClamp(Controller):
         if action is None:
             return None
         cfg: ClampConfig = self.config
+        if not np.isfinite(action).all():  # never pass it on, nor keep it as the previous
+            raise ValueError(f"non-finite action {action}")
         safe = np.clip(action, cfg.low, cfg.high)
         now = self.ctx.now()
         if cfg.max_rate is not None and self.previous is not None:

@@ -23,8 +23,8 @@ class LogSink(Monitor):
     """Logs the values on all of its inputs (any port names).
 
     One step in ``every`` is logged (the first, then every ``every``-th) as a
-    record with the clock time ``t`` (s) and each input by port name, numpy
-    values as plain lists and numbers (an input named ``t`` replaces the time).
+    record ``{"t": clock time (s), "inputs": {port: value}}``, numpy values as
+    plain lists and numbers.
     Without ``path`` the record goes to the ``edgeloop.node.<id>`` logger at
     INFO; with it, it is appended to the file as one JSON object per line.
 
@@ -63,7 +63,10 @@ class LogSink(Monitor):
         self.count += 1
         if (self.count - 1) % self.config.every:
             return
-        record = {"t": round(self.ctx.now(), 9), **{k: _plain(v) for k, v in inputs.items()}}
+        record = {
+            "t": round(self.ctx.now(), 9),
+            "inputs": {k: _plain(v) for k, v in inputs.items()},
+        }
         if self.file is not None:
             self.file.write(json.dumps(record) + "\n")
         else:

@@ -93,7 +93,11 @@ class NodeSetupError(EdgeloopError):
 
     def __init__(self, node_id: str, error: BaseException) -> None:
         self.node_id = node_id
-        super().__init__(f"node '{node_id}' failed in setup: {type(error).__name__}: {error}")
+        self.error = error
+        self.fix = f"check the config of node '{node_id}' and what its setup needs"
+        super().__init__(
+            f"node '{node_id}' failed in setup: {type(error).__name__}: {error} (fix: {self.fix})"
+        )
 
 
 class NodeConfigError(EdgeloopError):

@@ -59,8 +59,7 @@ def load_graph(source: str | Path, *, text: str | None = None) -> LoopGraph:
                 [GraphProblem(message, file=file, fix="save the graph as UTF-8 YAML")]
             ) from None
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        root, data = _parse(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -102,6 +101,16 @@ def load_graph(source: str | Path, *, text: str | None = None) -> LoopGraph:
     graph._file = file
     graph._lines = lines
     return graph
+
+
+def _parse(text: str) -> tuple[yaml.Node | None, Any]:
+    """The YAML node tree (it has the lines) and the data built from it, in one parse."""
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        return root, loader.construct_document(root) if root is not None else None
+    finally:
+        loader.dispose()
 
 
 def _partial_graph(data: dict[str, Any], file: str, lines: dict[tuple[Any, ...], int]) -> LoopGraph:

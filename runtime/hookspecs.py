@@ -11,6 +11,9 @@ Hooks are for discovery and lifecycle events only; none fires per tick. Node
 objects are resolved once and the executor calls their methods directly.
 All hooks run in the process of the executor that fires them; pluggy passes
 every argument by keyword, and an implementation may accept any subset.
+``edgeloop_register_node_types`` collects every plugin's result; the other
+hooks are notifications whose return values are ignored, and an exception in
+one is logged and recorded in the run's fault log without ending the loop.
 """
 
 from __future__ import annotations
@@ -114,6 +117,6 @@ def edgeloop_node_faulted(node_id: str, kind: str, error: str, action: str, time
         kind: ``exception``, ``non_finite`` or ``stale_input``.
         error: What happened, in one line.
         action: What the policy did: ``restart``, ``hold_last``,
-            ``fallback:<id>``, ``stop``, or ``backoff`` while a restart waits.
+            ``fallback:<id>`` or ``stop``.
         time_s: Clock time of the fault, seconds since the loop started.
     """

@@ -111,7 +111,8 @@ class ContractStats:
 
 @dataclass
 class TimerStats:
-    """How late timers fired (0 in simulated time), and ticks skipped by overruns."""
+    """How late timers fired (not measured in simulated time, where every timer is
+    on time), and ticks skipped by overruns."""
 
     source: str
     period_ms: float

@@ -107,11 +107,21 @@ class PluginRegistry:
             self.node_types[type_name] = NodeTypeInfo(type_name, cls, name)
 
     def _contributed_types(self, plugin: Any, name: str) -> dict[str, type[Node]]:
-        impl = getattr(plugin, "edgeloop_register_node_types", None)
-        if impl is None:
+        impls = [
+            impl
+            for impl in self.manager.hook.edgeloop_register_node_types.get_hookimpls()
+            if impl.plugin is plugin
+        ]
+        if not impls:
+            if callable(getattr(plugin, "edgeloop_register_node_types", None)):
+                raise PluginError(
+                    f"plugin '{name}' defines edgeloop_register_node_types without "
+                    "@edgeloop.hookimpl, so it is not a hook (fix: decorate it)",
+                    plugin=name,
+                )
             return {}
         try:
-            contributed = dict(impl() or {})
+            contributed = dict(impls[0].function() or {})
         except Exception as exc:
             raise PluginError(
                 f"plugin '{name}' failed in edgeloop_register_node_types: {exc}", plugin=name

@@ -181,3 +181,12 @@ def test_two_plugins_registering_the_same_node_type_name_is_an_error_naming_both
     assert "'shared.sensor'" in message
     assert "'first'" in message and "'second'" in message
     assert caught.value.plugin == "second"
+
+
+def test_a_registration_function_without_the_hook_marker_is_reported():
+    class Unmarked:
+        def edgeloop_register_node_types(self):
+            return {}
+
+    with pytest.raises(edgeloop.PluginError, match=r"without @edgeloop\.hookimpl"):
+        edgeloop.PluginRegistry(entry_points=False, plugins={"unmarked": Unmarked()})

@@ -111,7 +111,7 @@ def test_the_log_node_writes_json_lines(tmp_path):
     )
     Executor(graph, simulated=True).run(1.0)
     lines = [json.loads(line) for line in path.read_text().splitlines()]
-    assert [line["value"] for line in lines] == [[0.0], [2.0], [4.0], [6.0], [8.0]]
+    assert [line["inputs"]["value"] for line in lines] == [[0.0], [2.0], [4.0], [6.0], [8.0]]
     assert lines[1]["t"] == pytest.approx(0.2)
 
 
@@ -120,3 +120,24 @@ def test_the_constant_node_emits_its_value_with_its_dtype():
         edgeloop.PluginRegistry().node_type("constant").cls, {"value": [1, 2], "dtype": "float64"}
     )
     assert out[0]["action"].dtype == np.float64 and out[0]["action"].tolist() == [1.0, 2.0]
+
+
+@pytest.mark.parametrize(
+    ("name", "inputs"),
+    [
+        ("pid", {"measurement": np.array([np.nan]), "setpoint": None}),
+        ("pendulum.swing_up", {"obs": np.array([np.nan, 0.0, 0.0], dtype=np.float32)}),
+        ("clamp", {"action": np.array([np.inf])}),
+    ],
+)
+def test_controllers_refuse_non_finite_inputs_rather_than_act_on_them(name, inputs):
+    cls = edgeloop.PluginRegistry().node_type(name).cls
+    with pytest.raises(ValueError, match="non-finite"):
+        check_node(cls, inputs=[inputs])
+
+
+def test_the_second_node_of_a_plant_may_not_contradict_how_it_was_made():
+    graph = edgeloop.load_graph(PENDULUM)
+    graph.node("motor").config["dt"] = 0.05
+    with pytest.raises(edgeloop.NodeSetupError, match=r"made with dt=0\.02"):
+        Executor(graph, simulated=True).run(1.0)
