@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from edgeloop.runtime.building import CompiledLoop
 from edgeloop.runtime.clocks import Clock, RealClock, SimClock
 from edgeloop.runtime.errors import EdgeloopError
 from edgeloop.runtime.faults import FaultHandler
@@ -28,7 +29,7 @@ from edgeloop.runtime.metrics import RunReport
 from edgeloop.runtime.node import Node
 from edgeloop.runtime.plugins import PluginRegistry
 from edgeloop.runtime.validation import check_graph
-from edgeloop.runtime.wiring import NEVER, CompiledLoop, ContractState, OutPort, Runner, Slot, Timer
+from edgeloop.runtime.wiring import NEVER, ContractState, OutPort, Runner, Timer
 
 _NO_PORT = "\x00no single output"  # a name no port has
 _FOLD_EVERY = 4096  # ticks of a timer between folds of the latency recorders (a power of 2)
@@ -106,7 +107,6 @@ class Executor:
         self._faults = FaultHandler(
             clock=self.clock,
             publish=self._publish,
-            bad_output=self._bad_output,
             stop=self._stop_for_fault,
             hook=lambda **kw: self._event("edgeloop_node_faulted", **kw),
             fallbacks=self._loop_parts.fallbacks,
@@ -202,7 +202,7 @@ class Executor:
         sensed_of = self._sensed
         publish = self._publish
         deliver_fifo = self._deliver_fifo
-        check_outputs = self._check_outputs
+        check_outputs = self._faults.check_outputs
         finite = payload_is_finite
         isfinite = math.isfinite
         fsum = math.fsum
@@ -321,7 +321,7 @@ class Executor:
 
         for timer in self._loop_parts.timers:
             if timer.watched is not None:
-                timer.fire = self._watchdog(timer.runner, timer.watched)
+                timer.fire = self._faults.watchdog(timer.runner, timer.watched)
             elif timer.port is not None:
                 timer.fire = tick_publisher(timer)
             else:
@@ -368,31 +368,11 @@ class Executor:
         if r.down_until and not self._faults.restart(r):
             return True
         for slot in r.stale_slots:
-            if self._is_stale(r, slot):
+            if self._faults.is_stale(r, slot):
                 return True
         for slot in r.fifo_slots:
             r.inputs[slot.name] = slot.take_pending()
         return False
-
-    def _is_stale(self, r: Runner, slot: Slot) -> bool:
-        """Fault the node and return True if ``slot``'s last message is too old."""
-        # A port that never received anything counts as made at loop start.
-        age = self.clock.now_ns() / 1e9 - slot.source.last_created
-        if age <= slot.stale_s + 1e-9:  # a nanosecond of float noise is not staleness
-            return False
-        message = f"input '{slot.name}' is {age:.3f}s old (stale_ms {slot.stale_s * 1e3:g})"
-        self._faults.handle(r, "stale_input", message)
-        return True
-
-    def _watchdog(self, r: Runner, slot: Slot) -> Callable[[], None]:
-        """A check of one input of an event-driven node, which might otherwise
-        never step (and so never notice) when that input falls silent."""
-
-        def check() -> None:
-            if not r.down_until:
-                self._is_stale(r, slot)
-
-        return check
 
     def _sensed(self, r: Runner, created: float) -> float:
         """Oldest sensing time among the inputs read fresh this step (else among all
@@ -407,24 +387,6 @@ class Executor:
             default=math.inf,
         )
         return held if held != math.inf else created
-
-    def _bad_output(self, r: Runner, out: Mapping[str, Any]) -> tuple[str, str] | None:
-        """``(fault kind, message)`` for the first output ``r`` may not publish."""
-        for name, data in out.items():
-            port = r.out_ports.get(name)
-            if port is None:
-                declared = ", ".join(r.out_ports) or "none"
-                return "exception", f"step returned unknown output '{name}' (declared: {declared})"
-            if port.is_float and not payload_is_finite(data):
-                return "non_finite", f"output '{name}' has non-finite values"
-        return None
-
-    def _check_outputs(self, r: Runner, out: Mapping[str, Any]) -> bool:
-        """Fault the node and return False if an output may not be published."""
-        problem = self._bad_output(r, out)
-        if problem is not None:
-            self._faults.handle(r, *problem)
-        return problem is None
 
     def _publish(
         self,

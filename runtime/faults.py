@@ -20,11 +20,23 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from edgeloop.runtime.clocks import Clock
+from edgeloop.runtime.messages import payload_is_finite
 from edgeloop.runtime.node import port_list
-from edgeloop.runtime.wiring import Runner, close_quietly
+from edgeloop.runtime.wiring import Runner, Slot, close_quietly
 
 Publish = Callable[[Runner, Mapping[str, Any], float, float], None]
-BadOutput = Callable[[Runner, Mapping[str, Any]], "tuple[str, str] | None"]
+
+
+def bad_output(r: Runner, out: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``(fault kind, message)`` for the first output ``r`` may not publish."""
+    for name, data in out.items():
+        port = r.out_ports.get(name)
+        if port is None:
+            declared = ", ".join(r.out_ports) or "none"
+            return "exception", f"step returned unknown output '{name}' (declared: {declared})"
+        if port.is_float and not payload_is_finite(data):
+            return "non_finite", f"output '{name}' has non-finite values"
+    return None
 
 
 class FaultHandler:
@@ -33,8 +45,6 @@ class FaultHandler:
     Args:
         clock: The loop's clock.
         publish: Delivers outputs as if ``runner`` had returned them.
-        bad_output: ``(kind, message)`` for the first output a runner may not
-            publish (unknown port, non-finite values), or None.
         stop: Ends the loop with a reason.
         hook: Tells the plugins (``edgeloop_node_faulted``'s arguments).
         fallbacks: Fallback runner of each node whose policy names one.
@@ -46,7 +56,6 @@ class FaultHandler:
         *,
         clock: Clock,
         publish: Publish,
-        bad_output: BadOutput,
         stop: Callable[[str], None],
         hook: Callable[..., None],
         fallbacks: dict[str, Runner],
@@ -54,7 +63,6 @@ class FaultHandler:
     ) -> None:
         self._clock = clock
         self._publish = publish
-        self._bad_output = bad_output
         self._stop = stop
         self._hook = hook
         self._fallbacks = fallbacks
@@ -108,7 +116,7 @@ class FaultHandler:
         fb.record(time.perf_counter_ns() - t0)
         if out:
             out = {k: v for k, v in out.items() if k in r.out_ports and v is not None}
-            problem = self._bad_output(r, out)
+            problem = bad_output(r, out)
             if problem is not None:
                 return self._fallback_failed(r, fb, *problem)
             now = self._clock.now_ns() / 1e9
@@ -120,6 +128,33 @@ class FaultHandler:
         fb.faults[kind] = fb.faults.get(kind, 0) + 1
         self._stop(f"fallback '{fb.spec.id}' of '{r.spec.id}' failed too ({kind}: {error})")
         return "stop"
+
+    def check_outputs(self, r: Runner, out: Mapping[str, Any]) -> bool:
+        """Fault the node and return False if an output may not be published."""
+        problem = bad_output(r, out)
+        if problem is not None:
+            self.handle(r, *problem)
+        return problem is None
+
+    def is_stale(self, r: Runner, slot: Slot) -> bool:
+        """Fault the node and return True if ``slot``'s last message is too old."""
+        # A port that never received anything counts as made at loop start.
+        age = self._clock.now_ns() / 1e9 - slot.source.last_created
+        if age <= slot.stale_s + 1e-9:  # a nanosecond of float noise is not staleness
+            return False
+        message = f"input '{slot.name}' is {age:.3f}s old (stale_ms {slot.stale_s * 1e3:g})"
+        self.handle(r, "stale_input", message)
+        return True
+
+    def watchdog(self, r: Runner, slot: Slot) -> Callable[[], None]:
+        """A check of one input of an event-driven node, which might otherwise
+        never step (and so never notice) when that input falls silent."""
+
+        def check() -> None:
+            if not r.down_until:
+                self.is_stale(r, slot)
+
+        return check
 
     def restart(self, r: Runner) -> bool:
         """Bring a node back once its backoff is over; False while it must still wait."""

@@ -1,0 +1,253 @@
+"""Building a loop from a graph: set up every node, wire ports, make timers.
+
+The result, :class:`CompiledLoop`, is what the executor runs, and what it asks
+for the figures of the run report.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import numpy as np
+
+from edgeloop.runtime.clocks import Clock
+from edgeloop.runtime.errors import EdgeloopError, NodeSetupError
+from edgeloop.runtime.graph import LoopGraph, timer_period_ns
+from edgeloop.runtime.metrics import ContractStats, LatencyRecorder, NodeStats, TimerStats
+from edgeloop.runtime.node import NodeContext, Port, build_config, port_list
+from edgeloop.runtime.plugins import PluginRegistry
+from edgeloop.runtime.validation import node_class
+from edgeloop.runtime.wiring import ContractState, OutPort, Runner, Slot, Timer, close_quietly
+
+_MAX_DIRECT_DEPTH = 100  # nested direct calls before one goes through the ready queue
+
+
+class CompiledLoop:
+    """A graph made ready to run: node objects set up, ports wired, timers made.
+
+    Build with :meth:`build`; the executor runs it and asks it for the stats.
+    """
+
+    def __init__(self) -> None:
+        self.runners: dict[str, Runner] = {}
+        self.timers: list[Timer] = []
+        self.contracts: list[ContractState] = []
+        self.fallbacks: dict[str, Runner] = {}  # node id -> its fallback's runner
+
+    @classmethod
+    def build(
+        cls,
+        graph: LoopGraph,
+        registry: PluginRegistry,
+        *,
+        clock: Clock,
+        seed: int,
+        resources: dict[str, Any],
+        series: dict[str, list[float]],
+    ) -> CompiledLoop:
+        """Set up every node (in graph order) and wire the graph.
+
+        Raises:
+            NodeSetupError: a node's ``setup`` raised; those set up are closed.
+        """
+        loop = cls()
+        try:
+            for spec in graph.nodes:
+                node_type = node_class(graph, registry, spec)
+                ctx = NodeContext(
+                    node_id=spec.id,
+                    config=build_config(spec.type, node_type.Config, spec.config),
+                    clock=clock,
+                    rng=np.random.default_rng([seed, zlib.crc32(spec.id.encode())]),
+                    seed=seed,
+                    profile=graph.profile,
+                    resources=resources,
+                    metrics=series,
+                )
+                node = node_type()
+                try:
+                    node.setup(ctx)
+                except Exception as exc:
+                    raise NodeSetupError(spec.id, exc) from exc
+                loop.runners[spec.id] = Runner(spec, node_type, node, ctx)
+        except BaseException:
+            loop.close_all()
+            raise
+        for runner in loop.runners.values():
+            runner.out_ports = {p.name: OutPort(p) for p in port_list(runner.cls.outputs)}
+        for runner in loop.runners.values():
+            loop._wire_inputs(runner)
+        for contract in graph.contracts:
+            state = ContractState(contract)
+            loop.contracts.append(state)
+            end = loop.runners[contract.path[-1]]
+            inp = next(
+                i
+                for i in end.spec.inputs.values()
+                if not i.is_timer and i.node == contract.path[-2]
+            )
+            end.contracts.append((state, loop.runners[inp.node].out_ports[inp.port]))
+        loop._find_direct_calls()
+        for spec in graph.nodes:
+            if spec.on_fault.fallback is not None and spec.on_fault.action == "fallback":
+                loop.fallbacks[spec.id] = loop.runners[spec.on_fault.fallback]
+        return loop
+
+    def _wire_inputs(self, runner: Runner) -> None:
+        spec = runner.spec
+        rate_driven = spec.rate_hz is not None
+        for name, inp in spec.inputs.items():
+            if inp.is_timer:
+                source = OutPort(Port(name))
+                period = timer_period_ns(inp.source)
+                if period is None:  # the schema refuses these; a graph changed after loading
+                    raise EdgeloopError(f"node '{spec.id}': bad timer '{inp.source}'")
+                self.timers.append(Timer(inp.source, period, runner, port=source))
+            else:
+                runner.is_source = False
+                source = self.runners[inp.node].out_ports[inp.port]
+            trigger = inp.is_timer or (not rate_driven and inp.trigger and not inp.feedback)
+            slot = Slot(
+                runner,
+                name,
+                source,
+                fifo=inp.queue == "fifo",
+                size=inp.size,
+                trigger=trigger,
+                stale_s=None if inp.stale_ms is None else inp.stale_ms / 1e3,
+                is_tick=inp.is_timer,
+            )
+            runner.slots.append(slot)
+            runner.ctx._messages[name] = source.last_message
+            runner.inputs[name] = [] if slot.fifo else None
+            if slot.fifo:
+                runner.fifo_slots.append(slot)
+                source.fifo_slots.append(slot)
+            else:
+                source.edges.append((runner.inputs, name, runner if trigger else None))
+            if slot.stale_s is not None:
+                runner.stale_slots.append(slot)
+                if not rate_driven:  # it might never step, so never notice by itself
+                    period = max(1, int(slot.stale_s * 1e9) // 2)
+                    watchdog = Timer(
+                        f"{spec.id}.{name} stale watchdog", period, runner, watched=slot
+                    )
+                    self.timers.append(watchdog)
+        for port in port_list(runner.cls.inputs):  # declared but not wired: always None
+            runner.inputs.setdefault(port.name, None)
+        if len(runner.slots) == 1 and not runner.slots[0].fifo and not runner.is_source:
+            runner.only_slot = runner.slots[0]
+            runner.only_source = runner.only_slot.source
+        runner.update_guard()
+        if rate_driven:
+            period = round(1e9 / spec.rate_hz)
+            self.timers.append(Timer(f"{spec.id}@{spec.rate_hz:g}Hz", period, runner))
+
+    def _find_direct_calls(self) -> None:
+        """Mark ports whose one triggered receiver nothing else triggers: it is
+        stepped right after the publish instead of going through the ready queue."""
+        for runner in self.runners.values():
+            for port in runner.out_ports.values():
+                triggered = [rc for _, _, rc in port.edges if rc is not None]
+                if (
+                    len(triggered) == 1
+                    and not port.fifo_slots
+                    and sum(1 for s in triggered[0].slots if s.trigger) == 1
+                ):
+                    port.direct = triggered[0]
+                    port.edges = [(inputs, name, None) for inputs, name, _ in port.edges]
+        # Each direct call nests a Python frame: past a depth, go through the queue.
+        called = {p.direct for r in self.runners.values() for p in r.out_ports.values()}
+        roots = [(r, 0) for r in self.runners.values() if r not in called]
+        while roots:
+            runner, depth = roots.pop()
+            for port in runner.out_ports.values():
+                receiver = port.direct
+                if receiver is None:
+                    continue
+                if depth + 1 > _MAX_DIRECT_DEPTH:
+                    port.direct = None
+                    triggering = {sl.name for sl in receiver.slots if sl.trigger}
+                    port.edges = [
+                        (
+                            inputs,
+                            name,
+                            receiver if inputs is receiver.inputs and name in triggering else None,
+                        )
+                        for inputs, name, _ in port.edges
+                    ]
+                    roots.append((receiver, 0))
+                else:
+                    roots.append((receiver, depth + 1))
+
+    def close_all(self) -> None:
+        """Close every node that is up (one waiting out a restart is closed already)."""
+        for runner in self.runners.values():
+            if not runner.down_until:
+                close_quietly(runner)
+
+    def recorders(self) -> list[LatencyRecorder]:
+        """Every latency recorder, for periodic folding."""
+        return (
+            [r.latency for r in self.runners.values()]
+            + [t.jitter for t in self.timers]
+            + [c.latency for c in self.contracts]
+        )
+
+    def node_stats(self) -> list[NodeStats]:
+        stats = []
+        for r in self.runners.values():
+            p50, p99, worst = r.latency.summary_ns()
+            stats.append(
+                NodeStats(
+                    id=r.spec.id,
+                    type=r.spec.type,
+                    calls=r.latency.count,
+                    p50_us=p50 / 1e3,
+                    p99_us=p99 / 1e3,
+                    max_us=worst / 1e3,
+                    deadline_ms=r.spec.deadline_ms,
+                    deadline_misses=r.misses,
+                    drops={s.name: s.drops + s.unread_overwrites() for s in r.slots},
+                    faults=dict(r.faults),
+                    restarts=r.restarts,
+                    skipped=r.skipped,
+                )
+            )
+        return stats
+
+    def contract_stats(self) -> list[ContractStats]:
+        stats = []
+        for c in self.contracts:
+            p50, p99, worst = c.latency.summary_ns()
+            stats.append(
+                ContractStats(
+                    name=c.spec.name,
+                    path=list(c.spec.path),
+                    deadline_ms=c.spec.deadline_ms,
+                    count=c.latency.count,
+                    p50_ms=p50 / 1e6,
+                    p99_ms=p99 / 1e6,
+                    max_ms=worst / 1e6,
+                    deadline_misses=c.misses,
+                )
+            )
+        return stats
+
+    def timer_stats(self) -> list[TimerStats]:
+        stats = []
+        for t in self.timers:
+            p50, p99, worst = t.jitter.summary_ns()
+            stats.append(
+                TimerStats(
+                    source=t.source,
+                    period_ms=t.period_ns / 1e6,
+                    fired=t.ticks - t.overruns,
+                    jitter_p50_us=p50 / 1e3,
+                    jitter_p99_us=p99 / 1e3,
+                    jitter_max_us=worst / 1e3,
+                    overruns=t.overruns,
+                )
+            )
+        return stats
