@@ -141,3 +141,15 @@ def test_the_second_node_of_a_plant_may_not_contradict_how_it_was_made():
     graph.node("motor").config["dt"] = 0.05
     with pytest.raises(edgeloop.NodeSetupError, match=r"made with dt=0\.02"):
         Executor(graph, simulated=True).run(1.0)
+
+
+def test_the_pendulum_loop_is_bit_identical_for_a_seed_and_differs_across_seeds():
+    def observations(seed: int) -> bytes:
+        graph = edgeloop.load_graph(PENDULUM)
+        graph.add_node("watch", RecordingSink, inputs={"obs": "sensor/obs"})
+        executor = Executor(graph, simulated=True, seed=seed)
+        executor.run(3.0)
+        return np.stack(executor.node("watch").values("obs")).tobytes()
+
+    assert observations(1) == observations(1)
+    assert observations(1) != observations(2)
