@@ -162,13 +162,13 @@ class GymSensor(Sensor):
         | env_kwargs | dict[str, Any] | ``{}`` | extra arguments to ``gymnasium.make`` |
 
     The first node of a plant to set up makes the environment from its own
-    config; the other only checks that ``env`` matches, so keep ``dt``,
-    ``max_episode_steps`` and ``env_kwargs`` the same on both.
+    config; the other must name the same ``env`` and may leave ``dt``,
+    ``max_episode_steps`` and ``env_kwargs`` out, but not contradict them.
 
     Faults: ``setup`` raises MissingDependencyError (naming the ``gym`` extra)
     without gymnasium, and EdgeloopError for an unregistered ``env``, a ``dt``
     the env has no ``dt`` or ``tau`` to take, or a ``plant`` already made with
-    another ``env``.
+    another ``env`` or other settings.
 
     YAML::
 
@@ -214,13 +214,13 @@ class GymActuator(Actuator):
         | env_kwargs | dict[str, Any] | ``{}`` | extra arguments to ``gymnasium.make`` |
 
     The first node of a plant to set up makes the environment from its own
-    config; the other only checks that ``env`` matches, so keep ``dt``,
-    ``max_episode_steps`` and ``env_kwargs`` the same on both.
+    config; the other must name the same ``env`` and may leave ``dt``,
+    ``max_episode_steps`` and ``env_kwargs`` out, but not contradict them.
 
     Faults: ``setup`` raises MissingDependencyError (naming the ``gym`` extra)
     without gymnasium, and EdgeloopError for an unregistered ``env``, a ``dt``
     the env has no ``dt`` or ``tau`` to take, or a ``plant`` already made with
-    another ``env``. An action the env cannot take (e.g. one that cannot be
+    another ``env`` or other settings. An action the env cannot take (e.g. one that cannot be
     reshaped to a ``Box`` space) is an ``exception`` fault. No action yet means
     no env step.
 
