@@ -96,14 +96,18 @@ class Executor:
         self._started = True
         check_graph(self.graph, self.registry)
         self._event("edgeloop_graph_loaded", graph=self.graph)
-        self._loop_parts = CompiledLoop.build(
-            self.graph,
-            self.registry,
-            clock=self.clock,
-            seed=self.seed,
-            resources=self._resources,
-            series=self._series,
-        )
+        try:
+            self._loop_parts = CompiledLoop.build(
+                self.graph,
+                self.registry,
+                clock=self.clock,
+                seed=self.seed,
+                resources=self._resources,
+                series=self._series,
+            )
+        except BaseException:  # nodes set up so far are closed; what they shared too
+            self._close_resources()
+            raise
         self._faults = FaultHandler(
             clock=self.clock,
             publish=self._publish,
