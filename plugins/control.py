@@ -82,8 +82,8 @@ class PidController(Controller):
 
     Faults: none of its own; no output until the first measurement. An
     ``index`` past the end of ``measurement`` is an ``exception`` fault. A
-    non-finite measurement or setpoint is a ``non_finite`` fault, and it stays
-    in the integrator, so every later step faults too until a restart.
+    non-finite measurement or setpoint raises (an ``exception`` fault) before
+    it can reach the integrator.
 
     YAML::
 
@@ -173,8 +173,8 @@ class PendulumSwingUp(Controller):
         | gravity | float | 10.0 | gravity (m/s^2); Pendulum-v1 uses 10 |
 
     Faults: none of its own; no output until the first observation. An
-    ``obs`` with fewer than 3 elements is an ``exception`` fault. A non-finite
-    ``obs`` is not caught: it gives full torque, +-``max_torque``.
+    ``obs`` with fewer than 3 elements, or a non-finite one, raises (an
+    ``exception`` fault) rather than turn into full torque.
 
     YAML::
 

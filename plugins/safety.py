@@ -19,6 +19,12 @@ class ClampConfig:
     max_rate: float | None = None
     """Largest change per second of any element; None means no rate limit."""
 
+    def __post_init__(self) -> None:
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) is above high ({self.high})")
+        if self.max_rate is not None and self.max_rate <= 0:
+            raise ValueError(f"max_rate must be positive, got {self.max_rate}")
+
 
 class ActionClamp(Controller):
     """Clamps an action to [low, high] and limits its rate of change.
@@ -41,12 +47,12 @@ class ActionClamp(Controller):
         | high | float | 1.0 | highest allowed value of every element |
         | max_rate | float or None | None | largest change per second (units/s); None for none |
 
-    Faults: ``setup`` raises ValueError when ``low`` is above ``high``. No
-    output until the first action. With ``max_rate``, an action whose shape
-    does not broadcast against the previous one is an ``exception`` fault. A
-    non-finite action passes through as a ``non_finite`` fault; with
-    ``max_rate`` it is kept as the previous action, so later steps fault too
-    until a restart.
+    Faults: ``low`` above ``high`` or a ``max_rate`` that is not positive is a
+    config error, reported when the graph is validated. No output until the
+    first action. A non-finite action raises (an ``exception`` fault) and is
+    neither passed on nor kept as the previous action. With ``max_rate``, an
+    action whose shape does not broadcast against the previous one is an
+    ``exception`` fault.
 
     YAML::
 
@@ -62,8 +68,6 @@ class ActionClamp(Controller):
 
     def setup(self, ctx: NodeContext) -> None:
         super().setup(ctx)
-        if ctx.config.low > ctx.config.high:
-            raise ValueError(f"low ({ctx.config.low}) is above high ({ctx.config.high})")
         self.previous: np.ndarray | None = None
         self.last_time = 0.0
 

@@ -18,6 +18,10 @@ class LogConfig:
     path: str | None = None
     """JSON-lines file to append to; None logs through the ``edgeloop.node.<id>`` logger."""
 
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise ValueError(f"every must be >= 1, got {self.every}")
+
 
 class LogSink(Monitor):
     """Logs the values on all of its inputs (any port names).
@@ -37,9 +41,9 @@ class LogSink(Monitor):
         | every | int | 1 | log one step in this many |
         | path | str or None | None | JSON-lines file to append to; None logs to the logger |
 
-    Faults: ``setup`` raises ValueError for ``every`` below 1 and OSError when
-    ``path`` cannot be opened. With ``path``, a value JSON cannot encode is an
-    ``exception`` fault.
+    Faults: ``every`` below 1 is a config error, reported when the graph is
+    validated; ``setup`` raises OSError when ``path`` cannot be opened. With
+    ``path``, a value JSON cannot encode is an ``exception`` fault.
 
     YAML::
 
@@ -54,8 +58,6 @@ class LogSink(Monitor):
 
     def setup(self, ctx: NodeContext) -> None:
         super().setup(ctx)
-        if ctx.config.every < 1:
-            raise ValueError(f"every must be >= 1, got {ctx.config.every}")
         self.count = 0
         self.file: IO[str] | None = open(ctx.config.path, "a") if ctx.config.path else None
 

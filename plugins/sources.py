@@ -17,6 +17,12 @@ class ConstantConfig:
     dtype: str = "float32"
     """numpy dtype of the action."""
 
+    def __post_init__(self) -> None:
+        try:
+            np.dtype(self.dtype)
+        except TypeError:
+            raise ValueError(f"'{self.dtype}' is not a numpy dtype (e.g. float32)") from None
+
 
 class ConstantAction(Controller):
     """Emits a fixed action: a safe default, and the usual ``fallback`` target.
@@ -37,7 +43,8 @@ class ConstantAction(Controller):
         | value | list[float] | ``[0.0]`` | the action, one number per element |
         | dtype | str | ``float32`` | numpy dtype of the action |
 
-    Faults: ``setup`` raises TypeError for a ``dtype`` numpy does not know. A
+    Faults: a ``dtype`` numpy does not know is a config error, reported when
+    the graph is validated. A
     non-finite ``value`` is a ``non_finite`` fault on every step.
 
     YAML::

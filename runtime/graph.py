@@ -69,7 +69,7 @@ class InputSpec(_Strict):
     """Marks an edge that closes a cycle; it delivers but does not trigger the node."""
     trigger: bool = True
     """Whether a message on this port makes the node step (ignored for rate-driven nodes)."""
-    stale_ms: float | None = Field(default=None, gt=0)
+    stale_ms: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     """A message older than this when the node steps is a ``stale_input`` fault."""
 
     @model_validator(mode="before")
@@ -90,6 +90,12 @@ class InputSpec(_Strict):
             raise ValueError(f"bad source '{value}': write other_node/output or timer/20ms")
         return value
 
+    @model_validator(mode="after")
+    def _size_needs_fifo(self) -> InputSpec:
+        if self.queue == "latest" and "size" in self.model_fields_set:
+            raise ValueError("size bounds a fifo queue; a latest queue holds one message")
+        return self
+
     @property
     def is_timer(self) -> bool:
         return self.source.startswith(TIMER_PREFIX)
@@ -108,9 +114,9 @@ class RestartPolicy(_Strict):
 
     max_restarts: int = Field(default=3, ge=0)
     """Restarts allowed in one run; one more fault after that stops the loop."""
-    backoff_ms: float = Field(default=10.0, gt=0)
+    backoff_ms: float = Field(default=10.0, gt=0, allow_inf_nan=False)
     """Wait before the first restart; doubles after each consecutive fault."""
-    max_backoff_ms: float = Field(default=1000.0, gt=0)
+    max_backoff_ms: float = Field(default=1000.0, gt=0, allow_inf_nan=False)
     """Upper bound of the wait."""
 
 
@@ -167,10 +173,10 @@ class NodeSpec(_Strict):
     inputs: dict[str, InputSpec] = Field(default_factory=dict)
     outputs: list[str] | None = None
     """Outputs used; defaults to every output the node type declares."""
-    rate_hz: float | None = Field(default=None, gt=0, le=1e9, allow_inf_nan=False)
-    """Run periodically at this rate (inputs are then sampled, not triggering); at most
-    1e9 (a 1 ns period)."""
-    deadline_ms: float | None = Field(default=None, gt=0)
+    rate_hz: float | None = Field(default=None, ge=1e-6, le=1e9, allow_inf_nan=False)
+    """Run periodically at this rate (inputs are then sampled, not triggering); from
+    1e-6 (one tick in 11.6 days) to 1e9 (a 1 ns period)."""
+    deadline_ms: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     """A step that takes longer than this (wall time) is a deadline miss."""
     on_fault: FaultPolicy = Field(default_factory=FaultPolicy)
     group: str = "main"
@@ -182,7 +188,7 @@ class ContractSpec(_Strict):
 
     name: str
     path: list[str] = Field(min_length=2)
-    deadline_ms: float = Field(gt=0)
+    deadline_ms: float = Field(gt=0, allow_inf_nan=False)
 
 
 class LoopGraph(_Strict):
@@ -249,7 +255,9 @@ class LoopGraph(_Strict):
                 "type": type_name,
                 "config": dict(config or {}),
                 "inputs": {
-                    k: v.model_dump(by_alias=True) if isinstance(v, InputSpec) else v
+                    k: v.model_dump(by_alias=True, exclude_unset=True)
+                    if isinstance(v, InputSpec)
+                    else v
                     for k, v in (inputs or {}).items()
                 },
                 "outputs": outputs,

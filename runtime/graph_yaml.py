@@ -31,6 +31,9 @@ _FIELDS_AT = {
 }
 
 
+_MAX_ENTRIES = 100_000  # far above any loop graph, far below what a YAML alias bomb expands to
+
+
 def load_graph(source: str | Path, *, text: str | None = None) -> LoopGraph:
     """Read a loop graph from a YAML file (or from ``text``, naming it ``source``).
 
@@ -74,10 +77,21 @@ def load_graph(source: str | Path, *, text: str | None = None) -> LoopGraph:
                 )
             ]
         ) from None
+    if root is not None and _expanded_size(root, {}) > _MAX_ENTRIES:
+        raise GraphError(
+            [
+                GraphProblem(
+                    f"the file expands to more than {_MAX_ENTRIES:,} entries (YAML aliases?)",
+                    file=file,
+                    line=1,
+                    fix="write the graph out without nested aliases",
+                )
+            ]
+        )
     lines: dict[tuple[Any, ...], int] = {}
     duplicates: list[GraphProblem] = []
     if root is not None:
-        _index_lines(root, (), lines, duplicates, file)
+        _index_lines(root, (), lines, duplicates, file, set())
     if not isinstance(data, dict):
         raise GraphError(
             [
@@ -135,16 +149,35 @@ def _partial_graph(data: dict[str, Any], file: str, lines: dict[tuple[Any, ...],
     return graph
 
 
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """Entries the node stands for once aliases are expanded (each node sized once)."""
+    if id(node) not in sizes:
+        sizes[id(node)] = 1  # a node that contains itself counts once
+        if isinstance(node, yaml.MappingNode):
+            children = [value for _, value in node.value]
+        elif isinstance(node, yaml.SequenceNode):
+            children = node.value
+        else:
+            children = []
+        sizes[id(node)] = 1 + sum(_expanded_size(child, sizes) for child in children)
+    return sizes[id(node)]
+
+
 def _index_lines(
     node: yaml.Node,
     path: tuple[Any, ...],
     lines: dict[tuple[Any, ...], int],
     duplicates: list[GraphProblem],
     file: str,
+    seen: set[int],
 ) -> None:
     """Record the line of every entry; a key written twice in one mapping is a
-    problem, since YAML loaders silently keep the last one."""
+    problem, since YAML loaders silently keep the last one. An aliased node is
+    walked once: its other uses take the line where they are written."""
     lines.setdefault(path, node.start_mark.line + 1)
+    if id(node) in seen:
+        return
+    seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = key_node.value
@@ -161,10 +194,10 @@ def _index_lines(
                 )
                 continue
             lines[(*path, key)] = line
-            _index_lines(value_node, (*path, key), lines, duplicates, file)
+            _index_lines(value_node, (*path, key), lines, duplicates, file, seen)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _index_lines(item, (*path, i), lines, duplicates, file)
+            _index_lines(item, (*path, i), lines, duplicates, file, seen)
 
 
 def problem_from_pydantic(
@@ -187,7 +220,8 @@ def problem_from_pydantic(
         fix = f"add '{loc[-1]}:'"
     elif kind in ("greater_than", "greater_than_equal"):
         message = f"must be {err['msg'].removeprefix('Input should be ')}, got {err.get('input')!r}"
-        fix = "use a positive value"
+        bound = (err.get("ctx") or {}).get("ge")
+        fix = "use a value >= 0" if bound == 0 else "use a positive value"
     elif kind == "finite_number":
         message = f"must be a finite number, got {err.get('input')!r}"
         fix = "use a finite positive value"
@@ -206,7 +240,25 @@ def problem_from_pydantic(
     elif kind == "model_type":
         message = f"expected a mapping of fields, got {err.get('input')!r}"
         fix = "write it as 'key: value' lines; see examples/pendulum/loop.yaml"
+    elif kind in _EXPECTED:
+        message = f"expected {_EXPECTED[kind]}, got {err.get('input')!r}"
+        fix = f"write {_EXPECTED[kind]} here"
     return GraphProblem(message, field=field, file=file, line=nearest_line(lines, loc), fix=fix)
+
+
+# What a field of each pydantic type error wanted, in the words a user reads.
+_EXPECTED = {
+    "list_type": "a list ([a, b] or '- item' lines)",
+    "dict_type": "a mapping ('key: value' lines)",
+    "string_type": "text",
+    "int_type": "a whole number",
+    "int_parsing": "a whole number",
+    "int_from_float": "a whole number",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+}
 
 
 def _known_fields(loc: tuple[Any, ...]) -> list[str]:

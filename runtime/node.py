@@ -240,10 +240,15 @@ def build_config(node_type: str, config_cls: type, values: Mapping[str, Any] | N
     except ValidationError as exc:
         for err in exc.errors():
             key = ".".join(str(x) for x in err["loc"])
+            reason = err["msg"].removeprefix("Value error, ")
+            if key:
+                message = f"config key '{key}' of node type '{node_type}': {reason} "
+                message += f"(got {err.get('input')!r})"
+            else:  # the Config's own check of several fields (__post_init__)
+                message = f"config of node type '{node_type}': {reason}"
             problems.append(
                 NodeConfigError(
-                    f"config key '{key}' of node type '{node_type}': {err['msg']} "
-                    f"(got {err.get('input')!r})",
+                    message,
                     node_type=node_type,
                     key=key,
                     fix=_field_doc(config_cls, key)

@@ -96,10 +96,23 @@ def test_the_clamp_node_limits_value_and_rate():
     assert out[1]["action"] == pytest.approx([0.9])  # 10/s over the 10 ms between steps
 
 
-def test_the_clamp_node_refuses_low_above_high():
-    clamp = edgeloop.PluginRegistry().node_type("clamp").cls
-    with pytest.raises(ValueError, match="above high"):
-        check_node(clamp, {"low": 1, "high": -1})
+@pytest.mark.parametrize(
+    ("node_type", "config", "reason"),
+    [
+        ("clamp", {"low": 1, "high": -1}, "low (1.0) is above high (-1.0)"),
+        ("clamp", {"max_rate": 0}, "max_rate must be positive"),
+        ("constant", {"dtype": "float33"}, "'float33' is not a numpy dtype"),
+        ("log", {"every": 0}, "every must be >= 1"),
+    ],
+)
+def test_config_checks_across_fields_are_reported_when_the_graph_is_validated(
+    node_type, config, reason
+):
+    graph = LoopGraph(name="checked")
+    graph.add_node("node", node_type, rate_hz=10, config=config)
+    (problem,) = edgeloop.validate_graph(graph, edgeloop.PluginRegistry())
+    assert problem.field == "nodes[0].config"
+    assert problem.message.startswith(f"config of node type '{node_type}': {reason}")
 
 
 def test_the_log_node_writes_json_lines(tmp_path):

@@ -184,8 +184,8 @@ def test_a_timer_that_is_malformed_or_shorter_than_a_nanosecond_has_no_period(so
 @pytest.mark.parametrize(
     ("kwargs", "field", "expected"),
     [
-        ({"rate_hz": 0}, "nodes[0].rate_hz", "greater than 0"),
-        ({"rate_hz": -5}, "nodes[0].rate_hz", "greater than 0"),
+        ({"rate_hz": 0}, "nodes[0].rate_hz", "greater than or equal to 0.000001"),
+        ({"rate_hz": -5}, "nodes[0].rate_hz", "greater than or equal to 0.000001"),
         ({"inputs": {"obs": "timer/20xs"}}, "nodes[0].inputs.obs.from", "bad timer"),
         ({"inputs": {"obs": "sensor"}}, "nodes[0].inputs.obs.from", "bad source"),
         ({"inputs": {"obs": {"from": "a/b", "queu": "fifo"}}}, "nodes[0].inputs.obs.queu", "queu"),
@@ -263,12 +263,15 @@ _inputs = st.dictionaries(
         st.fixed_dictionaries(
             {"from": _sources},
             optional={
-                "queue": st.sampled_from(["latest", "fifo"]),
-                "size": st.integers(1, 64),
+                "queue": st.just("latest"),
                 "feedback": st.booleans(),
                 "trigger": st.booleans(),
                 "stale_ms": _positive,
             },
+        ),
+        st.fixed_dictionaries(  # a size only bounds a fifo
+            {"from": _sources, "queue": st.just("fifo")},
+            optional={"size": st.integers(1, 64), "stale_ms": _positive},
         ),
     ),
     max_size=3,

@@ -235,7 +235,7 @@ def test_a_rate_that_is_not_positive_is_reported(
 
     assert problem.field == "nodes[0].rate_hz"
     assert (problem.file, problem.line) == (str(path), line_of(path, "rate_hz:"))
-    assert "greater than 0" in problem.message and rate in problem.message
+    assert "greater than or equal to 0.000001" in problem.message and rate in problem.message
     assert "positive" in problem.fix
 
 
@@ -450,3 +450,42 @@ def test_a_key_written_twice_in_one_mapping_is_reported_at_its_second_line(tmp_p
     (problem,) = caught.value.problems
     assert problem.line == 6 and problem.field == "nodes[0].rate_hz"
     assert "written twice (first at line 5)" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("entry", "field"),
+    [
+        ("stale_ms: .inf", "nodes[0].inputs.obs.stale_ms"),
+        ("deadline_ms: .inf", "nodes[0].deadline_ms"),
+        ("rate_hz: 1e-300", "nodes[0].rate_hz"),
+        ("size: 4", "nodes[0].inputs.obs"),
+    ],
+)
+def test_values_the_executor_cannot_use_are_refused_at_load(
+    write_graph: WriteGraph, line_of: LineOf, entry: str, field: str
+):
+    key = entry.split(":")[0]
+    node_level = key in ("deadline_ms", "rate_hz")
+    path = write_graph(
+        f"""
+        name: bounds
+        nodes:
+          - id: ctl
+            type: pid
+            {entry if node_level else "rate_hz: 10"}
+            inputs:
+              obs: {{from: ctl/action, {"" if node_level else entry}}}
+        """.replace(", }", "}")
+    )
+    problem = only_problem(path)
+    assert problem.field == field
+    assert problem.line == line_of(path, entry)
+
+
+def test_a_yaml_alias_bomb_is_refused_quickly(write_graph: WriteGraph):
+    levels = ['  a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    for i in range(1, 7):
+        levels.append(f"  a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]")
+    path = write_graph("name: bomb\nx:\n" + "\n".join(levels) + "\nnodes: []\n")
+    problem = only_problem(path)
+    assert "expands to more than 100,000 entries" in problem.message
