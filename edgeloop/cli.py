@@ -29,6 +29,8 @@ USER_ERROR = 2
 
 _out = Console(soft_wrap=True)
 _err = Console(stderr=True, soft_wrap=True)
+if not _out.is_terminal:  # piped or redirected: no terminal width to fit tables into
+    _out.width = 160
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -135,10 +137,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise EdgeloopError(
             f"--duration must be positive, got {duration:g} (fix: e.g. --duration 10)"
         )
-    if args.json is not None and not args.json.parent.is_dir():
-        raise EdgeloopError(
-            f"--json {args.json}: folder {args.json.parent} does not exist (fix: create it first)"
-        )
+    if args.json is not None:
+        _check_writable(args.json)
     executor = Executor(graph, registry=registry, simulated=args.sim, seed=args.seed)
     report = _run_with_progress(executor, duration, show=not args.quiet)
     if not args.quiet:
@@ -153,6 +153,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if not args.quiet:
             _out.print(f"report written to {args.json}")
     return 1 if report.stopped_by_fault else 0
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse a --json path that cannot be written before the run, not after it."""
+    if path.is_dir():
+        raise EdgeloopError(
+            f"--json {path} is a folder (fix: name a file, e.g. {path}/report.json)"
+        )
+    if not path.parent.is_dir():
+        raise EdgeloopError(
+            f"--json {path}: {path.parent} is not an existing folder (fix: create it first)"
+        )
 
 
 def _run_with_progress(executor: Executor, duration: float | None, *, show: bool) -> RunReport:

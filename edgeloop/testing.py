@@ -7,7 +7,6 @@ and read what they saw through ``Executor.node(id)`` after the run.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 import time
 from dataclasses import dataclass, field
@@ -156,8 +155,8 @@ def check_node(
     Raises:
         AssertionError: the node breaks the contract (the message says how).
     """
-    if not (inspect.getdoc(cls) or "").strip():
-        raise AssertionError(f"{cls.__name__} has no docstring")
+    if not (cls.__dict__.get("__doc__") or "").strip():  # its own, not one inherited
+        raise AssertionError(f"{cls.__name__} has no docstring of its own")
     for kind in ("inputs", "outputs"):
         names = [p.name for p in port_list(getattr(cls, kind))]
         if len(set(names)) != len(names):

@@ -53,7 +53,7 @@ class CompiledLoop:
         """
         loop = cls()
         try:
-            for spec in graph.nodes:
+            for index, spec in enumerate(graph.nodes):
                 node_type = node_class(graph, registry, spec)
                 ctx = NodeContext(
                     node_id=spec.id,
@@ -69,7 +69,9 @@ class CompiledLoop:
                 try:
                     node.setup(ctx)
                 except Exception as exc:
-                    raise NodeSetupError(spec.id, exc) from exc
+                    line = graph.line_of(("nodes", index))
+                    where = f"{graph.file}:{line}" if graph.file and line else ""
+                    raise NodeSetupError(spec.id, exc, where) from exc
                 loop.runners[spec.id] = Runner(spec, node_type, node, ctx)
         except BaseException:
             loop.close_all()

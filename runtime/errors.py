@@ -89,15 +89,29 @@ class UnknownNodeTypeError(EdgeloopError):
 
 
 class NodeSetupError(EdgeloopError):
-    """Raised when a node's ``setup`` fails before the loop starts."""
+    """Raised when a node's ``setup`` fails before the loop starts.
 
-    def __init__(self, node_id: str, error: BaseException) -> None:
+    Attributes:
+        node_id: The node.
+        error: What its ``setup`` raised.
+        where: ``file:line`` of the node in its graph file, or "".
+    """
+
+    def __init__(self, node_id: str, error: BaseException, where: str = "") -> None:
         self.node_id = node_id
         self.error = error
-        self.fix = f"check the config of node '{node_id}' and what its setup needs"
-        super().__init__(
-            f"node '{node_id}' failed in setup: {type(error).__name__}: {error} (fix: {self.fix})"
-        )
+        self.where = where
+        head = f"{where}: " if where else ""
+        if isinstance(error, EdgeloopError):  # its message already says how to fix it
+            self.fix = ""
+            message = f"{head}node '{node_id}' failed in setup: {error}"
+        else:
+            self.fix = f"check the config of node '{node_id}' and what its setup needs"
+            message = (
+                f"{head}node '{node_id}' failed in setup: {type(error).__name__}: {error} "
+                f"(fix: {self.fix})"
+            )
+        super().__init__(message)
 
 
 class NodeConfigError(EdgeloopError):

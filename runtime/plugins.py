@@ -33,8 +33,8 @@ class NodeTypeInfo:
     @property
     def description(self) -> str:
         """First line of the class docstring."""
-        doc = inspect.getdoc(self.cls) or ""
-        return doc.strip().splitlines()[0] if doc.strip() else ""
+        doc = (inspect.getdoc(self.cls) or "").strip()
+        return doc.splitlines()[0].replace("``", "") if doc else ""  # no RST literals
 
 
 @dataclass(frozen=True)

@@ -182,7 +182,7 @@ def test_run_with_a_json_report_into_a_missing_folder_exits_2_before_running(
     result = edgeloop("run", pendulum_yaml, "--sim", "--json", tmp_path / "no" / "r.json")
 
     assert_user_error(result)
-    assert "does not exist" in words(result.stderr)
+    assert "is not an existing folder" in words(result.stderr)
 
 
 def test_a_run_that_a_stop_policy_ends_exits_1(write_graph: WriteGraph):
@@ -423,3 +423,69 @@ def test_the_cli_and_the_library_agree_on_what_is_wrong(write_graph: WriteGraph)
 
     assert_user_error(result)
     assert words(str(caught.value)) in words(result.stderr)
+
+
+def test_run_prints_the_contract_fault_and_series_tables(write_graph: WriteGraph):
+    path = write_graph(
+        """
+        name: tables
+        nodes:
+          - id: sensor
+            type: gym.sensor
+            rate_hz: 50
+            config: {env: Pendulum-v1, max_episode_steps: 20}
+          - id: controller
+            type: pid
+            inputs: {measurement: sensor/obs}
+            config: {index: 7}
+            on_fault: {fallback: safe}
+          - id: safe
+            type: constant
+          - id: motor
+            type: gym.actuator
+            inputs: {action: controller/action}
+        contracts:
+          - name: sense_to_act
+            path: [sensor, controller, motor]
+            deadline_ms: 20
+        """
+    )
+    result = edgeloop("run", path, "--sim", "--duration", "1")
+
+    assert result.returncode == 0, result.stderr
+    out = words(result.stdout)
+    assert "sense-to-act contracts" in out and "sense_to_act" in out
+    assert "faults (last 10 of 50)" in out and "fallback:safe" in out
+    assert "motor.episode_return" in out
+
+
+def test_run_with_the_same_seed_gives_the_same_episode_returns(
+    write_graph: WriteGraph, tmp_path: Path
+):
+    path = write_graph(
+        """
+        name: seeded
+        nodes:
+          - id: sensor
+            type: gym.sensor
+            rate_hz: 50
+            config: {env: Pendulum-v1, dt: 0.02, max_episode_steps: 50}
+          - id: controller
+            type: pendulum.swing_up
+            inputs: {obs: sensor/obs}
+          - id: motor
+            type: gym.actuator
+            inputs: {action: controller/action}
+        """
+    )
+
+    def returns(seed: int) -> list[float]:
+        report = tmp_path / f"seed{seed}.json"
+        result = edgeloop("run", path, "--sim", "--duration", "3", "--seed", seed, "--json", report)
+        assert result.returncode == 0, result.stderr
+        return json.loads(report.read_text())["series"]["motor.episode_return"]
+
+    first = returns(1)
+    assert len(first) == 3
+    assert returns(1) == first
+    assert returns(2) != first

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import csv
 import importlib
+import importlib.metadata
 import json
 import math
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -49,8 +51,15 @@ def _rows(table: str) -> list[list[str]]:
 
 
 @pytest.fixture(scope="module")
-def example_plugin_installed() -> None:
-    """pip-install examples/plugin_example (editable, offline) into this environment."""
+def example_plugin_installed() -> Iterator[None]:
+    """pip-install examples/plugin_example (editable, offline) into this environment,
+    and uninstall it afterwards unless it was there before: the environment is left
+    as found, so which node types other tests see does not depend on earlier runs."""
+    try:
+        importlib.metadata.distribution("edgeloop-example-plugin")
+        was_installed = True
+    except importlib.metadata.PackageNotFoundError:
+        was_installed = False
     done = subprocess.run(
         [
             sys.executable,
@@ -69,6 +78,13 @@ def example_plugin_installed() -> None:
         timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+    yield
+    if not was_installed:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "uninstall", "-y", "-q", "edgeloop-example-plugin"],
+            capture_output=True,
+            timeout=300,
+        )
 
 
 @pytest.fixture

@@ -1,0 +1,80 @@
+"""edgeloop.testing.check_node: the node contract it promises plugin authors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+import edgeloop
+from edgeloop import Port
+from edgeloop.testing import check_node
+
+
+class Good(edgeloop.Controller):
+    """Doubles its input."""
+
+    inputs = (Port("obs", dtype="float64", shape=(2,)),)
+    outputs = (Port("action", dtype="float64", shape=(2,)),)
+
+    def step(self, inputs):
+        return {"action": inputs["obs"] * 2}
+
+
+def test_a_node_that_keeps_the_contract_passes_with_its_outputs():
+    outputs = check_node(Good, inputs=[{"obs": np.array([1.0, 2.0])}])
+    assert outputs[0]["action"].tolist() == [2.0, 4.0]
+    assert len(check_node(Good, steps=3)) == 3
+
+
+def test_a_non_finite_float_output_fails_the_check():
+    class Nan(Good):
+        """Returns NaN."""
+
+        def step(self, inputs):
+            return {"action": np.array([np.nan, 0.0])}
+
+    with pytest.raises(AssertionError, match="output 'action' is not finite"):
+        check_node(Nan)
+
+
+def test_an_undeclared_output_fails_the_check():
+    class Stray(Good):
+        """Returns a port it never declared."""
+
+        def step(self, inputs):
+            return {"torque": np.zeros(2)}
+
+    with pytest.raises(AssertionError, match="undeclared output 'torque'"):
+        check_node(Stray)
+
+
+def test_a_node_type_without_a_docstring_fails_the_check():
+    class Bare(Good):
+        pass
+
+    with pytest.raises(AssertionError, match="has no docstring of its own"):
+        check_node(Bare)
+
+
+def test_a_config_that_is_not_a_frozen_dataclass_fails_the_check():
+    class Mutable(Good):
+        """Has a mutable Config."""
+
+        @dataclass
+        class Config:
+            gain: float = 1.0
+
+    with pytest.raises(AssertionError, match="must be a frozen dataclass"):
+        check_node(Mutable)
+
+
+def test_repeated_port_names_fail_the_check():
+    class Twice(Good):
+        """Declares one output twice."""
+
+        outputs = (Port("action"), Port("action"))
+
+    with pytest.raises(AssertionError, match="repeats a port name"):
+        check_node(Twice)
