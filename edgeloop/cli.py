@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 import threading
 from collections.abc import Sequence
@@ -133,10 +134,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     registry = _registry()
     graph = load_and_check(args.graph, registry)
     duration = args.duration if args.duration is not None or not args.sim else 10.0
-    if duration is not None and duration <= 0:
+    if duration is not None and not (math.isfinite(duration) and duration > 0):
         raise EdgeloopError(
-            f"--duration must be positive, got {duration:g} (fix: e.g. --duration 10)"
+            f"--duration must be a positive number of seconds, got {duration:g} "
+            "(fix: e.g. --duration 10)"
         )
+    if args.seed < 0:
+        raise EdgeloopError(f"--seed must be >= 0, got {args.seed} (fix: e.g. --seed 0)")
     if args.json is not None:
         _check_writable(args.json)
     executor = Executor(graph, registry=registry, simulated=args.sim, seed=args.seed)

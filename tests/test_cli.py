@@ -169,11 +169,22 @@ def test_run_on_a_missing_file_exits_2(tmp_path: Path):
     assert "nowhere.yaml" in result.stderr
 
 
-def test_run_with_a_duration_that_is_not_positive_exits_2(pendulum_yaml: Path):
-    result = edgeloop("run", pendulum_yaml, "--sim", "--duration", "0")
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        ("--duration", "0", "--duration must be a positive number of seconds"),
+        ("--duration", "nan", "--duration must be a positive number of seconds"),
+        ("--duration", "inf", "--duration must be a positive number of seconds"),
+        ("--seed", "-1", "--seed must be >= 0"),
+    ],
+)
+def test_run_with_a_bad_duration_or_seed_exits_2(
+    pendulum_yaml: Path, option: str, value: str, says: str
+):
+    result = edgeloop("run", pendulum_yaml, "--sim", option, value)
 
     assert_user_error(result)
-    assert "--duration must be positive" in words(result.stderr)
+    assert says in words(result.stderr)
 
 
 def test_run_with_a_json_report_into_a_missing_folder_exits_2_before_running(
