@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import Any
 
@@ -142,7 +143,7 @@ def test_a_slow_node_misses_its_deadline_and_the_hook_hears_of_it():
     _, report = run(graph, 0.05, registry=registry)
     assert report.node("slow").deadline_misses == 5
     assert len(events) == 5 and all(e["node_id"] == "slow" for e in events)
-    assert all(e["latency_s"] > e["deadline_s"] == 0.001 for e in events)
+    assert all(e["deadline_s"] == 0.001 and e["contract"] is None for e in events)
 
 
 def test_a_contract_measures_sense_to_act_latency_in_clock_time_and_counts_misses():
@@ -231,7 +232,8 @@ def test_a_real_time_run_measures_timer_jitter_and_stops_when_asked():
     assert not report.simulated
     timer = report.timers[0]
     assert timer.fired >= 1 and timer.fired == report.node("source").calls
-    assert timer.jitter_p50_us >= 0 and timer.jitter_max_us >= timer.jitter_p99_us
+    jitter = [timer.jitter_p50_us, timer.jitter_p99_us, timer.jitter_max_us]
+    assert all(math.isfinite(j) for j in jitter) and sorted(jitter) == jitter  # measured
 
 
 def test_a_simulated_run_without_a_duration_is_refused_with_a_clear_error():

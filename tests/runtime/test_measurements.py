@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import math
 from typing import Any
 
 import numpy as np
@@ -21,13 +21,21 @@ def run(graph: LoopGraph, duration_s: float = 1.0, **kwargs: Any) -> tuple[Execu
 def test_node_step_latencies_are_measured_in_wall_time():
     graph = LoopGraph(name="slow")
     graph.add_node("source", CounterSensor, rate_hz=100)
-    graph.add_node("slow", ScriptedNode, inputs={"value": "source/value"}, config={"sleep_ms": 3})
+    graph.add_node(
+        "slow",
+        ScriptedNode,
+        inputs={"value": "source/value"},
+        config={"sleep_ms": 3},
+        deadline_ms=2.9,
+    )
     _, report = run(graph, 0.1)
     slow = report.node("slow")
     assert slow.calls == 10
-    assert 3000 <= slow.p50_us <= slow.p99_us <= slow.max_us
-    fast = report.node("source")
-    assert 0 < fast.p50_us <= fast.p99_us <= fast.max_us
+    assert slow.deadline_misses == 10  # every step slept 3 ms of wall time, in simulated time
+    for node in report.nodes:
+        figures = [node.p50_us, node.p99_us, node.max_us]
+        assert all(math.isfinite(f) and f > 0 for f in figures)
+        assert sorted(figures) == figures
 
 
 def test_contract_percentiles_are_exact_in_simulated_time_and_misses_reach_the_hook():
@@ -138,9 +146,8 @@ def test_a_real_time_step_longer_than_the_period_skips_ticks_and_counts_them():
 def test_the_real_clock_never_wakes_before_the_time_asked():
     clock = RealClock()
     clock.start()
-    for due_ms in (1, 3, 4, 10):
-        assert clock.wait_until(due_ms * 1_000_000) >= due_ms * 1_000_000
-    assert clock.now_ns() >= 10_000_000
-    start = time.perf_counter_ns()
-    assert clock.wait_until(0) >= 0  # a time already passed returns at once
-    assert time.perf_counter_ns() >= start
+    for due in (1_000_000, 3_000_000, 4_000_000, 10_000_000):
+        woke = clock.wait_until(due)
+        assert woke >= due
+        assert clock.now_ns() >= woke  # monotonic
+    assert clock.wait_until(0) >= 10_000_000  # a time already passed returns the present
