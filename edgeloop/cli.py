@@ -94,6 +94,18 @@ def _parser() -> argparse.ArgumentParser:
         "entry-point group, and plugins that failed to load with why.",
     )
 
+    profiles = sub.add_parser(
+        "profiles",
+        help="list hardware profiles, or show one",
+        description="List the hardware profiles edgeloop ships (devices it deploys to), or "
+        "print one with the source of each figure. A graph names one with 'profile:'.",
+    )
+    profiles_sub = profiles.add_subparsers(dest="profiles_command", metavar="show")
+    show = profiles_sub.add_parser(
+        "show", help="print one profile", description="Print a profile file, sources included."
+    )
+    show.add_argument("name", help="a profile name (see `edgeloop profiles`) or a file path")
+
     graph = sub.add_parser(
         "graph",
         help="print a loop graph as text or Mermaid",
@@ -233,6 +245,46 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_profiles(args: argparse.Namespace) -> int:
+    from edgeloop.runtime.profiles import (
+        builtin_profile_names,
+        load_profile,
+        profile_source,
+        profile_summary,
+    )
+
+    if args.profiles_command == "show":
+        load_profile(args.name)  # validates, and names the problem if it does not
+        sys.stdout.write(profile_source(args.name))
+        return 0
+    table = Table(title="hardware profiles", title_justify="left")
+    for col in ("name", "kind", "memory GB", "compute", "TensorRT", "max opset", "providers"):
+        table.add_column(col, justify="right" if col in ("memory GB", "max opset") else "left")
+    for name in builtin_profile_names():
+        row = profile_summary(load_profile(name))
+        table.add_row(
+            *(
+                "-"
+                if row[key] is None
+                else f"{row[key]:g}"
+                if isinstance(row[key], float)
+                else str(row[key])
+                for key in (
+                    "name",
+                    "kind",
+                    "memory_gb",
+                    "compute_capability",
+                    "tensorrt",
+                    "max_onnx_opset",
+                    "providers",
+                )
+            )
+        )
+    _out.print(table)
+    _out.print("`edgeloop profiles show NAME` prints one with its sources.")
+    return 0
+
+
 def _cmd_graph(args: argparse.Namespace) -> int:
     from edgeloop.runtime.diagram import graph_mermaid, graph_text
 
@@ -242,6 +294,7 @@ def _cmd_graph(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {
+    "profiles": _cmd_profiles,
     "run": _cmd_run,
     "validate": _cmd_validate,
     "plugins": _cmd_plugins,

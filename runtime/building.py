@@ -17,6 +17,7 @@ from edgeloop.runtime.graph import LoopGraph, timer_period_ns
 from edgeloop.runtime.metrics import ContractStats, LatencyRecorder, NodeStats, TimerStats
 from edgeloop.runtime.node import NodeContext, Port, build_config, port_list
 from edgeloop.runtime.plugins import PluginRegistry
+from edgeloop.runtime.profiles import graph_profile
 from edgeloop.runtime.validation import node_class
 from edgeloop.runtime.wiring import ContractState, OutPort, Runner, Slot, Timer, close_quietly
 
@@ -52,6 +53,7 @@ class CompiledLoop:
             NodeSetupError: a node's ``setup`` raised; those set up are closed.
         """
         loop = cls()
+        profile = graph_profile(graph)
         try:
             for index, spec in enumerate(graph.nodes):
                 node_type = node_class(graph, registry, spec)
@@ -61,7 +63,7 @@ class CompiledLoop:
                     clock=clock,
                     rng=np.random.default_rng([seed, zlib.crc32(spec.id.encode())]),
                     seed=seed,
-                    profile=graph.profile,
+                    profile=profile,
                     resources=resources,
                     metrics=series,
                 )

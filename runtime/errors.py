@@ -3,7 +3,9 @@
 Exception tree::
 
     EdgeloopError                 base of every error a user can cause
-    +-- GraphError                a loop graph is invalid (carries every problem found)
+    +-- ProblemsError             a YAML file breaks its schema (carries every problem found)
+    |   +-- GraphError            ... a loop graph
+    |   +-- ProfileError          ... a hardware profile (or none of that name exists)
     +-- PluginError               a plugin registered something invalid
     +-- UnknownNodeTypeError      a graph names a node type no plugin registered
     +-- NodeConfigError           a node's config does not match its type's Config
@@ -44,26 +46,45 @@ class GraphProblem:
     fix: str = ""
 
     def __str__(self) -> str:
-        where = self.file or "<graph>"
-        if self.line is not None:
-            where += f":{self.line}"
-        text = (
-            f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
-        )
+        parts = []
+        if self.file is not None:
+            parts.append(self.file if self.line is None else f"{self.file}:{self.line}")
+        elif self.field:
+            parts.append("<graph>")  # a graph built in Python
+        if self.field:
+            parts.append(self.field)
+        text = ": ".join([*parts, self.message])
         return f"{text} (fix: {self.fix})" if self.fix else text
 
 
-class GraphError(EdgeloopError):
-    """Raised when a loop graph fails validation; ``problems`` lists them all."""
+class ProblemsError(EdgeloopError):
+    """Raised when a YAML file breaks its schema; ``problems`` lists them all."""
+
+    subject = "file"
 
     def __init__(self, problems: list[GraphProblem]) -> None:
         self.problems = list(problems)
+        count = len(self.problems)
+        head = f"{count} problem{'s' if count != 1 else ''} in {self.subject}"
+        super().__init__(head + ":\n" + "\n".join(f"  - {p}" for p in self.problems))
+
+
+class GraphError(ProblemsError):
+    """Raised when a loop graph fails validation; ``problems`` lists them all."""
+
+    subject = "loop graph"
+
+    def __init__(self, problems: list[GraphProblem]) -> None:
+        super().__init__(problems)
         self.partial: Any = None
         """For a file that broke the schema: a LoopGraph of the entries that did not,
         so :func:`~edgeloop.runtime.validation.load_and_check` can report the rest."""
-        count = len(self.problems)
-        head = f"{count} problem{'s' if count != 1 else ''} in loop graph"
-        super().__init__(head + ":\n" + "\n".join(f"  - {p}" for p in self.problems))
+
+
+class ProfileError(ProblemsError):
+    """Raised when a hardware profile is unknown or its file is invalid."""
+
+    subject = "hardware profile"
 
 
 class PluginError(EdgeloopError):

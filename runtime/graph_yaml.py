@@ -3,33 +3,21 @@
 from __future__ import annotations
 
 import difflib
+import typing
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from edgeloop.runtime.errors import GraphError, GraphProblem
+from edgeloop.runtime.errors import GraphError, GraphProblem, ProblemsError
 from edgeloop.runtime.graph import (
     ContractSpec,
-    FaultPolicy,
-    InputSpec,
     LoopGraph,
     NodeSpec,
-    RestartPolicy,
     field_path,
     nearest_line,
 )
-
-# The model one level down, by (model, field); ``inputs`` maps port names to InputSpec.
-_FIELDS_AT = {
-    (LoopGraph, "nodes"): NodeSpec,
-    (LoopGraph, "contracts"): ContractSpec,
-    (NodeSpec, "inputs"): InputSpec,
-    (NodeSpec, "on_fault"): FaultPolicy,
-    (FaultPolicy, "restart"): RestartPolicy,
-}
-
 
 _MAX_ENTRIES = 100_000  # far above any loop graph, far below what a YAML alias bomb expands to
 
@@ -61,37 +49,7 @@ def load_graph(source: str | Path, *, text: str | None = None) -> LoopGraph:
             raise GraphError(
                 [GraphProblem(message, file=file, fix="save the graph as UTF-8 YAML")]
             ) from None
-    try:
-        root, data = _parse(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise GraphError(
-            [
-                GraphProblem(
-                    f"not valid YAML: {problem}",
-                    file=file,
-                    line=line,
-                    fix="fix the YAML syntax at that line",
-                )
-            ]
-        ) from None
-    if root is not None and _expanded_size(root, {}) > _MAX_ENTRIES:
-        raise GraphError(
-            [
-                GraphProblem(
-                    f"the file expands to more than {_MAX_ENTRIES:,} entries (YAML aliases?)",
-                    file=file,
-                    line=1,
-                    fix="write the graph out without nested aliases",
-                )
-            ]
-        )
-    lines: dict[tuple[Any, ...], int] = {}
-    duplicates: list[GraphProblem] = []
-    if root is not None:
-        _index_lines(root, (), lines, duplicates, file, set())
+    data, lines, duplicates = parse_with_lines(text, file, GraphError)
     if not isinstance(data, dict):
         raise GraphError(
             [
@@ -115,6 +73,49 @@ def load_graph(source: str | Path, *, text: str | None = None) -> LoopGraph:
     graph._file = file
     graph._lines = lines
     return graph
+
+
+def parse_with_lines(
+    text: str, file: str, error: type[ProblemsError]
+) -> tuple[Any, dict[tuple[Any, ...], int], list[GraphProblem]]:
+    """Parse YAML text into data, the line of every entry, and the keys written twice.
+
+    Raises:
+        ``error``: the text is not YAML, or expands (through aliases) past what any
+            edgeloop file needs.
+    """
+    try:
+        root, data = _parse(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise error(
+            [
+                GraphProblem(
+                    f"not valid YAML: {problem}",
+                    file=file,
+                    line=line,
+                    fix="fix the YAML syntax at that line",
+                )
+            ]
+        ) from None
+    if root is not None and _expanded_size(root, {}) > _MAX_ENTRIES:
+        raise error(
+            [
+                GraphProblem(
+                    f"the file expands to more than {_MAX_ENTRIES:,} entries (YAML aliases?)",
+                    file=file,
+                    line=1,
+                    fix="write it out without nested aliases",
+                )
+            ]
+        )
+    lines: dict[tuple[Any, ...], int] = {}
+    duplicates: list[GraphProblem] = []
+    if root is not None:
+        _index_lines(root, (), lines, duplicates, file, set())
+    return data, lines, duplicates
 
 
 def _parse(text: str) -> tuple[yaml.Node | None, Any]:
@@ -201,9 +202,13 @@ def _index_lines(
 
 
 def problem_from_pydantic(
-    err: Any, file: str | None, lines: dict[tuple[Any, ...], int]
+    err: Any,
+    file: str | None,
+    lines: dict[tuple[Any, ...], int],
+    root: type[BaseModel] = LoopGraph,
 ) -> GraphProblem:
-    """A pydantic error (one of ``ValidationError.errors()``) as a GraphProblem."""
+    """A pydantic error (one of ``ValidationError.errors()``) of a ``root`` model as a
+    GraphProblem."""
     # Drop pydantic's validator-kind entries (e.g. 'function-before[...]') from the path.
     loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and "[" in x))
     field = field_path(loc)
@@ -211,7 +216,7 @@ def problem_from_pydantic(
     message = err["msg"].removeprefix("Value error, ")
     fix = ""
     if kind == "extra_forbidden":
-        known = _known_fields(loc)
+        known = _known_fields(loc, root)
         close = difflib.get_close_matches(str(loc[-1]), known, n=2)
         message = f"unknown field '{loc[-1]}'"
         fix = f"did you mean '{close[0]}'?" if close else f"known fields: {', '.join(known)}"
@@ -261,15 +266,31 @@ _EXPECTED = {
 }
 
 
-def _known_fields(loc: tuple[Any, ...]) -> list[str]:
-    # Walk down from the top: a user's port name (or a key such as 'restart') must not be
-    # mistaken for a field of another model.
-    model: type = LoopGraph
-    skip_key = False
-    for part in loc[:-1]:
-        if isinstance(part, int) or skip_key:
-            skip_key = False
+def _known_fields(loc: tuple[Any, ...], root: type[BaseModel]) -> list[str]:
+    """The fields of the model at ``loc[:-1]``, walking down from ``root``: list indexes
+    and mapping keys (a user's port name, say) are stepped over, never read as fields."""
+    model = root
+    parts = iter(loc[:-1])
+    for part in parts:
+        if isinstance(part, int) or part not in model.model_fields:
             continue
-        model = _FIELDS_AT.get((model, part), model)
-        skip_key = model is InputSpec and part == "inputs"
+        annotation = model.model_fields[part].annotation
+        model = _model_in(annotation) or model
+        if typing.get_origin(annotation) is dict or _is_dict_of_models(annotation):
+            next(parts, None)  # the key: a name the user chose
     return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation such as ``list[X]`` or ``X | None``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        model = _model_in(arg)
+        if model is not None:
+            return model
+    return None
+
+
+def _is_dict_of_models(annotation: Any) -> bool:
+    return any(typing.get_origin(a) is dict for a in typing.get_args(annotation))

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
     from edgeloop.runtime.clocks import Clock
     from edgeloop.runtime.messages import Message
+    from edgeloop.runtime.profiles import HardwareProfile
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ class NodeContext:
         config: The node's validated Config instance.
         clock: The loop's clock (``clock.simulated`` tells which).
         logger: A logger named ``edgeloop.node.<id>``.
-        profile: The graph's hardware profile name, or None.
+        profile: The graph's hardware profile (a HardwareProfile), or None.
         rng: A numpy Generator seeded from the run seed and the node id.
         seed: The run seed.
     """
@@ -95,7 +96,7 @@ class NodeContext:
         clock: Clock,
         rng: np.random.Generator,
         seed: int,
-        profile: str | None,
+        profile: HardwareProfile | None,
         resources: dict[str, Any],
         metrics: dict[str, list[float]],
     ) -> None:

@@ -7,11 +7,18 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-from edgeloop.runtime.errors import GraphError, GraphProblem, NodeConfigError, UnknownNodeTypeError
+from edgeloop.runtime.errors import (
+    GraphError,
+    GraphProblem,
+    NodeConfigError,
+    ProfileError,
+    UnknownNodeTypeError,
+)
 from edgeloop.runtime.graph import LoopGraph, NodeSpec, field_path
 from edgeloop.runtime.graph_yaml import load_graph
 from edgeloop.runtime.node import Node, build_config, port_list
 from edgeloop.runtime.plugins import PluginRegistry
+from edgeloop.runtime.profiles import graph_profile
 
 RESERVED_IDS = frozenset({"timer"})
 
@@ -28,6 +35,13 @@ def validate_graph(graph: LoopGraph, registry: PluginRegistry) -> list[GraphProb
         problems.append(
             GraphProblem(message, field=field, file=graph.file, line=graph.line_of(loc), fix=fix)
         )
+
+    try:
+        graph_profile(graph)
+    except ProfileError as exc:
+        for each in exc.problems:
+            where = f" ({each.file}:{each.line}: {each.field})" if each.file else ""
+            problem(("profile",), f"{each.message}{where}", each.fix)
 
     by_id: dict[str, int] = {}
     for i, spec in enumerate(graph.nodes):
