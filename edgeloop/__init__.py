@@ -12,6 +12,7 @@ from edgeloop.runtime.errors import (
     NodeConfigError,
     NodeSetupError,
     PluginError,
+    ProfileError,
     UnknownNodeTypeError,
 )
 from edgeloop.runtime.executor import Executor
@@ -32,6 +33,7 @@ from edgeloop.runtime.node import (
     node,
 )
 from edgeloop.runtime.plugins import PluginRegistry
+from edgeloop.runtime.profiles import HardwareProfile, load_profile
 from edgeloop.runtime.validation import validate_graph
 
 __version__ = "0.1.0"
@@ -46,6 +48,7 @@ __all__ = [
     "FaultPolicy",
     "GraphError",
     "GraphProblem",
+    "HardwareProfile",
     "InputSpec",
     "LoopGraph",
     "Message",
@@ -60,6 +63,7 @@ __all__ = [
     "PluginError",
     "PluginRegistry",
     "Port",
+    "ProfileError",
     "RealClock",
     "RunReport",
     "Sensor",
@@ -68,6 +72,7 @@ __all__ = [
     "__version__",
     "hookimpl",
     "load_graph",
+    "load_profile",
     "node",
     "run",
     "validate_graph",
