@@ -174,9 +174,10 @@ def check_node(
         resources={},
         metrics={},
     )
-    declared_out = {p.name: p for p in port_list(cls.outputs)}
+    in_ports, out_ports = cls.ports(ctx.config)
+    declared_out = {p.name: p for p in out_ports}
     if inputs is None:
-        inputs = [{p.name: _sample(p) for p in port_list(cls.inputs)} for _ in range(steps)]
+        inputs = [{p.name: _sample(p) for p in in_ports} for _ in range(steps)]
     node = cls()
     node.setup(ctx)
     results: list[dict[str, Any] | None] = []

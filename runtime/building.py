@@ -15,7 +15,7 @@ from edgeloop.runtime.clocks import Clock
 from edgeloop.runtime.errors import EdgeloopError, NodeSetupError
 from edgeloop.runtime.graph import LoopGraph, timer_period_ns
 from edgeloop.runtime.metrics import ContractStats, LatencyRecorder, NodeStats, TimerStats
-from edgeloop.runtime.node import NodeContext, Port, build_config, port_list
+from edgeloop.runtime.node import NodeContext, Port, build_config
 from edgeloop.runtime.plugins import PluginRegistry
 from edgeloop.runtime.profiles import graph_profile
 from edgeloop.runtime.validation import node_class
@@ -79,7 +79,7 @@ class CompiledLoop:
             loop.close_all()
             raise
         for runner in loop.runners.values():
-            runner.out_ports = {p.name: OutPort(p) for p in port_list(runner.cls.outputs)}
+            runner.out_ports = {p.name: OutPort(p) for p in runner.declared_outputs}
         for runner in loop.runners.values():
             loop._wire_inputs(runner)
         for contract in graph.contracts:
@@ -138,7 +138,7 @@ class CompiledLoop:
                         f"{spec.id}.{name} stale watchdog", period, runner, watched=slot
                     )
                     self.timers.append(watchdog)
-        for port in port_list(runner.cls.inputs):  # declared but not wired: always None
+        for port in runner.declared_inputs:  # declared but not wired: always None
             runner.inputs.setdefault(port.name, None)
         if len(runner.slots) == 1 and not runner.slots[0].fifo and not runner.is_source:
             runner.only_slot = runner.slots[0]

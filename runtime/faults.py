@@ -21,7 +21,6 @@ from typing import Any
 
 from edgeloop.runtime.clocks import Clock
 from edgeloop.runtime.messages import payload_is_finite
-from edgeloop.runtime.node import port_list
 from edgeloop.runtime.wiring import Runner, Slot, close_quietly
 
 Publish = Callable[[Runner, Mapping[str, Any], float, float], None]
@@ -106,7 +105,7 @@ class FaultHandler:
     def _run_fallback(self, r: Runner) -> str:
         """Step the fallback in the faulted node's place; 'stop' if it fails too."""
         fb = self._fallbacks[r.spec.id]
-        names = [p.name for p in port_list(fb.cls.inputs)] + list(fb.inputs)
+        names = [p.name for p in fb.declared_inputs] + list(fb.inputs)
         inputs = {name: r.inputs.get(name) for name in names}
         t0 = time.perf_counter_ns()
         try:

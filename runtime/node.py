@@ -155,6 +155,16 @@ class Node:
     ctx: NodeContext
     config: Any
 
+    @classmethod
+    def ports(cls, config: Any) -> tuple[tuple[Port, ...], tuple[Port, ...]]:
+        """The input and output ports of a node with this config.
+
+        Most node types declare them on the class. One whose ports depend on its
+        config (a model node: the model's inputs and outputs) overrides this; it
+        may raise an EdgeloopError when the config names something unusable.
+        """
+        return port_list(cls.inputs), port_list(cls.outputs)
+
     def setup(self, ctx: NodeContext) -> None:
         """Called once before the loop starts (and again after a restart)."""
         self.ctx = ctx

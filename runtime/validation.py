@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeloop.runtime.errors import (
+    EdgeloopError,
     GraphError,
     GraphProblem,
     NodeConfigError,
@@ -57,13 +58,14 @@ def validate_graph(graph: LoopGraph, registry: PluginRegistry) -> list[GraphProb
             by_id[spec.id] = i
 
     classes: dict[str, type[Node]] = {}
+    ports_of: dict[str, list[str]] = {}  # output port names of each node whose type is known
     for i, spec in enumerate(graph.nodes):
         cls = _node_class(graph, registry, spec, ("nodes", i, "type"), problem)
         if cls is None:
             continue
         classes.setdefault(spec.id, cls)
         try:
-            build_config(spec.type, cls.Config, spec.config)
+            config = build_config(spec.type, cls.Config, spec.config)
         except NodeConfigError as exc:
             for each in exc.problems:
                 key = each.key.split(".")[0] if each.key else ""
@@ -72,7 +74,23 @@ def validate_graph(graph: LoopGraph, registry: PluginRegistry) -> list[GraphProb
                     each.message,
                     each.fix,
                 )
-        declared_in = [p.name for p in port_list(cls.inputs)]
+            if cls.ports.__func__ is not Node.ports.__func__:
+                continue  # its ports come from its config: unknown without one
+            config = None
+        try:
+            if config is None:
+                in_ports, out_ports = port_list(cls.inputs), port_list(cls.outputs)
+            else:
+                in_ports, out_ports = cls.ports(config)
+        except EdgeloopError as exc:  # ports read from a file the config names (a model)
+            problem(
+                ("nodes", i, "config"),
+                str(exc).split(" (fix: ")[0],
+                getattr(exc, "fix", "") or _fix_of(exc),
+            )
+            continue
+        ports_of[spec.id] = [p.name for p in out_ports]
+        declared_in = [p.name for p in in_ports]
         for port in spec.inputs:
             if port not in declared_in and not cls.accepts_any_inputs:
                 problem(
@@ -80,7 +98,7 @@ def validate_graph(graph: LoopGraph, registry: PluginRegistry) -> list[GraphProb
                     f"node type '{spec.type}' has no input '{port}'",
                     _choices(port, declared_in, "inputs"),
                 )
-        declared_out = [p.name for p in port_list(cls.outputs)]
+        declared_out = ports_of[spec.id]
         for port in spec.outputs or []:
             if port not in declared_out:
                 problem(
@@ -89,12 +107,12 @@ def validate_graph(graph: LoopGraph, registry: PluginRegistry) -> list[GraphProb
                     _choices(port, declared_out, "outputs"),
                 )
 
-    def outputs_of(node_id: str) -> list[str]:
+    def outputs_of(node_id: str) -> list[str] | None:
+        """The outputs a node offers; None when they cannot be known (a bad config)."""
         spec = graph.nodes[by_id[node_id]]
         if spec.outputs is not None:
             return list(spec.outputs)
-        cls = classes.get(node_id)
-        return [p.name for p in port_list(cls.outputs)] if cls else []
+        return ports_of.get(node_id)
 
     fallback_targets = {s.on_fault.fallback for s in graph.nodes if s.on_fault.action == "fallback"}
     for i, spec in enumerate(graph.nodes):
@@ -108,11 +126,11 @@ def validate_graph(graph: LoopGraph, registry: PluginRegistry) -> list[GraphProb
                     f"input wired to missing node '{inp.node}'",
                     _choices(inp.node, [*by_id, *sorted(graph.unparsed_ids)], "nodes"),
                 )
-            elif inp.node in classes and inp.port not in outputs_of(inp.node):
+            elif (offered := outputs_of(inp.node)) is not None and inp.port not in offered:
                 problem(
                     loc,
                     f"node '{inp.node}' has no output '{inp.port}'",
-                    _choices(inp.port, outputs_of(inp.node), "outputs"),
+                    _choices(inp.port, offered, "outputs"),
                 )
         triggers = any(
             inp.is_timer or (inp.trigger and not inp.feedback) for inp in spec.inputs.values()
@@ -199,7 +217,10 @@ def _check_fallback(spec, i, by_id, outputs_of, problem, graph_unparsed) -> None
             loc, f"fallback node '{target}' does not exist", _choices(target, list(by_id), "nodes")
         )
     else:
-        missing = sorted(set(outputs_of(spec.id)) - set(outputs_of(target)))
+        own, offered = outputs_of(spec.id), outputs_of(target)
+        if own is None or offered is None:
+            return
+        missing = sorted(set(own) - set(offered))
         if missing:
             problem(
                 loc,
@@ -259,6 +280,11 @@ def _unmarked_cycles(graph: LoopGraph, by_id: dict[str, int]) -> list[list[str]]
                 path.append(nxt)
                 pending.append(iter(edges[nxt]))
     return cycles
+
+
+def _fix_of(exc: Exception) -> str:
+    text = str(exc)
+    return text.split(" (fix: ", 1)[1].rstrip(")") if " (fix: " in text else ""
 
 
 def _choices(value: str, known: list[str], what: str) -> str:

@@ -147,6 +147,8 @@ class Runner:
         "contracts",
         "ctx",
         "deadline_ns",
+        "declared_inputs",
+        "declared_outputs",
         "down_until",
         "faults",
         "fifo_slots",
@@ -176,6 +178,7 @@ class Runner:
         self.node = node
         self.step = node.step
         self.ctx = ctx
+        self.declared_inputs, self.declared_outputs = cls.ports(ctx.config)
         self.inputs: dict[str, Any] = {}
         self.slots: list[Slot] = []
         self.fifo_slots: list[Slot] = []
