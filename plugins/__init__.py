@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from edgeloop.plugins.control import PendulumSwingUp, PidController
 from edgeloop.plugins.gym_plant import GymActuator, GymSensor
+from edgeloop.plugins.onnx_model import OnnxModel
 from edgeloop.plugins.safety import ActionClamp
 from edgeloop.plugins.sinks import LogSink
 from edgeloop.plugins.sources import ConstantAction
@@ -22,4 +23,5 @@ def edgeloop_register_node_types() -> dict[str, type[Node]]:
         "clamp": ActionClamp,
         "constant": ConstantAction,
         "log": LogSink,
+        "onnx.model": OnnxModel,
     }

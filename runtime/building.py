@@ -217,6 +217,7 @@ class CompiledLoop:
                     faults=dict(r.faults),
                     restarts=r.restarts,
                     skipped=r.skipped,
+                    notes=dict(r.ctx.notes),
                 )
             )
         return stats

@@ -93,6 +93,8 @@ class NodeStats:
     faults: dict[str, int] = field(default_factory=dict)
     restarts: int = 0
     skipped: int = 0
+    notes: dict[str, str] = field(default_factory=dict)
+    """Facts the node stated (``ctx.note``), e.g. the execution provider its model runs on."""
 
 
 @dataclass

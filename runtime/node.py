@@ -109,6 +109,8 @@ class NodeContext:
         self.logger = logging.getLogger(f"edgeloop.node.{node_id}")
         self._resources = resources
         self._metrics = metrics
+        self.notes: dict[str, str] = {}
+        """What the node stated with :meth:`note`, shown in the run report."""
         self._messages: dict[str, Callable[[], Message | None]] = {}
 
     def message(self, port: str) -> Message | None:
@@ -132,6 +134,11 @@ class NodeContext:
         if key not in self._resources:
             self._resources[key] = factory()
         return self._resources[key]
+
+    def note(self, key: str, value: str) -> None:
+        """State a fact about this node for the run report (e.g. which execution
+        provider runs its model); a later note under the same key replaces it."""
+        self.notes[key] = str(value)
 
     def record(self, name: str, value: float) -> None:
         """Add a value to the report's series ``<node id>.<name>`` (e.g. episode returns)."""

@@ -54,6 +54,16 @@ def report_tables(report: RunReport) -> Group:
             str(n.restarts),
         )
     parts: list[Table] = [nodes]
+    noted = [n for n in report.nodes if n.notes]
+    if noted:
+        notes = Table(title="node notes", title_justify="left")
+        notes.add_column("node")
+        notes.add_column("note")
+        notes.add_column("value")
+        for n in noted:
+            for key, value in n.notes.items():
+                notes.add_row(n.id, key, Text(value))
+        parts.append(notes)
     if report.contracts:
         contracts = Table(title="sense-to-act contracts (clock time)", title_justify="left")
         for col in (

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import onnx_models
 import pytest
 
 import edgeloop
@@ -17,12 +18,19 @@ from edgeloop.testing import CounterSensor, RecordingSink, check_node
 PENDULUM = Path(__file__).parents[2] / "examples" / "pendulum" / "loop.yaml"
 
 
+# Node types that need a config to exist at all, and how to make one in a test folder.
+REQUIRED_CONFIG = {
+    "onnx.model": lambda folder: {"model": str(onnx_models.make_mlp(folder / "mlp.onnx"))},
+}
+
+
 @pytest.mark.parametrize("name", sorted(edgeloop.PluginRegistry().node_types))
 def test_every_registered_node_type_keeps_the_node_contract(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # node types that write files write them here
     info = edgeloop.PluginRegistry().node_type(name)
     assert info.description, f"{name} needs a one-line description"
-    check_node(info.cls)
+    config = REQUIRED_CONFIG[name](tmp_path) if name in REQUIRED_CONFIG else None
+    check_node(info.cls, config)
 
 
 def test_the_pendulum_loop_swings_up_and_balances_in_simulated_time():

@@ -1,0 +1,314 @@
+"""The ONNX model node: runs a ``.onnx`` file or an exported bundle in a loop.
+
+Its ports are the model's inputs and outputs (renamed with ``ports``). The
+session is built from the graph's hardware profile: execution providers in
+the profile's order with its options; one that is missing from this ONNX
+Runtime build, that ONNX Runtime silently replaces, or that fails a first
+real inference is skipped, and the run report says which provider runs and
+why the others were skipped. The board needs onnxruntime and numpy only.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeloop.runtime.bundles import BundleError, TensorSpec, open_model
+from edgeloop.runtime.errors import EdgeloopError
+from edgeloop.runtime.node import Model, NodeContext, Port
+
+CPU = "CPUExecutionProvider"
+
+# ONNX Runtime's tensor type strings and the numpy dtypes they hold.
+_ORT_DTYPES = {
+    "tensor(float)": "float32",
+    "tensor(double)": "float64",
+    "tensor(float16)": "float16",
+    "tensor(int8)": "int8",
+    "tensor(int16)": "int16",
+    "tensor(int32)": "int32",
+    "tensor(int64)": "int64",
+    "tensor(uint8)": "uint8",
+    "tensor(uint16)": "uint16",
+    "tensor(uint32)": "uint32",
+    "tensor(uint64)": "uint64",
+    "tensor(bool)": "bool",
+}
+
+
+def _onnxruntime() -> Any:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise EdgeloopError(
+            "the onnx.model node needs ONNX Runtime, which is not installed (fix: pip install "
+            "onnxruntime, or on a Jetson NVIDIA's onnxruntime-gpu wheel for its JetPack)"
+        ) from None
+    return onnxruntime
+
+
+@dataclass(frozen=True)
+class OnnxModelConfig:
+    model: str
+    """A ``.onnx`` file or a bundle folder from ``edgeloop export`` (relative paths
+    are taken from the working directory)."""
+    ports: dict[str, str] = field(default_factory=dict)
+    """Port name -> model input or output name, for names that are not good port
+    names (``input.1``); unmapped tensors keep their own names."""
+    providers: list[str] | None = None
+    """Execution providers to try, overriding the profile's (e.g. ``[CPUExecutionProvider]``)."""
+    warmup: int = 3
+    """Inferences run at setup after the first one that checks the provider (0: none)."""
+    add_batch_dim: bool = True
+    """Feed an input that lacks the model's leading batch dimension with one added,
+    and drop it from the outputs: a loop steps one observation at a time."""
+    threads: int | None = None
+    """Intra-op threads; None takes the profile's ``cpu_threads`` (or ORT's default)."""
+
+
+_SIGNATURES: dict[tuple[str, float], tuple[list[TensorSpec], list[TensorSpec]]] = {}
+
+
+def model_signature(path: str | Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """The inputs and outputs of a model file or bundle (read once per file version).
+
+    Raises:
+        BundleError: a missing, tampered or unreadable model.
+    """
+    model_file, manifest = open_model(path)
+    if manifest is not None:
+        return list(manifest.inputs), list(manifest.outputs)
+    key = (str(model_file.resolve()), model_file.stat().st_mtime)
+    if key not in _SIGNATURES:
+        session = _cpu_session(model_file)
+        _SIGNATURES[key] = (_specs(session.get_inputs()), _specs(session.get_outputs()))
+    return _SIGNATURES[key]
+
+
+def _cpu_session(model_file: Path) -> Any:
+    ort = _onnxruntime()
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(model_file), options, providers=[CPU])
+    except Exception as exc:  # ORT's errors for bad files are plain RuntimeErrors
+        reason = str(exc).strip().splitlines()[-1][:300]
+        raise BundleError(
+            f"not a loadable ONNX model: {reason}",
+            path=model_file,
+            fix="export the model again, or check it is an .onnx file",
+        ) from None
+
+
+def _specs(args: list[Any]) -> list[TensorSpec]:
+    return [
+        TensorSpec(
+            name=a.name,
+            dtype=_ORT_DTYPES.get(a.type, a.type),
+            shape=[d if isinstance(d, int) else (d or None) for d in a.shape],
+        )
+        for a in args
+    ]
+
+
+class OnnxModel(Model):
+    """Runs an ONNX model (file or bundle) with the profile's execution providers.
+
+    Inputs and outputs: the model's, one port per tensor, named after it or as
+    ``ports`` maps them; dtypes and shapes are the model's.
+        | port | dtype/shape | units | meaning |
+        | <model input> | the model's | as the model | fed to the model |
+        | <model output> | the model's | as the model | what the model returns |
+
+    Config:
+        | key | type | default | meaning |
+        | model | str | (required) | ``.onnx`` file or bundle folder |
+        | ports | dict[str, str] | ``{}`` | port name -> tensor name |
+        | providers | list[str] or None | None | providers to try instead of the profile's |
+        | warmup | int | 3 | inferences at setup after the provider check |
+        | add_batch_dim | bool | True | add/drop a missing leading batch dimension |
+        | threads | int or None | None | intra-op threads (None: the profile's cpu_threads) |
+
+    Faults: a missing, tampered or unloadable model, or no provider that runs
+    it, fails setup (and ``edgeloop validate``, for the first ones). On the
+    first step, an input of the wrong dtype or shape raises, saying what the
+    model expects and what came. Non-finite float outputs are ``non_finite``
+    faults.
+
+    Notes in the run report: ``provider`` (the one that runs), ``skipped``
+    (each provider passed over and why).
+
+    YAML::
+
+        - id: policy
+          type: onnx.model
+          inputs: {obs: sensor/obs}
+          config: {model: policy_bundle}
+    """
+
+    Config = OnnxModelConfig
+
+    @classmethod
+    def ports(cls, config: OnnxModelConfig) -> tuple[tuple[Port, ...], tuple[Port, ...]]:
+        inputs, outputs = model_signature(config.model)
+        names = {t.name for t in inputs} | {t.name for t in outputs}
+        for port, tensor in config.ports.items():
+            if tensor not in names:
+                close = difflib.get_close_matches(tensor, sorted(names), n=3)
+                hint = (
+                    f"did you mean {', '.join(close)}?"
+                    if close
+                    else f"the model's tensors: {', '.join(sorted(names))}"
+                )
+                raise EdgeloopError(
+                    f"ports maps '{port}' to '{tensor}', which the model "
+                    f"{config.model} does not have (fix: {hint})"
+                )
+        port_of = {tensor: port for port, tensor in config.ports.items()}
+
+        def as_port(t: TensorSpec) -> Port:
+            shape = tuple(d if isinstance(d, int) else None for d in t.shape)
+            return Port(port_of.get(t.name, t.name), dtype=t.dtype, shape=shape)
+
+        return tuple(map(as_port, inputs)), tuple(map(as_port, outputs))
+
+    def setup(self, ctx: NodeContext) -> None:
+        super().setup(ctx)
+        cfg: OnnxModelConfig = ctx.config
+        self.model_file, self.manifest = open_model(cfg.model)
+        inputs, outputs = model_signature(cfg.model)
+        port_of = {tensor: port for port, tensor in cfg.ports.items()}
+        self.feeds = [(port_of.get(t.name, t.name), t) for t in inputs]
+        self.output_names = [t.name for t in outputs]
+        self.output_ports = [port_of.get(t.name, t.name) for t in outputs]
+        self.session = self._first_provider_that_runs(ctx)
+        self.checked = False
+        self.batched: bool | None = None
+
+    def _candidates(self, ctx: NodeContext) -> list[tuple[str, dict[str, Any]]]:
+        cfg: OnnxModelConfig = self.config
+        if cfg.providers is not None:
+            return [(name, {}) for name in cfg.providers]
+        if ctx.profile is not None:
+            return [(p.name, _with_paths(p.options)) for p in ctx.profile.execution_providers]
+        return [(CPU, {})]
+
+    def _first_provider_that_runs(self, ctx: NodeContext) -> Any:
+        ort = _onnxruntime()
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # ORT's own warnings would flood the console
+        threads = self.config.threads or (ctx.profile.cpu_threads if ctx.profile else None)
+        if threads:
+            options.intra_op_num_threads = threads
+        available = set(ort.get_available_providers())
+        skipped: list[str] = []
+        for name, provider_options in self._candidates(ctx):
+            short = name.removesuffix("ExecutionProvider")
+            if name not in available:
+                skipped.append(f"{short}: not in this ONNX Runtime build")
+                continue
+            try:
+                session = ort.InferenceSession(
+                    str(self.model_file), options, providers=[(name, provider_options)]
+                )
+            except Exception as exc:
+                skipped.append(f"{short}: session failed: {_last_line(exc)}")
+                continue
+            if session.get_providers()[0] != name:
+                skipped.append(f"{short}: ONNX Runtime fell back to {session.get_providers()[0]}")
+                continue
+            try:
+                probe = {t.name: _zeros(t) for _, t in self.feeds}
+                for _ in range(1 + max(0, self.config.warmup)):
+                    session.run(self.output_names, probe)
+            except Exception as exc:
+                skipped.append(f"{short}: first inference failed: {_last_line(exc)}")
+                continue
+            ctx.note("provider", short)
+            if skipped:
+                ctx.note("skipped", "; ".join(skipped))
+                ctx.logger.info("model runs on %s; skipped %s", short, "; ".join(skipped))
+            return session
+        raise EdgeloopError(
+            f"no execution provider could run {self.model_file}: "
+            + "; ".join(skipped)
+            + " (fix: add CPUExecutionProvider to the "
+            "profile's list, or install an ONNX Runtime with the provider)"
+        )
+
+    def step(self, inputs: dict[str, Any]) -> dict[str, Any] | None:
+        feed = {}
+        for port, tensor in self.feeds:
+            value = inputs[port]
+            if value is None:
+                return None  # not every input has arrived yet
+            feed[tensor.name] = value
+        if not self.checked:
+            self._check_first(feed)
+        if self.batched:
+            feed = {name: value[None] for name, value in feed.items()}
+            results = self.session.run(self.output_names, feed)
+            return {port: r[0] for port, r in zip(self.output_ports, results, strict=True)}
+        results = self.session.run(self.output_names, feed)
+        return dict(zip(self.output_ports, results, strict=True))
+
+    def _check_first(self, feed: dict[str, Any]) -> None:
+        """Say exactly how the first inputs differ from what the model expects."""
+        batched = set()
+        for port, tensor in self.feeds:
+            value = feed[tensor.name]
+            if not isinstance(value, np.ndarray):
+                raise TypeError(
+                    f"input '{port}' is a {type(value).__name__}; the model wants a "
+                    f"numpy array of {tensor.dtype}"
+                )
+            if value.dtype != np.dtype(tensor.dtype):
+                raise TypeError(
+                    f"input '{port}' is {value.dtype}; model input '{tensor.name}' wants "
+                    f"{tensor.dtype} (fix: make the upstream node output {tensor.dtype})"
+                )
+            want = tensor.shape
+            if self.config.add_batch_dim and len(want) == value.ndim + 1:
+                want = want[1:]
+                batched.add(port)
+            if len(want) != value.ndim or any(
+                isinstance(w, int) and w != v for w, v in zip(want, value.shape, strict=True)
+            ):
+                raise ValueError(
+                    f"input '{port}' has shape {value.shape}; model input '{tensor.name}' wants "
+                    f"{_shape_text(tensor.shape)} (names and None are free dimensions)"
+                )
+        if batched and len(batched) != len(self.feeds):
+            raise ValueError(
+                f"inputs {sorted(batched)} lack the batch dimension but others "
+                "have it: give all or none"
+            )
+        self.batched = bool(batched)
+        self.checked = True
+
+
+def _zeros(tensor: TensorSpec) -> np.ndarray:
+    shape = [d if isinstance(d, int) else 1 for d in tensor.shape]
+    return np.zeros(shape, dtype=tensor.dtype)
+
+
+def _shape_text(shape: list[int | str | None]) -> str:
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
+
+
+def _last_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[-1] if text else type(exc).__name__)[:200]
+
+
+def _with_paths(options: dict[str, Any]) -> dict[str, Any]:
+    """Provider options with cache folders made (TensorRT writes engines there)."""
+    for key in ("trt_engine_cache_path", "trt_timing_cache_path"):
+        if key in options:
+            os.makedirs(str(options[key]), exist_ok=True)
+    return dict(options)

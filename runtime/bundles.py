@@ -1,0 +1,165 @@
+"""Model bundles: a folder with the model file(s) and ``manifest.json``.
+
+The exporter writes bundles; the ONNX model node reads them. The manifest
+records what the model expects and how it was made, and the sha256 of every
+file, so a tampered or truncated model is refused before a session is built.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from edgeloop.runtime.errors import EdgeloopError
+
+MANIFEST = "manifest.json"
+
+
+class BundleError(EdgeloopError):
+    """Raised when a model file or bundle is missing, unreadable, tampered or invalid."""
+
+    def __init__(self, message: str, *, path: str | Path, fix: str) -> None:
+        self.path = str(path)
+        self.fix = fix
+        super().__init__(f"{path}: {message} (fix: {fix})")
+
+
+class TensorSpec(BaseModel):
+    """One model input or output."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    dtype: str
+    """numpy dtype name, e.g. ``float32``."""
+    shape: list[int | str | None]
+    """Fixed sizes as ints; dynamic dimensions by name (``batch``) or None."""
+
+
+class BundleManifest(BaseModel):
+    """``manifest.json``: what is in a bundle and how it was made."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: int = 1
+    edgeloop_version: str
+    created: str
+    """ISO 8601 time of export."""
+    model: str
+    """File name of the ONNX model inside the bundle."""
+    profile: str | None = None
+    """Hardware profile the model was exported and checked for."""
+    opset: int | None = None
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    constants: dict[str, Any] = Field(default_factory=dict)
+    """Pre/post-processing constants (observation normalisation, action bounds)."""
+    files: dict[str, str]
+    """sha256 (hex) of every file in the bundle but the manifest, by name."""
+    parity: dict[str, Any] = Field(default_factory=dict)
+    precheck: dict[str, Any] = Field(default_factory=dict)
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def open_model(path: str | Path) -> tuple[Path, BundleManifest | None]:
+    """The ONNX file to load from a ``.onnx`` path or a bundle folder, and the
+    bundle's manifest (None for a bare model file).
+
+    Raises:
+        BundleError: the path does not exist, the manifest is missing or invalid,
+            or a file's sha256 differs from the manifest's (tampered or truncated).
+    """
+    path = Path(path)
+    if path.is_dir():
+        manifest = read_manifest(path)
+        verify_bundle(path, manifest)
+        return path / manifest.model, manifest
+    if not path.is_file():
+        raise BundleError(
+            "no such model file or bundle folder",
+            path=path,
+            fix="check the path (a .onnx file or a folder with manifest.json)",
+        )
+    return path, None
+
+
+def read_manifest(folder: Path) -> BundleManifest:
+    """Read and validate ``manifest.json`` of a bundle folder."""
+    manifest_path = folder / MANIFEST
+    try:
+        data = json.loads(manifest_path.read_text())
+    except FileNotFoundError:
+        raise BundleError(
+            f"no {MANIFEST} in this folder",
+            path=folder,
+            fix="point at a bundle made by `edgeloop export`, or at a .onnx file",
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(
+            f"{MANIFEST} is not readable JSON: {exc}",
+            path=manifest_path,
+            fix="export the bundle again",
+        ) from None
+    try:
+        return BundleManifest.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(x) for x in err["loc"])
+        raise BundleError(
+            f"{MANIFEST} field '{where}': {err['msg']}",
+            path=manifest_path,
+            fix="export the bundle again",
+        ) from None
+
+
+def verify_bundle(folder: Path, manifest: BundleManifest) -> None:
+    """Check every file the manifest lists against its sha256.
+
+    Raises:
+        BundleError: a file is missing or its content changed.
+    """
+    if manifest.model not in manifest.files:
+        raise BundleError(
+            f"the manifest lists no sha256 for the model '{manifest.model}'",
+            path=folder / MANIFEST,
+            fix="export the bundle again",
+        )
+    for name, expected in manifest.files.items():
+        file = folder / name
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise BundleError(
+                f"the manifest names a file outside the bundle: '{name}'",
+                path=folder / MANIFEST,
+                fix="export the bundle again",
+            )
+        if not file.is_file():
+            raise BundleError(
+                f"'{name}' is missing from the bundle",
+                path=folder,
+                fix="copy the whole bundle folder again",
+            )
+        actual = sha256_of(file)
+        if actual != expected:
+            raise BundleError(
+                f"'{name}' does not match its sha256 in the manifest (expected "
+                f"{expected[:12]}..., found {actual[:12]}...): it was changed or truncated",
+                path=folder,
+                fix="copy the bundle again from where it was exported",
+            )
+
+
+def write_manifest(folder: Path, manifest: BundleManifest) -> None:
+    """Write ``manifest.json`` into a bundle folder."""
+    (folder / MANIFEST).write_text(json.dumps(manifest.model_dump(), indent=2) + "\n")

@@ -1,0 +1,243 @@
+"""The onnx.model node: real ONNX Runtime sessions on small models the tests build."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx_models
+import pytest
+
+import edgeloop
+from edgeloop import Executor, LoopGraph, Port
+from edgeloop.testing import RecordingSink
+
+PENDULUM = Path(__file__).parents[2] / "examples" / "pendulum" / "loop.yaml"
+
+
+class ObsSource(edgeloop.Sensor):
+    """Emits [t, 2t, 3t] as float32 (or float64 with dtype)."""
+
+    outputs = (Port("obs", dtype="float32", shape=(3,)),)
+
+    def step(self, inputs):
+        t = self.ctx.now()
+        return {"obs": np.array([t, 2 * t, 3 * t], dtype=np.float32)}
+
+
+class Float64Source(ObsSource):
+    """Emits float64, which a float32 model does not take."""
+
+    outputs = (Port("obs", dtype="float64", shape=(3,)),)
+
+    def step(self, inputs):
+        return {"obs": np.zeros(3)}
+
+
+def model_loop(model: Path | str, source: type = ObsSource, **config: Any) -> LoopGraph:
+    graph = LoopGraph(name="model_loop")
+    graph.add_node("source", source, rate_hz=10)
+    graph.add_node(
+        "policy", "onnx.model", config={"model": str(model), **config}, inputs={"obs": "source/obs"}
+    )
+    graph.add_node("sink", RecordingSink, inputs={"action": "policy/action"})
+    return graph
+
+
+def run(graph: LoopGraph, duration_s: float = 0.5, **kwargs: Any) -> tuple[Executor, Any]:
+    executor = Executor(graph, simulated=True, **kwargs)
+    return executor, executor.run(duration_s)
+
+
+def test_the_model_node_computes_what_the_model_computes(tmp_path):
+    model = onnx_models.make_mlp(tmp_path / "mlp.onnx")
+    executor, report = run(model_loop(model))
+    actions = executor.node("sink").values("action")
+    weights = onnx_models.mlp_weights()
+    for k, action in enumerate(actions):
+        t = k * 0.1
+        expected = onnx_models.mlp_reference(np.array([t, 2 * t, 3 * t], np.float32), weights)
+        assert action.shape == (1,)  # the batch dimension added for the model is dropped
+        np.testing.assert_allclose(action, expected, rtol=1e-5, atol=1e-6)
+    assert report.node("policy").notes["provider"] == "CPU"
+
+
+def test_its_ports_are_the_models_tensors_renamed_as_asked(tmp_path):
+    model = onnx_models.make_mlp(tmp_path / "mlp.onnx", input_name="input.1", output_name="out.0")
+    policy = edgeloop.PluginRegistry().node_type("onnx.model").cls
+    config = policy.Config(model=str(model), ports={"obs": "input.1", "action": "out.0"})
+    inputs, outputs = policy.ports(config)
+    assert [(p.name, p.dtype, p.shape) for p in inputs] == [("obs", "float32", (None, 3))]
+    assert [(p.name, p.dtype, p.shape) for p in outputs] == [("action", "float32", (None, 1))]
+    _, report = run(model_loop(model, ports={"obs": "input.1", "action": "out.0"}))
+    assert report.node("sink").calls == 5
+
+
+def test_a_port_mapped_to_a_tensor_the_model_lacks_is_a_graph_problem(tmp_path):
+    model = onnx_models.make_mlp(tmp_path / "mlp.onnx")
+    graph = model_loop(model, ports={"obs": "observation"})
+    problems = edgeloop.validate_graph(graph, edgeloop.PluginRegistry())
+    assert [p.field for p in problems] == ["nodes[1].config"]
+    assert "does not have" in problems[0].message and "obs" in problems[0].fix
+
+
+def test_a_model_with_two_inputs_and_two_outputs_runs_with_all_its_ports(tmp_path):
+    model = onnx_models.make_two_by_two(tmp_path / "two.onnx")
+
+    class Pair(edgeloop.Sensor):
+        """Emits a and b."""
+
+        outputs = (Port("a", dtype="float32"), Port("b", dtype="float32"))
+
+        def step(self, inputs):
+            return {"a": np.array([1.0, 2.0], np.float32), "b": np.array([1, 2, 3], np.float32)}
+
+    graph = LoopGraph(name="two")
+    graph.add_node("pair", Pair, rate_hz=10)
+    graph.add_node(
+        "model", "onnx.model", config={"model": str(model)}, inputs={"a": "pair/a", "b": "pair/b"}
+    )
+    graph.add_node("sink", RecordingSink, inputs={"total": "model/total", "twice": "model/twice"})
+    executor, _ = run(graph, 0.2)
+    _, last = executor.node("sink").received[-1]
+    assert last["total"].tolist() == [3.0]
+    assert last["twice"].tolist() == [2.0, 4.0, 6.0]
+
+
+def test_a_batch_of_inputs_passes_through_a_dynamic_batch_dimension(tmp_path):
+    model = onnx_models.make_mlp(tmp_path / "mlp.onnx")
+
+    class Batch(edgeloop.Sensor):
+        """Emits four observations at once."""
+
+        outputs = (Port("obs", dtype="float32"),)
+
+        def step(self, inputs):
+            return {"obs": np.ones((4, 3), np.float32)}
+
+    executor, _ = run(model_loop(model, source=Batch), 0.1)
+    (action,) = executor.node("sink").values("action")
+    assert action.shape == (4, 1)
+
+
+def test_the_profiles_providers_are_tried_in_order_and_skips_are_reported(tmp_path):
+    model = onnx_models.make_mlp(tmp_path / "mlp.onnx")
+    graph = model_loop(model)
+    graph.profile = "desktop-cuda"  # TensorRT -> CUDA -> CPU; this machine has no GPU
+    _, report = run(graph)
+    notes = report.node("policy").notes
+    assert notes["provider"] == "CPU"
+    assert "Tensorrt:" in notes["skipped"] and "CUDA:" in notes["skipped"]
+    assert report.node("sink").calls == 5
+
+
+def test_a_provider_list_in_the_config_overrides_the_profile(tmp_path):
+    model = onnx_models.make_mlp(tmp_path / "mlp.onnx")
+    graph = model_loop(model, providers=["NoSuchExecutionProvider", "CPUExecutionProvider"])
+    graph.profile = "desktop-cuda"
+    _, report = run(graph)
+    notes = report.node("policy").notes
+    assert notes == {"provider": "CPU", "skipped": "NoSuch: not in this ONNX Runtime build"}
+
+
+def test_no_provider_that_runs_is_a_setup_error_listing_why(tmp_path):
+    model = onnx_models.make_mlp(tmp_path / "mlp.onnx")
+    with pytest.raises(edgeloop.NodeSetupError, match="no execution provider could run"):
+        run(model_loop(model, providers=["NoSuchExecutionProvider"]))
+
+
+@pytest.mark.parametrize("content", [b"", b"not an onnx model at all", b"\x08\x07\x12\xff\xff"])
+def test_a_file_that_is_not_a_loadable_model_is_a_clear_graph_problem(tmp_path, content):
+    path = tmp_path / "broken.onnx"
+    path.write_bytes(content)
+    problems = edgeloop.validate_graph(model_loop(path), edgeloop.PluginRegistry())
+    assert len(problems) == 1 and "not a loadable ONNX model" in problems[0].message
+
+
+def test_a_missing_model_file_is_a_clear_graph_problem(tmp_path):
+    problems = edgeloop.validate_graph(
+        model_loop(tmp_path / "nowhere.onnx"), edgeloop.PluginRegistry()
+    )
+    assert len(problems) == 1 and "no such model file" in problems[0].message
+
+
+def test_an_input_of_the_wrong_dtype_is_a_fault_saying_what_the_model_wants(tmp_path):
+    model = onnx_models.make_mlp(tmp_path / "mlp.onnx")
+    _, report = run(model_loop(model, source=Float64Source), 0.1)
+    (fault,) = report.fault_log[:1]
+    assert fault["node"] == "policy" and fault["kind"] == "exception"
+    assert "is float64; model input 'obs' wants float32" in fault["error"]
+
+
+def test_an_input_of_the_wrong_shape_is_a_fault_saying_what_the_model_wants(tmp_path):
+    model = onnx_models.make_mlp(tmp_path / "mlp.onnx", in_dim=4)
+    _, report = run(model_loop(model), 0.1)
+    assert "has shape (3,); model input 'obs' wants (batch, 4)" in report.fault_log[0]["error"]
+
+
+def test_a_non_finite_model_output_is_a_fault(tmp_path):
+    model = onnx_models.make_log(tmp_path / "log.onnx")
+
+    class Negative(edgeloop.Sensor):
+        """Emits -1."""
+
+        outputs = (Port("x", dtype="float32"),)
+
+        def step(self, inputs):
+            return {"x": np.array([-1.0], np.float32)}
+
+    graph = LoopGraph(name="nan")
+    graph.add_node("source", Negative, rate_hz=10)
+    graph.add_node(
+        "model",
+        "onnx.model",
+        config={"model": str(model)},
+        inputs={"x": "source/x"},
+        on_fault="hold_last",
+    )
+    _, report = run(graph, 0.3)
+    assert report.node("model").faults == {"non_finite": 3}
+
+
+def test_a_bundle_is_verified_and_runs(tmp_path):
+    bundle = onnx_models.make_bundle(tmp_path / "bundle", onnx_models.make_mlp(tmp_path / "m.onnx"))
+    executor, _ = run(model_loop(bundle))
+    assert len(executor.node("sink").values("action")) == 5
+
+
+@pytest.mark.parametrize("damage", ["append", "truncate", "delete"])
+def test_a_tampered_truncated_or_incomplete_bundle_is_refused(tmp_path, damage):
+    bundle = onnx_models.make_bundle(tmp_path / "bundle", onnx_models.make_mlp(tmp_path / "m.onnx"))
+    model = bundle / "model.onnx"
+    if damage == "append":
+        model.write_bytes(model.read_bytes() + b"\x00")
+    elif damage == "truncate":
+        model.write_bytes(model.read_bytes()[:-10])
+    else:
+        model.unlink()
+    problems = edgeloop.validate_graph(model_loop(bundle), edgeloop.PluginRegistry())
+    (problem,) = problems
+    expected = "is missing from the bundle" if damage == "delete" else "does not match its sha256"
+    assert expected in problem.message
+
+
+def test_a_folder_without_a_manifest_is_refused(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (problem,) = edgeloop.validate_graph(model_loop(tmp_path / "empty"), edgeloop.PluginRegistry())
+    assert "no manifest.json in this folder" in problem.message
+
+
+def test_an_onnx_policy_drives_the_gymnasium_pendulum(tmp_path):
+    model = onnx_models.make_mlp(tmp_path / "mlp.onnx")
+    graph = edgeloop.load_graph(PENDULUM)
+    controller = graph.node("controller")
+    controller.type = "onnx.model"
+    controller.config = {"model": str(model)}
+    graph.add_node("watch", RecordingSink, inputs={"action": "controller/action"})
+    executor, report = run(graph, 2.0)
+    assert report.node("motor").calls == 100
+    assert report.node("controller").faults == {}
+    assert all(
+        a.dtype == np.float32 and a.shape == (1,) for a in executor.node("watch").values("action")
+    )
