@@ -106,6 +106,29 @@ def _parser() -> argparse.ArgumentParser:
     )
     show.add_argument("name", help="a profile name (see `edgeloop profiles`) or a file path")
 
+    warmup = sub.add_parser(
+        "warmup",
+        help="build a model's sessions (and TensorRT engines) ahead of time",
+        description="Build the ONNX Runtime session for a model or bundle with a profile's "
+        "execution providers, run it, and keep what can be cached (TensorRT engines go to the "
+        "profile's trt_engine_cache_path). On a Jetson the first engine build takes minutes; "
+        "do it here rather than at the first loop start. Prints the provider that runs.",
+    )
+    warmup.add_argument("model", type=Path, help=".onnx file or bundle folder")
+    warmup.add_argument(
+        "--profile",
+        required=True,
+        metavar="NAME",
+        help="hardware profile name or file (its providers and options are used)",
+    )
+    warmup.add_argument(
+        "--runs",
+        type=int,
+        default=20,
+        metavar="N",
+        help="inferences after the first, timed (default 20)",
+    )
+
     graph = sub.add_parser(
         "graph",
         help="print a loop graph as text or Mermaid",
@@ -285,6 +308,59 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_warmup(args: argparse.Namespace) -> int:
+    import time
+
+    import numpy as np
+
+    from edgeloop.plugins.onnx_model import OnnxModel
+    from edgeloop.runtime.clocks import SimClock
+    from edgeloop.runtime.node import NodeContext, build_config
+    from edgeloop.runtime.profiles import load_profile
+
+    if args.runs < 0:
+        raise EdgeloopError(f"--runs must be >= 0, got {args.runs} (fix: e.g. --runs 20)")
+    profile = load_profile(args.profile)
+    config = build_config("onnx.model", OnnxModel.Config, {"model": str(args.model), "warmup": 0})
+    OnnxModel.ports(config)  # a missing or tampered model is reported before any session
+    ctx = NodeContext(
+        node_id="warmup",
+        config=config,
+        clock=SimClock(),
+        rng=np.random.default_rng(0),
+        seed=0,
+        profile=profile,
+        resources={},
+        metrics={},
+    )
+    node = OnnxModel()
+    started = time.perf_counter()
+    node.setup(ctx)
+    built_s = time.perf_counter() - started
+    from edgeloop.plugins.onnx_model import _zeros
+
+    feed = {t.name: _zeros(t) for _, t in node.feeds}
+    times = []
+    for _ in range(args.runs):
+        t0 = time.perf_counter()
+        node.session.run(node.output_names, feed)
+        times.append((time.perf_counter() - t0) * 1e6)
+    _out.print(
+        f"{args.model}: runs on {ctx.notes['provider']} (profile {profile.name}); "
+        f"session and first inference took {built_s:.2f} s",
+        highlight=False,
+    )
+    if "skipped" in ctx.notes:
+        _out.print(Text(f"skipped: {ctx.notes['skipped']}"))
+    if times:
+        _out.print(
+            f"{args.runs} runs: p50 {np.percentile(times, 50):.1f} µs, "
+            f"p99 {np.percentile(times, 99):.1f} µs",
+            highlight=False,
+        )
+    return 0
+
+
 def _cmd_graph(args: argparse.Namespace) -> int:
     from edgeloop.runtime.diagram import graph_mermaid, graph_text
 
@@ -295,6 +371,7 @@ def _cmd_graph(args: argparse.Namespace) -> int:
 
 _COMMANDS = {
     "profiles": _cmd_profiles,
+    "warmup": _cmd_warmup,
     "run": _cmd_run,
     "validate": _cmd_validate,
     "plugins": _cmd_plugins,

@@ -10,7 +10,9 @@ why the others were skipped. The board needs onnxruntime and numpy only.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,15 +214,23 @@ class OnnxModel(Model):
             if name not in available:
                 skipped.append(f"{short}: not in this ONNX Runtime build")
                 continue
+            said = io.StringIO()
             try:
-                session = ort.InferenceSession(
-                    str(self.model_file), options, providers=[(name, provider_options)]
-                )
+                # ORT prints why it fell back to the CPU, and logs the missing libraries;
+                # both become the skip reason instead of noise on the console.
+                ort.set_default_logger_severity(4)
+                with contextlib.redirect_stdout(said):
+                    session = ort.InferenceSession(
+                        str(self.model_file), options, providers=[(name, provider_options)]
+                    )
             except Exception as exc:
                 skipped.append(f"{short}: session failed: {_last_line(exc)}")
                 continue
+            finally:
+                ort.set_default_logger_severity(2)
             if session.get_providers()[0] != name:
-                skipped.append(f"{short}: ONNX Runtime fell back to {session.get_providers()[0]}")
+                why = _ep_error(said.getvalue()) or f"fell back to {session.get_providers()[0]}"
+                skipped.append(f"{short}: {why}")
                 continue
             try:
                 probe = {t.name: _zeros(t) for _, t in self.feeds}
@@ -299,6 +309,15 @@ def _zeros(tensor: TensorSpec) -> np.ndarray:
 
 def _shape_text(shape: list[int | str | None]) -> str:
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
+
+
+def _ep_error(printed: str) -> str:
+    """The reason in ONNX Runtime's printed "EP Error" block, shortened."""
+    for line in printed.splitlines():
+        if line.startswith("EP Error"):
+            reason = line.removeprefix("EP Error").strip()
+            return (reason.split(") ", 1)[-1] if ") " in reason else reason)[:200]
+    return ""
 
 
 def _last_line(exc: Exception) -> str:

@@ -241,3 +241,42 @@ def test_an_onnx_policy_drives_the_gymnasium_pendulum(tmp_path):
     assert all(
         a.dtype == np.float32 and a.shape == (1,) for a in executor.node("watch").values("action")
     )
+
+
+def test_the_warmup_command_reports_the_provider_that_runs(tmp_path):
+    import subprocess
+    import sys
+
+    bundle = onnx_models.make_bundle(tmp_path / "bundle", onnx_models.make_mlp(tmp_path / "m.onnx"))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgeloop",
+            "warmup",
+            str(bundle),
+            "--profile",
+            "desktop-cuda",
+            "--runs",
+            "5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    out = " ".join(result.stdout.split())
+    assert "runs on CPU (profile desktop-cuda)" in out
+    assert "skipped: Tensorrt:" in out and "5 runs: p50" in out
+    assert "EP Error" not in result.stdout + result.stderr  # ORT's noise is turned into reasons
+    (bundle / "model.onnx").write_bytes(b"tampered")
+    refused = subprocess.run(
+        [sys.executable, "-m", "edgeloop", "warmup", str(bundle), "--profile", "desktop-cpu"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert refused.returncode == 2 and "does not match its sha256" in " ".join(
+        refused.stderr.split()
+    )
