@@ -1,1 +1,15 @@
-"""torch -> ONNX export, spiking export, fp16 and hardware-profile prechecks (issue 3)."""
+"""torch -> ONNX export into bundles checked against hardware profiles.
+
+Imports torch only when a function here is called (the ``train`` extra).
+"""
+
+from edgeloop.exporters.onnx_export import (
+    ExportError,
+    ExportResult,
+    Parity,
+    check_parity,
+    choose_opset,
+    export_bundle,
+)
+
+__all__ = ["ExportError", "ExportResult", "Parity", "check_parity", "choose_opset", "export_bundle"]

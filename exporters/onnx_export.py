@@ -1,0 +1,299 @@
+"""torch.nn.Module -> ONNX bundle, at an opset the target profile accepts, checked for parity.
+
+The bundle is a folder with ``model.onnx`` and ``manifest.json`` (see
+:mod:`edgeloop.runtime.bundles`), which the ``onnx.model`` node runs on a board
+that has no torch. torch, onnx and onnxscript (the ``train`` extra) are
+imported only when exporting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import io
+import logging
+import shutil
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+import edgeloop
+from edgeloop.runtime.bundles import BundleManifest, TensorSpec, sha256_of, write_manifest
+from edgeloop.runtime.errors import EdgeloopError, MissingDependencyError
+from edgeloop.runtime.profiles import HardwareProfile, load_profile
+
+if TYPE_CHECKING:
+    import torch
+
+DEFAULT_OPSET = 18
+"""Opset when the profile sets no limit: what current torch exports by default."""
+
+
+class ExportError(EdgeloopError):
+    """Raised when a model cannot be exported, or its ONNX twin does not match it."""
+
+
+@dataclass
+class Parity:
+    """How far ONNX Runtime's outputs are from torch's, over the checked inputs."""
+
+    max_abs_error: float
+    max_rel_error: float
+    cases: int
+    tolerance: float
+
+    @property
+    def passed(self) -> bool:
+        return self.max_abs_error <= self.tolerance
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export_bundle` made."""
+
+    bundle: Path
+    manifest: BundleManifest
+    parity: Parity
+    warnings: list[str] = field(default_factory=list)
+
+
+def _torch() -> Any:
+    try:
+        import torch
+    except ImportError:
+        raise MissingDependencyError("torch", "train", "exporting a model") from None
+    return torch
+
+
+def choose_opset(profile: HardwareProfile | None, requested: int | None) -> int:
+    """The opset to export at: the request, else the profile's limit capped at the
+    default, never above the limit.
+
+    Raises:
+        ExportError: the request is above the profile's limit.
+    """
+    limit = profile.software.max_onnx_opset if profile is not None else None
+    if requested is not None:
+        if limit is not None and requested > limit:
+            raise ExportError(
+                f"opset {requested} is above {profile.name}'s limit of {limit} (its TensorRT "
+                f"{profile.software.tensorrt} parses no newer) (fix: --opset {limit} or lower)"
+            )
+        return requested
+    return min(DEFAULT_OPSET, limit) if limit is not None else DEFAULT_OPSET
+
+
+def export_bundle(
+    module: torch.nn.Module,
+    sample_inputs: tuple[torch.Tensor, ...],
+    output_dir: str | Path,
+    *,
+    input_names: list[str],
+    output_names: list[str],
+    profile: str | HardwareProfile | None = None,
+    opset: int | None = None,
+    dynamic_batch: bool = True,
+    tolerance: float = 1e-4,
+    random_cases: int = 8,
+    constants: dict[str, Any] | None = None,
+    overwrite: bool = False,
+) -> ExportResult:
+    """Export ``module`` to an ONNX bundle and check ONNX Runtime against torch.
+
+    Args:
+        module: The model; put in eval mode for the export.
+        sample_inputs: One example per model input (batch first when ``dynamic_batch``).
+        output_dir: The bundle folder to create.
+        input_names: Names of the model inputs (become the model node's ports).
+        output_names: Names of the model outputs.
+        profile: Target hardware profile (name, file or object); sets the opset limit.
+        opset: Opset to export at (default: see :func:`choose_opset`).
+        dynamic_batch: Make the first dimension of every input and output dynamic.
+        tolerance: Largest absolute difference allowed between torch and ONNX Runtime.
+        random_cases: Random inputs checked besides the samples (batch sizes 1 and 3).
+        constants: Pre/post-processing constants recorded in the manifest.
+        overwrite: Replace an existing bundle folder.
+
+    Raises:
+        ExportError: the export fails, or parity is above ``tolerance``.
+        MissingDependencyError: torch, onnx or onnxscript is not installed.
+    """
+    torch = _torch()
+    target = load_profile(profile) if isinstance(profile, (str, Path)) else profile
+    opset = choose_opset(target, opset)
+    if len(input_names) != len(sample_inputs):
+        raise ExportError(
+            f"{len(sample_inputs)} sample inputs but {len(input_names)} input "
+            "names (fix: name every input)"
+        )
+    folder = Path(output_dir)
+    if folder.exists():
+        if not overwrite:
+            raise ExportError(f"{folder} exists (fix: choose another folder, or overwrite)")
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    model_path = folder / "model.onnx"
+    module = module.eval()
+    notes = _export(
+        torch, module, sample_inputs, model_path, input_names, output_names, opset, dynamic_batch
+    )
+    parity = check_parity(
+        module,
+        model_path,
+        sample_inputs,
+        input_names,
+        output_names,
+        tolerance=tolerance,
+        random_cases=random_cases,
+        dynamic_batch=dynamic_batch,
+    )
+    if not parity.passed:
+        raise ExportError(
+            f"ONNX Runtime differs from torch by up to {parity.max_abs_error:.3g} "
+            f"(relative {parity.max_rel_error:.3g}) over {parity.cases} inputs, above the "
+            f"tolerance {tolerance:g} (fix: look for ops that export inexactly, or raise the "
+            "tolerance if the difference is acceptable)"
+        )
+    manifest = BundleManifest(
+        edgeloop_version=edgeloop.__version__,
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        model=model_path.name,
+        profile=target.name if target is not None else None,
+        opset=opset,
+        inputs=_specs(model_path, "input"),
+        outputs=_specs(model_path, "output"),
+        constants=dict(constants or {}),
+        files={model_path.name: sha256_of(model_path)},
+        parity={
+            "max_abs_error": parity.max_abs_error,
+            "max_rel_error": parity.max_rel_error,
+            "cases": parity.cases,
+            "tolerance": tolerance,
+        },
+    )
+    write_manifest(folder, manifest)
+    return ExportResult(folder, manifest, parity, notes)
+
+
+def _export(
+    torch: Any,
+    module: Any,
+    samples: tuple[Any, ...],
+    path: Path,
+    input_names: list[str],
+    output_names: list[str],
+    opset: int,
+    dynamic_batch: bool,
+) -> list[str]:
+    """torch.onnx.export through the torch.export-based (dynamo) path torch recommends."""
+    dynamic_shapes = None
+    if dynamic_batch:
+        batch = torch.export.Dim("batch", min=1, max=4096)
+        dynamic_shapes = tuple({0: batch} for _ in samples)
+        # torch.export fixes a dimension whose example size is 1: trace with two.
+        samples = tuple(torch.cat([s, s]) if s.shape and s.shape[0] == 1 else s for s in samples)
+    said = io.StringIO()
+    quiet = logging.getLogger("torch.onnx")  # its progress notes would flood the console
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(said):
+            warnings.simplefilter("always")
+            program = torch.onnx.export(
+                module,
+                tuple(samples),
+                input_names=input_names,
+                output_names=output_names,
+                opset_version=opset,
+                dynamo=True,
+                dynamic_shapes=dynamic_shapes,
+                verbose=False,
+            )
+            program.save(str(path))
+    except ModuleNotFoundError as exc:
+        raise MissingDependencyError(
+            exc.name or "onnxscript", "train", "exporting a model"
+        ) from None
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise ExportError(
+            f"torch could not export the model at opset {opset}: {reason} "
+            "(fix: see the torch.export docs for the construct it names)"
+        ) from None
+    finally:
+        quiet.setLevel(level)
+    return [str(w.message).splitlines()[0] for w in caught][:5]
+
+
+def check_parity(
+    module: Any,
+    model_path: Path,
+    samples: tuple[Any, ...],
+    input_names: list[str],
+    output_names: list[str],
+    *,
+    tolerance: float,
+    random_cases: int = 8,
+    dynamic_batch: bool = True,
+) -> Parity:
+    """Run torch and ONNX Runtime on the samples and on random inputs like them."""
+    import onnxruntime as ort
+
+    torch = _torch()
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    generator = torch.Generator().manual_seed(0)
+    cases = [tuple(samples)]
+    for k in range(random_cases):
+        batch = (1 if k % 2 == 0 else 3) if dynamic_batch else None
+        cases.append(tuple(_random_like(torch, s, batch, generator) for s in samples))
+    worst_abs = worst_rel = 0.0
+    for case in cases:
+        with torch.no_grad():
+            expected = module(*case)
+        expected = expected if isinstance(expected, (tuple, list)) else (expected,)
+        got = session.run(
+            output_names, {n: t.numpy() for n, t in zip(input_names, case, strict=True)}
+        )
+        for e, g in zip(expected, got, strict=True):
+            e = e.detach().numpy()
+            diff = np.abs(e.astype(np.float64) - g.astype(np.float64))
+            worst_abs = max(worst_abs, float(diff.max(initial=0.0)))
+            scale = np.maximum(np.abs(e.astype(np.float64)), 1e-12)
+            worst_rel = max(worst_rel, float((diff / scale).max(initial=0.0)))
+    return Parity(worst_abs, worst_rel, len(cases), tolerance)
+
+
+def _random_like(torch: Any, sample: Any, batch: int | None, generator: Any) -> Any:
+    shape = list(sample.shape)
+    if batch is not None and shape:
+        shape[0] = batch
+    if sample.dtype.is_floating_point:
+        return torch.randn(shape, generator=generator, dtype=sample.dtype)
+    return torch.randint(0, 2, shape, generator=generator, dtype=sample.dtype)
+
+
+def _specs(model_path: Path, kind: str) -> list[TensorSpec]:
+    import onnx
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    values = model.graph.input if kind == "input" else model.graph.output
+    initializers = {i.name for i in model.graph.initializer}
+    specs = []
+    for v in values:
+        if v.name in initializers:
+            continue
+        tensor = v.type.tensor_type
+        specs.append(
+            TensorSpec(
+                name=v.name,
+                dtype=onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name,
+                shape=[
+                    d.dim_param or (d.dim_value if d.HasField("dim_value") else None)
+                    for d in tensor.shape.dim
+                ],
+            )
+        )
+    return specs
