@@ -106,6 +106,60 @@ def _parser() -> argparse.ArgumentParser:
     )
     show.add_argument("name", help="a profile name (see `edgeloop profiles`) or a file path")
 
+    export = sub.add_parser(
+        "export",
+        help="export a torch model to an ONNX bundle checked against a profile",
+        description="Export a torch.nn.Module to a bundle folder (model.onnx + manifest.json) at "
+        "an opset the target profile's TensorRT accepts, and check ONNX Runtime against torch "
+        "on the sample inputs and random batches. Needs the 'train' extra.",
+        epilog="example: edgeloop export mypkg.policies:make_policy --input obs=1x3 "
+        "--output action --profile jetson-orin-nano-8gb -o policy_bundle",
+    )
+    export.add_argument(
+        "factory",
+        metavar="MODULE:FACTORY",
+        help="import path of a torch.nn.Module, or of a function returning one",
+    )
+    export.add_argument(
+        "--input",
+        action="append",
+        required=True,
+        metavar="NAME=SHAPE",
+        help="a model input and its example shape, e.g. obs=1x3 (repeatable)",
+    )
+    export.add_argument(
+        "--output",
+        action="append",
+        required=True,
+        metavar="NAME",
+        help="a model output name (repeatable, in the model's order)",
+    )
+    export.add_argument(
+        "-o", "--out", type=Path, required=True, metavar="DIR", help="bundle folder to create"
+    )
+    export.add_argument("--profile", metavar="NAME", help="target hardware profile name or file")
+    export.add_argument(
+        "--opset", type=int, help="opset (default: the profile's limit, at most 18)"
+    )
+    export.add_argument(
+        "--checkpoint",
+        type=Path,
+        metavar="FILE",
+        help="a state_dict saved with torch.save, loaded (weights only) first",
+    )
+    export.add_argument(
+        "--tolerance",
+        type=float,
+        default=1e-4,
+        help="largest torch/ONNX Runtime difference allowed (default 1e-4)",
+    )
+    export.add_argument(
+        "--static-batch",
+        action="store_true",
+        help="keep the example batch size instead of a dynamic one",
+    )
+    export.add_argument("--overwrite", action="store_true", help="replace an existing folder")
+
     warmup = sub.add_parser(
         "warmup",
         help="build a model's sessions (and TensorRT engines) ahead of time",
@@ -308,6 +362,41 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from edgeloop.exporters.onnx_export import export_bundle, load_factory, sample_inputs
+
+    module = load_factory(args.factory, checkpoint=args.checkpoint)
+    names, samples = sample_inputs(args.input)
+    result = export_bundle(
+        module,
+        samples,
+        args.out,
+        input_names=names,
+        output_names=args.output,
+        profile=args.profile,
+        opset=args.opset,
+        dynamic_batch=not args.static_batch,
+        tolerance=args.tolerance,
+        overwrite=args.overwrite,
+    )
+    m, p = result.manifest, result.parity
+    table = Table(title=f"exported {args.factory} -> {result.bundle}", title_justify="left")
+    table.add_column("")
+    table.add_column("")
+    table.add_row("profile", m.profile or "-")
+    table.add_row("opset", str(m.opset))
+    for kind, specs in (("input", m.inputs), ("output", m.outputs)):
+        for t in specs:
+            table.add_row(kind, f"{t.name}: {t.dtype} {tuple(t.shape)}")
+    table.add_row(
+        "parity",
+        f"max abs {p.max_abs_error:.3g}, max rel {p.max_rel_error:.3g} over "
+        f"{p.cases} inputs (tolerance {p.tolerance:g})",
+    )
+    _out.print(table)
+    return 0
+
+
 def _cmd_warmup(args: argparse.Namespace) -> int:
     import time
 
@@ -370,6 +459,7 @@ def _cmd_graph(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {
+    "export": _cmd_export,
     "profiles": _cmd_profiles,
     "warmup": _cmd_warmup,
     "run": _cmd_run,

@@ -160,3 +160,61 @@ def test_an_exported_policy_runs_in_the_pendulum_loop_with_no_torch_on_the_path(
     with torch.no_grad():
         first_obs = torch.as_tensor(executor.node("watch").received[0][1]["action"])
     assert first_obs.shape == (1,)
+
+
+def test_the_export_command_makes_a_bundle_from_a_factory_and_a_checkpoint(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "my_policies.py").write_text(
+        "import torch\n\n"
+        "def make():\n"
+        "    return torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.Tanh(),"
+        " torch.nn.Linear(16, 1))\n"
+    )
+    torch.manual_seed(3)
+    trained = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+    torch.save(trained.state_dict(), tmp_path / "weights.pt")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+
+    def export(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "edgeloop",
+                "export",
+                "my_policies:make",
+                "--input",
+                "obs=1x3",
+                "--output",
+                "action",
+                "--profile",
+                "jetson-xavier-nx",
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+            cwd=tmp_path,
+        )
+
+    done = export("--checkpoint", "weights.pt", "-o", "bundle")
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
+    assert manifest["opset"] == 17 and manifest["profile"] == "jetson-xavier-nx"
+    assert manifest["parity"]["max_abs_error"] <= 1e-4
+    session = onnxruntime.InferenceSession(str(tmp_path / "bundle" / "model.onnx"))
+    obs = np.array([[0.1, 0.2, 0.3]], np.float32)
+    with torch.no_grad():
+        expected = trained(torch.from_numpy(obs)).numpy()  # the checkpoint's weights, not make()'s
+    np.testing.assert_allclose(session.run(["action"], {"obs": obs})[0], expected, atol=1e-5)
+
+    too_new = export("--opset", "18", "-o", "other")
+    assert too_new.returncode == 2 and "Traceback" not in too_new.stderr
+    assert "above jetson-xavier-nx's limit of 17" in " ".join(too_new.stderr.split())
+    bad_shape = export("--input", "obs=ax3", "-o", "third")
+    assert bad_shape.returncode == 2 and "is not NAME=SHAPE" in bad_shape.stderr
