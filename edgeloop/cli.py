@@ -160,6 +160,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--overwrite", action="store_true", help="replace an existing folder")
 
+    precheck = sub.add_parser(
+        "precheck",
+        help="check an ONNX model or bundle against a hardware profile",
+        description="Check a model against a profile before it reaches the board: ONNX checker "
+        "and shape inference, opset against the profile's TensorRT, every op against that "
+        "TensorRT's ONNX parser, dynamic dimensions, memory against the budget, compute, and "
+        "latency on this host. Exits 1 if a check fails (with --strict, also on warnings).",
+    )
+    precheck.add_argument("model", type=Path, help=".onnx file or bundle folder")
+    precheck.add_argument(
+        "--profile", required=True, metavar="NAME", help="hardware profile name or file"
+    )
+    precheck.add_argument("--json", type=Path, metavar="FILE", help="also write the report as JSON")
+    precheck.add_argument("--strict", action="store_true", help="fail on warnings too")
+
     warmup = sub.add_parser(
         "warmup",
         help="build a model's sessions (and TensorRT engines) ahead of time",
@@ -397,6 +412,34 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+_STATUS_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "info": "cyan"}
+
+
+def _cmd_precheck(args: argparse.Namespace) -> int:
+    from edgeloop.exporters.precheck import precheck
+    from edgeloop.runtime.profiles import load_profile
+
+    if args.json is not None:
+        _check_writable(args.json)
+    report = precheck(args.model, load_profile(args.profile))
+    table = Table(title=f"precheck of {args.model} for {report.profile}", title_justify="left")
+    for col in ("check", "result", "detail"):
+        table.add_column(col)
+    for check in report.checks:
+        detail = check.detail + (f": {', '.join(check.items)}" if check.items else "")
+        table.add_row(
+            check.name, Text(check.status, style=_STATUS_STYLE[check.status]), Text(detail)
+        )
+    _out.print(table)
+    failed = not report.passed or (args.strict and any(c.status == "warn" for c in report.checks))
+    _out.print("[bold red]FAIL[/]" if failed else "[green]PASS[/]")
+    if args.json is not None:
+        import json
+
+        args.json.write_text(json.dumps(report.to_dict(), indent=2))
+    return 1 if failed else 0
+
+
 def _cmd_warmup(args: argparse.Namespace) -> int:
     import time
 
@@ -460,6 +503,7 @@ def _cmd_graph(args: argparse.Namespace) -> int:
 
 _COMMANDS = {
     "export": _cmd_export,
+    "precheck": _cmd_precheck,
     "profiles": _cmd_profiles,
     "warmup": _cmd_warmup,
     "run": _cmd_run,

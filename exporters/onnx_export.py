@@ -157,6 +157,11 @@ def export_bundle(
             f"tolerance {tolerance:g} (fix: look for ops that export inexactly, or raise the "
             "tolerance if the difference is acceptable)"
         )
+    checked = None
+    if target is not None:
+        from edgeloop.exporters.precheck import precheck
+
+        checked = precheck(model_path, target, measure=False).to_dict()
     manifest = BundleManifest(
         edgeloop_version=edgeloop.__version__,
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -173,6 +178,7 @@ def export_bundle(
             "cases": parity.cases,
             "tolerance": tolerance,
         },
+        precheck=checked or {},
     )
     write_manifest(folder, manifest)
     return ExportResult(folder, manifest, parity, notes)

@@ -132,3 +132,19 @@ def _save(graph: onnx.GraphProto, path: Path) -> Path:
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+def make_unsupported(path: Path, supported: set[str]) -> Path:
+    """x (1, 4) through the first of a few ops TensorRT's table lacks."""
+    for op in ("Det", "Bernoulli", "StringNormalizer", "BitShift", "Einsum"):
+        if op not in supported:
+            break
+    if op == "Det":
+        nodes = [helper.make_node("Det", ["x"], ["y"])]
+        inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 2])]
+        outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])]
+    else:
+        nodes = [helper.make_node("Bernoulli", ["x"], ["y"], seed=0.0)]
+        inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])]
+        outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])]
+    return _save(helper.make_graph(nodes, "odd", inputs, outputs), path)

@@ -1,0 +1,104 @@
+"""Prechecking a model against a profile: what passes, warns and fails, and the command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx_models
+import pytest
+
+pytest.importorskip("onnx")
+
+import edgeloop
+from edgeloop.exporters.precheck import precheck, tensorrt_ops
+
+BOARD = """
+name: tiny-board
+description: A board with a very small model budget
+kind: jetson
+cpu: {arch: aarch64}
+memory: {size_gb: 4, shared_with_gpu: true}
+software: {tensorrt: "10.3", max_onnx_opset: 20}
+execution_providers:
+  - name: TensorrtExecutionProvider
+  - name: CPUExecutionProvider
+budgets: {model_memory_mb: 0.0001}
+"""
+
+
+def test_a_small_model_passes_on_an_orin_with_the_dynamic_batch_flagged(tmp_path):
+    model = onnx_models.make_mlp(tmp_path / "mlp.onnx")
+    report = precheck(model, edgeloop.load_profile("jetson-orin-nano-8gb"))
+    assert report.passed
+    assert report.check("onnx checker").status == "pass"
+    assert report.check("opset").status == "pass"
+    assert report.check("dynamic dims").status == "warn"
+    assert report.check("dynamic dims").items == ["obs: batch"]
+    assert "about 32 MACs" in report.check("compute").detail  # 3x8 + 8x1
+    assert report.check("host latency").status == "info"
+
+
+def test_an_opset_too_new_for_the_boards_tensorrt_fails(tmp_path):
+    model = onnx_models.make_mlp(tmp_path / "mlp.onnx")  # opset 17
+    report = precheck(model, edgeloop.load_profile("jetson-nano-4gb"), measure=False)  # 13
+    assert not report.passed
+    assert report.check("opset").status == "fail"
+    assert "opset 17 is above 13" in report.check("opset").detail
+
+
+def test_a_model_over_the_memory_budget_fails(tmp_path):
+    (tmp_path / "board.yaml").write_text(BOARD)
+    model = onnx_models.make_mlp(tmp_path / "mlp.onnx", hidden=64)
+    report = precheck(model, edgeloop.load_profile(tmp_path / "board.yaml"), measure=False)
+    assert report.check("memory").status == "fail"
+    assert "over the 0.0001 MB budget of tiny-board" in report.check("memory").detail
+
+
+@pytest.mark.skipif(tensorrt_ops("10.3") is None, reason="no TensorRT op table in this checkout")
+def test_an_op_missing_from_the_tensorrt_list_is_listed_as_falling_back(tmp_path):
+    _, supported, _ = tensorrt_ops("10.3")
+    assert {"MatMul", "Add", "Tanh"} <= supported
+    model = onnx_models.make_unsupported(tmp_path / "odd.onnx", supported)
+    report = precheck(model, edgeloop.load_profile("jetson-orin-nano-8gb"), measure=False)
+    ops = report.check("TensorRT ops")
+    assert ops.status == "warn" and ops.items and "fall back to CUDA/CPU" in ops.detail
+    assert all(op not in supported for op in ops.items)
+
+
+def test_the_precheck_command_prints_pass_or_fail_and_exits_accordingly(tmp_path):
+    model = onnx_models.make_mlp(tmp_path / "mlp.onnx")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "edgeloop", "precheck", str(model), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    ok = run("--profile", "jetson-orin-nano-8gb", "--json", str(tmp_path / "r.json"))
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.rstrip().endswith("PASS")
+    assert json.loads((tmp_path / "r.json").read_text())["passed"] is True
+    strict = run("--profile", "jetson-orin-nano-8gb", "--strict")  # dynamic batch is a warning
+    assert strict.returncode == 1 and strict.stdout.rstrip().endswith("FAIL")
+    too_new = run("--profile", "jetson-nano-4gb")
+    assert too_new.returncode == 1 and "opset 17 is above 13" in " ".join(too_new.stdout.split())
+    missing = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgeloop",
+            "precheck",
+            str(Path(tmp_path) / "none.onnx"),
+            "--profile",
+            "desktop-cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert missing.returncode == 2 and "no such model file" in missing.stderr
