@@ -154,6 +154,11 @@ def _parser() -> argparse.ArgumentParser:
         help="largest torch/ONNX Runtime difference allowed (default 1e-4)",
     )
     export.add_argument(
+        "--fp16",
+        action="store_true",
+        help="also write an fp16 variant (fp32 inputs and outputs), checked for parity too",
+    )
+    export.add_argument(
         "--static-batch",
         action="store_true",
         help="keep the example batch size instead of a dynamic one",
@@ -392,6 +397,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         opset=args.opset,
         dynamic_batch=not args.static_batch,
         tolerance=args.tolerance,
+        fp16=args.fp16,
         overwrite=args.overwrite,
     )
     m, p = result.manifest, result.parity
@@ -408,6 +414,16 @@ def _cmd_export(args: argparse.Namespace) -> int:
         f"max abs {p.max_abs_error:.3g}, max rel {p.max_rel_error:.3g} over "
         f"{p.cases} inputs (tolerance {p.tolerance:g})",
     )
+    if "fp16" in m.parity:
+        half = m.parity["fp16"]
+        table.add_row(
+            "fp16 parity",
+            f"max abs {half['max_abs_error']:.3g} over {half['cases']} "
+            f"inputs (tolerance {half['tolerance']:g}), file {m.variants['fp16']}",
+        )
+    if m.precheck:
+        verdict = "passed" if m.precheck["passed"] else "FAILED"
+        table.add_row("precheck", f"{verdict} for {m.profile} (details: edgeloop precheck)")
     _out.print(table)
     return 0
 

@@ -97,6 +97,8 @@ def export_bundle(
     opset: int | None = None,
     dynamic_batch: bool = True,
     tolerance: float = 1e-4,
+    fp16: bool = False,
+    fp16_tolerance: float = 1e-2,
     random_cases: int = 8,
     constants: dict[str, Any] | None = None,
     overwrite: bool = False,
@@ -113,6 +115,9 @@ def export_bundle(
         opset: Opset to export at (default: see :func:`choose_opset`).
         dynamic_batch: Make the first dimension of every input and output dynamic.
         tolerance: Largest absolute difference allowed between torch and ONNX Runtime.
+        fp16: Also write an fp16 variant (``model_fp16.onnx``; inputs and outputs stay
+            fp32) with its own parity figures.
+        fp16_tolerance: Largest difference allowed for the fp16 variant.
         random_cases: Random inputs checked besides the samples (batch sizes 1 and 3).
         constants: Pre/post-processing constants recorded in the manifest.
         overwrite: Replace an existing bundle folder.
@@ -157,6 +162,39 @@ def export_bundle(
             f"tolerance {tolerance:g} (fix: look for ops that export inexactly, or raise the "
             "tolerance if the difference is acceptable)"
         )
+    files = {model_path.name: sha256_of(model_path)}
+    parity_figures: dict[str, Any] = {
+        "max_abs_error": parity.max_abs_error,
+        "max_rel_error": parity.max_rel_error,
+        "cases": parity.cases,
+        "tolerance": tolerance,
+    }
+    variants = {}
+    if fp16:
+        half_path = _fp16_variant(model_path)
+        half = check_parity(
+            module,
+            half_path,
+            sample_inputs,
+            input_names,
+            output_names,
+            tolerance=fp16_tolerance,
+            random_cases=random_cases,
+            dynamic_batch=dynamic_batch,
+        )
+        if not half.passed:
+            raise ExportError(
+                f"the fp16 variant differs from torch by up to {half.max_abs_error:.3g}, above "
+                f"{fp16_tolerance:g} (fix: export without fp16, or raise its tolerance)"
+            )
+        variants["fp16"] = half_path.name
+        files[half_path.name] = sha256_of(half_path)
+        parity_figures["fp16"] = {
+            "max_abs_error": half.max_abs_error,
+            "max_rel_error": half.max_rel_error,
+            "cases": half.cases,
+            "tolerance": fp16_tolerance,
+        }
     checked = None
     if target is not None:
         from edgeloop.exporters.precheck import precheck
@@ -166,22 +204,32 @@ def export_bundle(
         edgeloop_version=edgeloop.__version__,
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         model=model_path.name,
+        variants=variants,
         profile=target.name if target is not None else None,
         opset=opset,
         inputs=_specs(model_path, "input"),
         outputs=_specs(model_path, "output"),
         constants=dict(constants or {}),
-        files={model_path.name: sha256_of(model_path)},
-        parity={
-            "max_abs_error": parity.max_abs_error,
-            "max_rel_error": parity.max_rel_error,
-            "cases": parity.cases,
-            "tolerance": tolerance,
-        },
+        files=files,
+        parity=parity_figures,
         precheck=checked or {},
     )
     write_manifest(folder, manifest)
     return ExportResult(folder, manifest, parity, notes)
+
+
+def _fp16_variant(model_path: Path) -> Path:
+    """An fp16 copy of the model beside it, with fp32 inputs and outputs kept."""
+    import onnx
+
+    try:
+        from onnxconverter_common import float16
+    except ImportError:
+        raise MissingDependencyError("onnxconverter-common", "train", "an fp16 export") from None
+    half = float16.convert_float_to_float16(onnx.load(str(model_path)), keep_io_types=True)
+    path = model_path.with_name(model_path.stem + "_fp16.onnx")
+    onnx.save(half, str(path))
+    return path
 
 
 def load_factory(path: str, *, checkpoint: str | Path | None = None) -> Any:

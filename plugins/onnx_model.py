@@ -71,6 +71,8 @@ class OnnxModelConfig:
     and drop it from the outputs: a loop steps one observation at a time."""
     threads: int | None = None
     """Intra-op threads; None takes the profile's ``cpu_threads`` (or ORT's default)."""
+    variant: str | None = None
+    """A bundle's other version of the model to run, e.g. ``fp16``."""
 
 
 _SIGNATURES: dict[tuple[str, float], tuple[list[TensorSpec], list[TensorSpec]]] = {}
@@ -135,6 +137,7 @@ class OnnxModel(Model):
         | warmup | int | 3 | inferences at setup after the provider check |
         | add_batch_dim | bool | True | add/drop a missing leading batch dimension |
         | threads | int or None | None | intra-op threads (None: the profile's cpu_threads) |
+        | variant | str or None | None | a bundle's other model version to run (``fp16``) |
 
     Faults: a missing, tampered or unloadable model, or no provider that runs
     it, fails setup (and ``edgeloop validate``, for the first ones). On the
@@ -182,7 +185,7 @@ class OnnxModel(Model):
     def setup(self, ctx: NodeContext) -> None:
         super().setup(ctx)
         cfg: OnnxModelConfig = ctx.config
-        self.model_file, self.manifest = open_model(cfg.model)
+        self.model_file, self.manifest = open_model(cfg.model, cfg.variant)
         inputs, outputs = model_signature(cfg.model)
         port_of = {tensor: port for port, tensor in cfg.ports.items()}
         self.feeds = [(port_of.get(t.name, t.name), t) for t in inputs]

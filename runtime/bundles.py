@@ -51,6 +51,9 @@ class BundleManifest(BaseModel):
     """ISO 8601 time of export."""
     model: str
     """File name of the ONNX model inside the bundle."""
+    variants: dict[str, str] = Field(default_factory=dict)
+    """Other versions of the model by name, e.g. ``{"fp16": "model_fp16.onnx"}``
+    (same inputs and outputs)."""
     profile: str | None = None
     """Hardware profile the model was exported and checked for."""
     opset: int | None = None
@@ -73,19 +76,35 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def open_model(path: str | Path) -> tuple[Path, BundleManifest | None]:
-    """The ONNX file to load from a ``.onnx`` path or a bundle folder, and the
-    bundle's manifest (None for a bare model file).
+def open_model(path: str | Path, variant: str | None = None) -> tuple[Path, BundleManifest | None]:
+    """The ONNX file to load from a ``.onnx`` path or a bundle folder (its main model,
+    or the named ``variant``), and the bundle's manifest (None for a bare model file).
 
     Raises:
         BundleError: the path does not exist, the manifest is missing or invalid,
-            or a file's sha256 differs from the manifest's (tampered or truncated).
+            a file's sha256 differs from the manifest's (tampered or truncated), or
+            the bundle has no such variant.
     """
     path = Path(path)
     if path.is_dir():
         manifest = read_manifest(path)
         verify_bundle(path, manifest)
-        return path / manifest.model, manifest
+        if variant is None:
+            return path / manifest.model, manifest
+        if variant not in manifest.variants:
+            known = ", ".join(manifest.variants) or "none"
+            raise BundleError(
+                f"no '{variant}' variant in this bundle (it has: {known})",
+                path=path,
+                fix="export with that variant, or leave 'variant' out",
+            )
+        return path / manifest.variants[variant], manifest
+    if variant is not None:
+        raise BundleError(
+            "a variant needs a bundle folder, not a single .onnx file",
+            path=path,
+            fix="leave 'variant' out, or point at a bundle",
+        )
     if not path.is_file():
         raise BundleError(
             "no such model file or bundle folder",

@@ -218,3 +218,46 @@ def test_the_export_command_makes_a_bundle_from_a_factory_and_a_checkpoint(tmp_p
     assert "above jetson-xavier-nx's limit of 17" in " ".join(too_new.stderr.split())
     bad_shape = export("--input", "obs=ax3", "-o", "third")
     assert bad_shape.returncode == 2 and "is not NAME=SHAPE" in bad_shape.stderr
+
+
+def test_an_fp16_variant_keeps_fp32_io_stays_within_its_tolerance_and_runs_in_the_node(tmp_path):
+    result = export_bundle(
+        SmallConv(),
+        (torch.randn(1, 3, 32, 32),),
+        tmp_path / "conv",
+        input_names=["image"],
+        output_names=["logits"],
+        fp16=True,
+        profile="jetson-orin-nano-8gb",
+    )
+    half = result.manifest.parity["fp16"]
+    assert result.manifest.variants == {"fp16": "model_fp16.onnx"}
+    assert 0 < half["max_abs_error"] <= 1e-2  # fp16 rounds, within its own tolerance
+    assert half["max_abs_error"] > result.parity.max_abs_error
+    session = onnxruntime.InferenceSession(str(result.bundle / "model_fp16.onnx"))
+    assert session.get_inputs()[0].type == "tensor(float)"
+
+    class Camera(edgeloop.Sensor):
+        """A constant 3x32x32 image."""
+
+        outputs = (edgeloop.Port("image", dtype="float32"),)
+
+        def step(self, inputs):
+            return {"image": np.full((3, 32, 32), 0.5, np.float32)}
+
+    graph = edgeloop.LoopGraph(name="fp16")
+    graph.add_node("camera", Camera, rate_hz=10)
+    graph.add_node(
+        "net",
+        "onnx.model",
+        inputs={"image": "camera/image"},
+        config={"model": str(result.bundle), "variant": "fp16"},
+    )
+    graph.add_node("sink", RecordingSink, inputs={"logits": "net/logits"})
+    executor = edgeloop.Executor(graph, simulated=True)
+    executor.run(0.2)
+    (logits, _) = executor.node("sink").values("logits")
+    assert logits.shape == (5,) and logits.dtype == np.float32
+    (manifest_file := result.bundle / "model_fp16.onnx").write_bytes(b"x")
+    problems = edgeloop.validate_graph(graph, edgeloop.PluginRegistry())
+    assert "does not match its sha256" in problems[0].message and manifest_file.exists()
