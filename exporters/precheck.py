@@ -156,20 +156,20 @@ def _ops(proto: Any, profile: HardwareProfile) -> Check:
             f"no op table for TensorRT {profile.software.tensorrt}: ops not checked",
         )
     version, supported, source = table
+    parser = f"TensorRT {version}'s ONNX parser"
+    if version != profile.software.tensorrt:
+        parser += f" (the newest op table at or below {profile.software.tensorrt})"
     missing = [op for op in used if op not in supported]
     if missing:
         return Check(
             "TensorRT ops",
             "warn",
-            f"{len(missing)} of {len(used)} op types are not "
-            f"in TensorRT {version}'s ONNX parser and fall back to CUDA/CPU "
-            f"(source: {source})",
+            f"{len(missing)} of {len(used)} op types are not in {parser} and fall back to "
+            f"CUDA/CPU (source: {source})",
             missing,
         )
     return Check(
-        "TensorRT ops",
-        "pass",
-        f"all {len(used)} op types are in TensorRT {version}'s ONNX parser (source: {source})",
+        "TensorRT ops", "pass", f"all {len(used)} op types are in {parser} (source: {source})"
     )
 
 

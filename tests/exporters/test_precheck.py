@@ -13,6 +13,7 @@ import pytest
 pytest.importorskip("onnx")
 
 import edgeloop
+import edgeloop.runtime.profiles
 from edgeloop.exporters.precheck import precheck, tensorrt_ops
 
 BOARD = """
@@ -57,9 +58,18 @@ def test_a_model_over_the_memory_budget_fails(tmp_path):
     assert "over the 0.0001 MB budget of tiny-board" in report.check("memory").detail
 
 
-@pytest.mark.skipif(tensorrt_ops("10.3") is None, reason="no TensorRT op table in this checkout")
+def test_the_op_tables_cover_every_tensorrt_the_profiles_name():
+    for name in edgeloop.runtime.profiles.builtin_profile_names():
+        profile = edgeloop.load_profile(name)
+        if profile.software.tensorrt:
+            version, supported, source = tensorrt_ops(profile.software.tensorrt)
+            assert {"Conv", "MatMul", "Gemm", "Relu", "Add"} <= supported, version
+            assert source.startswith("onnx/onnx-tensorrt docs/operators.md at commit")
+
+
 def test_an_op_missing_from_the_tensorrt_list_is_listed_as_falling_back(tmp_path):
-    _, supported, _ = tensorrt_ops("10.3")
+    version, supported, _ = tensorrt_ops("10.3")
+    assert version == "9.1"  # the newest table on record at or below 10.3
     assert {"MatMul", "Add", "Tanh"} <= supported
     model = onnx_models.make_unsupported(tmp_path / "odd.onnx", supported)
     report = precheck(model, edgeloop.load_profile("jetson-orin-nano-8gb"), measure=False)
