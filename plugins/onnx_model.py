@@ -61,7 +61,8 @@ class OnnxModelConfig:
     are taken from the working directory)."""
     ports: dict[str, str] = field(default_factory=dict)
     """Port name -> model input or output name, for names that are not good port
-    names (``input.1``); unmapped tensors keep their own names."""
+    names (``input.1``); added to (and overriding) a bundle manifest's own ``ports``;
+    unmapped tensors keep their own names."""
     providers: list[str] | None = None
     """Execution providers to try, overriding the profile's (e.g. ``[CPUExecutionProvider]``)."""
     warmup: int = 3
@@ -76,6 +77,13 @@ class OnnxModelConfig:
 
 
 _SIGNATURES: dict[tuple[str, float], tuple[list[TensorSpec], list[TensorSpec]]] = {}
+
+
+def port_names(config: OnnxModelConfig) -> dict[str, str]:
+    """Tensor name -> port name: the bundle manifest's mapping, then the config's."""
+    _, manifest = open_model(config.model, config.variant)
+    mapping = {**(manifest.ports if manifest is not None else {}), **config.ports}
+    return {tensor: port for port, tensor in mapping.items()}
 
 
 def model_signature(path: str | Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
@@ -174,7 +182,7 @@ class OnnxModel(Model):
                     f"ports maps '{port}' to '{tensor}', which the model "
                     f"{config.model} does not have (fix: {hint})"
                 )
-        port_of = {tensor: port for port, tensor in config.ports.items()}
+        port_of = port_names(config)
 
         def as_port(t: TensorSpec) -> Port:
             shape = tuple(d if isinstance(d, int) else None for d in t.shape)
@@ -187,7 +195,7 @@ class OnnxModel(Model):
         cfg: OnnxModelConfig = ctx.config
         self.model_file, self.manifest = open_model(cfg.model, cfg.variant)
         inputs, outputs = model_signature(cfg.model)
-        port_of = {tensor: port for port, tensor in cfg.ports.items()}
+        port_of = port_names(cfg)
         self.feeds = [(port_of.get(t.name, t.name), t) for t in inputs]
         self.output_names = [t.name for t in outputs]
         self.output_ports = [port_of.get(t.name, t.name) for t in outputs]

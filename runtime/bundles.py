@@ -59,6 +59,9 @@ class BundleManifest(BaseModel):
     opset: int | None = None
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
+    ports: dict[str, str] = Field(default_factory=dict)
+    """Port name -> tensor name, for tensors whose names are not good port names;
+    a model node's own ``ports`` config overrides it."""
     constants: dict[str, Any] = Field(default_factory=dict)
     """Pre/post-processing constants (observation normalisation, action bounds)."""
     files: dict[str, str]

@@ -280,3 +280,15 @@ def test_the_warmup_command_reports_the_provider_that_runs(tmp_path):
     assert refused.returncode == 2 and "does not match its sha256" in " ".join(
         refused.stderr.split()
     )
+
+
+def test_a_bundles_own_port_mapping_names_the_ports(tmp_path):
+    import json
+
+    model = onnx_models.make_mlp(tmp_path / "mlp.onnx", input_name="input.1", output_name="out.0")
+    bundle = onnx_models.make_bundle(tmp_path / "bundle", model)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["ports"] = {"obs": "input.1", "action": "out.0"}
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    executor, _ = run(model_loop(bundle))
+    assert len(executor.node("sink").values("action")) == 5
