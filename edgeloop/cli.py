@@ -383,7 +383,8 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from edgeloop.exporters.onnx_export import export_bundle, load_factory, sample_inputs
+    from edgeloop.exporters.model_source import load_factory, sample_inputs
+    from edgeloop.exporters.onnx_export import export_bundle
 
     module = load_factory(args.factory, checkpoint=args.checkpoint)
     names, samples = sample_inputs(args.input)
@@ -425,6 +426,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
         verdict = "passed" if m.precheck["passed"] else "FAILED"
         table.add_row("precheck", f"{verdict} for {m.profile} (details: edgeloop precheck)")
     _out.print(table)
+    if m.precheck and not m.precheck["passed"]:
+        _err.print(
+            f"[bold red]precheck failed[/] for {m.profile}: the bundle is written but "
+            f"will not run as the profile asks (run edgeloop precheck {result.bundle} "
+            f"--profile {m.profile})",
+            highlight=False,
+        )
+        return 1
     return 0
 
 
@@ -462,6 +471,7 @@ def _cmd_warmup(args: argparse.Namespace) -> int:
     import numpy as np
 
     from edgeloop.plugins.onnx_model import OnnxModel
+    from edgeloop.runtime.bundles import zeros_for
     from edgeloop.runtime.clocks import SimClock
     from edgeloop.runtime.node import NodeContext, build_config
     from edgeloop.runtime.profiles import load_profile
@@ -485,9 +495,7 @@ def _cmd_warmup(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     node.setup(ctx)
     built_s = time.perf_counter() - started
-    from edgeloop.plugins.onnx_model import _zeros
-
-    feed = {t.name: _zeros(t) for _, t in node.feeds}
+    feed = {t.name: zeros_for(t) for _, t in node.feeds}
     times = []
     for _ in range(args.runs):
         t0 = time.perf_counter()

@@ -12,7 +12,10 @@ import contextlib
 import datetime
 import io
 import logging
+import math
+import re
 import shutil
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,7 +129,7 @@ def export_bundle(
         ExportError: the export fails, or parity is above ``tolerance``.
         MissingDependencyError: torch, onnx or onnxscript is not installed.
     """
-    torch = _torch()
+    _torch()
     target = load_profile(profile) if isinstance(profile, (str, Path)) else profile
     opset = choose_opset(target, opset)
     if len(input_names) != len(sample_inputs):
@@ -134,17 +137,90 @@ def export_bundle(
             f"{len(sample_inputs)} sample inputs but {len(input_names)} input "
             "names (fix: name every input)"
         )
-    folder = Path(output_dir)
-    if folder.exists():
-        if not overwrite:
-            raise ExportError(f"{folder} exists (fix: choose another folder, or overwrite)")
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
+    if dynamic_batch and any(s.dim() < 2 for s in sample_inputs):
+        raise ExportError(
+            "a dynamic batch needs every example to have the batch first and at least one "
+            "more dimension (fix: e.g. obs=1x3, or export with a static batch)"
+        )
+    final = Path(output_dir)
+    _check_target_folder(final, overwrite)
+    # Build beside the target and move it in at the end: a failed export leaves nothing.
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+    except OSError as exc:
+        raise ExportError(
+            f"cannot create {final}: {exc.strerror} (fix: choose a writable folder)"
+        ) from None
+    try:
+        result = _export_into(
+            work,
+            final,
+            module,
+            sample_inputs,
+            input_names,
+            output_names,
+            target,
+            opset,
+            dynamic_batch,
+            tolerance,
+            fp16,
+            fp16_tolerance,
+            random_cases,
+            constants,
+        )
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    if final.exists():
+        shutil.rmtree(final)
+    work.rename(final)
+    result.bundle = final
+    return result
+
+
+def _check_target_folder(folder: Path, overwrite: bool) -> None:
+    if not folder.exists():
+        return
+    if not overwrite:
+        raise ExportError(f"{folder} exists (fix: choose another folder, or overwrite)")
+    if not folder.is_dir() or (any(folder.iterdir()) and not (folder / "manifest.json").exists()):
+        raise ExportError(
+            f"{folder} is not a bundle: overwriting would delete other files "
+            "(fix: choose another folder)"
+        )
+
+
+def _export_into(
+    folder: Path,
+    final: Path,
+    module: Any,
+    sample_inputs: tuple[Any, ...],
+    input_names: list[str],
+    output_names: list[str],
+    target: HardwareProfile | None,
+    opset: int,
+    dynamic_batch: bool,
+    tolerance: float,
+    fp16: bool,
+    fp16_tolerance: float,
+    random_cases: int,
+    constants: dict[str, Any] | None,
+) -> ExportResult:
+    torch = _torch()
     model_path = folder / "model.onnx"
     module = module.eval()
+    _check_outputs(torch, module, sample_inputs, output_names)
     notes = _export(
         torch, module, sample_inputs, model_path, input_names, output_names, opset, dynamic_batch
     )
+    written = _opset_of(model_path)
+    if written != opset:  # torch's version converter can fail quietly and keep its own
+        raise ExportError(
+            f"torch wrote opset {written}, not the {opset} asked for (its version converter "
+            f"could not lower some op) (fix: export at opset {written} for a profile that "
+            "allows it, or replace the op that needs the newer opset)"
+        )
     parity = check_parity(
         module,
         model_path,
@@ -232,73 +308,17 @@ def _fp16_variant(model_path: Path) -> Path:
     return path
 
 
-def load_factory(path: str, *, checkpoint: str | Path | None = None) -> Any:
-    """The torch module at ``package.module:name`` (a module object, or a function or
-    class called with no arguments), with a checkpoint's weights loaded if given.
-
-    Raises:
-        ExportError: the path does not import, or does not give a torch.nn.Module.
-    """
-    import importlib
-
-    torch = _torch()
-    module_name, _, attribute = path.partition(":")
-    if not module_name or not attribute:
-        raise ExportError(f"'{path}' is not MODULE:NAME (fix: e.g. mypkg.policies:make_policy)")
-    try:
-        target = getattr(importlib.import_module(module_name), attribute)
-    except ImportError as exc:
-        raise ExportError(
-            f"cannot import {module_name}: {exc} (fix: check the module path "
-            "and that its package is installed)"
-        ) from None
-    except AttributeError:
-        raise ExportError(f"{module_name} has no '{attribute}' (fix: check the name)") from None
-    model = target if isinstance(target, torch.nn.Module) else target()
-    if not isinstance(model, torch.nn.Module):
-        raise ExportError(
-            f"{path} gave {type(model).__name__}, not a torch.nn.Module "
-            "(fix: point at a module or a function that returns one)"
-        )
-    if checkpoint is not None:
-        try:  # weights only: a checkpoint never runs code on load
-            state = torch.load(str(checkpoint), map_location="cpu", weights_only=True)
-            model.load_state_dict(
-                state.get("state_dict", state) if isinstance(state, dict) else state
-            )
-        except Exception as exc:
-            raise ExportError(
-                f"cannot load weights from {checkpoint}: {_first_line(exc)} (fix: "
-                "save it with torch.save(model.state_dict(), path))"
-            ) from None
-    return model
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def sample_inputs(specs: list[str]) -> tuple[list[str], tuple[Any, ...]]:
-    """Names and random float32 example tensors from ``NAME=SHAPE`` strings (``obs=1x3``).
-
-    Raises:
-        ExportError: a spec that is not NAME=SHAPE.
-    """
-    torch = _torch()
-    generator = torch.Generator().manual_seed(0)
-    names, samples = [], []
-    for spec in specs:
-        name, _, shape = spec.partition("=")
-        try:
-            dims = [int(d) for d in shape.lower().split("x")]
-            if not name or any(d <= 0 for d in dims):
-                raise ValueError
-        except ValueError:
-            raise ExportError(f"--input '{spec}' is not NAME=SHAPE (fix: e.g. obs=1x3)") from None
-        names.append(name)
-        samples.append(torch.randn(dims, generator=generator))
-    return names, tuple(samples)
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
+def _first_line(exc: BaseException) -> str:
+    """The most telling line of an error: torch's export errors wrap the cause in a
+    banner, so prefer the cause; colour codes removed."""
+    while exc.__cause__ is not None and "torch.export" in str(exc):
+        exc = exc.__cause__
+    lines = [ln.strip() for ln in _ANSI.sub("", str(exc)).splitlines() if ln.strip()]
+    useful = [ln for ln in lines if not ln.startswith(("Failed to export", "This is step"))]
+    return (useful or lines or [type(exc).__name__])[0][:300]
 
 
 def _export(
@@ -320,7 +340,16 @@ def _export(
         samples = tuple(torch.cat([s, s]) if s.shape and s.shape[0] == 1 else s for s in samples)
     said = io.StringIO()
     # Their progress notes would flood the console; what matters is in the result.
-    quiet = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript")]
+    quiet = [
+        logging.getLogger(name)
+        for name in (
+            "torch.onnx",
+            "onnxscript",
+            "torch.export",
+            "torch._subclasses",
+            "torch._dynamo",
+        )
+    ]
     levels = [logger.level for logger in quiet]
     for logger in quiet:
         logger.setLevel(logging.ERROR)
@@ -385,11 +414,45 @@ def check_parity(
         )
         for e, g in zip(expected, got, strict=True):
             e = e.detach().numpy()
+            if not np.array_equal(np.isfinite(e), np.isfinite(g)):
+                return Parity(math.inf, math.inf, len(cases), tolerance)  # NaN/inf where not
             diff = np.abs(e.astype(np.float64) - g.astype(np.float64))
+            diff[~np.isfinite(e)] = 0.0  # the same inf or NaN on both sides
             worst_abs = max(worst_abs, float(diff.max(initial=0.0)))
             scale = np.maximum(np.abs(e.astype(np.float64)), 1e-12)
             worst_rel = max(worst_rel, float((diff / scale).max(initial=0.0)))
     return Parity(worst_abs, worst_rel, len(cases), tolerance)
+
+
+def _check_outputs(torch: Any, module: Any, samples: tuple[Any, ...], names: list[str]) -> None:
+    """Refuse, before exporting, a model whose outputs the bundle cannot name."""
+    try:
+        with torch.no_grad():
+            out = module(*samples)
+    except Exception as exc:
+        raise ExportError(
+            f"the model raised on the example inputs: {type(exc).__name__}: "
+            f"{_first_line(exc)} (fix: check --input shapes)"
+        ) from None
+    outs = out if isinstance(out, (tuple, list)) else (out,)
+    if not all(isinstance(o, torch.Tensor) for o in outs):
+        kinds = ", ".join(type(o).__name__ for o in outs)
+        raise ExportError(
+            f"the model returns {type(out).__name__} ({kinds}); an exported model "
+            "returns a tensor or a flat tuple of tensors (fix: wrap it so it does)"
+        )
+    if len(outs) != len(names):
+        raise ExportError(
+            f"the model returns {len(outs)} output(s) but {len(names)} output "
+            f"name(s) were given: {', '.join(names)} (fix: name each output once)"
+        )
+
+
+def _opset_of(model_path: Path) -> int | None:
+    import onnx
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
 def _random_like(torch: Any, sample: Any, batch: int | None, generator: Any) -> Any:

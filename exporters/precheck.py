@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from edgeloop.runtime.bundles import open_model
+from edgeloop.exporters.onnx_export import _first_line
+from edgeloop.runtime.bundles import open_model, specs_of_session, zeros_for
 from edgeloop.runtime.errors import MissingDependencyError
 from edgeloop.runtime.profiles import HardwareProfile
 
@@ -266,16 +267,7 @@ def _host_latency(model_file: Path) -> Check:
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(model_file), providers=["CPUExecutionProvider"])
-    feed = {}
-    for arg in session.get_inputs():
-        shape = [d if isinstance(d, int) else 1 for d in arg.shape]
-        dtype = {
-            "tensor(float)": np.float32,
-            "tensor(double)": np.float64,
-            "tensor(int64)": np.int64,
-            "tensor(int32)": np.int32,
-        }.get(arg.type, np.float32)
-        feed[arg.name] = np.zeros(shape, dtype=dtype)
+    feed = {t.name: zeros_for(t) for t in specs_of_session(session.get_inputs())}
     session.run(None, feed)
     times = []
     for _ in range(50):
@@ -308,8 +300,3 @@ def _itemsize(onnx: Any, elem_type: int) -> int:
         return int(np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type)).itemsize)
     except Exception:
         return 4
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__

@@ -20,27 +20,17 @@ from typing import Any
 
 import numpy as np
 
-from edgeloop.runtime.bundles import BundleError, TensorSpec, open_model
+from edgeloop.runtime.bundles import (
+    BundleError,
+    TensorSpec,
+    open_model,
+    specs_of_session,
+    zeros_for,
+)
 from edgeloop.runtime.errors import EdgeloopError
 from edgeloop.runtime.node import Model, NodeContext, Port
 
 CPU = "CPUExecutionProvider"
-
-# ONNX Runtime's tensor type strings and the numpy dtypes they hold.
-_ORT_DTYPES = {
-    "tensor(float)": "float32",
-    "tensor(double)": "float64",
-    "tensor(float16)": "float16",
-    "tensor(int8)": "int8",
-    "tensor(int16)": "int16",
-    "tensor(int32)": "int32",
-    "tensor(int64)": "int64",
-    "tensor(uint8)": "uint8",
-    "tensor(uint16)": "uint16",
-    "tensor(uint32)": "uint32",
-    "tensor(uint64)": "uint64",
-    "tensor(bool)": "bool",
-}
 
 
 def _onnxruntime() -> Any:
@@ -98,7 +88,10 @@ def model_signature(path: str | Path) -> tuple[list[TensorSpec], list[TensorSpec
     key = (str(model_file.resolve()), model_file.stat().st_mtime)
     if key not in _SIGNATURES:
         session = _cpu_session(model_file)
-        _SIGNATURES[key] = (_specs(session.get_inputs()), _specs(session.get_outputs()))
+        _SIGNATURES[key] = (
+            specs_of_session(session.get_inputs()),
+            specs_of_session(session.get_outputs()),
+        )
     return _SIGNATURES[key]
 
 
@@ -115,17 +108,6 @@ def _cpu_session(model_file: Path) -> Any:
             path=model_file,
             fix="export the model again, or check it is an .onnx file",
         ) from None
-
-
-def _specs(args: list[Any]) -> list[TensorSpec]:
-    return [
-        TensorSpec(
-            name=a.name,
-            dtype=_ORT_DTYPES.get(a.type, a.type),
-            shape=[d if isinstance(d, int) else (d or None) for d in a.shape],
-        )
-        for a in args
-    ]
 
 
 class OnnxModel(Model):
@@ -199,6 +181,11 @@ class OnnxModel(Model):
         self.feeds = [(port_of.get(t.name, t.name), t) for t in inputs]
         self.output_names = [t.name for t in outputs]
         self.output_ports = [port_of.get(t.name, t.name) for t in outputs]
+        # Outputs whose first dimension is the batch dimension lose it again when
+        # the node added one; scalars and fixed leading sizes are returned as they are.
+        self.unbatch = [
+            bool(t.shape) and (not isinstance(t.shape[0], int) or t.shape[0] == 1) for t in outputs
+        ]
         self.session = self._first_provider_that_runs(ctx)
         self.checked = False
         self.batched: bool | None = None
@@ -220,7 +207,8 @@ class OnnxModel(Model):
             options.intra_op_num_threads = threads
         available = set(ort.get_available_providers())
         skipped: list[str] = []
-        for name, provider_options in self._candidates(ctx):
+        candidates = self._candidates(ctx)
+        for index, (name, _) in enumerate(candidates):
             short = name.removesuffix("ExecutionProvider")
             if name not in available:
                 skipped.append(f"{short}: not in this ONNX Runtime build")
@@ -232,7 +220,11 @@ class OnnxModel(Model):
                 ort.set_default_logger_severity(4)
                 with contextlib.redirect_stdout(said):
                     session = ort.InferenceSession(
-                        str(self.model_file), options, providers=[(name, provider_options)]
+                        str(self.model_file),
+                        options,
+                        # The rest of the chain stays behind it: what TensorRT cannot
+                        # take goes to CUDA (say), not straight to the CPU.
+                        providers=[c for c in candidates[index:] if c[0] in available],
                     )
             except Exception as exc:
                 skipped.append(f"{short}: session failed: {_last_line(exc)}")
@@ -244,7 +236,7 @@ class OnnxModel(Model):
                 skipped.append(f"{short}: {why}")
                 continue
             try:
-                probe = {t.name: _zeros(t) for _, t in self.feeds}
+                probe = {t.name: zeros_for(t) for _, t in self.feeds}
                 for _ in range(1 + max(0, self.config.warmup)):
                     session.run(self.output_names, probe)
             except Exception as exc:
@@ -274,7 +266,10 @@ class OnnxModel(Model):
         if self.batched:
             feed = {name: value[None] for name, value in feed.items()}
             results = self.session.run(self.output_names, feed)
-            return {port: r[0] for port, r in zip(self.output_ports, results, strict=True)}
+            return {
+                port: r[0] if drop else r
+                for port, r, drop in zip(self.output_ports, results, self.unbatch, strict=True)
+            }
         results = self.session.run(self.output_names, feed)
         return dict(zip(self.output_ports, results, strict=True))
 
@@ -294,7 +289,11 @@ class OnnxModel(Model):
                     f"{tensor.dtype} (fix: make the upstream node output {tensor.dtype})"
                 )
             want = tensor.shape
-            if self.config.add_batch_dim and len(want) == value.ndim + 1:
+            if (
+                self.config.add_batch_dim
+                and len(want) == value.ndim + 1
+                and (not isinstance(want[0], int) or want[0] == 1)  # a batch, not a fixed size
+            ):
                 want = want[1:]
                 batched.add(port)
             if len(want) != value.ndim or any(
@@ -311,11 +310,6 @@ class OnnxModel(Model):
             )
         self.batched = bool(batched)
         self.checked = True
-
-
-def _zeros(tensor: TensorSpec) -> np.ndarray:
-    shape = [d if isinstance(d, int) else 1 for d in tensor.shape]
-    return np.zeros(shape, dtype=tensor.dtype)
 
 
 def _shape_text(shape: list[int | str | None]) -> str:

@@ -90,8 +90,7 @@ def open_model(path: str | Path, variant: str | None = None) -> tuple[Path, Bund
     """
     path = Path(path)
     if path.is_dir():
-        manifest = read_manifest(path)
-        verify_bundle(path, manifest)
+        manifest = _verified_manifest(path)
         if variant is None:
             return path / manifest.model, manifest
         if variant not in manifest.variants:
@@ -115,6 +114,61 @@ def open_model(path: str | Path, variant: str | None = None) -> tuple[Path, Bund
             fix="check the path (a .onnx file or a folder with manifest.json)",
         )
     return path, None
+
+
+_VERIFIED: dict[tuple[Any, ...], BundleManifest] = {}
+
+
+def _verified_manifest(folder: Path) -> BundleManifest:
+    """The bundle's manifest once every file matched its sha256; hashed again only
+    when a file's size or modification time changed (a graph opens its model often)."""
+    stamp = tuple(
+        (f.name, f.stat().st_size, f.stat().st_mtime_ns)
+        for f in sorted(folder.iterdir())
+        if f.is_file()
+    )
+    key = (str(folder.resolve()), stamp)
+    if key not in _VERIFIED:
+        manifest = read_manifest(folder)
+        verify_bundle(folder, manifest)
+        _VERIFIED[key] = manifest
+    return _VERIFIED[key]
+
+
+# ONNX Runtime's tensor type strings and the numpy dtypes they hold.
+ORT_DTYPES = {
+    "tensor(float)": "float32",
+    "tensor(double)": "float64",
+    "tensor(float16)": "float16",
+    "tensor(int8)": "int8",
+    "tensor(int16)": "int16",
+    "tensor(int32)": "int32",
+    "tensor(int64)": "int64",
+    "tensor(uint8)": "uint8",
+    "tensor(uint16)": "uint16",
+    "tensor(uint32)": "uint32",
+    "tensor(uint64)": "uint64",
+    "tensor(bool)": "bool",
+}
+
+
+def specs_of_session(args: list[Any]) -> list[TensorSpec]:
+    """TensorSpecs of an ONNX Runtime session's ``get_inputs()`` or ``get_outputs()``."""
+    return [
+        TensorSpec(
+            name=a.name,
+            dtype=ORT_DTYPES.get(a.type, a.type),
+            shape=[d if isinstance(d, int) else (d or None) for d in a.shape],
+        )
+        for a in args
+    ]
+
+
+def zeros_for(spec: TensorSpec) -> Any:
+    """A zero array of the spec's dtype, free dimensions taken as 1."""
+    import numpy as np
+
+    return np.zeros([d if isinstance(d, int) else 1 for d in spec.shape], dtype=spec.dtype)
 
 
 def read_manifest(folder: Path) -> BundleManifest:
@@ -152,12 +206,13 @@ def verify_bundle(folder: Path, manifest: BundleManifest) -> None:
     Raises:
         BundleError: a file is missing or its content changed.
     """
-    if manifest.model not in manifest.files:
-        raise BundleError(
-            f"the manifest lists no sha256 for the model '{manifest.model}'",
-            path=folder / MANIFEST,
-            fix="export the bundle again",
-        )
+    for model in [manifest.model, *manifest.variants.values()]:
+        if model not in manifest.files:
+            raise BundleError(
+                f"the manifest lists no sha256 for the model file '{model}'",
+                path=folder / MANIFEST,
+                fix="export the bundle again",
+            )
     for name, expected in manifest.files.items():
         file = folder / name
         if Path(name).is_absolute() or ".." in Path(name).parts:

@@ -148,3 +148,27 @@ def make_unsupported(path: Path, supported: set[str]) -> Path:
         inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])]
         outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])]
     return _save(helper.make_graph(nodes, "odd", inputs, outputs), path)
+
+
+def make_mixed_outputs(path: Path) -> Path:
+    """obs (batch, 3) -> doubled (batch, 3), total (a scalar), bias (fixed (2,))."""
+    nodes = [
+        helper.make_node("Mul", ["obs", "two"], ["doubled"]),
+        helper.make_node("ReduceSum", ["obs"], ["total"], keepdims=0),
+        helper.make_node("Identity", ["bias_const"], ["bias"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "mixed",
+        [helper.make_tensor_value_info("obs", TensorProto.FLOAT, ["batch", 3])],
+        [
+            helper.make_tensor_value_info("doubled", TensorProto.FLOAT, ["batch", 3]),
+            helper.make_tensor_value_info("total", TensorProto.FLOAT, []),
+            helper.make_tensor_value_info("bias", TensorProto.FLOAT, [2]),
+        ],
+        [
+            numpy_helper.from_array(np.array(2.0, dtype=np.float32), "two"),
+            numpy_helper.from_array(np.array([0.5, -0.5], dtype=np.float32), "bias_const"),
+        ],
+    )
+    return _save(graph, path)

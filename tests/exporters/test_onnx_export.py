@@ -261,3 +261,81 @@ def test_an_fp16_variant_keeps_fp32_io_stays_within_its_tolerance_and_runs_in_th
     (manifest_file := result.bundle / "model_fp16.onnx").write_bytes(b"x")
     problems = edgeloop.validate_graph(graph, edgeloop.PluginRegistry())
     assert "does not match its sha256" in problems[0].message and manifest_file.exists()
+
+
+class Normed(torch.nn.Module):
+    """LayerNorm and GELU: ops torch's converter cannot lower to opset 13."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = torch.nn.Sequential(
+            torch.nn.Linear(3, 8), torch.nn.LayerNorm(8), torch.nn.GELU()
+        )
+
+    def forward(self, obs):
+        return self.body(obs)
+
+
+def test_an_export_that_cannot_reach_the_profiles_opset_fails_and_leaves_nothing(tmp_path):
+    with pytest.raises(ExportError, match="torch wrote opset 18, not the 13 asked for"):
+        export_bundle(
+            Normed(),
+            (torch.randn(1, 3),),
+            tmp_path / "nano",
+            input_names=["obs"],
+            output_names=["h"],
+            profile="jetson-nano-4gb",
+        )
+    assert list(tmp_path.iterdir()) == []  # built aside, removed on failure
+
+
+def test_outputs_the_bundle_cannot_name_are_refused_before_exporting(tmp_path):
+    class Dict(torch.nn.Module):
+        """Returns a dict."""
+
+        def forward(self, obs):
+            return {"action": obs * 2}
+
+    with pytest.raises(ExportError, match="returns dict"):
+        export_bundle(
+            Dict(),
+            (torch.randn(1, 3),),
+            tmp_path / "d",
+            input_names=["obs"],
+            output_names=["action"],
+        )
+    with pytest.raises(ExportError, match="returns 1 output"):
+        export_bundle(
+            mlp(),
+            (torch.randn(1, 3),),
+            tmp_path / "e",
+            input_names=["obs"],
+            output_names=["action", "value"],
+        )
+
+
+def test_overwrite_replaces_a_bundle_but_never_a_folder_of_other_files(tmp_path):
+    first = export_bundle(
+        mlp(), (torch.randn(1, 3),), tmp_path / "b", input_names=["obs"], output_names=["action"]
+    )
+    again = export_bundle(
+        mlp(),
+        (torch.randn(1, 3),),
+        tmp_path / "b",
+        input_names=["obs"],
+        output_names=["action"],
+        overwrite=True,
+    )
+    assert again.bundle == first.bundle and (tmp_path / "b" / "manifest.json").exists()
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "important.py").write_text("keep me")
+    with pytest.raises(ExportError, match="is not a bundle"):
+        export_bundle(
+            mlp(),
+            (torch.randn(1, 3),),
+            tmp_path / "src",
+            input_names=["obs"],
+            output_names=["action"],
+            overwrite=True,
+        )
+    assert (tmp_path / "src" / "important.py").read_text() == "keep me"

@@ -292,3 +292,37 @@ def test_a_bundles_own_port_mapping_names_the_ports(tmp_path):
     (bundle / "manifest.json").write_text(json.dumps(manifest))
     executor, _ = run(model_loop(bundle))
     assert len(executor.node("sink").values("action")) == 5
+
+
+def test_only_outputs_that_carry_the_batch_dimension_lose_it_again(tmp_path):
+    model = onnx_models.make_mixed_outputs(tmp_path / "mixed.onnx")
+    graph = LoopGraph(name="mixed")
+    graph.add_node("source", ObsSource, rate_hz=10)
+    graph.add_node(
+        "model", "onnx.model", config={"model": str(model)}, inputs={"obs": "source/obs"}
+    )
+    graph.add_node(
+        "sink",
+        RecordingSink,
+        inputs={"doubled": "model/doubled", "total": "model/total", "bias": "model/bias"},
+    )
+    executor, report = run(graph, 0.2)
+    assert report.node("model").faults == {}
+    _, last = executor.node("sink").received[-1]
+    assert last["doubled"].tolist() == pytest.approx([0.2, 0.4, 0.6])  # (3,), not (1, 3)
+    assert last["total"].shape == () and float(last["total"]) == pytest.approx(0.6)
+    assert last["bias"].tolist() == [0.5, -0.5]  # a fixed (2,) output is left whole
+
+
+def test_a_variant_the_manifest_does_not_hash_is_refused(tmp_path):
+    import json
+
+    bundle = onnx_models.make_bundle(tmp_path / "bundle", onnx_models.make_mlp(tmp_path / "m.onnx"))
+    (bundle / "other.onnx").write_bytes((bundle / "model.onnx").read_bytes())
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["variants"] = {"fp16": "other.onnx"}
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    (problem,) = edgeloop.validate_graph(
+        model_loop(bundle, variant="fp16"), edgeloop.PluginRegistry()
+    )
+    assert "lists no sha256 for the model file 'other.onnx'" in problem.message
