@@ -195,6 +195,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="hardware profile name or file (its providers and options are used)",
     )
+    warmup.add_argument("--variant", metavar="NAME", help="a bundle's other model, e.g. fp16")
     warmup.add_argument(
         "--runs",
         type=int,
@@ -479,7 +480,11 @@ def _cmd_warmup(args: argparse.Namespace) -> int:
     if args.runs < 0:
         raise EdgeloopError(f"--runs must be >= 0, got {args.runs} (fix: e.g. --runs 20)")
     profile = load_profile(args.profile)
-    config = build_config("onnx.model", OnnxModel.Config, {"model": str(args.model), "warmup": 0})
+    config = build_config(
+        "onnx.model",
+        OnnxModel.Config,
+        {"model": str(args.model), "warmup": 0, "variant": args.variant},
+    )
     OnnxModel.ports(config)  # a missing or tampered model is reported before any session
     ctx = NodeContext(
         node_id="warmup",

@@ -12,7 +12,6 @@ import contextlib
 import datetime
 import io
 import logging
-import math
 import re
 import shutil
 import tempfile
@@ -21,9 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 import edgeloop
+from edgeloop.exporters.parity import Parity, check_parity
 from edgeloop.runtime.bundles import BundleManifest, TensorSpec, sha256_of, write_manifest
 from edgeloop.runtime.errors import EdgeloopError, MissingDependencyError
 from edgeloop.runtime.profiles import HardwareProfile, load_profile
@@ -37,20 +35,6 @@ DEFAULT_OPSET = 18
 
 class ExportError(EdgeloopError):
     """Raised when a model cannot be exported, or its ONNX twin does not match it."""
-
-
-@dataclass
-class Parity:
-    """How far ONNX Runtime's outputs are from torch's, over the checked inputs."""
-
-    max_abs_error: float
-    max_rel_error: float
-    cases: int
-    tolerance: float
-
-    @property
-    def passed(self) -> bool:
-        return self.max_abs_error <= self.tolerance
 
 
 @dataclass
@@ -383,47 +367,6 @@ def _export(
     return [str(w.message).splitlines()[0] for w in caught][:5]
 
 
-def check_parity(
-    module: Any,
-    model_path: Path,
-    samples: tuple[Any, ...],
-    input_names: list[str],
-    output_names: list[str],
-    *,
-    tolerance: float,
-    random_cases: int = 8,
-    dynamic_batch: bool = True,
-) -> Parity:
-    """Run torch and ONNX Runtime on the samples and on random inputs like them."""
-    import onnxruntime as ort
-
-    torch = _torch()
-    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
-    generator = torch.Generator().manual_seed(0)
-    cases = [tuple(samples)]
-    for k in range(random_cases):
-        batch = (1 if k % 2 == 0 else 3) if dynamic_batch else None
-        cases.append(tuple(_random_like(torch, s, batch, generator) for s in samples))
-    worst_abs = worst_rel = 0.0
-    for case in cases:
-        with torch.no_grad():
-            expected = module(*case)
-        expected = expected if isinstance(expected, (tuple, list)) else (expected,)
-        got = session.run(
-            output_names, {n: t.numpy() for n, t in zip(input_names, case, strict=True)}
-        )
-        for e, g in zip(expected, got, strict=True):
-            e = e.detach().numpy()
-            if not np.array_equal(np.isfinite(e), np.isfinite(g)):
-                return Parity(math.inf, math.inf, len(cases), tolerance)  # NaN/inf where not
-            diff = np.abs(e.astype(np.float64) - g.astype(np.float64))
-            diff[~np.isfinite(e)] = 0.0  # the same inf or NaN on both sides
-            worst_abs = max(worst_abs, float(diff.max(initial=0.0)))
-            scale = np.maximum(np.abs(e.astype(np.float64)), 1e-12)
-            worst_rel = max(worst_rel, float((diff / scale).max(initial=0.0)))
-    return Parity(worst_abs, worst_rel, len(cases), tolerance)
-
-
 def _check_outputs(torch: Any, module: Any, samples: tuple[Any, ...], names: list[str]) -> None:
     """Refuse, before exporting, a model whose outputs the bundle cannot name."""
     try:
@@ -453,15 +396,6 @@ def _opset_of(model_path: Path) -> int | None:
 
     model = onnx.load(str(model_path), load_external_data=False)
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
-
-
-def _random_like(torch: Any, sample: Any, batch: int | None, generator: Any) -> Any:
-    shape = list(sample.shape)
-    if batch is not None and shape:
-        shape[0] = batch
-    if sample.dtype.is_floating_point:
-        return torch.randn(shape, generator=generator, dtype=sample.dtype)
-    return torch.randint(0, 2, shape, generator=generator, dtype=sample.dtype)
 
 
 def _specs(model_path: Path, kind: str) -> list[TensorSpec]:

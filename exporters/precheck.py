@@ -146,9 +146,21 @@ def _opset(proto: Any, profile: HardwareProfile) -> Check:
 
 
 def _ops(proto: Any, profile: HardwareProfile) -> Check:
-    used = sorted({n.op_type for n in proto.graph.node if n.domain in ("", "ai.onnx")})
-    if "TensorrtExecutionProvider" not in profile.provider_names() or not profile.software.tensorrt:
+    used = sorted(
+        {
+            n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}:{n.op_type}"
+            for n in proto.graph.node
+        }
+    )
+    if "TensorrtExecutionProvider" not in profile.provider_names():
         return Check("TensorRT ops", "pass", f"{len(used)} op types; the profile runs no TensorRT")
+    if not profile.software.tensorrt:
+        return Check(
+            "TensorRT ops",
+            "warn",
+            f"{profile.name} names no TensorRT version: "
+            f"{len(used)} op types not checked (set software.tensorrt)",
+        )
     table = tensorrt_ops(profile.software.tensorrt)
     if table is None:
         return Check(
@@ -220,8 +232,8 @@ def _memory(proto: Any) -> tuple[int, int]:
 def _budget(params: int, activations: int, profile: HardwareProfile) -> Check:
     total_mb = (params + activations) / 2**20
     text = (
-        f"parameters {params / 2**20:.2f} MB + activations about "
-        f"{activations / 2**20:.2f} MB (batch 1) = {total_mb:.2f} MB"
+        f"parameters {_size(params)} + activations about {_size(activations)} (batch 1) "
+        f"= {_size(params + activations)}"
     )
     budget = profile.budgets.model_memory_mb
     if budget is None:
@@ -247,7 +259,10 @@ def _compute(proto: Any, profile: HardwareProfile) -> Check:
                 macs += math.prod(y) * math.prod(w[1:])
     flops = 2 * macs
     peak = profile.throughput.fp16_tflops
-    line = f"about {macs:,} MACs ({flops / 1e6:.2f} MFLOP) per batch-1 inference"
+    line = (
+        f"about {macs:,} MACs ({flops / 1e6:.2f} MFLOP) in MatMul, Gemm and Conv per "
+        "batch-1 inference (other ops not counted)"
+    )
     if peak:
         line += (
             f"; at {profile.name}'s peak {peak:g} FP16 TFLOPS that is at least "
@@ -280,6 +295,13 @@ def _host_latency(model_file: Path) -> Check:
         f"this host, CPU provider, batch 1: p50 "
         f"{np.percentile(times, 50):.1f} µs, p99 {np.percentile(times, 99):.1f} µs",
     )
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 2**30), ("MB", 2**20), ("KB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
 
 
 def _shapes(proto: Any) -> dict[str, list[int]]:

@@ -195,7 +195,7 @@ class OnnxModel(Model):
         if cfg.providers is not None:
             return [(name, {}) for name in cfg.providers]
         if ctx.profile is not None:
-            return [(p.name, _with_paths(p.options)) for p in ctx.profile.execution_providers]
+            return [(p.name, dict(p.options)) for p in ctx.profile.execution_providers]
         return [(CPU, {})]
 
     def _first_provider_that_runs(self, ctx: NodeContext) -> Any:
@@ -213,6 +213,7 @@ class OnnxModel(Model):
             if name not in available:
                 skipped.append(f"{short}: not in this ONNX Runtime build")
                 continue
+            _make_cache_folders(candidates[index][1])
             said = io.StringIO()
             try:
                 # ORT prints why it fell back to the CPU, and logs the missing libraries;
@@ -330,9 +331,8 @@ def _last_line(exc: Exception) -> str:
     return (text.splitlines()[-1] if text else type(exc).__name__)[:200]
 
 
-def _with_paths(options: dict[str, Any]) -> dict[str, Any]:
-    """Provider options with cache folders made (TensorRT writes engines there)."""
+def _make_cache_folders(options: dict[str, Any]) -> None:
+    """TensorRT writes engines into these; it does not make them."""
     for key in ("trt_engine_cache_path", "trt_timing_cache_path"):
         if key in options:
             os.makedirs(str(options[key]), exist_ok=True)
-    return dict(options)

@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from edgeloop.runtime.errors import GraphProblem, ProfileError
 from edgeloop.runtime.graph import LoopGraph
@@ -22,7 +22,8 @@ PROFILE_PACKAGE = "edgeloop.hardware_profiles"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a profile is data; "6" is not a core count and "yes" is not a boolean.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class Cpu(_Strict):
@@ -119,6 +120,15 @@ class HardwareProfile(_Strict):
     software: Software = Field(default_factory=Software)
     execution_providers: list[ExecutionProvider] = Field(min_length=1)
     """In order of preference; the model node skips one that is unavailable."""
+
+    @field_validator("execution_providers")
+    @classmethod
+    def _each_once(cls, providers: list[ExecutionProvider]) -> list[ExecutionProvider]:
+        names = [p.name for p in providers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"a provider is listed twice: {names}")
+        return providers
+
     cpu_threads: int | None = Field(default=None, gt=0)
     """ONNX Runtime intra-op threads for the CPU provider (None: ORT's default)."""
     budgets: Budgets = Field(default_factory=Budgets)

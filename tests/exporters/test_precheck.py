@@ -39,6 +39,8 @@ def test_a_small_model_passes_on_an_orin_with_the_dynamic_batch_flagged(tmp_path
     assert report.check("dynamic dims").status == "warn"
     assert report.check("dynamic dims").items == ["obs: batch"]
     assert "about 32 MACs" in report.check("compute").detail  # 3x8 + 8x1
+    cuda = precheck(model, edgeloop.load_profile("desktop-cuda"), measure=False)
+    assert cuda.check("TensorRT ops").status == "warn"  # it names no TensorRT version
     assert report.check("host latency").status == "info"
 
 
@@ -55,7 +57,9 @@ def test_a_model_over_the_memory_budget_fails(tmp_path):
     model = onnx_models.make_mlp(tmp_path / "mlp.onnx", hidden=64)
     report = precheck(model, edgeloop.load_profile(tmp_path / "board.yaml"), measure=False)
     assert report.check("memory").status == "fail"
-    assert "over the 0.0001 MB budget of tiny-board" in report.check("memory").detail
+    detail = report.check("memory").detail
+    assert detail.startswith("parameters 1.3 KB")  # (3*64 + 64 + 64*1 + 1) float32 = 1284 B
+    assert "over the 0.0001 MB budget of tiny-board" in detail
 
 
 def test_the_op_tables_cover_every_tensorrt_the_profiles_name():

@@ -165,3 +165,21 @@ def test_the_cli_lists_profiles_and_shows_one_with_its_sources():
     )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert "unknown hardware profile 'nope'" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (("cores: 6", 'cores: "6"'), "cpu.cores"),
+        (("shared_with_gpu: true", "shared_with_gpu: yes please"), "memory.shared_with_gpu"),
+        (
+            ("  - name: CPUExecutionProvider", "  - name: TensorrtExecutionProvider"),
+            "execution_providers",
+        ),
+    ],
+)
+def test_a_profile_is_read_strictly(tmp_path, change, field):
+    path = write(tmp_path, GOOD.replace(*change))
+    with pytest.raises(ProfileError) as caught:
+        load_profile(path)
+    assert [p.field for p in caught.value.problems] == [field]
