@@ -162,7 +162,7 @@ def main() -> None:
                 conv_net(Path(folder) / "conv.onnx"),
                 "image",
                 np.random.default_rng(0).random((3, 96, 96), dtype=np.float32),
-                args.calls // 20,
+                args.calls // 5,
             ),
         ]
         print(

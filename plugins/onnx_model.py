@@ -187,6 +187,12 @@ class OnnxModel(Model):
             bool(t.shape) and (not isinstance(t.shape[0], int) or t.shape[0] == 1) for t in outputs
         ]
         self.session = self._first_provider_that_runs(ctx)
+        self.run = self.session.run
+        self.single = (
+            (self.feeds[0][0], self.feeds[0][1].name, self.output_ports[0], self.unbatch[0])
+            if len(self.feeds) == 1 and len(self.output_ports) == 1
+            else None
+        )
         self.checked = False
         self.batched: bool | None = None
 
@@ -256,6 +262,16 @@ class OnnxModel(Model):
         )
 
     def step(self, inputs: dict[str, Any]) -> dict[str, Any] | None:
+        if self.checked and self.single is not None:
+            # One input and one output, the usual policy: no loops, no comprehensions.
+            port, tensor_name, out_port, drop = self.single
+            value = inputs[port]
+            if value is None:
+                return None
+            if self.batched:
+                result = self.run([self.output_names[0]], {tensor_name: value[None]})[0]
+                return {out_port: result[0] if drop else result}
+            return {out_port: self.run([self.output_names[0]], {tensor_name: value})[0]}
         feed = {}
         for port, tensor in self.feeds:
             value = inputs[port]
