@@ -5,6 +5,7 @@ Users and plugins import from here (and ``edgeloop.testing``) only.
 
 from edgeloop.runtime.clocks import Clock, RealClock, SimClock
 from edgeloop.runtime.errors import (
+    BundleError,
     EdgeloopError,
     GraphError,
     GraphProblem,
@@ -40,6 +41,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Actuator",
+    "BundleError",
     "Clock",
     "ContractSpec",
     "Controller",

@@ -14,18 +14,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from edgeloop.runtime.errors import EdgeloopError
+from edgeloop.runtime.errors import BundleError
 
 MANIFEST = "manifest.json"
-
-
-class BundleError(EdgeloopError):
-    """Raised when a model file or bundle is missing, unreadable, tampered or invalid."""
-
-    def __init__(self, message: str, *, path: str | Path, fix: str) -> None:
-        self.path = str(path)
-        self.fix = fix
-        super().__init__(f"{path}: {message} (fix: {fix})")
 
 
 class TensorSpec(BaseModel):

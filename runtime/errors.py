@@ -10,6 +10,7 @@ Exception tree::
     +-- UnknownNodeTypeError      a graph names a node type no plugin registered
     +-- NodeConfigError           a node's config does not match its type's Config
     +-- NodeSetupError            a node's setup raised before the loop started
+    +-- BundleError               a model file or bundle is missing, tampered or invalid
     +-- MissingDependencyError    an optional dependency is not installed (names the extra)
 
 Each error's message says where, what was expected, what was found and the fix;
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -146,6 +148,15 @@ class NodeConfigError(EdgeloopError):
         self.problems: list[NodeConfigError] = [self]
         """Every problem found in the config, this one first."""
         super().__init__(message + (f" (fix: {fix})" if fix else ""))
+
+
+class BundleError(EdgeloopError):
+    """Raised when a model file or bundle is missing, unreadable, tampered or invalid."""
+
+    def __init__(self, message: str, *, path: str | Path, fix: str) -> None:
+        self.path = str(path)
+        self.fix = fix
+        super().__init__(f"{path}: {message} (fix: {fix})")
 
 
 class MissingDependencyError(EdgeloopError):

@@ -7,6 +7,7 @@ import edgeloop.testing
 def test_the_front_door_exports_exactly_the_public_names():
     assert sorted(edgeloop.__all__) == [
         "Actuator",
+        "BundleError",
         "Clock",
         "ContractSpec",
         "Controller",
