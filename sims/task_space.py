@@ -1,0 +1,333 @@
+"""Task spaces: families of gymnasium environments that differ in physical parameters.
+
+A task is one point of the space, a vector of physical values (a pendulum's
+mass and length). Learners see tasks normalised to [0, 1]^d (log-scaled for
+parameters that span orders of magnitude); environments get them written onto
+``env.unwrapped``, and :meth:`TaskSpace.make_env` checks that writing them
+really changes the dynamics. Each space also names wider, out-of-distribution
+ranges for evaluation.
+
+Built-ins: ``pendulum`` (Pendulum-v1: mass, length), ``cartpole`` (CartPole-v1:
+pole half-length, pole mass, force magnitude), ``mountaincar``
+(MountainCarContinuous-v0: engine power). Users define their own in Python
+(:class:`TaskSpace`) or YAML (:func:`load_task_space`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from edgeloop.runtime.errors import EdgeloopError, MissingDependencyError
+
+
+class TaskSpaceError(EdgeloopError):
+    """Raised for an unknown task space, a task outside its ranges, or a parameter an
+    environment does not have."""
+
+
+class TaskParameter(BaseModel):
+    """One physical parameter of a task space."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    attribute: str
+    """Attribute of ``env.unwrapped`` the value is written to (e.g. ``m``)."""
+    low: float
+    high: float
+    log: bool = False
+    """Normalise on a log scale (for ranges over orders of magnitude)."""
+    ood_low: float | None = None
+    """Lower end of the out-of-distribution range (default: ``low``)."""
+    ood_high: float | None = None
+    """Upper end of the out-of-distribution range (default: ``high``)."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TaskParameter:
+        if not self.low < self.high:
+            raise ValueError(f"{self.name}: low {self.low} must be below high {self.high}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"{self.name}: a log-scale range must be positive")
+        if self.ood_low is not None and self.ood_low > self.low:
+            raise ValueError(f"{self.name}: ood_low {self.ood_low} is inside the range")
+        if self.ood_high is not None and self.ood_high < self.high:
+            raise ValueError(f"{self.name}: ood_high {self.ood_high} is inside the range")
+        return self
+
+
+class TaskSpace(BaseModel):
+    """A named family of tasks over one gymnasium environment."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    env_id: str
+    parameters: tuple[TaskParameter, ...] = Field(min_length=1)
+    env_kwargs: dict[str, Any] = Field(default_factory=dict)
+    max_episode_steps: int | None = None
+
+    @property
+    def dim(self) -> int:
+        return len(self.parameters)
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.parameters]
+
+    # -- between physical values and [0, 1]^d ---------------------------------------
+
+    def normalise(self, tasks: np.ndarray) -> np.ndarray:
+        """Physical tasks (n, d) to [0, 1]^d (outside the range maps outside [0, 1])."""
+        tasks = np.atleast_2d(np.asarray(tasks, dtype=np.float64))
+        out = np.empty_like(tasks)
+        for j, p in enumerate(self.parameters):
+            lo, hi, x = p.low, p.high, tasks[:, j]
+            if p.log:
+                lo, hi, x = math.log(lo), math.log(hi), np.log(x)
+            out[:, j] = (x - lo) / (hi - lo)
+        return out
+
+    def denormalise(self, units: np.ndarray) -> np.ndarray:
+        """[0, 1]^d (n, d) back to physical tasks."""
+        units = np.atleast_2d(np.asarray(units, dtype=np.float64))
+        out = np.empty_like(units)
+        for j, p in enumerate(self.parameters):
+            if p.log:
+                lo, hi = math.log(p.low), math.log(p.high)
+                out[:, j] = np.exp(lo + units[:, j] * (hi - lo))
+            else:
+                out[:, j] = p.low + units[:, j] * (p.high - p.low)
+        return out
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` tasks drawn uniformly in the normalised space, as physical values (n, d)."""
+        return self.denormalise(rng.random((n, self.dim)))
+
+    def grid(self, per_axis: int) -> np.ndarray:
+        """An evenly spaced grid (per_axis ** d, d) over the space, ends included."""
+        axes = np.linspace(0.0, 1.0, per_axis)
+        mesh = np.meshgrid(*([axes] * self.dim), indexing="ij")
+        return self.denormalise(np.stack([m.ravel() for m in mesh], axis=1))
+
+    def ood(self) -> TaskSpace:
+        """The same space over its out-of-distribution ranges."""
+        return self.model_copy(
+            update={
+                "name": f"{self.name}-ood",
+                "parameters": tuple(
+                    p.model_copy(
+                        update={
+                            "low": p.ood_low if p.ood_low is not None else p.low,
+                            "high": p.ood_high if p.ood_high is not None else p.high,
+                        }
+                    )
+                    for p in self.parameters
+                ),
+            }
+        )
+
+    def check(self, task: Sequence[float], *, ood: bool = False) -> np.ndarray:
+        """The task as an array, or a TaskSpaceError naming the parameter out of range."""
+        task = np.asarray(task, dtype=np.float64).reshape(-1)
+        if task.shape != (self.dim,):
+            raise TaskSpaceError(
+                f"a task of {self.name} has {self.dim} values "
+                f"({', '.join(self.names)}), got {task.shape[0]}"
+            )
+        space = self.ood() if ood else self
+        for value, p in zip(task, space.parameters, strict=True):
+            if not (p.low - 1e-12 <= value <= p.high + 1e-12):
+                raise TaskSpaceError(
+                    f"{p.name} = {value:g} is outside [{p.low:g}, {p.high:g}] "
+                    f"of task space {self.name} (fix: pick a value in range"
+                    f"{'' if ood else ', or evaluate out of distribution'})"
+                )
+        return task
+
+    # -- environments -------------------------------------------------------------
+
+    def make_env(self, task: Sequence[float] | None = None, **kwargs: Any) -> Any:
+        """A gymnasium environment of this space, with ``task`` applied if given."""
+        gym = _gymnasium()
+        env = gym.make(
+            self.env_id, max_episode_steps=self.max_episode_steps, **{**self.env_kwargs, **kwargs}
+        )
+        for p in self.parameters:
+            if not hasattr(env.unwrapped, p.attribute):
+                names = [a for a in vars(env.unwrapped) if not a.startswith("_")]
+                close = difflib.get_close_matches(p.attribute, names, n=3)
+                hint = f"did you mean {', '.join(close)}?" if close else "see the env's source"
+                raise TaskSpaceError(
+                    f"{self.env_id} has no attribute '{p.attribute}' for "
+                    f"parameter {p.name} of {self.name} (fix: {hint})"
+                )
+        if task is not None:
+            self.apply(env, task, ood=True)
+        return env
+
+    def apply(self, env: Any, task: Sequence[float], *, ood: bool = False) -> None:
+        """Write a task's values onto ``env.unwrapped`` (takes effect at once)."""
+        values = self.check(task, ood=ood)
+        for value, p in zip(values, self.parameters, strict=True):
+            current = getattr(env.unwrapped, p.attribute)
+            setattr(
+                env.unwrapped,
+                p.attribute,
+                type(current)(value) if isinstance(current, (int, float)) else value,
+            )
+        _refresh_derived(env.unwrapped)
+
+    def check_dynamics(self, steps: int = 30, seed: int = 0) -> None:
+        """Check that every parameter really changes the dynamics: from the same start
+        and actions, its low and high values must give different observations.
+
+        Raises:
+            TaskSpaceError: a parameter that changes nothing (the env may read a copy
+                made at construction, or overwrite it on reset).
+        """
+        middle = self.denormalise(np.full((1, self.dim), 0.5))[0]
+        for j, p in enumerate(self.parameters):
+            trajectories = []
+            for value in (p.low, p.high):
+                task = middle.copy()
+                task[j] = value
+                env = self.make_env(task)
+                obs, _ = env.reset(seed=seed)
+                env.action_space.seed(seed)
+                seen = [np.asarray(obs, dtype=np.float64).ravel()]
+                for _ in range(steps):
+                    obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
+                    seen.append(np.asarray(obs, dtype=np.float64).ravel())
+                    if terminated or truncated:
+                        break
+                env.close()
+                trajectories.append(seen)
+            low, high = trajectories
+            if len(low) == len(high) and all(
+                np.array_equal(a, b) for a, b in zip(low, high, strict=True)
+            ):
+                raise TaskSpaceError(
+                    f"setting {p.attribute} on {self.env_id} does not change its dynamics "
+                    f"(parameter {p.name} of {self.name}) (fix: the env may copy it at "
+                    "construction or reset; choose the attribute its step() reads)"
+                )
+
+    def task_of(self, env: Any) -> np.ndarray:
+        """The task values an environment holds now."""
+        return np.array([float(getattr(env.unwrapped, p.attribute)) for p in self.parameters])
+
+
+def _refresh_derived(env: Any) -> None:
+    """CartPole keeps products of its parameters; recompute them after a change."""
+    if hasattr(env, "polemass_length") and hasattr(env, "masspole"):
+        env.total_mass = env.masspole + env.masscart
+        env.polemass_length = env.masspole * env.length
+
+
+def _gymnasium() -> Any:
+    try:
+        import gymnasium
+    except ImportError:
+        raise MissingDependencyError("gymnasium", "gym", "task spaces") from None
+    return gymnasium
+
+
+# Built-in spaces. Pendulum's ranges follow the pilot in shared facts: the
+# heavy/long corner is hard but solvable with the 2 N*m torque limit; wider ones
+# (m up to 3, l up to 2) make a corner unsolvable, which teaches nothing.
+BUILTIN: dict[str, TaskSpace] = {
+    "pendulum": TaskSpace(
+        name="pendulum",
+        env_id="Pendulum-v1",
+        max_episode_steps=200,
+        parameters=(
+            TaskParameter(name="mass", attribute="m", low=0.5, high=2.0, ood_low=0.3, ood_high=2.5),
+            TaskParameter(
+                name="length", attribute="l", low=0.5, high=1.5, ood_low=0.4, ood_high=1.8
+            ),
+        ),
+    ),
+    "cartpole": TaskSpace(
+        name="cartpole",
+        env_id="CartPole-v1",
+        max_episode_steps=500,
+        parameters=(
+            TaskParameter(
+                name="pole_half_length",
+                attribute="length",
+                low=0.25,
+                high=1.5,
+                log=True,
+                ood_low=0.15,
+                ood_high=2.5,
+            ),
+            TaskParameter(
+                name="pole_mass",
+                attribute="masspole",
+                low=0.05,
+                high=0.5,
+                log=True,
+                ood_low=0.03,
+                ood_high=1.0,
+            ),
+            TaskParameter(
+                name="force", attribute="force_mag", low=5.0, high=15.0, ood_low=3.0, ood_high=20.0
+            ),
+        ),
+    ),
+    "mountaincar": TaskSpace(
+        name="mountaincar",
+        env_id="MountainCarContinuous-v0",
+        max_episode_steps=999,
+        parameters=(
+            TaskParameter(
+                name="power",
+                attribute="power",
+                low=0.0009,
+                high=0.003,
+                log=True,
+                ood_low=0.0006,
+                ood_high=0.004,
+            ),
+        ),
+    ),
+}
+
+
+def load_task_space(name_or_path: str | Path) -> TaskSpace:
+    """A built-in task space by name, or one defined in a YAML file.
+
+    Raises:
+        TaskSpaceError: an unknown name (with close matches) or an invalid file.
+    """
+    name = str(name_or_path)
+    if name in BUILTIN:
+        return BUILTIN[name]
+    path = Path(name)
+    if path.suffix not in (".yaml", ".yml"):
+        close = difflib.get_close_matches(name, list(BUILTIN), n=3)
+        hint = f"did you mean {', '.join(close)}?" if close else f"built-ins: {', '.join(BUILTIN)}"
+        raise TaskSpaceError(f"unknown task space '{name}' (fix: {hint}, or a YAML file)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise TaskSpaceError(
+            f"cannot read task space {path}: {exc} (fix: check the file)"
+        ) from None
+    try:
+        return TaskSpace.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(x) for x in err["loc"])
+        raise TaskSpaceError(
+            f"{path}: {where}: {err['msg'].removeprefix('Value error, ')} "
+            "(fix: see sims/task_space.py for the fields)"
+        ) from None
