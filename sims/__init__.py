@@ -3,6 +3,9 @@
 Imports gymnasium (and, for training, torch) only when used.
 """
 
+from edgeloop.sims.mpts import MptsConfig, MptsSampler
+from edgeloop.sims.risk import cvar, pearson
+from edgeloop.sims.samplers import DrmSampler, ErmSampler, GdrmSampler, Sampler
 from edgeloop.sims.task_space import (
     BUILTIN,
     TaskParameter,
@@ -11,4 +14,18 @@ from edgeloop.sims.task_space import (
     load_task_space,
 )
 
-__all__ = ["BUILTIN", "TaskParameter", "TaskSpace", "TaskSpaceError", "load_task_space"]
+__all__ = [
+    "BUILTIN",
+    "DrmSampler",
+    "ErmSampler",
+    "GdrmSampler",
+    "MptsConfig",
+    "MptsSampler",
+    "Sampler",
+    "TaskParameter",
+    "TaskSpace",
+    "TaskSpaceError",
+    "cvar",
+    "load_task_space",
+    "pearson",
+]

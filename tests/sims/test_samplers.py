@@ -1,0 +1,135 @@
+"""Samplers and tail metrics: contracts, DRM's cost, MPTS's risk learner, CVaR by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from edgeloop.sims import (
+    DrmSampler,
+    ErmSampler,
+    GdrmSampler,
+    TaskSpace,
+    cvar,
+    pearson,
+)
+
+SPACE = TaskSpace(
+    name="square",
+    env_id="Pendulum-v1",
+    parameters=(
+        {"name": "a", "attribute": "m", "low": 0.5, "high": 2.0},
+        {"name": "b", "attribute": "l", "low": 0.5, "high": 1.5},
+    ),
+)
+
+
+def landscape(tasks: np.ndarray) -> np.ndarray:
+    """A known risk over the square: high in the (high a, high b) corner."""
+    u = SPACE.normalise(tasks)
+    return 3 * u[:, 0] * u[:, 1] + np.sin(3 * u[:, 0])
+
+
+def evaluator(steps_per_task: int = 200):
+    def evaluate(tasks: np.ndarray) -> tuple[np.ndarray, int]:
+        return landscape(tasks), steps_per_task * len(tasks)
+
+    return evaluate
+
+
+def test_cvar_is_the_mean_of_the_worst_fraction():
+    returns = np.array([-10, -1, -5, -3, -8, -2, -7, -4, -6, -9], dtype=float)
+    assert cvar(returns, 0.9) == -10
+    assert cvar(returns, 0.7) == pytest.approx((-10 - 9 - 8) / 3)
+    assert cvar(returns, 0.5) == pytest.approx((-10 - 9 - 8 - 7 - 6) / 5)
+    assert cvar(returns, 0.0) == pytest.approx(returns.mean())
+    assert cvar(np.arange(64.0), 0.9) == pytest.approx(np.arange(7.0).mean())  # 6.4 -> 7
+    with pytest.raises(ValueError):
+        cvar(returns, 1.0)
+
+
+def test_pearson_matches_numpy_and_is_nan_for_a_constant():
+    a, b = np.array([1.0, 2, 3, 4]), np.array([2.0, 4, 5, 9])
+    assert pearson(a, b) == pytest.approx(np.corrcoef(a, b)[0, 1])
+    assert math.isnan(pearson(a, np.ones(4)))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda rng: ErmSampler(SPACE, rng),
+        lambda rng: DrmSampler(SPACE, rng, evaluator()),
+        lambda rng: GdrmSampler(SPACE, rng, evaluator(), temperature=0.5),
+    ],
+)
+def test_every_sampler_proposes_tasks_in_range_repeatably_for_a_seed(make):
+    first = make(np.random.default_rng(5)).propose(16)
+    again = make(np.random.default_rng(5)).propose(16)
+    assert first.shape == (16, 2) and np.array_equal(first, again)
+    SPACE.check(first.min(axis=0))
+    SPACE.check(first.max(axis=0))
+
+
+def test_drm_trains_on_the_riskiest_half_and_charges_its_evaluations():
+    sampler = DrmSampler(SPACE, np.random.default_rng(0), evaluator(200))
+    chosen = sampler.propose(8)
+    assert sampler.evaluation_steps == 16 * 200  # 2B candidates, each one episode
+    rng = np.random.default_rng(0)
+    candidates = SPACE.sample(16, rng)
+    worst = candidates[np.argsort(-landscape(candidates))[:8]]
+    assert np.array_equal(chosen, worst)
+
+
+def test_gdrm_leans_toward_risk_and_charges_its_evaluations():
+    sampler = GdrmSampler(SPACE, np.random.default_rng(1), evaluator(100), temperature=0.2)
+    chosen = np.concatenate([sampler.propose(8) for _ in range(50)])
+    assert sampler.evaluation_steps == 50 * 16 * 100
+    uniform = SPACE.sample(400, np.random.default_rng(2))
+    assert landscape(chosen).mean() > landscape(uniform).mean() + 0.5
+
+
+torch = pytest.importorskip("torch")
+
+from edgeloop.sims import MptsConfig, MptsSampler  # noqa: E402
+
+
+def test_the_mpts_risk_learner_learns_a_known_risk_landscape():
+    sampler = MptsSampler(SPACE, np.random.default_rng(0), seed=0)
+    rng = np.random.default_rng(1)
+    for _ in range(40):  # a few dozen streaming updates on uniform batches
+        tasks = SPACE.sample(32, rng)
+        sampler.observe(tasks, landscape(tasks))
+    fresh = SPACE.sample(200, np.random.default_rng(2))
+    x = torch.as_tensor(SPACE.normalise(fresh), dtype=torch.float32)
+    predicted, spread = sampler.learner.predict(x, 50)
+    assert pearson(predicted, landscape(fresh)) > 0.8
+    assert spread.shape == (200,) and (spread >= 0).all()
+    assert len(sampler.correlations) == 39 and np.nanmean(sampler.correlations[-10:]) > 0.8
+
+
+def test_mpts_warms_up_uniformly_then_favours_predicted_risk_with_a_random_half():
+    sampler = MptsSampler(SPACE, np.random.default_rng(0), warmup_iterations=2, seed=0)
+    uniform_like = [sampler.propose(32) for _ in range(2)]
+    assert sampler.evaluation_steps == 0  # MPTS never evaluates candidates
+    rng = np.random.default_rng(3)
+    for _ in range(40):
+        tasks = SPACE.sample(32, rng)
+        sampler.observe(tasks, landscape(tasks))
+    chosen = np.concatenate([sampler.propose(32) for _ in range(10)])
+    assert chosen.shape == (320, 2)
+    baseline = landscape(np.concatenate(uniform_like)).mean()
+    assert landscape(chosen).mean() > baseline + 0.5
+
+
+def test_mpts_proposals_repeat_for_a_seed():
+    def run() -> np.ndarray:
+        sampler = MptsSampler(
+            SPACE, np.random.default_rng(9), seed=4, config=MptsConfig(inner_steps=3)
+        )
+        tasks = SPACE.sample(16, np.random.default_rng(10))
+        sampler.observe(tasks, landscape(tasks))
+        return sampler.propose(16)
+
+    assert np.array_equal(run(), run())
