@@ -3,6 +3,7 @@
 Imports gymnasium (and, for training, torch) only when used.
 """
 
+from edgeloop.sims.evaluation import Evaluation, evaluate
 from edgeloop.sims.mpts import MptsConfig, MptsSampler
 from edgeloop.sims.risk import cvar, pearson
 from edgeloop.sims.samplers import DrmSampler, ErmSampler, GdrmSampler, Sampler
@@ -18,6 +19,7 @@ __all__ = [
     "BUILTIN",
     "DrmSampler",
     "ErmSampler",
+    "Evaluation",
     "GdrmSampler",
     "MptsConfig",
     "MptsSampler",
@@ -26,6 +28,7 @@ __all__ = [
     "TaskSpace",
     "TaskSpaceError",
     "cvar",
+    "evaluate",
     "load_task_space",
     "pearson",
 ]
