@@ -13,6 +13,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -179,6 +180,33 @@ def _parser() -> argparse.ArgumentParser:
     )
     precheck.add_argument("--json", type=Path, metavar="FILE", help="also write the report as JSON")
     precheck.add_argument("--strict", action="store_true", help="fail on warnings too")
+
+    train_cmd = sub.add_parser(
+        "train",
+        help="train a policy on a task space with a task sampler (PPO)",
+        description="Train a task-aware policy with PPO on tasks drawn by a sampler (erm, drm, "
+        "gdrm, mpts) until an environment-step budget is spent (DRM/GDRM evaluation steps "
+        "count). Writes config.json, policy.pt and history.json into the run folder. Needs the "
+        "'train' extra.",
+    )
+    train_cmd.add_argument("--task-space", default="pendulum", help="built-in name or YAML file")
+    train_cmd.add_argument("--sampler", default="mpts", choices=["erm", "drm", "gdrm", "mpts"])
+    train_cmd.add_argument("--steps", type=int, default=200_000, help="environment-step budget")
+    train_cmd.add_argument("--seed", type=int, default=0)
+    train_cmd.add_argument(
+        "-o", "--out", type=Path, required=True, metavar="RUN", help="run folder to write"
+    )
+
+    evaluate_cmd = sub.add_parser(
+        "evaluate",
+        help="evaluate a trained run on a task grid: mean and CVaR",
+        description="Run a trained policy deterministically on a grid over its task space "
+        "(and its out-of-distribution ranges) and print mean return and CVaR_0.5/0.7/0.9.",
+    )
+    evaluate_cmd.add_argument("run", type=Path, help="run folder from edgeloop train")
+    evaluate_cmd.add_argument("--grid", type=int, default=10, help="points per parameter")
+    evaluate_cmd.add_argument("--episodes", type=int, default=2, help="episodes per task")
+    evaluate_cmd.add_argument("--json", type=Path, metavar="FILE", help="also write JSON")
 
     warmup = sub.add_parser(
         "warmup",
@@ -438,6 +466,90 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from edgeloop.sims.ppo import TrainConfig, train
+    from edgeloop.sims.risk import cvar
+    from edgeloop.sims.runs import save_run
+    from edgeloop.sims.task_space import load_task_space
+
+    load_task_space(args.task_space)  # an unknown space is a clear error before any work
+    config = TrainConfig(
+        task_space=str(args.task_space),
+        sampler=args.sampler,
+        total_steps=args.steps,
+        seed=args.seed,
+    )
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"),
+        TextColumn("{task.fields[status]}"),
+        TimeRemainingColumn(),
+        console=_err,
+        transient=True,
+        disable=not _err.is_terminal,
+    ) as progress:
+        bar = progress.add_task(f"{args.sampler} on {args.task_space}", total=args.steps, status="")
+
+        def show(result: Any) -> None:
+            recent = result.mean_returns[-8:]
+            progress.update(
+                bar,
+                completed=result.steps[-1],
+                status=f"mean return {recent[-1]:.0f}, CVaR_0.9 of recent "
+                f"iterations {cvar(recent, 0.9):.0f}",
+            )
+
+        result = train(config, progress=show)
+    folder = save_run(result, args.out)
+    _out.print(
+        f"trained {args.sampler} on {args.task_space} for {result.steps[-1]:,} steps "
+        f"in {result.seconds:.0f} s; last mean return {result.mean_returns[-1]:.1f}; "
+        f"run written to {folder}",
+        highlight=False,
+    )
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from edgeloop.sims.evaluation import evaluate
+    from edgeloop.sims.ppo import as_policy_function
+    from edgeloop.sims.runs import load_run
+    from edgeloop.sims.task_space import load_task_space
+
+    if args.json is not None:
+        _check_writable(args.json)
+    result = load_run(args.run)
+    space = load_task_space(result.config.task_space)
+    policy = as_policy_function(result)
+    table = Table(
+        title=f"evaluation of {args.run} ({result.config.sampler}, {result.steps[-1]:,} steps)",
+        title_justify="left",
+    )
+    for col in ("tasks", "grid", "mean", "CVaR_0.5", "CVaR_0.7", "CVaR_0.9"):
+        table.add_column(col, justify="left" if col == "tasks" else "right")
+    report = {}
+    for label, ood in (("in range", False), ("out of distribution", True)):
+        e = evaluate(policy, space, per_axis=args.grid, episodes=args.episodes, ood=ood)
+        table.add_row(
+            label,
+            f"{len(e.tasks)}",
+            f"{e.mean:.1f}",
+            f"{e.cvar[0.5]:.1f}",
+            f"{e.cvar[0.7]:.1f}",
+            f"{e.cvar[0.9]:.1f}",
+        )
+        report[label] = e.to_dict()
+    _out.print(table)
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
 _STATUS_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "info": "cyan"}
 
 
@@ -531,6 +643,8 @@ def _cmd_graph(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {
+    "evaluate": _cmd_evaluate,
+    "train": _cmd_train,
     "export": _cmd_export,
     "precheck": _cmd_precheck,
     "profiles": _cmd_profiles,

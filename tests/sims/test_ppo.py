@@ -50,3 +50,31 @@ def test_a_budget_smaller_than_one_iteration_is_refused():
 def test_an_unknown_sampler_is_refused():
     with pytest.raises(EdgeloopError, match="unknown sampler 'mptss'"):
         train(TrainConfig(sampler="mptss", total_steps=3_200))
+
+
+def test_train_and_evaluate_from_the_command_line(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    def edgeloop(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "edgeloop", *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+        )
+
+    trained = edgeloop("train", "--sampler", "gdrm", "--steps", "19200", "-o", "run")
+    assert trained.returncode == 0, trained.stderr
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert history["steps"] == [9_600, 19_200]  # GDRM's evaluations are charged
+    evaluated = edgeloop("evaluate", "run", "--grid", "2", "--episodes", "1", "--json", "e.json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert len(report["in range"]["returns"]) == 4
+    assert report["out of distribution"]["space"] == "pendulum-ood"
+    missing = edgeloop("evaluate", "nowhere")
+    assert missing.returncode == 2 and "is not a training run" in missing.stderr
+    assert "Traceback" not in missing.stderr
