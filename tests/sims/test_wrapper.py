@@ -63,3 +63,17 @@ def test_mpts_learns_through_the_wrapper_without_extra_evaluation():
             done = terminated or truncated
     assert sampler.iteration == 3 and sampler.evaluation_steps == 0
     assert len(sampler.correlations) == 2
+
+
+def test_an_unmodified_stable_baselines3_ppo_trains_with_mpts_through_the_wrapper():
+    pytest.importorskip("stable_baselines3")
+    pytest.importorskip("torch")
+    import runpy
+    from pathlib import Path
+
+    example = Path(__file__).parents[2] / "examples" / "sb3-mpts" / "train_sb3_ppo.py"
+    main = runpy.run_path(str(example))["main"]
+    sampler, grid_mean = main(steps=4_000, seed=0)
+    assert sampler.iteration >= 2  # every 8 episodes the returns went back to MPTS
+    assert sampler.evaluation_steps == 0
+    assert np.isfinite(grid_mean)
