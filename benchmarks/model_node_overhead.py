@@ -21,7 +21,6 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 import edgeloop
-from edgeloop.runtime.clocks import SimClock
 from edgeloop.runtime.node import NodeContext, build_config
 
 
@@ -100,18 +99,7 @@ def model_node(path: Path) -> edgeloop.Node:
     cls = edgeloop.PluginRegistry().node_type("onnx.model").cls
     config = build_config("onnx.model", cls.Config, {"model": str(path)})
     node = cls()
-    node.setup(
-        NodeContext(
-            node_id="bench",
-            config=config,
-            clock=SimClock(),
-            rng=np.random.default_rng(0),
-            seed=0,
-            profile=None,
-            resources={},
-            metrics={},
-        )
-    )
+    node.setup(NodeContext.standalone("bench", config))
     return node
 
 

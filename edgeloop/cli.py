@@ -585,7 +585,6 @@ def _cmd_warmup(args: argparse.Namespace) -> int:
 
     from edgeloop.plugins.onnx_model import OnnxModel
     from edgeloop.runtime.bundles import zeros_for
-    from edgeloop.runtime.clocks import SimClock
     from edgeloop.runtime.node import NodeContext, build_config
     from edgeloop.runtime.profiles import load_profile
 
@@ -598,16 +597,7 @@ def _cmd_warmup(args: argparse.Namespace) -> int:
         {"model": str(args.model), "warmup": 0, "variant": args.variant},
     )
     OnnxModel.ports(config)  # a missing or tampered model is reported before any session
-    ctx = NodeContext(
-        node_id="warmup",
-        config=config,
-        clock=SimClock(),
-        rng=np.random.default_rng(0),
-        seed=0,
-        profile=profile,
-        resources={},
-        metrics={},
-    )
+    ctx = NodeContext.standalone("warmup", config, profile=profile)
     node = OnnxModel()
     started = time.perf_counter()
     node.setup(ctx)

@@ -164,15 +164,8 @@ def check_node(
     if not (dataclasses.is_dataclass(cls.Config) and cls.Config.__dataclass_params__.frozen):
         raise AssertionError(f"{cls.__name__}.Config must be a frozen dataclass")
     clock = SimClock()
-    ctx = NodeContext(
-        node_id="checked",
-        config=build_config(cls.__name__, cls.Config, config),
-        clock=clock,
-        rng=np.random.default_rng(0),
-        seed=0,
-        profile=None,
-        resources={},
-        metrics={},
+    ctx = NodeContext.standalone(
+        "checked", build_config(cls.__name__, cls.Config, config), clock=clock
     )
     in_ports, out_ports = cls.ports(ctx.config)
     declared_out = {p.name: p for p in out_ports}

@@ -113,6 +113,32 @@ class NodeContext:
         """What the node stated with :meth:`note`, shown in the run report."""
         self._messages: dict[str, Callable[[], Message | None]] = {}
 
+    @classmethod
+    def standalone(
+        cls,
+        node_id: str,
+        config: Any,
+        *,
+        profile: HardwareProfile | None = None,
+        clock: Clock | None = None,
+    ) -> NodeContext:
+        """A context for a node used outside a loop (a test, a warm-up, a benchmark):
+        a simulated clock unless given one, seed 0, nothing shared."""
+        import numpy as np
+
+        from edgeloop.runtime.clocks import SimClock
+
+        return cls(
+            node_id=node_id,
+            config=config,
+            clock=clock or SimClock(),
+            rng=np.random.default_rng(0),
+            seed=0,
+            profile=profile,
+            resources={},
+            metrics={},
+        )
+
     def message(self, port: str) -> Message | None:
         """The last message on input ``port``, with its sequence number and times
         (None before the first, and for a port that is not wired):

@@ -182,7 +182,7 @@ def train(
 
     def rollout(tasks: np.ndarray, stochastic: bool) -> tuple[list[dict[str, Any]], np.ndarray]:
         """One episode per task, all environments stepped together."""
-        trajectories, returns = [], np.zeros(len(tasks))
+        returns = np.zeros(len(tasks))
         units = space.normalise(tasks)
         obs = []
         for env, task in zip(envs, tasks, strict=False):
@@ -239,8 +239,7 @@ def train(
                 else:
                     still.append(i)
             live = still
-        trajectories = buffers
-        return trajectories, returns
+        return buffers, returns
 
     def evaluate(tasks: np.ndarray) -> tuple[np.ndarray, int]:
         risks, steps = [], 0
