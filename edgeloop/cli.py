@@ -184,17 +184,74 @@ def _parser() -> argparse.ArgumentParser:
     train_cmd = sub.add_parser(
         "train",
         help="train a policy on a task space with a task sampler (PPO)",
-        description="Train a task-aware policy with PPO on tasks drawn by a sampler (erm, drm, "
-        "gdrm, mpts) until an environment-step budget is spent (DRM/GDRM evaluation steps "
-        "count). Writes config.json, policy.pt and history.json into the run folder. Needs the "
-        "'train' extra.",
+        description="Train a task-aware policy with PPO on tasks drawn by a sampler until an "
+        "environment-step budget is spent (DRM/GDRM evaluation steps count). Writes "
+        "config.json at the start, checkpoint.pt as it goes, and policy.pt and history.json "
+        "at the end; Ctrl-C keeps the last checkpoint, and --resume RUN continues it exactly "
+        "where it stopped. Needs the 'train' extra.",
     )
     train_cmd.add_argument("--task-space", default="pendulum", help="built-in name or YAML file")
-    train_cmd.add_argument("--sampler", default="mpts", choices=["erm", "drm", "gdrm", "mpts"])
+    train_cmd.add_argument(
+        "--sampler",
+        default="mpts",
+        choices=list(_SAMPLERS),
+        help="erm, drm, gdrm, mpts, or mpts with the diversity term (+div) and/or the "
+        "regret risk (+regret)",
+    )
     train_cmd.add_argument("--steps", type=int, default=200_000, help="environment-step budget")
     train_cmd.add_argument("--seed", type=int, default=0)
     train_cmd.add_argument(
-        "-o", "--out", type=Path, required=True, metavar="RUN", help="run folder to write"
+        "--processes",
+        action="store_true",
+        help="step each environment in its own process (gymnasium AsyncVectorEnv)",
+    )
+    train_cmd.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=10,
+        metavar="N",
+        help="iterations between checkpoints",
+    )
+    where = train_cmd.add_mutually_exclusive_group(required=True)
+    where.add_argument("-o", "--out", type=Path, metavar="RUN", help="run folder to write")
+    where.add_argument("--resume", type=Path, metavar="RUN", help="continue the run in this folder")
+
+    compare = sub.add_parser(
+        "compare",
+        help="train and evaluate several samplers over seeds; write a comparison report",
+        description="Train every sampler with every seed at the same environment-step budget, "
+        "evaluate each run on a grid (in range and out of distribution), and write "
+        "report.json, report.md and PNG plots (learning curves, returns over the task grid, "
+        "the risk learner's correlation) into the output folder. Runs are kept in OUT/runs "
+        "and reused, so an interrupted comparison continues where it stopped.",
+    )
+    compare.add_argument("--task-space", default="pendulum", help="built-in name or YAML file")
+    compare.add_argument(
+        "--samplers",
+        default="erm,drm,gdrm,mpts",
+        help="comma-separated, from: " + ", ".join(_SAMPLERS),
+    )
+    compare.add_argument("--seeds", type=int, default=5, help="seeds per sampler (0 .. N-1)")
+    compare.add_argument("--steps", type=int, default=400_000, help="budget of every run")
+    compare.add_argument("--grid", type=int, default=10, help="evaluation points per parameter")
+    compare.add_argument("--episodes", type=int, default=2, help="evaluation episodes per task")
+    compare.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a training setting for every run, e.g. --set gamma=0.99 (repeatable)",
+    )
+    compare.add_argument(
+        "--workers", type=int, default=None, help="local processes (default: one per CPU)"
+    )
+    compare.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="run the jobs on this Ray cluster ('local' starts one); needs the cluster extra",
+    )
+    compare.add_argument(
+        "-o", "--out", type=Path, required=True, metavar="REPORT", help="report folder"
     )
 
     evaluate_cmd = sub.add_parser(
@@ -466,51 +523,173 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+_SAMPLERS = ("erm", "drm", "gdrm", "mpts", "mpts+div", "mpts+regret", "mpts+div+regret")
 
-    from edgeloop.sims.ppo import TrainConfig, train
-    from edgeloop.sims.risk import cvar
-    from edgeloop.sims.runs import save_run
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from edgeloop.sims.ppo import TrainConfig, check_config
+    from edgeloop.sims.runs import CHECKPOINT, read_config, train_run
     from edgeloop.sims.task_space import load_task_space
 
-    load_task_space(args.task_space)  # an unknown space is a clear error before any work
-    config = TrainConfig(
+    if args.resume is not None:
+        folder, config = args.resume, read_config(args.resume)
+        check_config(config)
+    else:
+        load_task_space(args.task_space)  # an unknown space is a clear error before any work
+        folder = args.out
+        config = TrainConfig(
+            task_space=str(args.task_space),
+            sampler=args.sampler,
+            total_steps=args.steps,
+            seed=args.seed,
+            processes=args.processes,
+            checkpoint_every=args.checkpoint_every,
+        )
+        check_config(config)
+    label = f"{config.sampler} on {config.task_space}"
+    try:
+        with _step_progress(label, config.total_steps) as show:
+            result = train_run(config, folder, resume=args.resume is not None, progress=show)
+    except KeyboardInterrupt:
+        kept = (Path(folder) / CHECKPOINT).exists()
+        _err.print(
+            "interrupted; "
+            + (f"continue with: edgeloop train --resume {folder}" if kept else "no checkpoint yet"),
+            highlight=False,
+        )
+        return 130
+    curve = result.curve[-1] if result.curve else None
+    grid = (
+        f"; on a {config.curve_grid}-per-axis grid mean {curve['mean']:.1f}, "
+        f"CVaR_0.9 {curve['cvar_0.9']:.1f}"
+        if curve
+        else ""
+    )
+    _out.print(
+        f"trained {label} for {result.steps[-1]:,} steps in {result.seconds:.0f} s{grid}; "
+        f"run written to {folder} (evaluate it with: edgeloop evaluate {folder})",
+        highlight=False,
+    )
+    return 0
+
+
+def _step_progress(label: str, total: int) -> Any:
+    """A progress bar over environment steps showing the training figures; yields the
+    callback the trainer calls after each iteration."""
+    from contextlib import contextmanager
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    @contextmanager
+    def bar() -> Any:
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"),
+            TextColumn("{task.fields[status]}"),
+            TimeRemainingColumn(),
+            console=_err,
+            transient=True,
+            disable=not _err.is_terminal,
+        ) as progress:
+            task = progress.add_task(label, total=total, status="")
+
+            def show(result: Any) -> None:
+                status = (
+                    f"mean return {result.mean_returns[-1]:.0f}, CVaR_0.9 "
+                    f"{result.tail_returns[-1]:.0f} (training tasks)"
+                )
+                if result.curve:
+                    status += f"; grid CVaR_0.9 {result.curve[-1]['cvar_0.9']:.0f}"
+                progress.update(task, completed=result.steps[-1], status=status)
+
+            yield show
+
+    return bar()
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    import shlex
+
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from edgeloop.sims.compare import CompareConfig, run_compare
+    from edgeloop.sims.compare_report import build_report, table_rows, write_report
+    from edgeloop.sims.task_space import load_task_space
+
+    load_task_space(args.task_space)
+    if args.seeds < 1:
+        raise EdgeloopError(f"--seeds {args.seeds}: a comparison needs at least one seed")
+    config = CompareConfig(
         task_space=str(args.task_space),
-        sampler=args.sampler,
+        samplers=tuple(s.strip() for s in args.samplers.split(",") if s.strip()),
+        seeds=tuple(range(args.seeds)),
         total_steps=args.steps,
-        seed=args.seed,
+        grid=args.grid,
+        episodes=args.episodes,
+        train=_settings(args.set),
     )
     with Progress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("[bold]comparing on {task.fields[space]}"),
         BarColumn(),
-        TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"),
-        TextColumn("{task.fields[status]}"),
-        TimeRemainingColumn(),
+        MofNCompleteColumn(),
+        TextColumn("runs; last: {task.fields[last]}"),
+        TimeElapsedColumn(),
         console=_err,
         transient=True,
         disable=not _err.is_terminal,
     ) as progress:
-        bar = progress.add_task(f"{args.sampler} on {args.task_space}", total=args.steps, status="")
+        bar = progress.add_task("", total=len(config.jobs()), space=config.task_space, last="-")
 
-        def show(result: Any) -> None:
-            recent = result.mean_returns[-8:]
+        def done(summary: dict[str, Any]) -> None:
+            e = summary["in_range"]
             progress.update(
                 bar,
-                completed=result.steps[-1],
-                status=f"mean return {recent[-1]:.0f}, CVaR_0.9 of recent "
-                f"iterations {cvar(recent, 0.9):.0f}",
+                advance=1,
+                last=f"{summary['sampler']} seed {summary['seed']}: mean {e['mean']:.0f}, "
+                f"CVaR_0.9 {e['cvar']['0.9']:.0f}",
             )
 
-        result = train(config, progress=show)
-    folder = save_run(result, args.out)
-    _out.print(
-        f"trained {args.sampler} on {args.task_space} for {result.steps[-1]:,} steps "
-        f"in {result.seconds:.0f} s; last mean return {result.mean_returns[-1]:.1f}; "
-        f"run written to {folder}",
-        highlight=False,
+        results = run_compare(
+            config, args.out, workers=args.workers, ray_address=args.ray, progress=done
+        )
+    import dataclasses
+
+    report = build_report(dataclasses.asdict(config), results)
+    command = "edgeloop " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "edgeloop compare"
+    paths = write_report(report, args.out, command)
+    header, rows = table_rows(report)
+    table = Table(
+        title=f"{config.task_space}: {len(config.seeds)} seeds x {config.total_steps:,} steps "
+        "(mean ± s.e. across seeds)",
+        title_justify="left",
     )
+    for i, col in enumerate(header):
+        table.add_column(col, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    _out.print(table)
+    _out.print(f"report: {', '.join(str(p) for p in paths)}", highlight=False, soft_wrap=True)
     return 0
+
+
+def _settings(pairs: list[str]) -> dict[str, Any]:
+    """--set KEY=VALUE pairs, values read as YAML scalars (numbers, booleans, strings)."""
+    import yaml
+
+    settings = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise EdgeloopError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set gamma=0.99")
+        settings[key.strip()] = yaml.safe_load(value)
+    return settings
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -633,6 +812,7 @@ def _cmd_graph(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {
+    "compare": _cmd_compare,
     "evaluate": _cmd_evaluate,
     "train": _cmd_train,
     "export": _cmd_export,

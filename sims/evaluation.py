@@ -1,7 +1,9 @@
 """Evaluating a policy over a task space: mean return and CVaR on a fixed grid.
 
 A policy is any function from an observation to an action (deterministic for
-evaluation). Each grid task runs ``episodes`` episodes from fixed seeds; the
+evaluation). A policy with a ``batched`` form (``as_policy_function`` gives
+one) runs all episodes side by side in a vector of environments, optionally one
+process each. Each grid task runs ``episodes`` episodes from fixed seeds; the
 per-task mean return feeds the mean and CVaR_alpha over tasks.
 """
 
@@ -71,6 +73,7 @@ def evaluate(
     seed: int = 0,
     tasks: Sequence[Sequence[float]] | None = None,
     ood: bool = False,
+    processes: bool = False,
 ) -> Evaluation:
     """Run ``policy`` on every task of a grid (or on ``tasks``), ``episodes`` each.
 
@@ -82,9 +85,14 @@ def evaluate(
         seed: First episode seed.
         tasks: Tasks to use instead of the grid.
         ood: Evaluate over the out-of-distribution ranges.
+        processes: Run the episodes in parallel processes (gymnasium's
+            ``AsyncVectorEnv``); needs a policy with a ``batched`` form.
     """
     target = space.ood() if ood else space
     grid = np.asarray(tasks, dtype=np.float64) if tasks is not None else target.grid(per_axis)
+    batched = getattr(policy, "batched", None)
+    if batched is not None:
+        return _evaluate_batched(batched, space, target.name, grid, episodes, seed, processes)
     env = space.make_env()
     returns = np.empty(len(grid))
     steps = 0
@@ -97,3 +105,23 @@ def evaluate(
     finally:
         env.close()
     return Evaluation(target.name, grid, returns, steps)
+
+
+def _evaluate_batched(
+    act: Any,
+    space: TaskSpace,
+    name: str,
+    grid: np.ndarray,
+    episodes: int,
+    seed: int,
+    processes: bool,
+    width: int = 64,
+) -> Evaluation:
+    """All (task, episode) pairs side by side in a vector of environments."""
+    from edgeloop.sims.task_env import TaskVector, episode_returns
+
+    jobs = np.repeat(grid, episodes, axis=0)
+    seeds = [seed + k for _ in grid for k in range(episodes)]
+    with TaskVector(space, min(width, len(jobs)), processes=processes) as vector:
+        returns, steps = episode_returns(vector, act, jobs, seeds)
+    return Evaluation(name, grid, returns.reshape(len(grid), episodes).mean(axis=1), steps)

@@ -52,6 +52,21 @@ class MptsConfig:
     """Weight of the spread of predicted risk (exploration)."""
     warmup_fraction: float = 0.1
     """Share of the budget spent sampling uniformly before predictions are used."""
+    diversity: float = 0.0
+    """Not in the paper (0 = off). Weight of spread in the selected half: tasks are
+    picked greedily by z-scored acquisition score plus ``diversity`` times the
+    distance to the nearest task already picked (in units of the typical spacing
+    of the batch), so the batch cannot pile onto one region, as PDTS
+    (arXiv 2504.19139) does."""
+    risk: str = "return"
+    """Not in the paper when "regret": the risk learned and acquired is the gap
+    between the best return seen near a task (within ``regret_radius``) and the
+    return got on it, so tasks that are hard by nature but already learned stop
+    attracting samples. "return" (the paper): risk is the negative return."""
+    regret_radius: float = 0.1
+    """Neighbourhood (normalised units, max-norm) for the best return seen near a task."""
+    regret_memory: int = 4096
+    """Past (task, return) pairs kept for the regret signal."""
 
 
 class RiskLearner:
@@ -77,12 +92,7 @@ class RiskLearner:
             nn.ReLU(),
             nn.Linear(h, 1),
         )
-        params = [
-            *self.encoder.parameters(),
-            *self.to_mu.parameters(),
-            *self.to_sigma.parameters(),
-            *self.decoder.parameters(),
-        ]
+        params = [p for m in self._modules() for p in m.parameters()]
         self.optimizer = torch.optim.Adam(params, lr=config.lr)
         self.config = config
         self.prior_mu = torch.zeros(z)
@@ -114,6 +124,24 @@ class RiskLearner:
             self.optimizer.step()
         with torch.no_grad():
             self.prior_mu, self.prior_sigma = (t.detach() for t in self.posterior(x, y))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "modules": [m.state_dict() for m in self._modules()],
+            "optimizer": self.optimizer.state_dict(),
+            "prior": [self.prior_mu, self.prior_sigma],
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for module, saved in zip(self._modules(), state["modules"], strict=True):
+            module.load_state_dict(saved)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.prior_mu, self.prior_sigma = state["prior"]
+        self.generator.set_state(state["generator"])
+
+    def _modules(self) -> list[Any]:
+        return [self.encoder, self.to_mu, self.to_sigma, self.decoder]
 
     def predict(self, x: Any, samples: int) -> tuple[np.ndarray, np.ndarray]:
         """Mean and spread of predicted risk over ``samples`` draws of z from the posterior."""
@@ -158,6 +186,10 @@ class MptsSampler:
         self.evaluation_steps = 0  # MPTS never evaluates candidates
         self.correlations: list[float] = []
         """Pearson correlation of predicted and realised risk, per observed batch."""
+        if self.config.risk not in ("return", "regret"):
+            raise ValueError(f"MPTS risk must be 'return' or 'regret', got {self.config.risk!r}")
+        self.seen_units = np.empty((0, space.dim))
+        self.seen_returns = np.empty(0)
 
     def propose(self, n: int) -> np.ndarray:
         if self.iteration < self.warmup_iterations:
@@ -168,9 +200,12 @@ class MptsSampler:
             torch.as_tensor(units, dtype=torch.float32), self.config.z_samples
         )
         score = self.config.gamma0 * mean + self.config.gamma1 * std
-        order = np.argsort(-score, kind="stable")
-        top = order[: n // 2]
-        rest = self.rng.choice(order[n // 2 :], size=n - len(top), replace=False)
+        if self.config.diversity > 0:
+            top = _diverse_top(units, score, n // 2, self.config.diversity)
+        else:
+            top = np.argsort(-score, kind="stable")[: n // 2]
+        unselected = np.setdiff1d(np.arange(len(units)), top)
+        rest = self.rng.choice(unselected, size=n - len(top), replace=False)
         chosen = np.concatenate([top, rest])
         self.rng.shuffle(chosen)
         return self.space.denormalise(units[chosen])
@@ -178,11 +213,62 @@ class MptsSampler:
     def observe(self, tasks: np.ndarray, risks: np.ndarray) -> None:
         torch = self.learner.torch
         risks = np.asarray(risks, dtype=np.float64)
+        units = self.space.normalise(tasks)
+        if self.config.risk == "regret":
+            risks = self._regret(units, -risks)
         scaled = (risks - risks.mean()) / (risks.std() + 1e-8)  # z-scored within the batch
-        x = torch.as_tensor(self.space.normalise(tasks), dtype=torch.float32)
+        x = torch.as_tensor(units, dtype=torch.float32)
         y = torch.as_tensor(scaled, dtype=torch.float32)
         if self.iteration > 0:
             predicted, _ = self.learner.predict(x, self.config.z_samples)
             self.correlations.append(pearson(predicted, scaled))
         self.learner.update(x, y)
         self.iteration += 1
+
+    def _regret(self, units: np.ndarray, returns: np.ndarray) -> np.ndarray:
+        """Best return seen within ``regret_radius`` of each task (this batch included)
+        minus the return got on it: >= 0, and 0 where the task is as good as it gets."""
+        memory = self.config.regret_memory
+        self.seen_units = np.concatenate([self.seen_units, units])[-memory:]
+        self.seen_returns = np.concatenate([self.seen_returns, returns])[-memory:]
+        near = (
+            np.abs(units[:, None, :] - self.seen_units[None]).max(axis=2)
+            <= self.config.regret_radius
+        )
+        best = np.where(near, self.seen_returns[None], -np.inf).max(axis=1)
+        return best - returns
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "iteration": self.iteration,
+            "correlations": list(self.correlations),
+            "learner": self.learner.state_dict(),
+            "seen_units": self.seen_units.tolist(),
+            "seen_returns": self.seen_returns.tolist(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.iteration = int(state["iteration"])
+        self.correlations = [float(c) for c in state["correlations"]]
+        self.learner.load_state_dict(state["learner"])
+        self.seen_units = np.asarray(state["seen_units"], dtype=np.float64).reshape(
+            -1, self.space.dim
+        )
+        self.seen_returns = np.asarray(state["seen_returns"], dtype=np.float64)
+
+
+def _diverse_top(units: np.ndarray, score: np.ndarray, k: int, weight: float) -> np.ndarray:
+    """Greedy pick of ``k`` candidates by z-scored score plus ``weight`` times the
+    distance to the nearest one already picked (relative to the typical spacing of
+    ``k`` points in the unit cube)."""
+    z = (score - score.mean()) / (score.std() + 1e-8)
+    spacing = k ** (-1.0 / units.shape[1])
+    chosen = [int(np.argmax(z))]
+    nearest = np.linalg.norm(units - units[chosen[0]], axis=1)
+    for _ in range(k - 1):
+        gain = z + weight * np.minimum(nearest / spacing, 1.0)
+        gain[chosen] = -np.inf
+        pick = int(np.argmax(gain))
+        chosen.append(pick)
+        nearest = np.minimum(nearest, np.linalg.norm(units - units[pick], axis=1))
+    return np.asarray(chosen)

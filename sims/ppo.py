@@ -10,14 +10,18 @@ to it. torch is imported when training starts.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgeloop.runtime.errors import EdgeloopError, MissingDependencyError
+from edgeloop.sims.risk import cvar
 from edgeloop.sims.samplers import DrmSampler, ErmSampler, GdrmSampler, Sampler
 from edgeloop.sims.task_space import TaskSpace, load_task_space
 
@@ -29,7 +33,8 @@ class TrainConfig:
     task_space: str = "pendulum"
     """A built-in task space name or a YAML file."""
     sampler: str = "erm"
-    """erm, drm, gdrm or mpts."""
+    """One of :data:`SAMPLERS`: erm, drm, gdrm, mpts, or mpts with options (mpts+div,
+    mpts+regret, mpts+div+regret)."""
     total_steps: int = 200_000
     """Environment-step budget, evaluation steps of DRM/GDRM included."""
     seed: int = 0
@@ -56,6 +61,14 @@ class TrainConfig:
     """Width of the two hidden layers of actor and critic."""
     gdrm_temperature: float = 1.0
     """GDRM's softmax temperature."""
+    processes: bool = False
+    """Step each environment in its own process (gymnasium's AsyncVectorEnv)."""
+    checkpoint_every: int = 10
+    """Iterations between checkpoints (when the run has a checkpoint file)."""
+    curve_points: int = 10
+    """Learning-curve evaluations over the run (deterministic policy, fixed grid)."""
+    curve_grid: int = 5
+    """Grid points per parameter of the learning-curve evaluations."""
 
 
 @dataclass
@@ -69,9 +82,33 @@ class TrainResult:
     """Environment steps used after each iteration."""
     mean_returns: list[float] = field(default_factory=list)
     """Mean training-episode return of each iteration."""
+    tail_returns: list[float] = field(default_factory=list)
+    """CVaR_0.9 of each iteration's training-episode returns (tasks the sampler chose)."""
     correlations: list[float] = field(default_factory=list)
     """MPTS's predicted-vs-realised risk correlation per iteration (empty otherwise)."""
+    curve: list[dict[str, float]] = field(default_factory=list)
+    """Learning curve: ``steps``, ``mean`` and ``cvar_0.9`` of the deterministic policy
+    on a fixed grid, ``curve_points`` times over the run."""
     seconds: float = 0.0
+
+    def history(self) -> dict[str, Any]:
+        """Everything but the config and the policy, as plain data."""
+        return {
+            "steps": self.steps,
+            "mean_returns": self.mean_returns,
+            "tail_returns": self.tail_returns,
+            "correlations": self.correlations,
+            "curve": self.curve,
+            "seconds": self.seconds,
+        }
+
+    def load_history(self, history: dict[str, Any]) -> None:
+        self.steps = list(history["steps"])
+        self.mean_returns = list(history["mean_returns"])
+        self.tail_returns = list(history.get("tail_returns", []))
+        self.correlations = list(history.get("correlations", []))
+        self.curve = list(history.get("curve", []))
+        self.seconds = float(history.get("seconds", 0.0))
 
 
 def _torch() -> Any:
@@ -146,133 +183,296 @@ def _sampler(
         return DrmSampler(space, rng, evaluate)
     if name == "gdrm":
         return GdrmSampler(space, rng, evaluate, temperature=config.gdrm_temperature)
-    if name == "mpts":
+    base, *options = name.split("+")
+    if base == "mpts" and set(options) <= {"div", "regret"} and len(set(options)) == len(options):
         from edgeloop.sims.mpts import MptsConfig, MptsSampler
 
-        warmup = max(1, round(MptsConfig().warmup_fraction * iterations))
-        return MptsSampler(space, rng, warmup_iterations=warmup, seed=config.seed)
-    raise EdgeloopError(f"unknown sampler '{name}' (fix: erm, drm, gdrm or mpts)")
+        mpts = MptsConfig(
+            diversity=1.0 if "div" in options else 0.0,
+            risk="regret" if "regret" in options else "return",
+        )
+        warmup = max(1, round(mpts.warmup_fraction * iterations))
+        return MptsSampler(space, rng, warmup_iterations=warmup, config=mpts, seed=config.seed)
+    raise _unknown_sampler(name)
+
+
+def _unknown_sampler(name: str) -> EdgeloopError:
+    return EdgeloopError(
+        f"unknown sampler '{name}' (fix: one of {', '.join(SAMPLERS)}; mpts takes the "
+        "options +div and +regret, e.g. mpts+div+regret)"
+    )
+
+
+SAMPLERS = ("erm", "drm", "gdrm", "mpts", "mpts+div", "mpts+regret", "mpts+div+regret")
+"""The samplers ``TrainConfig.sampler`` names: the paper's four, and MPTS with the
+diversity term and/or the regret risk (see :class:`~edgeloop.sims.mpts.MptsConfig`)."""
 
 
 def train(
-    config: TrainConfig, progress: Callable[[TrainResult], None] | None = None
+    config: TrainConfig,
+    progress: Callable[[TrainResult], None] | None = None,
+    *,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
 ) -> TrainResult:
     """Train a policy with PPO on tasks from ``config.sampler`` until the budget is spent.
 
+    Args:
+        config: The run's settings.
+        progress: Called after every iteration with the result so far.
+        checkpoint: A file to save the whole training state to every
+            ``config.checkpoint_every`` iterations (and at the end).
+        resume: Continue from ``checkpoint`` if it exists: the run goes on exactly
+            as if it had never stopped.
+
     Raises:
-        EdgeloopError: an unknown sampler, or a budget too small for one iteration.
+        EdgeloopError: an unknown sampler, a budget too small for one iteration, or
+            a checkpoint that does not belong to this config.
     """
     torch = _torch()
+    threads = torch.get_num_threads()
+    # Small networks gain nothing from intra-op threads, and their spin-waiting
+    # slows training many times over when other processes share the cores.
+    torch.set_num_threads(1)
+    try:
+        return _train(torch, config, progress, checkpoint, resume)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(
+    torch: Any,
+    config: TrainConfig,
+    progress: Callable[[TrainResult], None] | None,
+    checkpoint: str | Path | None,
+    resume: bool,
+) -> TrainResult:
+    from edgeloop.sims.task_env import TaskVector, episode_returns
+
     started = time.perf_counter()
+    check_config(config)
     space = load_task_space(config.task_space)
+    horizon = space.max_episode_steps or 1000
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    envs = [space.make_env() for _ in range(config.num_tasks)]
-    probe_obs, _ = envs[0].reset(seed=config.seed)
-    horizon = space.max_episode_steps or 1000
-    if config.total_steps < config.num_tasks * horizon:
-        raise EdgeloopError(
-            f"a budget of {config.total_steps} steps is less than one iteration "
-            f"({config.num_tasks} tasks x {horizon} steps) (fix: raise total_steps)"
-        )
-    obs_dim = int(np.prod(np.shape(probe_obs))) + space.dim
-    policy = make_policy(obs_dim, envs[0].action_space, config.hidden)
+    vector = TaskVector(space, config.num_tasks, processes=config.processes)
+    probe = vector.envs.single_observation_space
+    obs_dim = int(np.prod(probe.shape)) + space.dim
+    policy = make_policy(obs_dim, vector.envs.single_action_space, config.hidden)
     optimizer = torch.optim.Adam(policy.parameters(), lr=config.learning_rate, eps=1e-5)
-    episode_seed = [config.seed * 1_000_003]
+    seeds = _SeedCounter(config.seed * 1_000_003)
 
-    def rollout(tasks: np.ndarray, stochastic: bool) -> tuple[list[dict[str, Any]], np.ndarray]:
-        """One episode per task, all environments stepped together."""
-        returns = np.zeros(len(tasks))
-        units = space.normalise(tasks)
-        obs = []
-        for env, task in zip(envs, tasks, strict=False):
-            space.apply(env, task, ood=True)
-            episode_seed[0] += 1
-            obs.append(np.asarray(env.reset(seed=episode_seed[0])[0], dtype=np.float32).ravel())
-        live = list(range(len(tasks)))
-        buffers = [
-            {
-                "obs": [],
-                "actions": [],
-                "logp": [],
-                "rewards": [],
-                "values": [],
-                "terminal": False,
-                "last_obs": None,
-            }
-            for _ in tasks
-        ]
-        while live:
-            x = torch.as_tensor(
-                np.stack([np.concatenate([obs[i], units[i]]) for i in live]), dtype=torch.float32
-            )
-            with torch.no_grad():
-                dist = policy.distribution(x)
-                actions = (
-                    dist.sample()
-                    if stochastic
-                    else (dist.probs.argmax(-1) if policy.discrete else dist.mean)
-                )
-                logp = dist.log_prob(actions)
-                logp = logp if policy.discrete else logp.sum(-1)
-                values = policy.critic(x).squeeze(-1)
-            still = []
-            for k, i in enumerate(live):
-                action = actions[k].numpy()
-                step_action = (
-                    int(action)
-                    if policy.discrete
-                    else np.clip(action, envs[i].action_space.low, envs[i].action_space.high)
-                )
-                next_obs, reward, terminated, truncated, _ = envs[i].step(step_action)
-                b = buffers[i]
-                b["obs"].append(x[k].numpy())
-                b["actions"].append(action)
-                b["logp"].append(float(logp[k]))
-                b["values"].append(float(values[k]))
-                b["rewards"].append(float(reward))
-                returns[i] += float(reward)
-                obs[i] = np.asarray(next_obs, dtype=np.float32).ravel()
-                if terminated or truncated:
-                    b["terminal"] = bool(terminated)
-                    b["last_obs"] = np.concatenate([obs[i], units[i]]).astype(np.float32)
-                else:
-                    still.append(i)
-            live = still
-        return buffers, returns
+    def act(obs: np.ndarray, tasks: np.ndarray) -> np.ndarray:
+        x = torch.as_tensor(
+            np.concatenate([obs, space.normalise(tasks)], axis=1), dtype=torch.float32
+        )
+        with torch.no_grad():
+            return policy(x).numpy()
 
     def evaluate(tasks: np.ndarray) -> tuple[np.ndarray, int]:
-        risks, steps = [], 0
-        for start in range(0, len(tasks), len(envs)):
-            chunk = tasks[start : start + len(envs)]
-            trajectories, returns = rollout(chunk, stochastic=False)
-            risks.extend(-returns)
-            steps += sum(len(t["rewards"]) for t in trajectories)
-        return np.asarray(risks), steps
+        returns, steps = episode_returns(vector, act, tasks, seeds.take(len(tasks)))
+        return -returns, steps
 
     iterations = max(1, config.total_steps // (config.num_tasks * horizon))
     sampler = _sampler(config, space, rng, evaluate, iterations)
     result = TrainResult(config, policy)
+    curve_at = _curve_iterations(iterations, config.curve_points)
+    curve_grid = space.grid(config.curve_grid)
     used = 0
-    while used + config.num_tasks * horizon <= config.total_steps:
-        before = sampler.evaluation_steps
-        tasks = sampler.propose(config.num_tasks)
-        trajectories, returns = rollout(tasks, stochastic=True)
-        sampler.observe(tasks, -returns)
-        used += sum(len(t["rewards"]) for t in trajectories) + sampler.evaluation_steps - before
-        frac = 1.0 - used / config.total_steps
-        for group in optimizer.param_groups:
-            group["lr"] = config.learning_rate * max(frac, 0.0)
-        _ppo_update(torch, policy, optimizer, trajectories, config)
-        result.steps.append(used)
-        result.mean_returns.append(float(returns.mean()))
-        result.correlations = list(getattr(sampler, "correlations", []))
-        if progress is not None:
-            progress(result)
-    for env in envs:
-        env.close()
-    result.seconds = time.perf_counter() - started
+    if resume and checkpoint is not None and Path(checkpoint).exists():
+        used = _restore(torch, checkpoint, config, policy, optimizer, rng, seeds, sampler, result)
+    try:
+        while used + config.num_tasks * horizon <= config.total_steps:
+            before = sampler.evaluation_steps
+            tasks = sampler.propose(config.num_tasks)
+            trajectories, returns = _rollout(torch, policy, vector, space, tasks, seeds)
+            sampler.observe(tasks, -returns)
+            steps = sum(len(t["rewards"]) for t in trajectories)
+            used += steps + sampler.evaluation_steps - before
+            frac = 1.0 - used / config.total_steps
+            for group in optimizer.param_groups:
+                group["lr"] = config.learning_rate * max(frac, 0.0)
+            _ppo_update(torch, policy, optimizer, trajectories, config)
+            result.steps.append(used)
+            result.mean_returns.append(float(returns.mean()))
+            result.tail_returns.append(cvar(returns, 0.9))
+            result.correlations = list(getattr(sampler, "correlations", []))
+            if len(result.steps) in curve_at:
+                grid_returns, _ = episode_returns(
+                    vector, act, curve_grid, [CURVE_SEED] * len(curve_grid)
+                )
+                result.curve.append(
+                    {
+                        "steps": used,
+                        "mean": float(grid_returns.mean()),
+                        "cvar_0.9": cvar(grid_returns, 0.9),
+                    }
+                )
+            last = used + config.num_tasks * horizon > config.total_steps
+            if checkpoint is not None and (
+                last or len(result.steps) % config.checkpoint_every == 0
+            ):
+                _save(
+                    torch, checkpoint, config, policy, optimizer, rng, seeds, sampler, result, used
+                )
+            if progress is not None:
+                progress(result)
+    finally:
+        vector.close()
+    result.seconds += time.perf_counter() - started
     return result
+
+
+def check_config(config: TrainConfig) -> None:
+    """Refuse, before any work, what :func:`train` would refuse.
+
+    Raises:
+        EdgeloopError: an unknown task space or sampler, or a budget smaller than
+            one iteration.
+    """
+    space = load_task_space(config.task_space)
+    if config.sampler not in SAMPLERS:
+        raise _unknown_sampler(config.sampler)
+    horizon = space.max_episode_steps or 1000
+    if config.total_steps < config.num_tasks * horizon:
+        raise EdgeloopError(
+            f"a budget of {config.total_steps:,} steps is less than one iteration "
+            f"({config.num_tasks} tasks x {horizon} steps) (fix: raise total_steps)"
+        )
+
+
+CURVE_SEED = 20_000
+"""Episode seed of the learning-curve evaluations (the same every time, so points compare)."""
+
+
+class _SeedCounter:
+    """Hands out fresh episode seeds, one after another."""
+
+    def __init__(self, start: int) -> None:
+        self.next = start
+
+    def take(self, n: int) -> list[int]:
+        self.next += n
+        return list(range(self.next - n + 1, self.next + 1))
+
+
+def _curve_iterations(iterations: int, points: int) -> set[int]:
+    """The iterations (1-based) after which the learning curve is measured: evenly
+    spread, the last one always included."""
+    if points <= 0:
+        return set()
+    return {max(1, round(iterations * (k + 1) / points)) for k in range(points)}
+
+
+def _rollout(
+    torch: Any, policy: Any, vector: Any, space: TaskSpace, tasks: np.ndarray, seeds: _SeedCounter
+) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """One stochastic episode per task, all environments stepped together, recorded for PPO."""
+    units = space.normalise(tasks).astype(np.float32)
+    obs, live = vector.reset(tasks, seeds.take(len(tasks)))
+    k = len(tasks)
+    units = np.concatenate([units, np.repeat(units[:1], vector.size - k, axis=0)])
+    buffers = [
+        {
+            "obs": [],
+            "actions": [],
+            "logp": [],
+            "rewards": [],
+            "values": [],
+            "terminal": False,
+            "last_obs": None,
+        }
+        for _ in range(k)
+    ]
+    returns = np.zeros(k)
+    while live.any():
+        x = torch.as_tensor(np.concatenate([obs, units], axis=1))
+        with torch.no_grad():
+            dist = policy.distribution(x)
+            actions = dist.sample()
+            logp = dist.log_prob(actions)
+            logp = logp if policy.discrete else logp.sum(-1)
+            values = policy.critic(x).squeeze(-1)
+        actions_np, x_np = actions.numpy(), x.numpy()
+        obs, rewards, terminated, truncated = vector.step(actions_np)
+        for i in np.flatnonzero(live):
+            b = buffers[i]
+            b["obs"].append(x_np[i])
+            b["actions"].append(actions_np[i])
+            b["logp"].append(float(logp[i]))
+            b["values"].append(float(values[i]))
+            b["rewards"].append(float(rewards[i]))
+            returns[i] += float(rewards[i])
+            if terminated[i] or truncated[i]:
+                b["terminal"] = bool(terminated[i])
+                b["last_obs"] = np.concatenate([obs[i], units[i]])
+        live &= ~(terminated | truncated)
+    return buffers, returns
+
+
+def _save(
+    torch: Any,
+    path: str | Path,
+    config: TrainConfig,
+    policy: Any,
+    optimizer: Any,
+    rng: np.random.Generator,
+    seeds: _SeedCounter,
+    sampler: Sampler,
+    result: TrainResult,
+    used: int,
+) -> None:
+    """Everything a resumed run needs to go on bit-identically, written atomically."""
+    path = Path(path)
+    state = {
+        "config": dataclasses.asdict(config),
+        "used": used,
+        "policy": policy.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "numpy_rng": json.dumps(rng.bit_generator.state),
+        "next_seed": seeds.next,
+        "sampler": sampler.state_dict(),
+        "history": json.dumps(result.history()),
+    }
+    partial = path.with_name(path.name + ".partial")
+    torch.save(state, partial)
+    partial.replace(path)
+
+
+def _restore(
+    torch: Any,
+    path: str | Path,
+    config: TrainConfig,
+    policy: Any,
+    optimizer: Any,
+    rng: np.random.Generator,
+    seeds: _SeedCounter,
+    sampler: Sampler,
+    result: TrainResult,
+) -> int:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many kinds for a damaged file
+        raise EdgeloopError(
+            f"cannot read the checkpoint {path}: {exc} (fix: delete it to start over)"
+        ) from None
+    if state["config"] != dataclasses.asdict(config):
+        changed = sorted(
+            k for k, v in dataclasses.asdict(config).items() if state["config"].get(k) != v
+        )
+        raise EdgeloopError(
+            f"the checkpoint {path} was made with other settings ({', '.join(changed)} "
+            "differ) (fix: resume with the run's own settings, or start a new run)"
+        )
+    policy.load_state_dict(state["policy"])
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    rng.bit_generator.state = json.loads(state["numpy_rng"])
+    seeds.next = int(state["next_seed"])
+    sampler.load_state_dict(state["sampler"])
+    result.load_history(json.loads(state["history"]))
+    return int(state["used"])
 
 
 def _ppo_update(
@@ -328,15 +528,20 @@ def _ppo_update(
 
 
 def as_policy_function(result: TrainResult) -> Callable[[np.ndarray, np.ndarray], Any]:
-    """The trained policy as ``policy(obs, task) -> action`` for :func:`evaluate`."""
+    """The trained policy as ``policy(obs, task) -> action`` for :func:`evaluate`; its
+    ``batched`` attribute takes (n, obs_dim) observations and (n, d) tasks at once."""
     torch = _torch()
     space = load_task_space(result.config.task_space)
     net = result.policy
 
-    def act(obs: np.ndarray, task: np.ndarray) -> Any:
-        x = np.concatenate([np.asarray(obs, np.float32).ravel(), space.normalise(task)[0]])
+    def batched(obs: np.ndarray, tasks: np.ndarray) -> np.ndarray:
+        x = np.concatenate([np.asarray(obs, np.float32), space.normalise(tasks)], axis=1)
         with torch.no_grad():
-            action = net(torch.as_tensor(x, dtype=torch.float32)[None])[0].numpy()
+            return net(torch.as_tensor(x, dtype=torch.float32)).numpy()
+
+    def act(obs: np.ndarray, task: np.ndarray) -> Any:
+        action = batched(np.asarray(obs, np.float32).reshape(1, -1), np.atleast_2d(task))[0]
         return int(action) if net.discrete else action
 
+    act.batched = batched  # type: ignore[attr-defined]
     return act

@@ -1,13 +1,15 @@
-"""Training runs on disk: ``config.json``, ``policy.pt`` (weights only) and ``history.json``."""
+"""Training runs on disk: ``config.json``, ``policy.pt`` (weights only) and ``history.json``,
+with ``checkpoint.pt`` while the run is in progress (see :func:`train_run`)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from edgeloop.runtime.errors import EdgeloopError
-from edgeloop.sims.ppo import TrainConfig, TrainResult, _torch, make_policy
+from edgeloop.sims.ppo import TrainConfig, TrainResult, _torch, make_policy, train
 from edgeloop.sims.task_space import load_task_space
 
 
@@ -18,18 +20,57 @@ def save_run(result: TrainResult, folder: str | Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(dataclasses.asdict(result.config), indent=2))
     torch.save(result.policy.state_dict(), folder / "policy.pt")
-    (folder / "history.json").write_text(
-        json.dumps(
-            {
-                "steps": result.steps,
-                "mean_returns": result.mean_returns,
-                "correlations": result.correlations,
-                "seconds": result.seconds,
-            },
-            indent=2,
-        )
-    )
+    (folder / "history.json").write_text(json.dumps(result.history(), indent=2))
     return folder
+
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def train_run(
+    config: TrainConfig,
+    folder: str | Path,
+    *,
+    resume: bool = False,
+    progress: Callable[[TrainResult], None] | None = None,
+) -> TrainResult:
+    """Train into ``folder``: its config first, a checkpoint as it goes, the run at the end.
+
+    With ``resume`` the run continues from the folder's checkpoint, bit-identically
+    to a run that never stopped; a folder holding a finished run is refused
+    unless resuming (then the finished run is returned as it is).
+    """
+    folder = Path(folder)
+    if (folder / "policy.pt").exists():
+        if resume:
+            return load_run(folder)
+        raise EdgeloopError(
+            f"{folder} already holds a trained run (fix: choose another folder, or delete it)"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
+    result = train(config, progress, checkpoint=folder / CHECKPOINT, resume=resume)
+    save_run(result, folder)
+    (folder / CHECKPOINT).unlink(missing_ok=True)
+    return result
+
+
+def read_config(folder: str | Path) -> TrainConfig:
+    """The config a run folder was started with (to resume it).
+
+    Raises:
+        EdgeloopError: the folder holds no run config, or one this version cannot read.
+    """
+    path = Path(folder) / "config.json"
+    try:
+        return TrainConfig(**json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise EdgeloopError(
+            f"{folder} holds no run to resume: config.json is missing "
+            "(fix: point at a folder edgeloop train wrote)"
+        ) from None
+    except (OSError, ValueError, TypeError) as exc:
+        raise EdgeloopError(f"cannot read {path}: {exc} (fix: start the run again)") from None
 
 
 def load_run(folder: str | Path) -> TrainResult:
@@ -60,8 +101,5 @@ def load_run(folder: str | Path) -> TrainResult:
     env.close()
     policy.load_state_dict(state)
     result = TrainResult(config, policy)
-    result.steps = list(history["steps"])
-    result.mean_returns = list(history["mean_returns"])
-    result.correlations = list(history.get("correlations", []))
-    result.seconds = float(history.get("seconds", 0.0))
+    result.load_history(history)
     return result

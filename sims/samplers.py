@@ -15,7 +15,7 @@ the budget.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -40,6 +40,12 @@ class Sampler(Protocol):
         """The risks (negative returns) the policy got on tasks it trained on."""
         ...
 
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint needs to resume the sampler (its rng is the trainer's)."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
 
 class ErmSampler:
     """Empirical risk minimisation: tasks uniform over the space."""
@@ -56,6 +62,12 @@ class ErmSampler:
 
     def observe(self, tasks: np.ndarray, risks: np.ndarray) -> None:
         return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"evaluation_steps": self.evaluation_steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.evaluation_steps = int(state["evaluation_steps"])
 
 
 class DrmSampler(ErmSampler):

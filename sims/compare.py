@@ -1,0 +1,196 @@
+"""Comparing samplers: train every (sampler, seed) at the same budget, evaluate, report.
+
+Each job trains one run into ``OUT/runs/SAMPLER-seedS`` (checkpointed, so a
+stopped comparison resumes where it was) and evaluates it on a fixed grid, in
+range and out of distribution. Jobs run in this process, in a pool of local
+processes, or on a Ray cluster. The report (:mod:`edgeloop.sims.compare_report`)
+gives mean and CVaR with standard errors across seeds, the regret tail, paired
+differences against ERM, and how many steps each sampler needs to reach DRM's
+final tail.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from edgeloop.runtime.errors import EdgeloopError, MissingDependencyError
+from edgeloop.sims.ppo import SAMPLERS, TrainConfig
+
+EVAL_SEED = 10_000
+"""First episode seed of the final evaluations (the same for every run)."""
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """What a comparison runs."""
+
+    task_space: str = "pendulum"
+    samplers: tuple[str, ...] = ("erm", "drm", "gdrm", "mpts")
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    total_steps: int = 400_000
+    """Environment-step budget of every run (DRM/GDRM evaluations included)."""
+    grid: int = 10
+    """Evaluation grid points per parameter."""
+    episodes: int = 2
+    """Evaluation episodes per grid task."""
+    train: dict[str, Any] = field(default_factory=dict)
+    """Other :class:`TrainConfig` settings, the same for every run."""
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.samplers if s not in SAMPLERS]
+        if unknown:
+            raise EdgeloopError(
+                f"unknown sampler {', '.join(unknown)} (fix: choose from {', '.join(SAMPLERS)})"
+            )
+        if not self.samplers or not self.seeds:
+            raise EdgeloopError("a comparison needs at least one sampler and one seed")
+        names = {f.name for f in dataclasses.fields(TrainConfig)}
+        fixed = {"task_space", "sampler", "seed", "total_steps"}
+        bad = sorted(set(self.train) - (names - fixed))
+        if bad:
+            raise EdgeloopError(
+                f"unknown or fixed training setting {', '.join(bad)} (fix: one of "
+                f"{', '.join(sorted(names - fixed))})"
+            )
+
+    def run_config(self, sampler: str, seed: int) -> TrainConfig:
+        return TrainConfig(
+            task_space=self.task_space,
+            sampler=sampler,
+            seed=seed,
+            total_steps=self.total_steps,
+            **self.train,
+        )
+
+    def jobs(self) -> list[tuple[str, int]]:
+        return [(s, seed) for s in self.samplers for seed in self.seeds]
+
+
+def run_job(config: dict[str, Any], folder: str, grid: int, episodes: int) -> dict[str, Any]:
+    """Train one run (or resume it, or reuse it when finished) and evaluate it.
+
+    Module-level and plain-data in and out, so process pools and Ray can ship it.
+    """
+    import torch
+
+    from edgeloop.sims.evaluation import evaluate
+    from edgeloop.sims.ppo import as_policy_function
+    from edgeloop.sims.runs import train_run
+    from edgeloop.sims.task_space import load_task_space
+
+    torch.set_num_threads(1)  # jobs run side by side; small networks gain nothing from more
+    path = Path(folder)
+    done = path / "evaluation.json"
+    settings = {"grid": grid, "episodes": episodes, "seed": EVAL_SEED}
+    if done.exists():
+        saved = json.loads(done.read_text())
+        if saved.get("settings") == settings and saved.get("config") == config:
+            return saved
+    train_config = TrainConfig(**config)
+    result = train_run(train_config, path, resume=True)
+    space = load_task_space(train_config.task_space)
+    policy = as_policy_function(result)
+    in_range = evaluate(policy, space, per_axis=grid, episodes=episodes, seed=EVAL_SEED)
+    ood = evaluate(policy, space, per_axis=grid, episodes=episodes, seed=EVAL_SEED, ood=True)
+    summary = {
+        "config": config,
+        "settings": settings,
+        "sampler": train_config.sampler,
+        "seed": train_config.seed,
+        "history": result.history(),
+        "in_range": in_range.to_dict(),
+        "ood": ood.to_dict(),
+    }
+    done.write_text(json.dumps(summary))
+    return summary
+
+
+def run_compare(
+    config: CompareConfig,
+    out: str | Path,
+    *,
+    workers: int | None = None,
+    ray_address: str | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Run every job of ``config`` into ``out/runs`` and return their summaries.
+
+    Args:
+        config: The comparison.
+        out: Its folder (runs go in ``out/runs``; finished runs there are reused).
+        workers: Local processes (default: one per CPU; 1 runs in this process).
+        ray_address: Run the jobs on this Ray cluster instead ("local" starts one
+            here); needs the ``cluster`` extra.
+        progress: Called with each job's summary as it finishes.
+    """
+    out = Path(out)
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    (out / "compare.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
+    args = [
+        (
+            dataclasses.asdict(config.run_config(sampler, seed)),
+            str(out / "runs" / f"{sampler}-seed{seed}"),
+            config.grid,
+            config.episodes,
+        )
+        for sampler, seed in config.jobs()
+    ]
+    report = progress or (lambda summary: None)
+    if ray_address is not None:
+        return _on_ray(args, ray_address, report)
+    workers = workers or os.cpu_count() or 1
+    if workers == 1 or len(args) == 1:
+        results = []
+        for a in args:
+            results.append(run_job(*a))
+            report(results[-1])
+        return results
+    # spawn: a fresh interpreter per worker, never a fork of a parent holding threads
+    with ProcessPoolExecutor(min(workers, len(args)), mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(run_job, *a): i for i, a in enumerate(args)}
+        results: list[Any] = [None] * len(args)
+        for future in as_completed(futures):
+            i = futures[future]
+            results[i] = future.result()
+            report(results[i])
+    return results
+
+
+def _on_ray(
+    args: Sequence[tuple[Any, ...]], address: str, report: Callable[[dict[str, Any]], None]
+) -> list[dict[str, Any]]:
+    try:
+        import ray
+    except ImportError:
+        raise MissingDependencyError("ray", "cluster", "--ray") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise EdgeloopError(
+                f"cannot reach the Ray cluster at {address}: {exc} (fix: check the address "
+                "that `ray start --head` printed, or use 'local')"
+            ) from None
+    try:
+        remote = ray.remote(num_cpus=1)(run_job)
+        pending = {remote.remote(*a): i for i, a in enumerate(args)}
+        results: list[Any] = [None] * len(args)
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                i = pending.pop(ref)
+                results[i] = ray.get(ref)
+                report(results[i])
+        return results
+    finally:
+        if started_here:
+            ray.shutdown()
