@@ -109,31 +109,33 @@ def _parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser(
         "export",
-        help="export a torch model to an ONNX bundle checked against a profile",
-        description="Export a torch.nn.Module to a bundle folder (model.onnx + manifest.json) at "
-        "an opset the target profile's TensorRT accepts, and check ONNX Runtime against torch "
-        "on the sample inputs and random batches. Needs the 'train' extra.",
-        epilog="example: edgeloop export mypkg.policies:make_policy --input obs=1x3 "
+        help="export a torch model or a trained run to an ONNX bundle checked against a profile",
+        description="Export a torch.nn.Module, or the policy of a run from edgeloop train, to a "
+        "bundle folder (model.onnx + manifest.json) at an opset the target profile's TensorRT "
+        "accepts, and check ONNX Runtime against torch on the sample inputs and random "
+        "batches. A run's bundle takes the raw observation 'obs' and the physical task 'task' "
+        "and returns 'action': the task normalisation and the action clamp are in the graph. "
+        "Needs the 'train' extra.",
+        epilog="examples: edgeloop export runs/pendulum-mpts --profile jetson-orin-nano-8gb "
+        "-o bundle; edgeloop export mypkg.policies:make_policy --input obs=1x3 "
         "--output action --profile jetson-orin-nano-8gb -o policy_bundle",
     )
     export.add_argument(
         "factory",
-        metavar="MODULE:FACTORY",
-        help="import path of a torch.nn.Module, or of a function returning one",
+        metavar="MODULE:FACTORY|RUN",
+        help="import path of a torch.nn.Module or of a function returning one, or a run folder",
     )
     export.add_argument(
         "--input",
         action="append",
-        required=True,
         metavar="NAME=SHAPE",
-        help="a model input and its example shape, e.g. obs=1x3 (repeatable)",
+        help="a model input and its example shape, e.g. obs=1x3 (repeatable; not for a run)",
     )
     export.add_argument(
         "--output",
         action="append",
-        required=True,
         metavar="NAME",
-        help="a model output name (repeatable, in the model's order)",
+        help="a model output name (repeatable, in the model's order; not for a run)",
     )
     export.add_argument(
         "-o", "--out", type=Path, required=True, metavar="DIR", help="bundle folder to create"
@@ -469,24 +471,39 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from edgeloop.exporters.model_source import load_factory, sample_inputs
-    from edgeloop.exporters.onnx_export import export_bundle
+    if Path(args.factory).is_dir():
+        from edgeloop.sims.policy_export import export_run
 
-    module = load_factory(args.factory, checkpoint=args.checkpoint)
-    names, samples = sample_inputs(args.input)
-    result = export_bundle(
-        module,
-        samples,
-        args.out,
-        input_names=names,
-        output_names=args.output,
-        profile=args.profile,
-        opset=args.opset,
-        dynamic_batch=not args.static_batch,
-        tolerance=args.tolerance,
-        fp16=args.fp16,
-        overwrite=args.overwrite,
-    )
+        if args.input or args.output or args.checkpoint:
+            raise EdgeloopError(
+                f"{args.factory} is a run folder: its inputs, outputs and weights come from the "
+                "run (fix: drop --input, --output and --checkpoint)"
+            )
+        result = export_run(args.factory, args.out, profile=args.profile, overwrite=args.overwrite)
+    else:
+        from edgeloop.exporters.model_source import load_factory, sample_inputs
+        from edgeloop.exporters.onnx_export import export_bundle
+
+        if not args.input or not args.output:
+            raise EdgeloopError(
+                f"exporting {args.factory} needs --input NAME=SHAPE and --output NAME "
+                "(fix: name the model's inputs with example shapes, and its outputs)"
+            )
+        module = load_factory(args.factory, checkpoint=args.checkpoint)
+        names, samples = sample_inputs(args.input)
+        result = export_bundle(
+            module,
+            samples,
+            args.out,
+            input_names=names,
+            output_names=args.output,
+            profile=args.profile,
+            opset=args.opset,
+            dynamic_batch=not args.static_batch,
+            tolerance=args.tolerance,
+            fp16=args.fp16,
+            overwrite=args.overwrite,
+        )
     m, p = result.manifest, result.parity
     table = Table(title=f"exported {args.factory} -> {result.bundle}", title_justify="left")
     table.add_column("")

@@ -183,6 +183,8 @@ class MptsSampler:
         self.learner = RiskLearner(space.dim, self.config, seed)
         self.warmup_iterations = warmup_iterations
         self.iteration = 0
+        self.warming_up: bool | None = None
+        """Set by a trainer that counts the warm-up in steps; None: count iterations."""
         self.evaluation_steps = 0  # MPTS never evaluates candidates
         self.correlations: list[float] = []
         """Pearson correlation of predicted and realised risk, per observed batch."""
@@ -192,7 +194,10 @@ class MptsSampler:
         self.seen_returns = np.empty(0)
 
     def propose(self, n: int) -> np.ndarray:
-        if self.iteration < self.warmup_iterations:
+        warming_up = self.warming_up
+        if warming_up is None:
+            warming_up = self.iteration < self.warmup_iterations
+        if warming_up:
             return self.space.sample(n, self.rng)
         torch = self.learner.torch
         units = self.rng.random((self.config.multiplier * n, self.space.dim))
@@ -202,9 +207,10 @@ class MptsSampler:
         score = self.config.gamma0 * mean + self.config.gamma1 * std
         if self.config.diversity > 0:
             top = _diverse_top(units, score, n // 2, self.config.diversity)
+            unselected = np.setdiff1d(np.arange(len(units)), top)
         else:
-            top = np.argsort(-score, kind="stable")[: n // 2]
-        unselected = np.setdiff1d(np.arange(len(units)), top)
+            order = np.argsort(-score, kind="stable")
+            top, unselected = order[: n // 2], order[n // 2 :]
         rest = self.rng.choice(unselected, size=n - len(top), replace=False)
         chosen = np.concatenate([top, rest])
         self.rng.shuffle(chosen)

@@ -174,7 +174,6 @@ def _sampler(
     space: TaskSpace,
     rng: np.random.Generator,
     evaluate: Callable[[np.ndarray], tuple[np.ndarray, int]],
-    iterations: int,
 ) -> Sampler:
     name = config.sampler
     if name == "erm":
@@ -191,8 +190,7 @@ def _sampler(
             diversity=1.0 if "div" in options else 0.0,
             risk="regret" if "regret" in options else "return",
         )
-        warmup = max(1, round(mpts.warmup_fraction * iterations))
-        return MptsSampler(space, rng, warmup_iterations=warmup, config=mpts, seed=config.seed)
+        return MptsSampler(space, rng, config=mpts, seed=config.seed)  # warm-up: see _train
     raise _unknown_sampler(name)
 
 
@@ -273,10 +271,11 @@ def _train(
         returns, steps = episode_returns(vector, act, tasks, seeds.take(len(tasks)))
         return -returns, steps
 
-    iterations = max(1, config.total_steps // (config.num_tasks * horizon))
-    sampler = _sampler(config, space, rng, evaluate, iterations)
+    sampler = _sampler(config, space, rng, evaluate)
     result = TrainResult(config, policy)
-    curve_at = _curve_iterations(iterations, config.curve_points)
+    curve_at = [
+        config.total_steps * (k + 1) / config.curve_points for k in range(config.curve_points)
+    ]
     curve_grid = space.grid(config.curve_grid)
     used = 0
     if resume and checkpoint is not None and Path(checkpoint).exists():
@@ -284,6 +283,8 @@ def _train(
     try:
         while used + config.num_tasks * horizon <= config.total_steps:
             before = sampler.evaluation_steps
+            if hasattr(sampler, "warming_up"):  # the warm-up is a share of the budget
+                sampler.warming_up = used < sampler.config.warmup_fraction * config.total_steps
             tasks = sampler.propose(config.num_tasks)
             trajectories, returns = _rollout(torch, policy, vector, space, tasks, seeds)
             sampler.observe(tasks, -returns)
@@ -297,7 +298,8 @@ def _train(
             result.mean_returns.append(float(returns.mean()))
             result.tail_returns.append(cvar(returns, 0.9))
             result.correlations = list(getattr(sampler, "correlations", []))
-            if len(result.steps) in curve_at:
+            last = used + config.num_tasks * horizon > config.total_steps
+            if curve_at and (last or used >= curve_at[len(result.curve)]):
                 grid_returns, _ = episode_returns(
                     vector, act, curve_grid, [CURVE_SEED] * len(curve_grid)
                 )
@@ -308,7 +310,6 @@ def _train(
                         "cvar_0.9": cvar(grid_returns, 0.9),
                     }
                 )
-            last = used + config.num_tasks * horizon > config.total_steps
             if checkpoint is not None and (
                 last or len(result.steps) % config.checkpoint_every == 0
             ):
@@ -354,14 +355,6 @@ class _SeedCounter:
     def take(self, n: int) -> list[int]:
         self.next += n
         return list(range(self.next - n + 1, self.next + 1))
-
-
-def _curve_iterations(iterations: int, points: int) -> set[int]:
-    """The iterations (1-based) after which the learning curve is measured: evenly
-    spread, the last one always included."""
-    if points <= 0:
-        return set()
-    return {max(1, round(iterations * (k + 1) / points)) for k in range(points)}
 
 
 def _rollout(
@@ -515,7 +508,9 @@ def _ppo_update(
             new_logp = new_logp if policy.discrete else new_logp.sum(-1)
             ratio = (new_logp - logp_t[idx]).exp()
             adv = adv_t[idx]
-            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+            adv = (adv - adv.mean()) / (
+                adv.std(correction=0) + 1e-8
+            )  # a last minibatch may hold one sample
             policy_loss = -torch.min(
                 ratio * adv, ratio.clamp(1 - config.clip, 1 + config.clip) * adv
             ).mean()

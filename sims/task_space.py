@@ -8,7 +8,8 @@ really changes the dynamics. Each space also names wider, out-of-distribution
 ranges for evaluation.
 
 Built-ins: ``pendulum`` (Pendulum-v1: mass, length), ``cartpole`` (CartPole-v1:
-pole half-length, pole mass, force magnitude), ``mountaincar``
+pole half-length, pole mass, force magnitude), ``acrobot`` (Acrobot-v1: the
+two link masses), ``mountaincar``
 (MountainCarContinuous-v0: engine power). Users define their own in Python
 (:class:`TaskSpace`) or YAML (:func:`load_task_space`).
 """
@@ -280,6 +281,31 @@ BUILTIN: dict[str, TaskSpace] = {
             ),
             TaskParameter(
                 name="force", attribute="force_mag", low=5.0, high=15.0, ood_low=3.0, ood_high=20.0
+            ),
+        ),
+    ),
+    # Acrobot: torque at the elbow only; heavier links need more swings to get the
+    # tip up, but every task in range is solvable (checked by single-task training).
+    "acrobot": TaskSpace(
+        name="acrobot",
+        env_id="Acrobot-v1",
+        max_episode_steps=500,
+        parameters=(
+            TaskParameter(
+                name="link1_mass",
+                attribute="LINK_MASS_1",
+                low=0.5,
+                high=2.5,
+                ood_low=0.3,
+                ood_high=3.5,
+            ),
+            TaskParameter(
+                name="link2_mass",
+                attribute="LINK_MASS_2",
+                low=0.5,
+                high=2.5,
+                ood_low=0.3,
+                ood_high=3.5,
             ),
         ),
     ),

@@ -78,3 +78,83 @@ def test_train_and_evaluate_from_the_command_line(tmp_path):
     missing = edgeloop("evaluate", "nowhere")
     assert missing.returncode == 2 and "is not a training run" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+class Interrupted(Exception):
+    pass
+
+
+def stop_after(iterations: int):
+    def progress(result) -> None:
+        if len(result.steps) == iterations:
+            raise Interrupted
+
+    return progress
+
+
+@pytest.mark.parametrize("sampler", ["mpts+div+regret", "drm"])
+def test_a_resumed_run_is_bit_identical_to_one_that_never_stopped(tmp_path, sampler):
+    import torch
+
+    config = TrainConfig(
+        sampler=sampler,
+        total_steps=32_000,
+        seed=3,
+        update_epochs=2,
+        checkpoint_every=1,
+        curve_points=3,
+        curve_grid=2,
+    )
+    whole = train(config)
+    with pytest.raises(Interrupted):
+        train(config, stop_after(2), checkpoint=tmp_path / "ck.pt")
+    resumed = train(config, checkpoint=tmp_path / "ck.pt", resume=True)
+    assert resumed.history() | {"seconds": 0} == whole.history() | {"seconds": 0}
+    weights = zip(
+        whole.policy.state_dict().values(), resumed.policy.state_dict().values(), strict=True
+    )
+    assert all(torch.equal(a, b) for a, b in weights)
+
+
+def test_a_checkpoint_from_other_settings_is_refused(tmp_path):
+    config = TrainConfig(total_steps=6_400, checkpoint_every=1, curve_points=0)
+    train(config, checkpoint=tmp_path / "ck.pt")
+    other = TrainConfig(total_steps=6_400, checkpoint_every=1, curve_points=0, gamma=0.99)
+    with pytest.raises(EdgeloopError, match="other settings \\(gamma differ"):
+        train(other, checkpoint=tmp_path / "ck.pt", resume=True)
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(EdgeloopError, match="cannot read the checkpoint"):
+        train(config, checkpoint=tmp_path / "bad.pt", resume=True)
+
+
+def test_environments_in_their_own_processes_give_the_same_run():
+    config = TrainConfig(
+        task_space="cartpole",
+        num_tasks=3,
+        total_steps=3_000,
+        update_epochs=1,
+        curve_points=1,
+        curve_grid=2,
+    )
+    here = train(config)
+    apart = train(TrainConfig(**{**config.__dict__, "processes": True}))
+    assert apart.history() | {"seconds": 0} == here.history() | {"seconds": 0}
+    assert here.steps[-1] <= 3_000  # cart-pole episodes end early; steps are counted as taken
+
+
+def test_the_learning_curve_is_measured_on_a_fixed_grid_at_evenly_spread_points():
+    result = train(TrainConfig(total_steps=16_000, update_epochs=1, curve_points=2, curve_grid=2))
+    assert [point["steps"] for point in result.curve] == [9_600, 16_000]  # first past 8,000
+    assert all(point["cvar_0.9"] <= point["mean"] for point in result.curve)
+
+
+def test_batched_and_one_by_one_evaluation_agree():
+    result = train(TrainConfig(total_steps=3_200, curve_points=0))
+    policy = as_policy_function(result)
+    space = load_task_space("pendulum")
+    batched = evaluate(policy, space, per_axis=2, episodes=2, seed=5)
+    one_by_one = evaluate(
+        lambda obs, task: policy(obs, task), space, per_axis=2, episodes=2, seed=5
+    )
+    assert np.allclose(batched.returns, one_by_one.returns, atol=1e-3)
+    assert batched.env_steps == one_by_one.env_steps == 4 * 2 * 200

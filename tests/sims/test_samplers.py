@@ -133,3 +133,44 @@ def test_mpts_proposals_repeat_for_a_seed():
         return sampler.propose(16)
 
     assert np.array_equal(run(), run())
+
+
+def narrow_hole(tasks: np.ndarray) -> np.ndarray:
+    """Risk with one sharp peak at the (high a, high b) corner, flat elsewhere."""
+    u = SPACE.normalise(tasks)
+    return 5.0 * np.exp(-((u[:, 0] - 0.9) ** 2 + (u[:, 1] - 0.9) ** 2) / 0.01)
+
+
+def test_the_diversity_term_spreads_the_selected_half_of_the_batch():
+    from edgeloop.sims.mpts import _diverse_top
+
+    units = np.random.default_rng(0).random((128, 2))
+    score = narrow_hole(SPACE.denormalise(units))  # one sharp peak: plain top-k piles on it
+
+    def nearest_neighbour(chosen: np.ndarray) -> float:
+        u = units[chosen]
+        d = np.linalg.norm(u[:, None] - u[None], axis=2) + np.eye(len(u)) * 9
+        return float(d.min(axis=1).mean())
+
+    plain = np.argsort(-score)[:16]
+    diverse = _diverse_top(units, score, 16, 1.0)
+    assert len(set(diverse.tolist())) == 16 and diverse[0] == plain[0]
+    assert nearest_neighbour(diverse) > 1.5 * nearest_neighbour(plain)
+    assert score[diverse].mean() > np.median(score)  # still leaning to risk
+
+
+def test_the_regret_risk_is_the_gap_to_the_best_return_seen_nearby():
+    sampler = MptsSampler(SPACE, np.random.default_rng(0), config=MptsConfig(risk="regret"))
+    first = SPACE.denormalise(np.array([[0.1, 0.1], [0.12, 0.1], [0.9, 0.9]]))
+    # returns -100, -300 (close together), -900 (alone: nothing better seen near it)
+    regret = sampler._regret(SPACE.normalise(first), np.array([-100.0, -300.0, -900.0]))
+    assert regret.tolist() == [0.0, 200.0, 0.0]
+    later = SPACE.denormalise(np.array([[0.15, 0.12]]))
+    assert sampler._regret(SPACE.normalise(later), np.array([-250.0])).tolist() == [150.0]
+    sampler.observe(first, np.array([100.0, 300.0, 900.0]))  # risks = -returns
+    assert sampler.iteration == 1
+
+
+def test_an_unknown_mpts_risk_is_refused():
+    with pytest.raises(ValueError, match="'return' or 'regret'"):
+        MptsSampler(SPACE, np.random.default_rng(0), config=MptsConfig(risk="loss"))

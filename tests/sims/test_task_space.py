@@ -67,19 +67,20 @@ def test_an_unknown_task_space_suggests_close_names():
 
 
 def test_a_user_defines_a_space_in_yaml_for_an_environment_not_built_in(tmp_path):
-    path = tmp_path / "acrobot.yaml"
+    path = tmp_path / "mountaincar-discrete.yaml"
     path.write_text(
-        "name: acrobot\n"
-        "env_id: Acrobot-v1\n"
+        "name: mountaincar-discrete\n"
+        "env_id: MountainCar-v0\n"
         "parameters:\n"
-        "  - {name: link1, attribute: LINK_LENGTH_1, low: 0.7, high: 1.3}\n"
-        "  - {name: mass2, attribute: LINK_MASS_2, low: 0.5, high: 2.0, log: true}\n"
+        "  - {name: force, attribute: force, low: 0.0008, high: 0.0015}\n"
+        "  - {name: gravity, attribute: gravity, low: 0.002, high: 0.003, log: true}\n"
     )
     space = load_task_space(path)
-    assert space.names == ["link1", "mass2"] and space.dim == 2
+    assert space.names == ["force", "gravity"] and space.dim == 2
+    assert space.env_id not in {s.env_id for s in BUILTIN.values()}
     space.check_dynamics()
-    env = space.make_env([1.3, 2.0])
-    assert space.task_of(env).tolist() == [1.3, 2.0]
+    env = space.make_env([0.0015, 0.002])
+    assert space.task_of(env).tolist() == [0.0015, 0.002]
 
 
 def test_a_parameter_the_env_does_not_have_is_named_with_close_matches():

@@ -1,0 +1,120 @@
+"""edgeloop compare: jobs in a process pool or on Ray, reused when done; the report figures."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("gymnasium")
+
+from edgeloop.sims.compare import CompareConfig, run_compare
+from edgeloop.sims.compare_report import build_report, table_rows
+
+TINY = {"update_epochs": 1, "curve_points": 2, "curve_grid": 2}
+
+
+def edgeloop(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edgeloop", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=cwd,
+    )
+
+
+def fake_run(sampler: str, seed: int, returns: list[float], ood: list[float]) -> dict:
+    tasks = [[0.5, 0.5], [0.5, 1.5], [2.0, 0.5], [2.0, 1.5]]
+    curve = [{"steps": 100, "mean": min(returns), "cvar_0.9": min(returns)}]
+    return {
+        "sampler": sampler,
+        "seed": seed,
+        "history": {"steps": [100], "seconds": 1.0, "curve": curve, "correlations": []},
+        "in_range": {"tasks": tasks, "returns": returns},
+        "ood": {"tasks": tasks, "returns": ood},
+    }
+
+
+def test_the_report_figures_match_a_hand_computation():
+    results = [
+        fake_run("erm", 0, [-100, -200, -300, -900], [-1000, -1000, -1000, -1000]),
+        fake_run("erm", 1, [-100, -200, -300, -700], [-1000, -1000, -1000, -1200]),
+        fake_run("mpts", 0, [-150, -200, -300, -600], [-900, -1000, -1000, -1000]),
+        fake_run("mpts", 1, [-100, -250, -300, -800], [-1000, -1000, -1000, -1000]),
+    ]
+    config = {"task_space": "pendulum", "seeds": [0, 1], "total_steps": 100}
+    report = build_report(config, results)
+    erm, mpts = report["table"]["erm"], report["table"]["mpts"]
+    # CVaR_0.9 of 4 tasks is the single worst; mean and s.e. over the two seeds
+    assert erm["cvar_0.9"]["mean"] == -800 and erm["cvar_0.9"]["se"] == pytest.approx(100)
+    assert mpts["cvar_0.9"]["mean"] == -700
+    # best known per task: [-100, -200, -300, -600]; mpts seed 1 regret worst = -800 - -600
+    assert report["grid"]["best_known"] == [-100, -200, -300, -600]
+    assert mpts["regret_cvar_0.9"]["mean"] == pytest.approx(((-50) + (-200)) / 2)
+    # paired with ERM by seed: (-600 - -900, -800 - -700) = (300, -100)
+    assert mpts["cvar_0.9_minus_erm"]["mean"] == 100 and mpts["cvar_0.9_minus_erm"]["wins"] == 1
+    assert mpts["cvar_0.9_minus_erm"]["se"] == pytest.approx(200)
+    header, rows = table_rows(report)
+    assert rows[1][0] == "mpts (2 seeds)" and rows[1][header.index("CVaR_0.9")] == "-700 ± 100"
+
+
+def test_compare_from_the_command_line_writes_the_report_and_reuses_finished_runs(tmp_path):
+    args = [
+        "compare", "--samplers", "erm,mpts+regret", "--seeds", "2", "--steps", "6400",
+        "--grid", "2", "--episodes", "1", "--workers", "2", "-o", "report",
+        *(f"--set={k}={v}" for k, v in TINY.items()),
+    ]  # fmt: skip
+    first = edgeloop(tmp_path, *args)
+    assert first.returncode == 0, first.stderr
+    out = tmp_path / "report"
+    report = json.loads((out / "report.json").read_text())
+    assert report["samplers"] == ["erm", "mpts+regret"]
+    runs = {
+        p.name: json.loads((p / "evaluation.json").read_text()) for p in (out / "runs").iterdir()
+    }
+    assert sorted(runs) == ["erm-seed0", "erm-seed1", "mpts+regret-seed0", "mpts+regret-seed1"]
+    best = np.max([r["in_range"]["returns"] for r in runs.values()], axis=0)
+    assert np.allclose(report["grid"]["best_known"], best)
+    for sampler in report["samplers"]:
+        row = report["table"][sampler]
+        assert row["cvar_0.9"]["n"] == 2 and math.isfinite(row["cvar_0.9"]["se"])
+        assert row["regret_cvar_0.9"]["mean"] <= 0 and row["steps"]["mean"] == 6400
+    for png in ("learning_curves.png", "heatmap.png", "correlation.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    markdown = (out / "report.md").read_text()
+    assert "Regenerate: `edgeloop compare --samplers erm,mpts+regret" in markdown
+    assert "| mpts+regret (2 seeds) |" in markdown
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/evaluation.json")}
+    again = edgeloop(tmp_path, *args)
+    assert again.returncode == 0, again.stderr
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing retrained
+    assert json.loads((out / "report.json").read_text())["table"] == report["table"]
+
+
+def test_bad_comparisons_are_refused_with_a_clear_message(tmp_path):
+    unknown = edgeloop(tmp_path, "compare", "--samplers", "erm,mptz", "-o", "r")
+    assert unknown.returncode == 2 and "unknown sampler mptz" in unknown.stderr
+    setting = edgeloop(tmp_path, "compare", "--set", "gama=0.99", "-o", "r")
+    assert setting.returncode == 2 and "unknown or fixed training setting gama" in setting.stderr
+    space = edgeloop(tmp_path, "compare", "--task-space", "pendulm", "-o", "r")
+    assert space.returncode == 2 and "pendulm" in space.stderr
+    small = edgeloop(tmp_path, "compare", "--steps", "1000", "-o", "r")
+    assert small.returncode == 2 and "less than one iteration" in small.stderr
+    assert all("Traceback" not in p.stderr for p in (unknown, setting, space, small))
+
+
+def test_a_comparison_on_a_local_ray_cluster_matches_one_run_here(tmp_path):
+    pytest.importorskip("ray")
+    config = CompareConfig(
+        samplers=("erm",), seeds=(0, 1), total_steps=3200, grid=2, episodes=1, train=TINY
+    )
+    here = run_compare(config, tmp_path / "here", workers=1)
+    on_ray = run_compare(config, tmp_path / "ray", ray_address="local")
+    assert [r["in_range"]["returns"] for r in on_ray] == [r["in_range"]["returns"] for r in here]
