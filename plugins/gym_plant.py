@@ -5,20 +5,21 @@ and the other finds it through ``ctx.shared``. The actuator steps the
 environment once per action (or, given ``rate_hz``, once per tick with the
 latest action held), so the loop works the same in real and simulated time.
 
-A plant can run one task of a task space (``task_space`` and ``task``: a
-pendulum's mass and length), applied with the task space's own ``apply``. That
-is the one place a plugin reaches into ``edgeloop.sims`` (for the task space
-definitions, which import no torch or gymnasium), and only when configured.
+A plant can run one task (``task``: physical parameters by their attribute name
+on ``env.unwrapped``, e.g. a pendulum's ``m`` and ``l``), written with
+:func:`~edgeloop.plugins.gym_env.set_env_attributes`, the same function the task
+spaces (``TaskSpace.apply``, in the sims layer above) apply their tasks with.
 """
 
 from __future__ import annotations
 
-import difflib
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from edgeloop.plugins.gym_env import set_env_attributes
 from edgeloop.runtime.errors import EdgeloopError, MissingDependencyError
 from edgeloop.runtime.node import Actuator, NodeContext, Port, Sensor
 
@@ -43,8 +44,8 @@ class GymPlant:
             match the loop rate; None keeps the env's own.
         max_episode_steps: Episode length; None keeps the env's default.
         env_kwargs: Extra keyword arguments for ``gymnasium.make``.
-        task_space: Task space (built-in name or YAML file) of ``task``.
-        task: Physical task parameters by name, applied before the first reset.
+        task: Values by attribute name of ``env.unwrapped`` (e.g. ``{"m": 1.5}``),
+            written before the first reset.
     """
 
     def __init__(
@@ -55,7 +56,6 @@ class GymPlant:
         dt: float | None = None,
         max_episode_steps: int | None = None,
         env_kwargs: dict[str, Any] | None = None,
-        task_space: str | None = None,
         task: dict[str, float] | None = None,
     ):
         gym = _gymnasium()
@@ -70,7 +70,6 @@ class GymPlant:
             "dt": dt,
             "max_episode_steps": max_episode_steps,
             "env_kwargs": dict(env_kwargs or {}),
-            "task_space": task_space,
             "task": dict(task or {}),
         }
         if dt is not None:
@@ -80,9 +79,12 @@ class GymPlant:
                     f"{env_id} has no dt or tau attribute to set (fix: remove 'dt' from the config)"
                 )
             setattr(self.env.unwrapped, attr, dt)
-        if task_space is not None:
-            space, values = _resolve_task(task_space, task or {}, env_id)
-            space.apply(self.env, values, ood=True)
+        if task:
+            try:
+                set_env_attributes(self.env, task)
+            except EdgeloopError as exc:  # an attribute the env does not have
+                self.env.close()
+                raise EdgeloopError(f"task: {exc}") from None
         self.observation, _ = self.env.reset(seed=seed)
         self.episode_return = 0.0
         self.episode_steps = 0
@@ -123,63 +125,22 @@ class PlantConfig:
     """Episode length before a reset; None keeps the env's default."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra arguments to ``gymnasium.make`` (e.g. ``{g: 9.81}``)."""
-    task_space: str | None = None
-    """Task space (built-in name such as ``pendulum``, or a YAML file) of ``task``."""
     task: dict[str, float] = field(default_factory=dict)
-    """The task to run, physical values by parameter name (or attribute), e.g.
-    ``{mass: 1.5, length: 1.2}``; every parameter, within its out-of-distribution range."""
+    """The task to run: numbers by attribute name of ``env.unwrapped``, e.g.
+    ``{m: 1.5, l: 1.2}`` (Pendulum-v1's mass and length), written before the first
+    reset and kept for every episode. An attribute the env does not have fails the
+    node's setup (with close matches); the values are not range-checked, as the
+    plant knows no task space: take them from the task space the policy was
+    trained on (``edgeloop export`` records its parameters, attributes and ranges,
+    in and out of distribution, under ``constants.task`` of the bundle manifest)."""
 
     def __post_init__(self) -> None:
-        if self.task_space is None and self.task:
-            raise ValueError("task needs task_space, e.g. task_space: pendulum")
-        if self.task_space is not None:
-            _resolve_task(self.task_space, self.task, self.env)  # raises ValueError
-
-
-def _resolve_task(task_space: str, task: dict[str, float], env_id: str) -> tuple[Any, list[float]]:
-    """The task space and the task as its vector of values, in parameter order.
-
-    Raises:
-        ValueError: an unknown task space, one over another env, an unknown or
-            missing parameter, or a value outside the out-of-distribution range.
-    """
-    from edgeloop.sims.task_space import load_task_space
-
-    try:
-        space = load_task_space(task_space)
-    except EdgeloopError as exc:  # its own "(fix: ...)" would come before the config's
-        head, _, fix = str(exc).partition(" (fix: ")
-        raise ValueError(f"{head}; {fix.removesuffix(')')}" if fix else head) from None
-    if space.env_id != env_id:
-        raise ValueError(
-            f"task space {space.name} is over {space.env_id}, not {env_id}; "
-            f"set env: {space.env_id}, or choose another task space"
-        )
-    index: dict[str, int] = {}
-    for j, p in enumerate(space.parameters):
-        index[p.name] = index[p.attribute] = j
-    values: list[float | None] = [None] * space.dim
-    for key, value in task.items():
-        if key not in index:
-            close = difflib.get_close_matches(key, list(index), n=3)
-            hint = f"did you mean {', '.join(close)}?" if close else ", ".join(space.names)
-            raise ValueError(f"task space {space.name} has no parameter '{key}'; {hint}")
-        if values[index[key]] is not None:
-            name = space.parameters[index[key]].name
-            raise ValueError(f"task gives {name} twice (by name and by attribute)")
-        values[index[key]] = float(value)
-    for value, p in zip(values, space.ood().parameters, strict=True):
-        if value is None:
-            raise ValueError(
-                f"task leaves out {p.name}; give every parameter of {space.name}: "
-                f"{', '.join(space.names)}"
-            )
-        if not p.low <= value <= p.high:
-            raise ValueError(
-                f"{p.name} = {value:g} is outside [{p.low:g}, {p.high:g}], the widest "
-                f"(out-of-distribution) range of task space {space.name}"
-            )
-    return space, values  # type: ignore[return-value]
+        for name, value in self.task.items():
+            if not math.isfinite(value):
+                raise ValueError(
+                    f"task value {name} = {value} is not a finite number; "
+                    f"give a number, e.g. {name}: 1.0"
+                )
 
 
 def _plant(ctx: NodeContext) -> GymPlant:
@@ -192,7 +153,6 @@ def _plant(ctx: NodeContext) -> GymPlant:
             dt=cfg.dt,
             max_episode_steps=cfg.max_episode_steps,
             env_kwargs=cfg.env_kwargs,
-            task_space=cfg.task_space,
             task=cfg.task,
         ),
     )
@@ -234,22 +194,20 @@ class GymSensor(Sensor):
         | dt | float or None | None | integration step (s) set on the env; None keeps its own |
         | max_episode_steps | int or None | None | episode length; None keeps the env's |
         | env_kwargs | dict[str, Any] | ``{}`` | extra arguments to ``gymnasium.make`` |
-        | task_space | str or None | None | task space of ``task`` (``pendulum`` or a YAML file) |
-        | task | dict[str, float] | ``{}`` | task by parameter name (``{mass: 1.5, length: 1}``) |
+        | task | dict[str, float] | ``{}`` | values by ``env.unwrapped`` attribute: ``{m: 1.5}`` |
 
     The first node of a plant to set up makes the environment from its own
     config; the other must name the same ``env`` and may leave ``dt``,
-    ``max_episode_steps``, ``env_kwargs``, ``task_space`` and ``task`` out, but
-    not contradict them. A task is applied before the first reset and stays for
-    every episode.
+    ``max_episode_steps``, ``env_kwargs`` and ``task`` out, but not contradict
+    them. A task is written before the first reset and stays for every episode;
+    its values are not range-checked (the plant knows no task space).
 
     Faults: ``setup`` raises MissingDependencyError (naming the ``gym`` extra)
     without gymnasium, and EdgeloopError for an unregistered ``env``, a ``dt``
     the env has no ``dt`` or ``tau`` to take, or a ``plant`` already made with
-    another ``env`` or other settings. A ``task`` without ``task_space``, an
-    unknown task space or one over another ``env``, an unknown or missing
-    parameter, or a value outside the parameter's out-of-distribution range is
-    a config error, reported when the graph is validated.
+    another ``env`` or other settings, or a ``task`` attribute the env does not
+    have (the fix names close matches). A ``task`` value that is not a finite
+    number is a config error, reported when the graph is validated.
 
     YAML::
 
@@ -293,22 +251,20 @@ class GymActuator(Actuator):
         | dt | float or None | None | integration step (s) set on the env; None keeps its own |
         | max_episode_steps | int or None | None | episode length; None keeps the env's |
         | env_kwargs | dict[str, Any] | ``{}`` | extra arguments to ``gymnasium.make`` |
-        | task_space | str or None | None | task space of ``task`` (``pendulum`` or a YAML file) |
-        | task | dict[str, float] | ``{}`` | task by parameter name (``{mass: 1.5, length: 1}``) |
+        | task | dict[str, float] | ``{}`` | values by ``env.unwrapped`` attribute: ``{m: 1.5}`` |
 
     The first node of a plant to set up makes the environment from its own
     config; the other must name the same ``env`` and may leave ``dt``,
-    ``max_episode_steps``, ``env_kwargs``, ``task_space`` and ``task`` out, but
-    not contradict them. A task is applied before the first reset and stays for
-    every episode.
+    ``max_episode_steps``, ``env_kwargs`` and ``task`` out, but not contradict
+    them. A task is written before the first reset and stays for every episode;
+    its values are not range-checked (the plant knows no task space).
 
     Faults: ``setup`` raises MissingDependencyError (naming the ``gym`` extra)
     without gymnasium, and EdgeloopError for an unregistered ``env``, a ``dt``
     the env has no ``dt`` or ``tau`` to take, or a ``plant`` already made with
-    another ``env`` or other settings. A ``task`` without ``task_space``, an
-    unknown task space or one over another ``env``, an unknown or missing
-    parameter, or a value outside the parameter's out-of-distribution range is
-    a config error, reported when the graph is validated. An action the env
+    another ``env`` or other settings, or a ``task`` attribute the env does not
+    have (the fix names close matches). A ``task`` value that is not a finite
+    number is a config error, reported when the graph is validated. An action the env
     cannot take (e.g. one that cannot be reshaped to a ``Box`` space) is an
     ``exception`` fault. No action yet means no env step.
 

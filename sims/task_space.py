@@ -26,6 +26,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from edgeloop.plugins.gym_env import set_env_attributes
 from edgeloop.runtime.errors import EdgeloopError, MissingDependencyError
 
 
@@ -175,16 +176,13 @@ class TaskSpace(BaseModel):
         return env
 
     def apply(self, env: Any, task: Sequence[float], *, ood: bool = False) -> None:
-        """Write a task's values onto ``env.unwrapped`` (takes effect at once)."""
+        """Write a task's values onto ``env.unwrapped`` (takes effect at once), with
+        :func:`edgeloop.plugins.gym_env.set_env_attributes` (the attribute keeps its
+        numeric type; derived quantities such as CartPole's are recomputed)."""
         values = self.check(task, ood=ood)
-        for value, p in zip(values, self.parameters, strict=True):
-            current = getattr(env.unwrapped, p.attribute)
-            setattr(
-                env.unwrapped,
-                p.attribute,
-                type(current)(value) if isinstance(current, (int, float)) else value,
-            )
-        _refresh_derived(env.unwrapped)
+        set_env_attributes(
+            env, {p.attribute: value for value, p in zip(values, self.parameters, strict=True)}
+        )
 
     def check_dynamics(self, steps: int = 30, seed: int = 0) -> None:
         """Check that every parameter really changes the dynamics: from the same start
@@ -224,13 +222,6 @@ class TaskSpace(BaseModel):
     def task_of(self, env: Any) -> np.ndarray:
         """The task values an environment holds now."""
         return np.array([float(getattr(env.unwrapped, p.attribute)) for p in self.parameters])
-
-
-def _refresh_derived(env: Any) -> None:
-    """CartPole keeps products of its parameters; recompute them after a change."""
-    if hasattr(env, "polemass_length") and hasattr(env, "masspole"):
-        env.total_mass = env.masspole + env.masscart
-        env.polemass_length = env.masspole * env.length
 
 
 def _gymnasium() -> Any:

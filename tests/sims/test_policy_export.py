@@ -149,7 +149,7 @@ def test_the_example_loop_runs_the_bundle_and_earns_the_gymnasium_return(pendulu
     task, seed = [1.8, 1.3], 3
     graph = edgeloop.load_graph(EXAMPLE)
     graph.node("policy").config["model"] = str(bundle)
-    graph.node("sensor").config["task"] = {"mass": task[0], "length": task[1]}
+    graph.node("sensor").config["task"] = {"m": task[0], "l": task[1]}  # Pendulum-v1's
     graph.node("task").config["value"] = task
     report = Executor(graph, simulated=True, seed=seed).run(10.0)  # 200 steps at 20 Hz
 
@@ -162,8 +162,11 @@ def test_the_example_loop_runs_the_bundle_and_earns_the_gymnasium_return(pendulu
     assert abs(other - expected) > 1.0
 
 
-def _cartpole_loop(bundle: Path, task: dict[str, float], values: list[float]) -> LoopGraph:
-    plant = {"env": "CartPole-v1", "task_space": "cartpole", "task": task}
+def _cartpole_loop(bundle: Path, values: list[float]) -> LoopGraph:
+    """The plant's task by env attribute, as the bundle's manifest names them."""
+    constants = json.loads((bundle / "manifest.json").read_text())["constants"]
+    task = {p["attribute"]: v for p, v in zip(constants["task"], values, strict=True)}
+    plant = {"env": constants["env"], "task": task}
     graph = LoopGraph(name="cartpole-policy")
     graph.add_node("task", "constant", rate_hz=1, config={"value": values})
     graph.add_node("sensor", "gym.sensor", rate_hz=50, config=plant)
@@ -180,8 +183,10 @@ def _cartpole_loop(bundle: Path, task: dict[str, float], values: list[float]) ->
 def test_a_discrete_policy_in_the_loop_earns_the_gymnasium_return_on_a_log_scale_task(cartpole):
     run, bundle = cartpole
     values, seed = [1.5, 0.05, 5.0], 4  # a long, light pole: an episode of some length
-    task = dict(zip(["pole_half_length", "pole_mass", "force"], values, strict=True))
-    report = Executor(_cartpole_loop(bundle, task, values), simulated=True, seed=seed).run(10.0)
+    graph = _cartpole_loop(bundle, values)
+    plant_task = graph.node("sensor").config["task"]
+    assert plant_task == {"length": 1.5, "masspole": 0.05, "force_mag": 5.0}
+    report = Executor(graph, simulated=True, seed=seed).run(10.0)
     loop_return = report.series["motor.episode_return"][0]
     assert loop_return == _gymnasium_return(run, values, seed)
     assert loop_return != _gymnasium_return(run, [0.25, 0.5, 15.0], seed)
