@@ -10,12 +10,12 @@ pendulum_workers=${2:-1}
 acrobot_workers=${3:-1}
 "${PYTHON:-python}" -m edgeloop compare --task-space pendulum \
   --samplers erm,drm,gdrm,mpts,mpts+div,mpts+regret,mpts+div+regret \
-  --seeds 10 --steps 300000 --grid 10 --episodes 2 \
+  --seeds 10 --steps 300000 --grid 10 --episodes 10 \
   --workers "$pendulum_workers" -o "$out/mpts-pendulum" &
 pendulum=$!
 "${PYTHON:-python}" -m edgeloop compare --task-space acrobot --set gamma=0.99 \
   --samplers erm,drm,gdrm,mpts,mpts+div+regret \
-  --seeds 10 --steps 300000 --grid 10 --episodes 2 \
+  --seeds 10 --steps 300000 --grid 10 --episodes 10 \
   --workers "$acrobot_workers" -o "$out/mpts-acrobot" &
 acrobot=$!
 wait "$pendulum"

@@ -158,3 +158,48 @@ def test_batched_and_one_by_one_evaluation_agree():
     )
     assert np.allclose(batched.returns, one_by_one.returns, atol=1e-3)
     assert batched.env_steps == one_by_one.env_steps == 4 * 2 * 200
+
+
+def test_ctrl_c_keeps_a_checkpoint_and_resume_finishes_the_same_run(tmp_path):
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = ["train", "--sampler", "mpts", "--steps", "64000", "--checkpoint-every", "1"]
+    run = subprocess.Popen(
+        [sys.executable, "-m", "edgeloop", *args, "-o", "run"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    checkpoint = tmp_path / "run" / "checkpoint.pt"
+    while not checkpoint.exists() and run.poll() is None:
+        time.sleep(0.05)
+    run.send_signal(signal.SIGINT)
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 130, stderr
+    assert "continue with: edgeloop train --resume run" in stderr and "Traceback" not in stderr
+    assert not (tmp_path / "run" / "policy.pt").exists()
+    resumed = subprocess.run(
+        [sys.executable, "-m", "edgeloop", "train", "--resume", "run"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    whole = train(TrainConfig(sampler="mpts", total_steps=64_000, checkpoint_every=1))
+    assert history["mean_returns"] == whole.mean_returns and history["curve"] == whole.curve
+    assert not checkpoint.exists()  # a finished run keeps only its results
+    again = subprocess.run(
+        [sys.executable, "-m", "edgeloop", "train", "--steps", "3200", "-o", "run"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert again.returncode == 2 and "already holds a trained run" in again.stderr
