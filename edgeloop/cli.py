@@ -266,6 +266,11 @@ def _parser() -> argparse.ArgumentParser:
     evaluate_cmd.add_argument("--grid", type=int, default=10, help="points per parameter")
     evaluate_cmd.add_argument("--episodes", type=int, default=2, help="episodes per task")
     evaluate_cmd.add_argument("--json", type=Path, metavar="FILE", help="also write JSON")
+    evaluate_cmd.add_argument(
+        "--processes",
+        action="store_true",
+        help="run the episodes in parallel processes (gymnasium AsyncVectorEnv)",
+    )
 
     warmup = sub.add_parser(
         "warmup",
@@ -730,7 +735,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         table.add_column(col, justify="left" if col == "tasks" else "right")
     report = {}
     for label, ood in (("in range", False), ("out of distribution", True)):
-        e = evaluate(policy, space, per_axis=args.grid, episodes=args.episodes, ood=ood)
+        e = evaluate(
+            policy,
+            space,
+            per_axis=args.grid,
+            episodes=args.episodes,
+            ood=ood,
+            processes=args.processes,
+        )
         table.add_row(
             label,
             f"{len(e.tasks)}",
