@@ -1,0 +1,279 @@
+"""The wire format between processes: a versioned header plus raw array buffers.
+
+A message travels as a ZeroMQ multipart message ``[header, buffer, buffer, ...]``:
+
+- ``header``: the 4-byte magic ``ELW1`` (format version 1), then a kind byte.
+  Kind ``A``, the fast path for a payload that is one array: a little-endian
+  struct of seq (u64), created and sensed (f64), the dtype string (4 bytes,
+  space-padded), the number of dimensions (u8) and each size (u64). Kind ``J``,
+  any other payload: UTF-8 JSON
+  ``{"seq": int, "created": float, "sensed": float, "data": TREE}``.
+- ``TREE`` describes the payload: JSON scalars (numbers, strings, booleans,
+  null) stand for themselves; ``{"@a": i, "dtype": "<f4", "shape": [..]}`` is a
+  numpy array whose bytes are buffer ``i``; ``{"@b": i}`` is a bytes value;
+  ``{"@f": "nan"|"inf"|"-inf"}`` a non-finite float; ``{"@m": {...}}`` a mapping
+  with string keys.
+
+Never pickle: decoding builds nothing but numbers, strings, bytes, arrays of a
+fixed set of dtypes, and dicts. Every received message is checked — magic and
+version, total size, JSON shape and nesting, dtype, shape, and that each buffer
+is used once with exactly the bytes its shape needs — and a bad one raises
+:class:`WireError` saying what is wrong; :class:`Decoder` counts those and drops
+them, so a malformed peer can never crash a node. Arrays decode without a copy,
+as read-only views of the received frames.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from edgeloop.runtime.errors import EdgeloopError
+from edgeloop.runtime.messages import Message
+
+MAGIC = b"ELW1"
+"""Format identifier and version; a new version gets a new magic."""
+
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+"""Largest message (header and buffers together) a decoder accepts by default."""
+
+_ARRAY_HEAD = struct.Struct("<Qdd4sB")
+_SIZE = struct.Struct("<Q")
+
+MAX_HEADER_BYTES = 64 * 1024
+MAX_DEPTH = 8
+MAX_ITEMS = 1024
+"""Limits on the JSON header: size, nesting, and entries of all mappings and lists."""
+
+DTYPES = frozenset(
+    np.dtype(f"{order}{code}").str
+    for code in ("i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4", "f8", "c8", "c16")
+    for order in "<>"
+) | {"|b1", "|i1", "|u1"}
+"""Array dtypes that travel: booleans, integers, floats and complex, either byte order."""
+
+
+class WireError(EdgeloopError):
+    """A message that is not a valid edgeloop wire message; ``reason`` names the check."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"malformed wire message ({reason}): {detail}")
+        self.reason = reason
+
+
+def encode(message: Message) -> list[Any]:
+    """The frames of ``message``: a header, then one buffer per array or bytes value.
+
+    Arrays are handed over without a copy when C-contiguous (ZeroMQ sends from
+    their memory). Raises:
+        WireError: a payload that cannot travel (an object array, a key that is not
+            a string, a value of another type).
+    """
+    data = message.data
+    if type(data) is np.ndarray and data.dtype.str in DTYPES and data.ndim <= 32:
+        head = _ARRAY_HEAD.pack(
+            message.seq,
+            message.created,
+            message.sensed,
+            data.dtype.str.encode().ljust(4),
+            data.ndim,
+        )
+        shape = b"".join(_SIZE.pack(n) for n in data.shape)
+        return [MAGIC + b"A" + head + shape, np.ascontiguousarray(data)]
+    buffers: list[Any] = []
+    tree = _describe(data, buffers, 0)
+    header = json.dumps(
+        {
+            "seq": message.seq,
+            "created": message.created,
+            "sensed": message.sensed,
+            "data": tree,
+        },
+        separators=(",", ":"),
+        allow_nan=False,
+    ).encode()
+    return [MAGIC + b"J" + header, *buffers]
+
+
+def _describe(value: Any, buffers: list[Any], depth: int) -> Any:
+    if depth > MAX_DEPTH:
+        raise WireError("depth", f"payload nested deeper than {MAX_DEPTH}")
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, np.integer)) and not isinstance(value, np.bool_):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else {"@f": repr(value)}
+    if isinstance(value, np.ndarray):
+        if value.dtype.str not in DTYPES:
+            raise WireError("dtype", f"arrays of {value.dtype} do not travel (numbers only)")
+        buffers.append(np.ascontiguousarray(value))
+        return {"@a": len(buffers) - 1, "dtype": value.dtype.str, "shape": list(value.shape)}
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        buffers.append(value)
+        return {"@b": len(buffers) - 1}
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, Mapping):
+        if not all(isinstance(k, str) for k in value):
+            raise WireError("key", "mapping keys must be strings to travel")
+        return {"@m": {k: _describe(v, buffers, depth + 1) for k, v in value.items()}}
+    if isinstance(value, (list, tuple)):
+        return [_describe(v, buffers, depth + 1) for v in value]
+    raise WireError("type", f"a {type(value).__name__} cannot travel between processes")
+
+
+def decode(frames: Sequence[Any], *, max_bytes: int = DEFAULT_MAX_BYTES) -> Message:
+    """The message in ``frames`` (bytes, memoryviews or zmq.Frame objects).
+
+    Raises:
+        WireError: anything that is not a well-formed message within ``max_bytes``.
+    """
+    if not frames:
+        raise WireError("empty", "no frames")
+    views = [memoryview(f.buffer if hasattr(f, "buffer") else f) for f in frames]
+    total = sum(v.nbytes for v in views)
+    if total > max_bytes:
+        raise WireError("oversized", f"{total} bytes, more than the limit of {max_bytes}")
+    head = views[0]
+    if head.nbytes < len(MAGIC) or bytes(head[: len(MAGIC)]) != MAGIC:
+        start = bytes(head[:4])
+        version = (
+            f"version {start[3:4].decode(errors='replace')}"
+            if start[:3] == MAGIC[:3]
+            else "not an edgeloop message"
+        )
+        raise WireError("magic", f"{version} (this side speaks {MAGIC.decode()})")
+    if head.nbytes - len(MAGIC) > MAX_HEADER_BYTES:
+        raise WireError("header", f"header over {MAX_HEADER_BYTES} bytes")
+    kind = bytes(head[len(MAGIC) : len(MAGIC) + 1])
+    if kind == b"A":
+        return _decode_array(head, views)
+    if kind != b"J":
+        raise WireError("header", f"unknown header kind {kind!r}")
+    try:
+        header = json.loads(bytes(head[len(MAGIC) + 1 :]))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise WireError("header", f"header is not JSON: {exc}") from None
+    if not isinstance(header, dict) or set(header) != {"seq", "created", "sensed", "data"}:
+        raise WireError("header", "header must hold exactly seq, created, sensed and data")
+    seq, created, sensed = header["seq"], header["created"], header["sensed"]
+    if type(seq) is not int or seq < 0:
+        raise WireError("header", f"seq must be a non-negative integer, got {seq!r}")
+    for name, t in (("created", created), ("sensed", sensed)):
+        if type(t) not in (int, float) or not math.isfinite(t):
+            raise WireError("header", f"{name} must be a finite number, got {t!r}")
+    used = [False] * (len(views) - 1)
+    budget = [MAX_ITEMS]
+    data = _build(header["data"], views[1:], used, 0, budget)
+    if not all(used):
+        raise WireError("buffers", f"{used.count(False)} buffer(s) not referenced by the header")
+    return Message(data, seq, float(created), float(sensed))
+
+
+def _decode_array(head: memoryview, views: list[memoryview]) -> Message:
+    start = len(MAGIC) + 1
+    if head.nbytes < start + _ARRAY_HEAD.size or len(views) != 2:
+        raise WireError("header", "an array message needs its full header and one buffer")
+    seq, created, sensed, dtype, ndim = _ARRAY_HEAD.unpack_from(head, start)
+    if head.nbytes != start + _ARRAY_HEAD.size + ndim * _SIZE.size:
+        raise WireError("header", f"header length does not match {ndim} dimensions")
+    for name, t in (("created", created), ("sensed", sensed)):
+        if not math.isfinite(t):
+            raise WireError("header", f"{name} must be a finite number, got {t!r}")
+    shape = [
+        _SIZE.unpack_from(head, start + _ARRAY_HEAD.size + k * _SIZE.size)[0] for k in range(ndim)
+    ]
+    tree = {"@a": 0, "dtype": dtype.rstrip(b" ").decode("ascii", errors="replace"), "shape": shape}
+    return Message(_array(tree, views[1:], [False]), seq, created, sensed)
+
+
+def _build(
+    tree: Any, buffers: list[memoryview], used: list[bool], depth: int, budget: list[int]
+) -> Any:
+    if depth > MAX_DEPTH:
+        raise WireError("depth", f"payload nested deeper than {MAX_DEPTH}")
+    if tree is None or isinstance(tree, (bool, int, float, str)):
+        return tree
+    if isinstance(tree, list):
+        budget[0] -= len(tree)
+        if budget[0] < 0:
+            raise WireError("items", f"more than {MAX_ITEMS} items")
+        return [_build(v, buffers, used, depth + 1, budget) for v in tree]
+    if not isinstance(tree, dict) or len(tree) == 0:
+        raise WireError("tree", f"unexpected payload entry {str(tree)[:60]}")
+    if "@m" in tree and len(tree) == 1 and isinstance(tree["@m"], dict):
+        budget[0] -= len(tree["@m"])
+        if budget[0] < 0:
+            raise WireError("items", f"more than {MAX_ITEMS} items")
+        return {k: _build(v, buffers, used, depth + 1, budget) for k, v in tree["@m"].items()}
+    if "@f" in tree and len(tree) == 1 and tree["@f"] in ("nan", "inf", "-inf"):
+        return float(tree["@f"])
+    if "@b" in tree and len(tree) == 1:
+        return bytes(_take(tree["@b"], buffers, used))
+    if "@a" in tree and set(tree) == {"@a", "dtype", "shape"}:
+        return _array(tree, buffers, used)
+    raise WireError("tree", f"unexpected payload entry {str(tree)[:60]}")
+
+
+def _take(index: Any, buffers: list[memoryview], used: list[bool]) -> memoryview:
+    if type(index) is not int or not 0 <= index < len(buffers):
+        raise WireError("buffers", f"buffer index {index!r} out of range ({len(buffers)} buffers)")
+    if used[index]:
+        raise WireError("buffers", f"buffer {index} referenced twice")
+    used[index] = True
+    return buffers[index]
+
+
+def _array(tree: dict[str, Any], buffers: list[memoryview], used: list[bool]) -> np.ndarray:
+    dtype, shape = tree["dtype"], tree["shape"]
+    if not isinstance(dtype, str) or dtype not in DTYPES:
+        raise WireError("dtype", f"dtype {str(dtype)[:20]!r} does not travel")
+    if (
+        not isinstance(shape, list)
+        or len(shape) > 32
+        or not all(type(n) is int and n >= 0 for n in shape)
+    ):
+        raise WireError("shape", f"shape {str(shape)[:60]} is not a list of sizes")
+    buffer = _take(tree["@a"], buffers, used)
+    expected = math.prod(shape) * np.dtype(dtype).itemsize
+    if buffer.nbytes != expected:
+        raise WireError(
+            "shape",
+            f"{dtype} {tuple(shape)} needs {expected} bytes, the buffer has {buffer.nbytes}",
+        )
+    return np.frombuffer(buffer, dtype=dtype).reshape(shape)
+
+
+class Decoder:
+    """Decodes received messages, counting and dropping the bad ones.
+
+    Attributes:
+        received: Messages decoded.
+        dropped: Bad messages by reason (``oversized``, ``magic``, ``header`` ...).
+        last_error: The last bad message's description, for the report.
+    """
+
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.received = 0
+        self.dropped: Counter[str] = Counter()
+        self.last_error = ""
+
+    def decode(self, frames: Sequence[Any]) -> Message | None:
+        """The message, or None (counted) when ``frames`` are not a valid one."""
+        try:
+            message = decode(frames, max_bytes=self.max_bytes)
+        except WireError as exc:
+            self.dropped[exc.reason] += 1
+            self.last_error = str(exc)
+            return None
+        self.received += 1
+        return message
