@@ -192,16 +192,15 @@ def _parser() -> argparse.ArgumentParser:
         "at the end; Ctrl-C keeps the last checkpoint, and --resume RUN continues it exactly "
         "where it stopped. Needs the 'train' extra.",
     )
-    train_cmd.add_argument("--task-space", default="pendulum", help="built-in name or YAML file")
+    train_cmd.add_argument("--task-space", help="built-in name or YAML file (default: pendulum)")
     train_cmd.add_argument(
         "--sampler",
-        default="mpts",
         choices=list(_SAMPLERS),
         help="erm, drm, gdrm, mpts, or mpts with the diversity term (+div) and/or the "
-        "regret risk (+regret)",
+        "regret risk (+regret) (default: mpts)",
     )
-    train_cmd.add_argument("--steps", type=int, default=200_000, help="environment-step budget")
-    train_cmd.add_argument("--seed", type=int, default=0)
+    train_cmd.add_argument("--steps", type=int, help="environment-step budget (default: 200000)")
+    train_cmd.add_argument("--seed", type=int, help="default: 0")
     train_cmd.add_argument(
         "--processes",
         action="store_true",
@@ -210,9 +209,8 @@ def _parser() -> argparse.ArgumentParser:
     train_cmd.add_argument(
         "--checkpoint-every",
         type=int,
-        default=10,
         metavar="N",
-        help="iterations between checkpoints",
+        help="iterations between checkpoints (default: 10)",
     )
     where = train_cmd.add_mutually_exclusive_group(required=True)
     where.add_argument("-o", "--out", type=Path, metavar="RUN", help="run folder to write")
@@ -476,6 +474,11 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    if ":" not in args.factory and not Path(args.factory).is_dir():
+        raise EdgeloopError(
+            f"{args.factory} is neither a run folder nor MODULE:FACTORY (fix: check the path "
+            "of the run, or name a factory as package.module:function)"
+        )
     if Path(args.factory).is_dir():
         from edgeloop.sims.policy_export import export_run
 
@@ -553,21 +556,28 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from edgeloop.sims.runs import CHECKPOINT, read_config, train_run
     from edgeloop.sims.task_space import load_task_space
 
+    settings = {
+        "task_space": args.task_space,
+        "sampler": args.sampler,
+        "total_steps": args.steps,
+        "seed": args.seed,
+        "checkpoint_every": args.checkpoint_every,
+        "processes": args.processes or None,
+    }
+    given = {k: v for k, v in settings.items() if v is not None}
     if args.resume is not None:
+        if given:
+            raise EdgeloopError(
+                f"--resume goes on with the run's own settings (fix: drop "
+                f"{', '.join('--' + k.replace('_', '-') for k in given)})"
+            )
         folder, config = args.resume, read_config(args.resume)
-        check_config(config)
     else:
-        load_task_space(args.task_space)  # an unknown space is a clear error before any work
         folder = args.out
-        config = TrainConfig(
-            task_space=str(args.task_space),
-            sampler=args.sampler,
-            total_steps=args.steps,
-            seed=args.seed,
-            processes=args.processes,
-            checkpoint_every=args.checkpoint_every,
-        )
-        check_config(config)
+        defaults = {"task_space": "pendulum", "sampler": "mpts", "total_steps": 200_000}
+        config = TrainConfig(**{**defaults, **given})
+        load_task_space(config.task_space)  # an unknown space is a clear error first
+    check_config(config)
     label = f"{config.sampler} on {config.task_space}"
     try:
         with _step_progress(label, config.total_steps) as show:
@@ -678,9 +688,17 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                 f"CVaR_0.9 {e['cvar']['0.9']:.0f}",
             )
 
-        results = run_compare(
-            config, args.out, workers=args.workers, ray_address=args.ray, progress=done
-        )
+        try:
+            results = run_compare(
+                config, args.out, workers=args.workers, ray_address=args.ray, progress=done
+            )
+        except KeyboardInterrupt:
+            _err.print(
+                "interrupted; finished runs are kept and unfinished ones checkpointed: run the "
+                "same command again to continue",
+                highlight=False,
+            )
+            return 130
     import dataclasses
 
     report = build_report(dataclasses.asdict(config), results)
@@ -722,6 +740,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from edgeloop.sims.runs import load_run
     from edgeloop.sims.task_space import load_task_space
 
+    if args.grid < 1 or args.episodes < 1:
+        raise EdgeloopError("--grid and --episodes must be at least 1")
     if args.json is not None:
         _check_writable(args.json)
     result = load_run(args.run)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeloop.runtime.errors import EdgeloopError, MissingDependencyError
-from edgeloop.sims.ppo import SAMPLERS, TrainConfig
+from edgeloop.sims.ppo import SAMPLERS, TrainConfig, check_config
 
 EVAL_SEED = 10_000
 """First episode seed of the final evaluations (the same for every run)."""
@@ -45,6 +45,10 @@ class CompareConfig:
     """Other :class:`TrainConfig` settings, the same for every run."""
 
     def __post_init__(self) -> None:
+        if len(set(self.samplers)) != len(self.samplers) or len(set(self.seeds)) != len(self.seeds):
+            raise EdgeloopError("a sampler or seed is named twice (fix: name each once)")
+        if self.grid < 1 or self.episodes < 1:
+            raise EdgeloopError("--grid and --episodes must be at least 1")
         unknown = [s for s in self.samplers if s not in SAMPLERS]
         if unknown:
             raise EdgeloopError(
@@ -60,6 +64,11 @@ class CompareConfig:
                 f"unknown or fixed training setting {', '.join(bad)} (fix: one of "
                 f"{', '.join(sorted(names - fixed))})"
             )
+        defaults = TrainConfig()
+        typed = {k: _as_type(k, v, type(getattr(defaults, k))) for k, v in self.train.items()}
+        object.__setattr__(self, "train", typed)
+        for sampler in self.samplers:
+            check_config(self.run_config(sampler, self.seeds[0]))
 
     def run_config(self, sampler: str, seed: int) -> TrainConfig:
         return TrainConfig(
@@ -74,19 +83,43 @@ class CompareConfig:
         return [(s, seed) for s in self.samplers for seed in self.seeds]
 
 
+def _as_type(name: str, value: Any, kind: type) -> Any:
+    """A --set value as its TrainConfig field's type (YAML reads 1e-3 as a string)."""
+    try:
+        if kind is bool:
+            if not isinstance(value, bool):
+                raise ValueError
+            return value
+        if kind is int:
+            number = float(value)
+            if not number.is_integer():
+                raise ValueError
+            return int(number)
+        return kind(value)
+    except (TypeError, ValueError):
+        raise EdgeloopError(
+            f"training setting {name} = {value!r} is not a {kind.__name__}"
+        ) from None
+
+
 def run_job(config: dict[str, Any], folder: str, grid: int, episodes: int) -> dict[str, Any]:
     """Train one run (or resume it, or reuse it when finished) and evaluate it.
 
     Module-level and plain-data in and out, so process pools and Ray can ship it.
     """
-    import torch
+    try:
+        return _run_job(config, folder, grid, episodes)
+    except EdgeloopError as exc:  # as the base class: subclasses may not survive pickling
+        raise EdgeloopError(str(exc)) from None
 
+
+def _run_job(config: dict[str, Any], folder: str, grid: int, episodes: int) -> dict[str, Any]:
     from edgeloop.sims.evaluation import evaluate
-    from edgeloop.sims.ppo import as_policy_function
+    from edgeloop.sims.ppo import _torch, as_policy_function
     from edgeloop.sims.runs import train_run
     from edgeloop.sims.task_space import load_task_space
 
-    torch.set_num_threads(1)  # jobs run side by side; small networks gain nothing from more
+    _torch().set_num_threads(1)  # jobs run side by side; small networks gain nothing from more
     path = Path(folder)
     done = path / "evaluation.json"
     settings = {"grid": grid, "episodes": episodes, "seed": EVAL_SEED}
@@ -128,10 +161,14 @@ def run_compare(
         out: Its folder (runs go in ``out/runs``; finished runs there are reused).
         workers: Local processes (default: one per CPU; 1 runs in this process).
         ray_address: Run the jobs on this Ray cluster instead ("local" starts one
-            here); needs the ``cluster`` extra.
+            here); needs the ``cluster`` extra, and ``out`` on a filesystem every
+            node sees at the same path.
         progress: Called with each job's summary as it finishes.
     """
-    out = Path(out)
+    from edgeloop.sims.ppo import _torch
+
+    _torch()  # a clear error here rather than one per job
+    out = Path(out).resolve()  # Ray workers may start elsewhere (they need this path shared)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     (out / "compare.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
     args = [
@@ -154,13 +191,18 @@ def run_compare(
             report(results[-1])
         return results
     # spawn: a fresh interpreter per worker, never a fork of a parent holding threads
-    with ProcessPoolExecutor(min(workers, len(args)), mp_context=get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(min(workers, len(args)), mp_context=get_context("spawn"))
+    try:
         futures = {pool.submit(run_job, *a): i for i, a in enumerate(args)}
         results: list[Any] = [None] * len(args)
         for future in as_completed(futures):
             i = futures[future]
             results[i] = future.result()
             report(results[i])
+    except BaseException:  # a failed job or Ctrl-C: start nothing more
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     return results
 
 

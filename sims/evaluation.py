@@ -9,6 +9,7 @@ per-task mean return feeds the mean and CVaR_alpha over tasks.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,6 +89,8 @@ def evaluate(
         processes: Run the episodes in parallel processes (gymnasium's
             ``AsyncVectorEnv``); needs a policy with a ``batched`` form.
     """
+    if per_axis < 1 or episodes < 1:
+        raise ValueError(f"per_axis and episodes must be at least 1, got {per_axis}, {episodes}")
     target = space.ood() if ood else space
     grid = np.asarray(tasks, dtype=np.float64) if tasks is not None else target.grid(per_axis)
     batched = getattr(policy, "batched", None)
@@ -120,6 +123,8 @@ def _evaluate_batched(
     """All (task, episode) pairs side by side in a vector of environments."""
     from edgeloop.sims.task_env import TaskVector, episode_returns
 
+    if processes:  # one process per environment: no more than the machine has cores
+        width = min(width, os.cpu_count() or 1)
     jobs = np.repeat(grid, episodes, axis=0)
     seeds = [seed + k for _ in grid for k in range(episodes)]
     with TaskVector(space, min(width, len(jobs)), processes=processes) as vector:

@@ -250,7 +250,7 @@ def _train(
     started = time.perf_counter()
     check_config(config)
     space = load_task_space(config.task_space)
-    horizon = space.max_episode_steps or 1000
+    cost = iteration_cost(config, space)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     vector = TaskVector(space, config.num_tasks, processes=config.processes)
@@ -281,7 +281,7 @@ def _train(
     if resume and checkpoint is not None and Path(checkpoint).exists():
         used = _restore(torch, checkpoint, config, policy, optimizer, rng, seeds, sampler, result)
     try:
-        while used + config.num_tasks * horizon <= config.total_steps:
+        while used + cost <= config.total_steps:
             before = sampler.evaluation_steps
             if hasattr(sampler, "warming_up"):  # the warm-up is a share of the budget
                 sampler.warming_up = used < sampler.config.warmup_fraction * config.total_steps
@@ -298,7 +298,7 @@ def _train(
             result.mean_returns.append(float(returns.mean()))
             result.tail_returns.append(cvar(returns, 0.9))
             result.correlations = list(getattr(sampler, "correlations", []))
-            last = used + config.num_tasks * horizon > config.total_steps
+            last = used + cost > config.total_steps
             if curve_at and (last or used >= curve_at[len(result.curve)]):
                 grid_returns, _ = episode_returns(
                     vector, act, curve_grid, [CURVE_SEED] * len(curve_grid)
@@ -334,12 +334,40 @@ def check_config(config: TrainConfig) -> None:
     space = load_task_space(config.task_space)
     if config.sampler not in SAMPLERS:
         raise _unknown_sampler(config.sampler)
-    horizon = space.max_episode_steps or 1000
-    if config.total_steps < config.num_tasks * horizon:
+    at_least = {
+        "seed": 0,
+        "num_tasks": 1,
+        "update_epochs": 1,
+        "minibatch_size": 1,
+        "hidden": 1,
+        "checkpoint_every": 1,
+        "curve_points": 0,
+        "curve_grid": 1,
+    }
+    for name, low in at_least.items():
+        if getattr(config, name) < low:
+            raise EdgeloopError(f"{name} = {getattr(config, name)} must be at least {low}")
+    cost = iteration_cost(config, space)
+    if config.total_steps < cost:
         raise EdgeloopError(
-            f"a budget of {config.total_steps:,} steps is less than one iteration "
-            f"({config.num_tasks} tasks x {horizon} steps) (fix: raise total_steps)"
+            f"a budget of {config.total_steps:,} steps is less than one iteration of "
+            f"{config.sampler} ({cost:,} steps at most: {config.num_tasks} tasks x "
+            f"{space.max_episode_steps or 1000} steps"
+            f"{', plus twice that evaluating candidates' if _evaluates(config) else ''}) "
+            "(fix: raise total_steps)"
         )
+
+
+def _evaluates(config: TrainConfig) -> bool:
+    return config.sampler in ("drm", "gdrm")
+
+
+def iteration_cost(config: TrainConfig, space: TaskSpace) -> int:
+    """The most environment steps one iteration can take: B episodes to the time
+    limit, and for DRM and GDRM 2B evaluation episodes as well. The trainer starts
+    an iteration only if this still fits the budget, so no run ever exceeds it."""
+    episodes = config.num_tasks * (3 if _evaluates(config) else 1)
+    return episodes * (space.max_episode_steps or 1000)
 
 
 CURVE_SEED = 20_000

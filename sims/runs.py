@@ -19,8 +19,11 @@ def save_run(result: TrainResult, folder: str | Path) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(dataclasses.asdict(result.config), indent=2))
-    torch.save(result.policy.state_dict(), folder / "policy.pt")
     (folder / "history.json").write_text(json.dumps(result.history(), indent=2))
+    # the weights last and atomically: policy.pt is what marks a run finished
+    partial = folder / "policy.pt.partial"
+    torch.save(result.policy.state_dict(), partial)
+    partial.replace(folder / "policy.pt")
     return folder
 
 
@@ -41,14 +44,27 @@ def train_run(
     unless resuming (then the finished run is returned as it is).
     """
     folder = Path(folder)
-    if (folder / "policy.pt").exists():
-        if resume:
-            return load_run(folder)
+    started = (folder / "config.json").exists()
+    if started and not resume:
         raise EdgeloopError(
-            f"{folder} already holds a trained run (fix: choose another folder, or delete it)"
+            f"{folder} already holds a run (fix: edgeloop train --resume {folder} to go on "
+            "with it, another folder, or delete it)"
         )
+    if started:
+        saved = read_config(folder)
+        if saved != config:
+            changed = sorted(
+                k for k, v in dataclasses.asdict(config).items() if getattr(saved, k) != v
+            )
+            raise EdgeloopError(
+                f"{folder} holds a run with other settings ({', '.join(changed)} differ) "
+                "(fix: use another folder, or delete it to train it again)"
+            )
+        if (folder / "policy.pt").exists():
+            return load_run(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
+    if not started:
+        (folder / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
     result = train(config, progress, checkpoint=folder / CHECKPOINT, resume=resume)
     save_run(result, folder)
     (folder / CHECKPOINT).unlink(missing_ok=True)

@@ -14,6 +14,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("gymnasium")
 
+from edgeloop.runtime.errors import EdgeloopError
 from edgeloop.sims.compare import CompareConfig, run_compare
 from edgeloop.sims.compare_report import build_report, table_rows
 
@@ -108,6 +109,16 @@ def test_bad_comparisons_are_refused_with_a_clear_message(tmp_path):
     small = edgeloop(tmp_path, "compare", "--steps", "1000", "-o", "r")
     assert small.returncode == 2 and "less than one iteration" in small.stderr
     assert all("Traceback" not in p.stderr for p in (unknown, setting, space, small))
+
+
+def test_training_settings_are_converted_to_their_types_or_refused():
+    config = CompareConfig(train={"learning_rate": "1e-3", "update_epochs": 2.0, "gamma": 0.99})
+    assert config.train == {"learning_rate": 0.001, "update_epochs": 2, "gamma": 0.99}
+    assert isinstance(config.run_config("erm", 0).update_epochs, int)
+    with pytest.raises(EdgeloopError, match=r"update_epochs = 1\.5 is not a int"):
+        CompareConfig(train={"update_epochs": 1.5})
+    with pytest.raises(EdgeloopError, match="named twice"):
+        CompareConfig(samplers=("erm", "erm"))
 
 
 def test_a_comparison_on_a_local_ray_cluster_matches_one_run_here(tmp_path):

@@ -45,6 +45,31 @@ def test_mpts_trains_and_logs_its_risk_correlation():
 def test_a_budget_smaller_than_one_iteration_is_refused():
     with pytest.raises(EdgeloopError, match="less than one iteration"):
         train(TrainConfig(total_steps=1_000))
+    with pytest.raises(EdgeloopError, match=r"less than one iteration of drm \(9,600 steps"):
+        train(TrainConfig(sampler="drm", total_steps=9_000))
+
+
+def test_no_sampler_ever_spends_more_than_its_budget():
+    for sampler, steps in (("erm", [3_200, 6_400, 9_600]), ("drm", [9_600]), ("gdrm", [9_600])):
+        result = train(TrainConfig(sampler=sampler, total_steps=12_000, update_epochs=1))
+        assert result.steps == steps  # DRM's next iteration could cost 9,600 more
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [("seed", -1, "seed = -1"), ("checkpoint_every", 0, "checkpoint_every = 0")],
+)
+def test_settings_out_of_bounds_are_refused_before_any_work(field, value, message):
+    with pytest.raises(EdgeloopError, match=message):
+        train(TrainConfig(total_steps=3_200, **{field: value}))
+
+
+def test_a_run_folder_with_other_settings_is_refused(tmp_path):
+    from edgeloop.sims.runs import train_run
+
+    train_run(TrainConfig(total_steps=3_200, curve_points=0), tmp_path / "run")
+    with pytest.raises(EdgeloopError, match="other settings \\(total_steps differ"):
+        train_run(TrainConfig(total_steps=6_400, curve_points=0), tmp_path / "run", resume=True)
 
 
 def test_an_unknown_sampler_is_refused():
@@ -202,4 +227,12 @@ def test_ctrl_c_keeps_a_checkpoint_and_resume_finishes_the_same_run(tmp_path):
         text=True,
         timeout=300,
     )
-    assert again.returncode == 2 and "already holds a trained run" in again.stderr
+    assert again.returncode == 2 and "already holds a run" in again.stderr
+    flags = subprocess.run(
+        [sys.executable, "-m", "edgeloop", "train", "--resume", "run", "--steps", "9"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert flags.returncode == 2 and "drop --total-steps" in flags.stderr
