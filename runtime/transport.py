@@ -1,0 +1,335 @@
+"""Messages between processes: a ZeroMQ socket per edge, shared memory for large arrays.
+
+A :class:`Sender` binds a DEALER socket; the :class:`Receiver` at the other end
+connects one. Small messages travel inline in the wire format
+(:mod:`edgeloop.runtime.wire`). An array of ``threshold`` bytes or more goes
+through a shared-memory slot, and only a small notice crosses the socket:
+
+- a node that asks :meth:`Sender.buffer` for its output array writes straight
+  into a slot, and sending it copies nothing;
+- an array the node allocated itself is copied into a slot once.
+
+Slots are recycled safely. The receiver's array is a read-only view of the slot,
+and the slot goes back to the sender (a release message on the same socket)
+only when that array and every view of it are gone, so a reader never sees a
+buffer overwritten while it holds it. When every slot is in use the message
+travels inline instead (counted as ``inline_fallbacks``); nothing blocks.
+
+Notices name a slot file under the shared-memory folder; a receiver opens only
+names of the form the senders make, checks the file is large enough, and
+validates dtype and shape like any wire message. Bad messages are counted and
+dropped by the receiver's :class:`~edgeloop.runtime.wire.Decoder`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import mmap
+import os
+import re
+import struct
+import tempfile
+import weakref
+from itertools import count
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zmq
+
+from edgeloop.runtime.messages import Message
+from edgeloop.runtime.wire import DEFAULT_MAX_BYTES, DTYPES, MAGIC, Decoder, WireError, encode
+
+DEFAULT_THRESHOLD = 64 * 1024
+"""Arrays of at least this many bytes go through shared memory (see benchmarks/hop_latency.py)."""
+
+SHM_DIR = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+_NAME = re.compile(r"edgeloop-\d+-[0-9a-f]{8}-\d+(r\d+)*")
+_NOTICE = struct.Struct("<Qdd4sBIIH")  # seq, created, sensed, dtype, ndim, slot, generation, name
+_SIZE = struct.Struct("<Q")
+_RELEASE = struct.Struct("<II")
+_KIND_NOTICE = b"S"
+_KIND_RELEASE = b"R"
+
+
+class _Slot:
+    """One shared-memory file of ``size`` bytes, mapped by the sender."""
+
+    def __init__(self, folder: Path, name: str, size: int, index: int) -> None:
+        self.name, self.size, self.index = name, size, index
+        self.generation = 0
+        self.path = folder / name
+        fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        try:
+            os.ftruncate(fd, size)
+            self.map = mmap.mmap(fd, size)
+        finally:
+            os.close(fd)
+        self.address = ctypes.addressof(ctypes.c_char.from_buffer(self.map))
+
+    def array(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        return np.frombuffer(self.map, dtype=dtype, count=math.prod(shape)).reshape(shape)
+
+    def close(self) -> None:
+        try:
+            self.map.close()
+        except BufferError:  # a loaned array still points here; the OS frees it later
+            pass
+        self.path.unlink(missing_ok=True)
+
+
+class Sender:
+    """The sending end of one edge.
+
+    Args:
+        endpoint: Where to bind, e.g. ``ipc:///tmp/edgeloop/cam.ipc`` or
+            ``tcp://127.0.0.1:5555``.
+        threshold: Arrays of at least this many bytes go through shared memory
+            (receivers on another machine need ``threshold=None``: inline only).
+        max_slots: Shared-memory slots at most; more in flight travel inline.
+        context: The ZeroMQ context (default: the process's shared one).
+    """
+
+    _ids = count()
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        threshold: int | None = DEFAULT_THRESHOLD,
+        max_slots: int = 8,
+        context: zmq.Context | None = None,
+    ) -> None:
+        self.socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.SNDHWM, 1000)
+        self.socket.bind(endpoint)
+        self.threshold = threshold
+        self.max_slots = max_slots
+        self._prefix = f"edgeloop-{os.getpid()}-{os.urandom(4).hex()}"
+        self._sender_id = next(self._ids)
+        self._slots: list[_Slot] = []
+        self._free: list[_Slot] = []
+        self._loaned: dict[int, _Slot] = {}
+        self.sent = 0
+        self.shared = 0
+        """Messages sent through shared memory."""
+        self.copies = 0
+        """Arrays copied into a slot (a node's own arrays; loaned buffers need none)."""
+        self.inline_fallbacks = 0
+        """Large arrays sent inline because every slot was in use."""
+
+    def buffer(self, shape: tuple[int, ...] | int, dtype: Any = np.float32) -> np.ndarray:
+        """A writable array in a shared-memory slot: fill it and :meth:`send` it to
+        pass it on with no copy. Falls back to an ordinary array when no slot is free."""
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        dtype = np.dtype(dtype)
+        slot = self._slot(math.prod(shape) * dtype.itemsize)
+        if slot is None:
+            return np.empty(shape, dtype)
+        array = slot.array(shape, dtype)
+        self._loaned[slot.address] = slot
+        return array
+
+    def send(self, message: Message) -> None:
+        """Send a message; large arrays through shared memory."""
+        self._collect_releases()
+        data = message.data
+        loaned = (
+            self._loaned.pop(data.__array_interface__["data"][0], None)
+            if type(data) is np.ndarray and self._loaned
+            else None
+        )
+        if loaned is not None or (
+            self.threshold is not None
+            and type(data) is np.ndarray
+            and data.nbytes >= self.threshold
+            and data.dtype.str in DTYPES
+            and data.ndim <= 32
+        ):
+            slot = loaned
+            if slot is None or not data.flags.c_contiguous:
+                slot = self._slot(data.nbytes)
+                if slot is not None:
+                    slot.array(data.shape, data.dtype)[...] = data  # the one copy
+                    self.copies += 1
+            if slot is not None:
+                self._send_notice(message, data, slot)
+                return
+            self.inline_fallbacks += 1
+        self.socket.send_multipart(encode(message), copy=False)
+        self.sent += 1
+
+    def _send_notice(self, message: Message, data: np.ndarray, slot: _Slot) -> None:
+        slot.generation = (slot.generation + 1) & 0xFFFFFFFF
+        name = slot.name.encode()
+        head = _NOTICE.pack(
+            message.seq,
+            message.created,
+            message.sensed,
+            data.dtype.str.encode().ljust(4),
+            data.ndim,
+            slot.index,
+            slot.generation,
+            len(name),
+        )
+        shape = b"".join(_SIZE.pack(n) for n in data.shape)
+        self.socket.send(MAGIC + _KIND_NOTICE + head + name + shape, copy=False)
+        self.sent += 1
+        self.shared += 1
+
+    def _slot(self, nbytes: int) -> _Slot | None:
+        """A free slot of at least ``nbytes``: reused, or made while under ``max_slots``."""
+        self._collect_releases()
+        fits = [s for s in self._free if s.size >= nbytes]
+        if fits:
+            slot = min(fits, key=lambda s: s.size)
+            self._free.remove(slot)
+            return slot
+        if len(self._slots) < self.max_slots:
+            size = max(4096, 1 << (nbytes - 1).bit_length())  # a power of two: reusable
+            slot = _Slot(SHM_DIR, f"{self._prefix}-{len(self._slots)}", size, len(self._slots))
+            self._slots.append(slot)
+            return slot
+        if self._free:  # none large enough: replace the smallest free one
+            old = min(self._free, key=lambda s: s.size)
+            self._free.remove(old)
+            old.close()
+            size = max(4096, 1 << (nbytes - 1).bit_length())
+            slot = _Slot(SHM_DIR, f"{old.name}r{old.generation}", size, old.index)
+            self._slots[old.index] = slot
+            return slot
+        return None
+
+    def _collect_releases(self) -> None:
+        while True:
+            try:
+                frame = self.socket.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(frame) != 1 + _RELEASE.size or frame[:1] != _KIND_RELEASE:
+                continue  # the receiver never sends anything else; ignore noise
+            index, generation = _RELEASE.unpack_from(frame, 1)
+            if index < len(self._slots):
+                slot = self._slots[index]
+                if slot.generation == generation and slot not in self._free:
+                    self._free.append(slot)
+
+    @property
+    def slots_in_use(self) -> int:
+        """Slots a receiver still holds (releases that have arrived are counted back)."""
+        self._collect_releases()
+        return len(self._slots) - len(self._free) - len(self._loaned)
+
+    def close(self) -> None:
+        self.socket.close(linger=0)
+        for slot in self._slots:
+            slot.close()
+        self._slots.clear()
+        self._free.clear()
+
+
+class Receiver:
+    """The receiving end of one edge; bad messages are counted in ``decoder``.
+
+    Args:
+        endpoint: The sender's endpoint.
+        max_bytes: Largest inline message accepted.
+        context: The ZeroMQ context (default: the process's shared one).
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        context: zmq.Context | None = None,
+    ) -> None:
+        self.socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.connect(endpoint)
+        self.decoder = Decoder(max_bytes)
+        self._maps: dict[str, mmap.mmap] = {}
+        self._closed = False
+
+    def recv(self, timeout: float | None = None) -> Message | None:
+        """The next message, or None after ``timeout`` seconds (or for a bad message)."""
+        if timeout is not None and not self.socket.poll(int(timeout * 1000)):
+            return None
+        frames = self.socket.recv_multipart(copy=False)
+        head = frames[0].buffer
+        if len(frames) == 1 and bytes(head[: len(MAGIC) + 1]) == MAGIC + _KIND_NOTICE:
+            try:
+                message = self._from_notice(head)
+            except WireError as exc:
+                self.decoder.dropped[exc.reason] += 1
+                self.decoder.last_error = str(exc)
+                return None
+            self.decoder.received += 1
+            return message
+        return self.decoder.decode(frames)
+
+    def _from_notice(self, head: memoryview) -> Message:
+        start = len(MAGIC) + 1
+        if len(head) < start + _NOTICE.size:
+            raise WireError("notice", "shared-memory notice too short")
+        seq, created, sensed, dtype, ndim, index, generation, name_len = _NOTICE.unpack_from(
+            head, start
+        )
+        at = start + _NOTICE.size
+        if len(head) != at + name_len + ndim * _SIZE.size or ndim > 32:
+            raise WireError("notice", "shared-memory notice length does not add up")
+        name = bytes(head[at : at + name_len]).decode("ascii", errors="replace")
+        if not _NAME.fullmatch(name):
+            raise WireError("notice", f"not an edgeloop shared-memory name: {name[:40]!r}")
+        dtype = dtype.rstrip(b" ").decode("ascii", errors="replace")
+        if dtype not in DTYPES:
+            raise WireError("dtype", f"dtype {dtype!r} does not travel")
+        shape = [_SIZE.unpack_from(head, at + name_len + k * _SIZE.size)[0] for k in range(ndim)]
+        for t in (created, sensed):
+            if not math.isfinite(t):
+                raise WireError("header", "times must be finite")
+        nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+        shared = self._map(name)
+        if nbytes > len(shared):
+            raise WireError("notice", f"{dtype} {tuple(shape)} is larger than slot {name}")
+        # A ctypes view per message: numpy views of it keep it alive, and when the last
+        # one is gone the finalizer hands the slot back to the sender.
+        holder = (ctypes.c_char * max(nbytes, 1)).from_buffer(shared)
+        array = np.frombuffer(holder, dtype=dtype, count=math.prod(shape)).reshape(shape)
+        array.flags.writeable = False
+        weakref.finalize(holder, self._release, index, generation)
+        return Message(array, seq, created, sensed)
+
+    def _map(self, name: str) -> mmap.mmap:
+        shared = self._maps.get(name)
+        if shared is None:
+            try:
+                fd = os.open(SHM_DIR / name, os.O_RDWR)  # ctypes views need a writable map
+            except OSError as exc:
+                raise WireError("notice", f"cannot open slot {name}: {exc.strerror}") from None
+            try:
+                size = os.fstat(fd).st_size
+                shared = mmap.mmap(fd, size)
+            finally:
+                os.close(fd)
+            self._maps[name] = shared
+        return shared
+
+    def _release(self, index: int, generation: int) -> None:
+        if not self._closed:
+            try:
+                self.socket.send(_KIND_RELEASE + _RELEASE.pack(index, generation), zmq.NOBLOCK)
+            except zmq.ZMQError:  # the sender is gone: nothing to hand back
+                pass
+
+    def close(self) -> None:
+        self._closed = True
+        self.socket.close(linger=0)
+        for shared in self._maps.values():
+            try:
+                shared.close()
+            except BufferError:  # arrays still held by the node; freed with them
+                pass
+        self._maps.clear()

@@ -1,0 +1,163 @@
+"""The transport: inline and shared-memory messages over real ZeroMQ, slots recycled only
+when the reader lets go, zero-copy loans, another process, and bad notices dropped."""
+
+from __future__ import annotations
+
+import gc
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import zmq
+
+from edgeloop.runtime.messages import Message
+from edgeloop.runtime.transport import SHM_DIR, Receiver, Sender
+from edgeloop.runtime.wire import MAGIC
+
+
+@pytest.fixture
+def edge(tmp_path):
+    endpoint = f"ipc://{tmp_path}/edge"
+    sender = Sender(endpoint, max_slots=2)
+    receiver = Receiver(endpoint)
+    yield sender, receiver
+    receiver.close()
+    sender.close()
+
+
+def wait_released(sender: Sender, in_use: int) -> None:
+    """Wait (at most 5 s) until the receiver's releases have come back."""
+    deadline = time.monotonic() + 5
+    while sender.slots_in_use > in_use and time.monotonic() < deadline:
+        time.sleep(0.002)
+    assert sender.slots_in_use <= in_use
+
+
+def image(k: float) -> np.ndarray:
+    return np.full((64, 64, 8), k, dtype=np.float32)  # 128 KiB: above the threshold
+
+
+def test_small_messages_travel_inline_and_large_arrays_through_shared_memory(edge):
+    sender, receiver = edge
+    sender.send(Message({"v": 1.5}, 0, 1.0, 0.5))
+    sender.send(Message(image(3.0), 1, 2.0, 1.5))
+    small, large = receiver.recv(5), receiver.recv(5)
+    assert small.data == {"v": 1.5} and (small.seq, small.sensed) == (0, 0.5)
+    assert np.array_equal(large.data, image(3.0)) and (large.seq, large.created) == (1, 2.0)
+    assert not large.data.flags.writeable
+    assert (sender.sent, sender.shared, sender.copies) == (2, 1, 1)
+
+
+def test_a_slot_is_not_reused_while_the_reader_still_holds_a_view_of_it(edge):
+    sender, receiver = edge
+    sender.send(Message(image(1.0), 0, 0.0, 0.0))
+    held = receiver.recv(5).data[3:5]  # a view keeps the whole slot
+    for k in range(2, 6):
+        sender.send(Message(image(float(k)), k, 0.0, 0.0))
+        message = receiver.recv(5)
+        assert message.data[0, 0, 0] == k
+        del message
+        gc.collect()
+        wait_released(sender, 1)  # only the held slot stays out
+    assert np.all(held == 1.0)  # never overwritten
+    assert sender.inline_fallbacks == 0
+    del held
+    gc.collect()
+    wait_released(sender, 0)
+    sender.send(Message(image(9.0), 9, 0.0, 0.0))
+    assert receiver.recv(5).data[0, 0, 0] == 9.0
+    assert sender.shared == 6
+
+
+def test_when_every_slot_is_held_the_message_travels_inline_instead(edge):
+    sender, receiver = edge
+    held = []
+    for k in range(4):
+        sender.send(Message(image(float(k)), k, 0.0, 0.0))
+        held.append(receiver.recv(5).data)
+    assert [h[0, 0, 0] for h in held] == [0.0, 1.0, 2.0, 3.0]
+    assert sender.shared == 2 and sender.inline_fallbacks == 2
+
+
+def test_a_loaned_output_buffer_is_sent_without_a_copy(edge):
+    sender, receiver = edge
+    out = sender.buffer((64, 64, 8), np.float32)
+    out[...] = 4.0
+    sender.send(Message(out, 0, 0.0, 0.0))
+    assert np.all(receiver.recv(5).data == 4.0)
+    assert (sender.shared, sender.copies) == (1, 0)
+
+
+def test_an_array_from_another_process_arrives_through_shared_memory(tmp_path):
+    endpoint = f"ipc://{tmp_path}/cross"
+    receiver = Receiver(endpoint)
+    script = (
+        "import sys, numpy as np, time\n"
+        "from edgeloop.runtime.transport import Sender\n"
+        "from edgeloop.runtime.messages import Message\n"
+        f"s = Sender({endpoint!r})\n"
+        "out = s.buffer((256, 256), np.float64)\n"
+        "out[...] = np.arange(256.0)\n"
+        "s.send(Message(out, 5, 1.0, 1.0))\n"
+        "sys.stdin.readline()\n"  # hold the slot until the parent has read it
+        "print(s.shared, s.copies, s._prefix)\n"
+        "s.close()\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        message = receiver.recv(20)
+        assert message is not None and message.seq == 5
+        assert np.array_equal(message.data[7], np.arange(256.0))
+        out, _ = child.communicate("go\n", timeout=20)
+    finally:
+        child.kill()
+        receiver.close()
+    shared, copies, prefix = out.split()
+    assert (shared, copies) == ("1", "0")
+    assert not list(SHM_DIR.glob(f"{prefix}*"))  # the sender removed its slots
+
+
+@pytest.mark.parametrize(
+    "notice",
+    [
+        MAGIC + b"S" + b"\x00" * 5,
+        MAGIC + b"S" + b"\x01" * 200,
+    ],
+)
+def test_bad_notices_are_counted_and_dropped(tmp_path, notice):
+    endpoint = f"ipc://{tmp_path}/bad"
+    peer = zmq.Context.instance().socket(zmq.DEALER)
+    peer.bind(endpoint)
+    receiver = Receiver(endpoint)
+    try:
+        peer.send(notice)
+        assert receiver.recv(5) is None
+        assert sum(receiver.decoder.dropped.values()) == 1
+    finally:
+        receiver.close()
+        peer.close(linger=0)
+
+
+def test_a_notice_naming_a_file_outside_edgeloop_slots_is_refused(tmp_path):
+    import struct
+
+    endpoint = f"ipc://{tmp_path}/evil"
+    peer = zmq.Context.instance().socket(zmq.DEALER)
+    peer.bind(endpoint)
+    receiver = Receiver(endpoint)
+    name = b"../../etc/passwd"
+    head = struct.pack("<Qdd4sBIIH", 0, 0.0, 0.0, b"|u1 ", 1, 0, 1, len(name))
+    try:
+        peer.send(MAGIC + b"S" + head + name + struct.pack("<Q", 16))
+        assert receiver.recv(5) is None
+        assert "not an edgeloop shared-memory name" in receiver.decoder.last_error
+    finally:
+        receiver.close()
+        peer.close(linger=0)
