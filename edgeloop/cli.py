@@ -269,6 +269,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run the episodes in parallel processes (gymnasium AsyncVectorEnv)",
     )
+    evaluate_cmd.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="split the grid into jobs on this Ray cluster ('local' starts one); the run "
+        "folder must be on a filesystem the nodes share; needs the cluster extra",
+    )
 
     warmup = sub.add_parser(
         "warmup",
@@ -755,14 +761,21 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         table.add_column(col, justify="left" if col == "tasks" else "right")
     report = {}
     for label, ood in (("in range", False), ("out of distribution", True)):
-        e = evaluate(
-            policy,
-            space,
-            per_axis=args.grid,
-            episodes=args.episodes,
-            ood=ood,
-            processes=args.processes,
-        )
+        if args.ray is not None:
+            from edgeloop.sims.cluster import evaluate_run_on_ray
+
+            e = evaluate_run_on_ray(
+                args.run, per_axis=args.grid, episodes=args.episodes, ood=ood, address=args.ray
+            )
+        else:
+            e = evaluate(
+                policy,
+                space,
+                per_axis=args.grid,
+                episodes=args.episodes,
+                ood=ood,
+                processes=args.processes,
+            )
         table.add_row(
             label,
             f"{len(e.tasks)}",

@@ -14,14 +14,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from edgeloop.runtime.errors import EdgeloopError, MissingDependencyError
+from edgeloop.runtime.errors import EdgeloopError
 from edgeloop.sims.ppo import SAMPLERS, TrainConfig, check_config
 
 EVAL_SEED = 10_000
@@ -182,7 +182,9 @@ def run_compare(
     ]
     report = progress or (lambda summary: None)
     if ray_address is not None:
-        return _on_ray(args, ray_address, report)
+        from edgeloop.sims.cluster import ray_map
+
+        return ray_map(run_job, args, ray_address, report)
     workers = workers or os.cpu_count() or 1
     if workers == 1 or len(args) == 1:
         results = []
@@ -204,35 +206,3 @@ def run_compare(
         raise
     pool.shutdown()
     return results
-
-
-def _on_ray(
-    args: Sequence[tuple[Any, ...]], address: str, report: Callable[[dict[str, Any]], None]
-) -> list[dict[str, Any]]:
-    try:
-        import ray
-    except ImportError:
-        raise MissingDependencyError("ray", "cluster", "--ray") from None
-    started_here = not ray.is_initialized()
-    if started_here:
-        try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise EdgeloopError(
-                f"cannot reach the Ray cluster at {address}: {exc} (fix: check the address "
-                "that `ray start --head` printed, or use 'local')"
-            ) from None
-    try:
-        remote = ray.remote(num_cpus=1)(run_job)
-        pending = {remote.remote(*a): i for i, a in enumerate(args)}
-        results: list[Any] = [None] * len(args)
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            for ref in ready:
-                i = pending.pop(ref)
-                results[i] = ray.get(ref)
-                report(results[i])
-        return results
-    finally:
-        if started_here:
-            ray.shutdown()

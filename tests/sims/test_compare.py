@@ -17,6 +17,7 @@ pytest.importorskip("gymnasium")
 from edgeloop.runtime.errors import EdgeloopError
 from edgeloop.sims.compare import CompareConfig, run_compare
 from edgeloop.sims.compare_report import build_report, table_rows
+from edgeloop.sims.ppo import TrainConfig
 
 TINY = {"update_epochs": 1, "curve_points": 2, "curve_grid": 2}
 
@@ -129,3 +130,25 @@ def test_a_comparison_on_a_local_ray_cluster_matches_one_run_here(tmp_path):
     here = run_compare(config, tmp_path / "here", workers=1)
     on_ray = run_compare(config, tmp_path / "ray", ray_address="local")
     assert [r["in_range"]["returns"] for r in on_ray] == [r["in_range"]["returns"] for r in here]
+
+
+def test_an_evaluation_split_over_a_local_ray_cluster_matches_one_here(tmp_path):
+    pytest.importorskip("ray")
+    from edgeloop.sims import evaluate, load_task_space
+    from edgeloop.sims.cluster import evaluate_run_on_ray
+    from edgeloop.sims.ppo import as_policy_function
+    from edgeloop.sims.runs import load_run, train_run
+
+    train_run(TrainConfig(total_steps=3_200, curve_points=0), tmp_path / "run")
+    here = evaluate(
+        as_policy_function(load_run(tmp_path / "run")),
+        load_task_space("pendulum"),
+        per_axis=3,
+        episodes=2,
+        ood=True,
+    )
+    on_ray = evaluate_run_on_ray(
+        tmp_path / "run", per_axis=3, episodes=2, ood=True, address="local", chunks=4
+    )
+    assert on_ray.space == here.space and np.array_equal(on_ray.tasks, here.tasks)
+    assert np.allclose(on_ray.returns, here.returns) and on_ray.env_steps == here.env_steps

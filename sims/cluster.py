@@ -1,0 +1,96 @@
+"""Independent jobs on a Ray cluster: comparison runs, and grid cells of an evaluation.
+
+Ray is the optional ``cluster`` extra. Jobs are plain module-level functions of
+plain data; their results come back in order. Files they read or write (run
+folders) must be on a filesystem every node sees at the same path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeloop.runtime.errors import EdgeloopError, MissingDependencyError
+
+
+def ray_map(
+    job: Callable[..., Any],
+    args: Sequence[tuple[Any, ...]],
+    address: str,
+    report: Callable[[Any], None] | None = None,
+) -> list[Any]:
+    """``[job(*a) for a in args]`` as Ray tasks of one CPU each on the cluster at
+    ``address`` ("local" starts one here); ``report`` sees each result as it lands."""
+    try:
+        import ray
+    except ImportError:
+        raise MissingDependencyError("ray", "cluster", "--ray") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise EdgeloopError(
+                f"cannot reach the Ray cluster at {address}: {exc} (fix: check the address "
+                "that `ray start --head` printed, or use 'local')"
+            ) from None
+    try:
+        remote = ray.remote(num_cpus=1)(job)
+        pending = {remote.remote(*a): i for i, a in enumerate(args)}
+        results: list[Any] = [None] * len(args)
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                i = pending.pop(ref)
+                results[i] = ray.get(ref)
+                if report is not None:
+                    report(results[i])
+        return results
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def evaluate_chunk(
+    run: str, tasks: list[list[float]], episodes: int, seed: int
+) -> tuple[list[float], int]:
+    """Per-task mean returns of the run's policy on ``tasks`` (one Ray job)."""
+    from edgeloop.sims.evaluation import evaluate
+    from edgeloop.sims.ppo import _torch, as_policy_function
+    from edgeloop.sims.runs import load_run
+    from edgeloop.sims.task_space import load_task_space
+
+    _torch().set_num_threads(1)
+    result = load_run(run)
+    space = load_task_space(result.config.task_space)
+    e = evaluate(as_policy_function(result), space, tasks=tasks, episodes=episodes, seed=seed)
+    return e.returns.tolist(), e.env_steps
+
+
+def evaluate_run_on_ray(
+    run: str | Path,
+    *,
+    per_axis: int,
+    episodes: int,
+    seed: int = 0,
+    ood: bool = False,
+    address: str,
+    chunks: int = 16,
+) -> Any:
+    """:func:`~edgeloop.sims.evaluation.evaluate` of a run folder, its grid split into
+    ``chunks`` Ray jobs. Same tasks, seeds and figures as evaluating here."""
+    from edgeloop.sims.evaluation import Evaluation
+    from edgeloop.sims.runs import read_config
+    from edgeloop.sims.task_space import load_task_space
+
+    folder = str(Path(run).resolve())
+    space = load_task_space(read_config(folder).task_space)
+    target = space.ood() if ood else space
+    grid = target.grid(per_axis)
+    parts = [p.tolist() for p in np.array_split(grid, min(chunks, len(grid))) if len(p)]
+    results = ray_map(evaluate_chunk, [(folder, p, episodes, seed) for p in parts], address)
+    returns = np.concatenate([np.asarray(r) for r, _ in results])
+    return Evaluation(target.name, grid, returns, sum(steps for _, steps in results))
