@@ -276,6 +276,16 @@ def _parser() -> argparse.ArgumentParser:
         "folder must be on a filesystem the nodes share; needs the cluster extra",
     )
 
+    keys = sub.add_parser(
+        "keys",
+        help="make a CURVE key pair for encrypted, authenticated links between machines",
+        description="Write DIR/NAME.key (public: copy it to the peers that must trust this "
+        "machine, into their allowed-keys folder) and DIR/NAME.key_secret (secret: stays here, "
+        "mode 600). Existing keys are never overwritten.",
+    )
+    keys.add_argument("name", help="a name for this machine or process group")
+    keys.add_argument("-o", "--out", type=Path, default=Path("keys"), help="folder (default: keys)")
+
     warmup = sub.add_parser(
         "warmup",
         help="build a model's sessions (and TensorRT engines) ahead of time",
@@ -794,6 +804,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 _STATUS_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "info": "cyan"}
 
 
+def _cmd_keys(args: argparse.Namespace) -> int:
+    from edgeloop.runtime.security import generate_keys
+
+    public, secret = generate_keys(args.out, args.name)
+    _out.print(
+        f"public key {public} (give it to the peers that must accept this one)\n"
+        f"secret key {secret} (keep it here; mode 600)",
+        highlight=False,
+    )
+    return 0
+
+
 def _cmd_precheck(args: argparse.Namespace) -> int:
     from edgeloop.exporters.precheck import precheck
     from edgeloop.runtime.profiles import load_profile
@@ -874,6 +896,7 @@ def _cmd_graph(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {
+    "keys": _cmd_keys,
     "compare": _cmd_compare,
     "evaluate": _cmd_evaluate,
     "train": _cmd_train,

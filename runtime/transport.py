@@ -31,14 +31,15 @@ import re
 import struct
 import tempfile
 import weakref
-from itertools import count
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zmq
 
+from edgeloop.runtime.errors import EdgeloopError
 from edgeloop.runtime.messages import Message
+from edgeloop.runtime.security import CurveClient, CurveServer, check_bind
 from edgeloop.runtime.wire import DEFAULT_MAX_BYTES, DTYPES, MAGIC, Decoder, WireError, encode
 
 DEFAULT_THRESHOLD = 64 * 1024
@@ -88,10 +89,10 @@ class Sender:
         threshold: Arrays of at least this many bytes go through shared memory
             (receivers on another machine need ``threshold=None``: inline only).
         max_slots: Shared-memory slots at most; more in flight travel inline.
+        curve: Encrypt and accept only clients with allowed keys (for tcp between
+            machines; shared memory is then off). Without it, tcp binds only to loopback.
         context: The ZeroMQ context (default: the process's shared one).
     """
-
-    _ids = count()
 
     def __init__(
         self,
@@ -99,19 +100,29 @@ class Sender:
         *,
         threshold: int | None = DEFAULT_THRESHOLD,
         max_slots: int = 8,
+        curve: CurveServer | None = None,
         context: zmq.Context | None = None,
     ) -> None:
-        self.socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
-        self.socket.setsockopt(zmq.LINGER, 0)
-        self.socket.setsockopt(zmq.SNDHWM, 1000)
-        self.socket.bind(endpoint)
-        self.threshold = threshold
+        check_bind(endpoint, encrypted=curve is not None)
+        # an authenticated peer is on another machine: no shared memory
+        self.threshold = None if curve is not None else threshold
         self.max_slots = max_slots
         self._prefix = f"edgeloop-{os.getpid()}-{os.urandom(4).hex()}"
-        self._sender_id = next(self._ids)
         self._slots: list[_Slot] = []
         self._free: list[_Slot] = []
         self._loaned: dict[int, _Slot] = {}
+        self._auth = None
+        self.socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.SNDHWM, 1000)
+        try:
+            self._auth = curve.apply(self.socket) if curve is not None else None
+            self.socket.bind(endpoint)
+        except (zmq.ZMQError, EdgeloopError) as exc:
+            self.close()
+            if isinstance(exc, EdgeloopError):
+                raise
+            raise EdgeloopError(f"cannot bind {endpoint}: {exc} (fix: another endpoint)") from None
         self.sent = 0
         self.shared = 0
         """Messages sent through shared memory."""
@@ -224,6 +235,8 @@ class Sender:
 
     def close(self) -> None:
         self.socket.close(linger=0)
+        if self._auth is not None:
+            self._auth.stop()
         for slot in self._slots:
             slot.close()
         self._slots.clear()
@@ -236,6 +249,7 @@ class Receiver:
     Args:
         endpoint: The sender's endpoint.
         max_bytes: Largest inline message accepted.
+        curve: Keys to reach a sender that requires CURVE.
         context: The ZeroMQ context (default: the process's shared one).
     """
 
@@ -244,10 +258,13 @@ class Receiver:
         endpoint: str,
         *,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        curve: CurveClient | None = None,
         context: zmq.Context | None = None,
     ) -> None:
         self.socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
+        if curve is not None:
+            curve.apply(self.socket)
         self.socket.connect(endpoint)
         self.decoder = Decoder(max_bytes)
         self._maps: dict[str, mmap.mmap] = {}

@@ -500,3 +500,16 @@ def test_run_with_the_same_seed_gives_the_same_episode_returns(
     assert len(first) == 3
     assert returns(1) == first
     assert returns(2) != first
+
+
+def test_keys_makes_a_curve_pair_once_and_never_overwrites_it(tmp_path: Path):
+    import zmq.auth
+
+    made = edgeloop("keys", "board", "-o", tmp_path / "keys")
+    assert made.returncode == 0, made.stderr
+    public, secret = zmq.auth.load_certificate(str(tmp_path / "keys" / "board.key_secret"))
+    assert len(public) == 40 and len(secret) == 40  # Z85 text of 32-byte keys
+    assert (tmp_path / "keys" / "board.key_secret").stat().st_mode & 0o077 == 0
+    again = edgeloop("keys", "board", "-o", tmp_path / "keys")
+    assert_user_error(again)
+    assert "exists already" in again.stderr

@@ -161,3 +161,72 @@ def test_a_notice_naming_a_file_outside_edgeloop_slots_is_refused(tmp_path):
     finally:
         receiver.close()
         peer.close(linger=0)
+
+
+def test_curve_lets_an_allowed_peer_in_and_refuses_one_without_the_key(tmp_path):
+    from edgeloop.runtime.security import CurveClient, CurveServer, generate_keys
+
+    _, server_secret = generate_keys(tmp_path / "server", "board")
+    client_public, client_secret = generate_keys(tmp_path / "client", "desk")
+    _, stranger_secret = generate_keys(tmp_path / "stranger", "other")
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    (allowed / "desk.key").write_bytes(client_public.read_bytes())
+    server_public = tmp_path / "server" / "board.key"
+    sender = Sender(
+        f"tcp://127.0.0.1:{free_port()}",
+        curve=CurveServer(server_secret, allowed),
+    )
+    endpoint = sender.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+    friend = Receiver(endpoint, curve=CurveClient(client_secret, server_public))
+    stranger = Receiver(endpoint, curve=CurveClient(stranger_secret, server_public))
+    plain = Receiver(endpoint)
+    try:
+        deadline = time.monotonic() + 10
+        received = None
+        seq = 0
+        while received is None and time.monotonic() < deadline:
+            sender.send(Message(np.arange(4.0), seq, 0.0, 0.0))  # round-robins to connected peers
+            seq += 1
+            received = friend.recv(0.1)
+        assert received is not None and np.array_equal(received.data, np.arange(4.0))
+        for _ in range(5):
+            sender.send(Message(np.arange(4.0), seq, 0.0, 0.0))
+            seq += 1
+        assert stranger.recv(0.5) is None and plain.recv(0.1) is None
+        assert sender.threshold is None  # across machines: no shared memory
+    finally:
+        for receiver in (friend, stranger, plain):
+            receiver.close()
+        sender.close()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("endpoint", ["tcp://0.0.0.0:5999", "tcp://*:5999", "tcp://10.1.2.3:5999"])
+def test_binding_beyond_loopback_without_curve_is_refused(endpoint):
+    from edgeloop.runtime.errors import EdgeloopError
+
+    with pytest.raises(EdgeloopError, match="without CURVE would open the loop"):
+        Sender(endpoint)
+
+
+def test_keys_are_never_overwritten_and_a_bad_key_file_is_named(tmp_path):
+    from edgeloop.runtime.errors import EdgeloopError
+    from edgeloop.runtime.security import CurveServer, generate_keys
+
+    generate_keys(tmp_path, "board")
+    with pytest.raises(EdgeloopError, match="exists already"):
+        generate_keys(tmp_path, "board")
+    (tmp_path / "broken.key_secret").write_text("not a key")
+    with pytest.raises(EdgeloopError, match=r"broken\.key_secret"):
+        Sender(
+            f"tcp://127.0.0.1:{free_port()}",
+            curve=CurveServer(tmp_path / "broken.key_secret", tmp_path),
+        )
