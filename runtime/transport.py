@@ -214,6 +214,8 @@ class Sender:
         return None
 
     def _collect_releases(self) -> None:
+        if not self._slots:  # nothing lent out, nothing to come back
+            return
         while True:
             try:
                 frame = self.socket.recv(zmq.NOBLOCK)
@@ -274,7 +276,9 @@ class Receiver:
         """The next message, or None after ``timeout`` seconds (or for a bad message)."""
         if timeout is not None and not self.socket.poll(int(timeout * 1000)):
             return None
-        frames = self.socket.recv_multipart(copy=False)
+        frames = [self.socket.recv(copy=False)]  # cheaper than recv_multipart for one frame
+        while frames[-1].more:
+            frames.append(self.socket.recv(copy=False))
         head = frames[0].buffer
         if len(frames) == 1 and bytes(head[: len(MAGIC) + 1]) == MAGIC + _KIND_NOTICE:
             try:

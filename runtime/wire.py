@@ -5,7 +5,10 @@ A message travels as a ZeroMQ multipart message ``[header, buffer, buffer, ...]`
 - ``header``: the 4-byte magic ``ELW1`` (format version 1), then a kind byte.
   Kind ``A``, the fast path for a payload that is one array: a little-endian
   struct of seq (u64), created and sensed (f64), the dtype string (4 bytes,
-  space-padded), the number of dimensions (u8) and each size (u64). Kind ``J``,
+  space-padded), the number of dimensions (u8) and each size (u64), the array's
+  bytes in the next frame. Kind ``a``: the same with the bytes at the end of the
+  header frame, for arrays up to ``SINGLE_FRAME_BYTES`` (one frame is cheaper
+  to receive than two, and copying a few kilobytes costs less). Kind ``J``,
   any other payload: UTF-8 JSON
   ``{"seq": int, "created": float, "sensed": float, "data": TREE}``.
 - ``TREE`` describes the payload: JSON scalars (numbers, strings, booleans,
@@ -44,6 +47,7 @@ DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 """Largest message (header and buffers together) a decoder accepts by default."""
 
 _ARRAY_HEAD = struct.Struct("<Qdd4sB")
+SINGLE_FRAME_BYTES = 16 * 1024
 _SIZE = struct.Struct("<Q")
 
 MAX_HEADER_BYTES = 64 * 1024
@@ -85,6 +89,8 @@ def encode(message: Message) -> list[Any]:
             data.ndim,
         )
         shape = b"".join(_SIZE.pack(n) for n in data.shape)
+        if data.nbytes <= SINGLE_FRAME_BYTES:
+            return [b"".join((MAGIC, b"a", head, shape, data.tobytes()))]
         return [MAGIC + b"A" + head + shape, np.ascontiguousarray(data)]
     buffers: list[Any] = []
     tree = _describe(data, buffers, 0)
@@ -154,8 +160,8 @@ def decode(frames: Sequence[Any], *, max_bytes: int = DEFAULT_MAX_BYTES) -> Mess
     if head.nbytes - len(MAGIC) > MAX_HEADER_BYTES:
         raise WireError("header", f"header over {MAX_HEADER_BYTES} bytes")
     kind = bytes(head[len(MAGIC) : len(MAGIC) + 1])
-    if kind == b"A":
-        return _decode_array(head, views)
+    if kind in (b"A", b"a"):
+        return _decode_array(head, views, inline=kind == b"a")
     if kind != b"J":
         raise WireError("header", f"unknown header kind {kind!r}")
     try:
@@ -178,12 +184,13 @@ def decode(frames: Sequence[Any], *, max_bytes: int = DEFAULT_MAX_BYTES) -> Mess
     return Message(data, seq, float(created), float(sensed))
 
 
-def _decode_array(head: memoryview, views: list[memoryview]) -> Message:
+def _decode_array(head: memoryview, views: list[memoryview], *, inline: bool) -> Message:
     start = len(MAGIC) + 1
-    if head.nbytes < start + _ARRAY_HEAD.size or len(views) != 2:
-        raise WireError("header", "an array message needs its full header and one buffer")
+    if head.nbytes < start + _ARRAY_HEAD.size or len(views) != (1 if inline else 2):
+        raise WireError("header", "an array message needs its full header and its buffer")
     seq, created, sensed, dtype, ndim = _ARRAY_HEAD.unpack_from(head, start)
-    if head.nbytes != start + _ARRAY_HEAD.size + ndim * _SIZE.size:
+    end = start + _ARRAY_HEAD.size + ndim * _SIZE.size
+    if ndim > 32 or (head.nbytes < end if inline else head.nbytes != end):
         raise WireError("header", f"header length does not match {ndim} dimensions")
     for name, t in (("created", created), ("sensed", sensed)):
         if not math.isfinite(t):
@@ -192,7 +199,8 @@ def _decode_array(head: memoryview, views: list[memoryview]) -> Message:
         _SIZE.unpack_from(head, start + _ARRAY_HEAD.size + k * _SIZE.size)[0] for k in range(ndim)
     ]
     tree = {"@a": 0, "dtype": dtype.rstrip(b" ").decode("ascii", errors="replace"), "shape": shape}
-    return Message(_array(tree, views[1:], [False]), seq, created, sensed)
+    buffers = [head[end:]] if inline else views[1:]
+    return Message(_array(tree, buffers, [False]), seq, created, sensed)
 
 
 def _build(

@@ -62,11 +62,14 @@ def test_every_payload_that_travels_comes_back_the_same(data, seq, created, sens
     assert (message.seq, message.created, message.sensed) == (seq, created, sensed)
 
 
-def test_arrays_decode_as_read_only_views_of_the_received_frames():
-    frames = [bytes(f) for f in encode(Message(np.arange(6.0).reshape(2, 3), 0, 0.0, 0.0))]
+@pytest.mark.parametrize("size", [6, 6000])  # one frame, then header and buffer frames
+def test_arrays_decode_as_read_only_views_of_the_received_frames(size):
+    sent = np.arange(float(size)).reshape(2, -1)
+    frames = [bytes(f) for f in encode(Message(sent, 0, 0.0, 0.0))]
+    assert len(frames) == (1 if size == 6 else 2)
     array = decode(frames).data
     assert array.base is not None and not array.flags.writeable
-    assert array.tolist() == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
+    assert np.array_equal(array, sent)
 
 
 @pytest.mark.parametrize(
@@ -131,9 +134,12 @@ def test_another_version_or_a_foreign_message_is_named_as_such():
 
 
 def test_a_header_that_lies_about_its_buffer_is_rejected():
-    head, buffer = encode(Message(np.zeros(4, np.float32), 0, 0.0, 0.0))
-    with pytest.raises(WireError, match="needs 16 bytes, the buffer has 12"):
+    head, buffer = encode(Message(np.zeros(8192, np.float32), 0, 0.0, 0.0))  # two frames
+    with pytest.raises(WireError, match="needs 32768 bytes, the buffer has 12"):
         decode([head, bytes(buffer)[:12]])
+    (small,) = encode(Message(np.zeros(4, np.float32), 0, 0.0, 0.0))  # one frame
+    with pytest.raises(WireError, match="needs 16 bytes, the buffer has 12"):
+        decode([bytes(small)[:-4]])
     nested = encode(Message({"a": np.zeros(2), "b": b"xy"}, 0, 0.0, 0.0))
     with pytest.raises(WireError, match="not referenced"):
         decode([*nested, b"extra"])
