@@ -89,6 +89,8 @@ class Sender:
         threshold: Arrays of at least this many bytes go through shared memory
             (receivers on another machine need ``threshold=None``: inline only).
         max_slots: Shared-memory slots at most; more in flight travel inline.
+        queue: Messages queued for a receiver that has not read them before new
+            ones are dropped (sending never blocks a loop).
         curve: Encrypt and accept only clients with allowed keys (for tcp between
             machines; shared memory is then off). Without it, tcp binds only to loopback.
         context: The ZeroMQ context (default: the process's shared one).
@@ -100,6 +102,7 @@ class Sender:
         *,
         threshold: int | None = DEFAULT_THRESHOLD,
         max_slots: int = 8,
+        queue: int = 100,
         curve: CurveServer | None = None,
         context: zmq.Context | None = None,
     ) -> None:
@@ -114,7 +117,7 @@ class Sender:
         self._auth = None
         self.socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
-        self.socket.setsockopt(zmq.SNDHWM, 1000)
+        self.socket.setsockopt(zmq.SNDHWM, queue)
         try:
             self._auth = curve.apply(self.socket) if curve is not None else None
             self.socket.bind(endpoint)
@@ -124,6 +127,8 @@ class Sender:
                 raise
             raise EdgeloopError(f"cannot bind {endpoint}: {exc} (fix: another endpoint)") from None
         self.sent = 0
+        self.dropped = 0
+        """Messages dropped because no receiver was connected or its queue was full."""
         self.shared = 0
         """Messages sent through shared memory."""
         self.copies = 0
@@ -143,8 +148,13 @@ class Sender:
         self._loaned[slot.address] = slot
         return array
 
-    def send(self, message: Message) -> None:
-        """Send a message; large arrays through shared memory."""
+    def send(self, message: Message) -> bool:
+        """Send a message (large arrays through shared memory) without ever blocking.
+
+        Returns:
+            False when it was dropped (counted in ``dropped``): no receiver is
+            connected, or the receiver has ``queue`` messages it has not read.
+        """
         self._collect_releases()
         data = message.data
         loaned = (
@@ -166,13 +176,19 @@ class Sender:
                     slot.array(data.shape, data.dtype)[...] = data  # the one copy
                     self.copies += 1
             if slot is not None:
-                self._send_notice(message, data, slot)
-                return
+                return self._send_notice(message, data, slot, loaned=slot is loaned)
             self.inline_fallbacks += 1
-        self.socket.send_multipart(encode(message), copy=False)
+        try:
+            self.socket.send_multipart(encode(message), zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            self.dropped += 1
+            return False
         self.sent += 1
+        return True
 
-    def _send_notice(self, message: Message, data: np.ndarray, slot: _Slot) -> None:
+    def _send_notice(
+        self, message: Message, data: np.ndarray, slot: _Slot, *, loaned: bool
+    ) -> bool:
         slot.generation = (slot.generation + 1) & 0xFFFFFFFF
         name = slot.name.encode()
         head = _NOTICE.pack(
@@ -186,9 +202,18 @@ class Sender:
             len(name),
         )
         shape = b"".join(_SIZE.pack(n) for n in data.shape)
-        self.socket.send(MAGIC + _KIND_NOTICE + head + name + shape, copy=False)
+        try:
+            self.socket.send(MAGIC + _KIND_NOTICE + head + name + shape, zmq.NOBLOCK, copy=False)
+        except zmq.Again:  # never reached the receiver: the slot is the node's or free again
+            if loaned:
+                self._loaned[slot.address] = slot
+            else:
+                self._free.append(slot)
+            self.dropped += 1
+            return False
         self.sent += 1
         self.shared += 1
+        return True
 
     def _slot(self, nbytes: int) -> _Slot | None:
         """A free slot of at least ``nbytes``: reused, or made while under ``max_slots``."""

@@ -22,9 +22,20 @@ def edge(tmp_path):
     endpoint = f"ipc://{tmp_path}/edge"
     sender = Sender(endpoint, max_slots=2)
     receiver = Receiver(endpoint)
+    connect(sender, receiver)
     yield sender, receiver
     receiver.close()
     sender.close()
+
+
+def connect(sender: Sender, receiver: Receiver) -> None:
+    """Wait until the two ends are connected (sending never blocks, so it drops until then)."""
+    deadline = time.monotonic() + 5
+    while not sender.send(Message("hello", 0, 0.0, 0.0)):
+        assert time.monotonic() < deadline, "the ends never connected"
+        time.sleep(0.005)
+    assert receiver.recv(5).data == "hello"
+    sender.sent = sender.dropped = 0
 
 
 def wait_released(sender: Sender, in_use: int) -> None:
@@ -47,7 +58,7 @@ def test_small_messages_travel_inline_and_large_arrays_through_shared_memory(edg
     assert small.data == {"v": 1.5} and (small.seq, small.sensed) == (0, 0.5)
     assert np.array_equal(large.data, image(3.0)) and (large.seq, large.created) == (1, 2.0)
     assert not large.data.flags.writeable
-    assert (sender.sent, sender.shared, sender.copies) == (2, 1, 1)
+    assert (sender.sent, sender.shared, sender.copies, sender.dropped) == (2, 1, 1, 0)
 
 
 def test_a_slot_is_not_reused_while_the_reader_still_holds_a_view_of_it(edge):
@@ -100,7 +111,8 @@ def test_an_array_from_another_process_arrives_through_shared_memory(tmp_path):
         f"s = Sender({endpoint!r})\n"
         "out = s.buffer((256, 256), np.float64)\n"
         "out[...] = np.arange(256.0)\n"
-        "s.send(Message(out, 5, 1.0, 1.0))\n"
+        "while not s.send(Message(out, 5, 1.0, 1.0)):\n"  # until connected
+        "    time.sleep(0.01)\n"
         "sys.stdin.readline()\n"  # hold the slot until the parent has read it
         "print(s.shared, s.copies, s._prefix)\n"
         "s.close()\n"
@@ -230,3 +242,23 @@ def test_keys_are_never_overwritten_and_a_bad_key_file_is_named(tmp_path):
             f"tcp://127.0.0.1:{free_port()}",
             curve=CurveServer(tmp_path / "broken.key_secret", tmp_path),
         )
+
+
+def test_sending_never_blocks_a_loop_it_drops_and_counts_instead(tmp_path):
+    endpoint = f"ipc://{tmp_path}/nobody"
+    sender = Sender(endpoint, queue=4, max_slots=1)
+    try:
+        assert sender.send(Message(1.0, 0, 0.0, 0.0)) is False  # nobody connected yet
+        assert sender.send(Message(image(1.0), 1, 0.0, 0.0)) is False
+        assert sender.dropped == 2 and sender.slots_in_use == 0  # the slot came back
+        receiver = Receiver(endpoint)
+        deadline = time.monotonic() + 5
+        while not sender.send(Message(2.0, 2, 0.0, 0.0)) and time.monotonic() < deadline:
+            time.sleep(0.01)  # until the connection is up
+        results = [sender.send(Message(float(k), k, 0.0, 0.0)) for k in range(3, 200)]
+        assert not all(results) and sender.dropped > 2  # the unread queue filled: dropped
+        first = receiver.recv(5)
+        assert first is not None and first.data == 2.0
+        receiver.close()
+    finally:
+        sender.close()
