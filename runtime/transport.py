@@ -80,6 +80,29 @@ class _Slot:
         self.path.unlink(missing_ok=True)
 
 
+def remove_stale_slots(folder: Path = SHM_DIR) -> int:
+    """Delete slot files left by senders that died without closing (a SIGKILL, say):
+    those whose process is gone. Returns how many were removed."""
+    removed = 0
+    for path in folder.glob("edgeloop-*"):
+        if not _NAME.fullmatch(path.name):
+            continue
+        pid = int(path.name.split("-")[1])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            path.unlink(missing_ok=True)
+            removed += 1
+        except PermissionError:  # alive, another user's
+            pass
+    return removed
+
+
+def _unlink_all(paths: list[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
 class Sender:
     """The sending end of one edge.
 
@@ -112,6 +135,9 @@ class Sender:
         self.max_slots = max_slots
         self._prefix = f"edgeloop-{os.getpid()}-{os.urandom(4).hex()}"
         self._slots: list[_Slot] = []
+        self._paths: list[Path] = []  # every slot file made, removed at close or exit
+        weakref.finalize(self, _unlink_all, self._paths)
+        remove_stale_slots()
         self._free: list[_Slot] = []
         self._loaned: dict[int, _Slot] = {}
         self._auth = None
@@ -227,6 +253,7 @@ class Sender:
             size = max(4096, 1 << (nbytes - 1).bit_length())  # a power of two: reusable
             slot = _Slot(SHM_DIR, f"{self._prefix}-{len(self._slots)}", size, len(self._slots))
             self._slots.append(slot)
+            self._paths.append(slot.path)
             return slot
         if self._free:  # none large enough: replace the smallest free one
             old = min(self._free, key=lambda s: s.size)
@@ -235,6 +262,7 @@ class Sender:
             size = max(4096, 1 << (nbytes - 1).bit_length())
             slot = _Slot(SHM_DIR, f"{old.name}r{old.generation}", size, old.index)
             self._slots[old.index] = slot
+            self._paths.append(slot.path)
             return slot
         return None
 

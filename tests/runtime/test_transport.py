@@ -262,3 +262,20 @@ def test_sending_never_blocks_a_loop_it_drops_and_counts_instead(tmp_path):
         receiver.close()
     finally:
         sender.close()
+
+
+def test_slot_files_of_a_killed_sender_are_removed_by_the_next_one(tmp_path):
+    script = (
+        "import numpy as np, os, sys\n"
+        "from edgeloop.runtime.transport import Sender\n"
+        "from edgeloop.runtime.messages import Message\n"
+        f"s = Sender('ipc://{tmp_path}/killed')\n"
+        "s.buffer((64, 1024), np.float32)\n"  # makes a slot file
+        "print(s._prefix, flush=True)\n"
+        "os.kill(os.getpid(), 9)\n"  # no close, no exit handlers
+    )
+    child = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    prefix = child.stdout.strip()
+    assert child.returncode == -9 and list(SHM_DIR.glob(f"{prefix}*"))  # left behind
+    Sender(f"ipc://{tmp_path}/next").close()
+    assert not list(SHM_DIR.glob(f"{prefix}*"))
