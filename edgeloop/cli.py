@@ -71,6 +71,13 @@ def _parser() -> argparse.ArgumentParser:
         help="seed for node random generators and simulated plants (default 0)",
     )
     run.add_argument(
+        "--record",
+        type=Path,
+        metavar="FILE.mcap",
+        help="record every message (topic /NODE/PORT) into an MCAP file Foxglove opens; "
+        "needs the record extra",
+    )
+    run.add_argument(
         "--json",
         type=Path,
         default=None,
@@ -359,10 +366,31 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise EdgeloopError(f"--seed must be >= 0, got {args.seed} (fix: e.g. --seed 0)")
     if args.json is not None:
         _check_writable(args.json)
-    executor = Executor(graph, registry=registry, simulated=args.sim, seed=args.seed)
-    report = _run_with_progress(executor, duration, show=not args.quiet)
+    recorder = None
+    if args.record is not None:
+        from edgeloop.runtime.recording import Recorder
+
+        recorder = Recorder(args.record)
+    executor = Executor(
+        graph, registry=registry, simulated=args.sim, seed=args.seed, recorder=recorder
+    )
+    try:
+        report = _run_with_progress(executor, duration, show=not args.quiet)
+    finally:
+        if recorder is not None:
+            recorder.close()
     if not args.quiet:
         print_report(report, _out)
+    if recorder is not None:
+        line = f"recorded {recorder.written:,} messages to {args.record}"
+        if recorder.failed:
+            _err.print(
+                f"[bold red]{line}; {recorder.failed:,} could not be written[/] "
+                f"(last: {escape(recorder.last_error)})",
+                highlight=False,
+            )
+        elif not args.quiet:
+            _out.print(line, highlight=False)
     if args.json is not None:
         try:
             args.json.write_text(report.to_json())

@@ -45,6 +45,8 @@ class Executor:
         simulated: Use the simulated clock (deterministic, as fast as possible).
         seed: Seed of every node's ``ctx.rng`` and of simulated plants.
         clock: A clock to use instead of the default for ``simulated``.
+        recorder: Record every message into it (``edgeloop.runtime.recording``);
+            the caller closes it after the run.
     """
 
     def __init__(
@@ -55,6 +57,7 @@ class Executor:
         simulated: bool = False,
         seed: int = 0,
         clock: Clock | None = None,
+        recorder: Any = None,
     ) -> None:
         if not isinstance(seed, int) or seed < 0:
             raise EdgeloopError(f"seed must be a whole number >= 0, got {seed!r} (fix: pass one)")
@@ -71,6 +74,7 @@ class Executor:
         self._series: dict[str, list[float]] = {}
         self._fault_log: list[dict[str, Any]] = []
         self._loop_parts = CompiledLoop()
+        self._recorder = recorder
 
     # -- running ----------------------------------------------------------------
 
@@ -211,6 +215,8 @@ class Executor:
         isfinite = math.isfinite
         fsum = math.fsum
         recorders = self._loop_parts.recorders()
+        recording = self._recorder is not None
+        record_message = self._recorder.write if recording else None
         now_s = 0.0
 
         def compile_node(r: Runner) -> Callable[[], None]:
@@ -224,6 +230,7 @@ class Executor:
             # fixed facts as closure variables.
             port = next(iter(r.out_ports.values())) if len(r.out_ports) == 1 else None
             only_output = port.name if port is not None else _NO_PORT
+            topic = f"/{r.spec.id}/{only_output}"
             is_float = port is not None and port.is_float
             is_small_vector = port is not None and port.is_small_vector
             edges = tuple(port.edges) if port is not None else ()
@@ -290,6 +297,8 @@ class Executor:
                         port.last_data = data
                         port.last_created = created
                         port.last_sensed = sensed
+                        if recording:
+                            record_message(topic, data, port.seq - 1, created, sensed)
                         for receiver_inputs, input_name, receiver in edges:
                             receiver_inputs[input_name] = data
                             if receiver is not None and not receiver.queued:
@@ -410,6 +419,10 @@ class Executor:
             port.last_data = data
             port.last_created = created
             port.last_sensed = sensed
+            if self._recorder is not None:
+                self._recorder.write(
+                    f"/{r.spec.id}/{port.name}", data, port.seq - 1, created, sensed
+                )
             for inputs, input_name, receiver in port.edges:
                 inputs[input_name] = data
                 if receiver is not None and not receiver.queued:
@@ -470,4 +483,5 @@ class Executor:
             timers=loop.timer_stats(),
             series={k: list(v) for k, v in self._series.items()},
             fault_log=self._fault_log,
+            recording=self._recorder.summary() if self._recorder is not None else None,
         )

@@ -142,6 +142,8 @@ class RunReport:
     timers: list[TimerStats]
     series: dict[str, list[float]] = field(default_factory=dict)
     fault_log: list[dict[str, Any]] = field(default_factory=list)
+    recording: dict[str, Any] | None = None
+    """File, messages written and failed, when the run was recorded."""
 
     def node(self, node_id: str) -> NodeStats:
         """The stats of one node (KeyError if none)."""

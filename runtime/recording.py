@@ -1,0 +1,183 @@
+"""Recording every message of a run into an MCAP file that Foxglove opens.
+
+One channel per output port, topic ``/NODE/PORT``, JSON message encoding, and
+log time the message's creation time on the run's clock. A message is
+``{"seq": int, "sensed": float, "value": V}`` where V is the payload: numbers,
+strings, booleans and null as themselves, a mapping as an object, and a numpy
+array as ``{"dtype": "<f4", "shape": [...], "data": [...]}`` (floats written
+with enough digits to read back bit-exact, NaN and infinities as strings).
+
+The recorder never drops silently: a message it cannot write is counted, with
+the last reason, and the run report says so. ``mcap`` is the ``record`` extra.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeloop.runtime.errors import EdgeloopError, MissingDependencyError
+
+
+def _mcap() -> Any:
+    try:
+        import mcap.reader
+        import mcap.writer
+    except ImportError:
+        raise MissingDependencyError("mcap", "record", "--record") from None
+    return mcap
+
+
+def _plain(value: Any) -> Any:
+    """The payload as JSON-ready data (floats exact, non-finite floats as strings)."""
+    if isinstance(value, np.ndarray):
+        data = value.ravel().tolist()
+        if value.dtype.kind in "fc":
+            data = (
+                [_float(x) for x in data]
+                if value.dtype.kind == "f"
+                else [[_float(x.real), _float(x.imag)] for x in data]
+            )
+        return {"dtype": value.dtype.str, "shape": list(value.shape), "data": data}
+    if isinstance(value, (float, np.floating)):
+        return _float(float(value))
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, bytes):
+        return {"bytes": value.hex()}
+    raise TypeError(f"a {type(value).__name__} payload cannot be recorded")
+
+
+def _float(x: float) -> float | str:
+    return x if math.isfinite(x) else repr(x)  # 'nan', 'inf', '-inf'
+
+
+def _restore(value: Any) -> Any:
+    """Inverse of :func:`_plain`."""
+    if isinstance(value, dict):
+        if set(value) == {"dtype", "shape", "data"}:
+            dtype = np.dtype(value["dtype"])
+            if dtype.kind == "c":
+                flat = [complex(float(r), float(i)) for r, i in value["data"]]
+            elif dtype.kind == "f":
+                flat = [float(x) for x in value["data"]]
+            else:
+                flat = value["data"]
+            return np.asarray(flat, dtype=dtype).reshape(value["shape"])
+        if set(value) == {"bytes"}:
+            return bytes.fromhex(value["bytes"])
+        return {k: _restore(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_restore(v) for v in value]
+    if value in ("nan", "inf", "-inf"):
+        return float(value)
+    return value
+
+
+class Recorder:
+    """Writes messages into ``path`` (MCAP); counts what it could not write.
+
+    Attributes:
+        written: Messages written.
+        failed: Messages that could not be written.
+        last_error: Why the last one failed.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        mcap = _mcap()
+        self.path = Path(path)
+        try:
+            self._file = self.path.open("wb")
+        except OSError as exc:
+            raise EdgeloopError(
+                f"cannot write the recording {path}: {exc.strerror} (fix: a writable path)"
+            ) from None
+        self._writer = mcap.writer.Writer(self._file)
+        self._writer.start(profile="", library="edgeloop")
+        self._channels: dict[str, int] = {}
+        self.written = 0
+        self.failed = 0
+        self.last_error = ""
+
+    def write(self, topic: str, data: Any, seq: int, created: float, sensed: float) -> None:
+        """Record one message; never raises (failures are counted)."""
+        try:
+            channel = self._channels.get(topic)
+            if channel is None:
+                channel = self._writer.register_channel(
+                    topic=topic, message_encoding="json", schema_id=0
+                )
+                self._channels[topic] = channel
+            body = json.dumps(
+                {"seq": seq, "sensed": _float(sensed), "value": _plain(data)},
+                separators=(",", ":"),
+            ).encode()
+            stamp = max(0, round(created * 1e9))
+            self._writer.add_message(
+                channel, log_time=stamp, data=body, publish_time=stamp, sequence=seq
+            )
+            self.written += 1
+        except Exception as exc:  # a recorder must not take the loop down
+            self.failed += 1
+            self.last_error = f"{topic}: {exc}"
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "file": str(self.path),
+            "written": self.written,
+            "failed": self.failed,
+            "last_error": self.last_error,
+        }
+
+    def close(self) -> None:
+        try:
+            self._writer.finish()
+        finally:
+            self._file.close()
+
+
+def read_recording(path: str | Path) -> Iterator[tuple[str, float, dict[str, Any]]]:
+    """``(topic, created, {"seq", "sensed", "value"})`` for every recorded message, in
+    log-time order, payloads restored (arrays with their dtype and shape).
+
+    Raises:
+        EdgeloopError: the file is missing or not an MCAP recording.
+    """
+    mcap = _mcap()
+    try:
+        stream = Path(path).open("rb")
+    except OSError as exc:
+        raise EdgeloopError(f"cannot open the recording {path}: {exc.strerror}") from None
+    with stream:
+        try:
+            reader = mcap.reader.make_reader(stream)
+            for _schema, channel, message in reader.iter_messages(log_time_order=True):
+                body = json.loads(message.data)
+                yield (
+                    channel.topic,
+                    message.log_time / 1e9,
+                    {
+                        "seq": body["seq"],
+                        "sensed": _restore(body["sensed"]),
+                        "value": _restore(body["value"]),
+                    },
+                )
+        except (ValueError, KeyError, json.JSONDecodeError) as exc:
+            raise EdgeloopError(f"{path} is not a readable edgeloop recording: {exc}") from None
+        except Exception as exc:  # mcap raises its own error types for damaged files
+            if type(exc).__module__.startswith("mcap"):
+                raise EdgeloopError(f"{path} is not a readable MCAP file: {exc}") from None
+            raise
