@@ -283,6 +283,27 @@ def _parser() -> argparse.ArgumentParser:
         "folder must be on a filesystem the nodes share; needs the cluster extra",
     )
 
+    replay = sub.add_parser(
+        "replay",
+        help="run a graph again on a recording's sensor data; compare the outputs",
+        description="Play the recorded source nodes (sensors) back at the times they "
+        "published, run every other node again in simulated time, and compare each of "
+        "their outputs with the recording. With nothing replaced a deterministic loop is "
+        "bit-exact; --replace NODE=TYPE swaps in another node type to see what it would "
+        "have done on the same inputs.",
+    )
+    replay.add_argument("recording", type=Path, help="an MCAP file from edgeloop run --record")
+    replay.add_argument("--graph", type=Path, help="the loop graph (default: the one recorded)")
+    replay.add_argument(
+        "--replace",
+        action="append",
+        default=[],
+        metavar="NODE=TYPE",
+        help="run NODE as another node type, with its config (repeatable)",
+    )
+    replay.add_argument("--duration", type=float, help="seconds (default: the recorded run's)")
+    replay.add_argument("--seed", type=int, help="seed (default: the recorded run's)")
+
     keys = sub.add_parser(
         "keys",
         help="make a CURVE key pair for encrypted, authenticated links between machines",
@@ -378,6 +399,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         report = _run_with_progress(executor, duration, show=not args.quiet)
     finally:
         if recorder is not None:
+            recorder.add_metadata(
+                {"graph": Path(args.graph).resolve(), "seed": args.seed, "simulated": args.sim}
+                | ({"duration": duration} if duration is not None else {})
+            )
             recorder.close()
     if not args.quiet:
         print_report(report, _out)
@@ -832,6 +857,79 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 _STATUS_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "info": "cyan"}
 
 
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from edgeloop.runtime.recording import Collector, read_metadata, read_recording
+
+    facts = read_metadata(args.recording)
+    graph_path = args.graph or (Path(facts["graph"]) if "graph" in facts else None)
+    if graph_path is None:
+        raise EdgeloopError(f"{args.recording} does not name its graph (fix: give --graph)")
+    registry = _registry()
+    graph = load_and_check(graph_path, registry)
+    recorded: dict[str, list[tuple[float, int, Any]]] = {}
+    for topic, created, message in read_recording(args.recording):
+        recorded.setdefault(topic, []).append((created, message["seq"], message["value"]))
+    recorded_nodes = {topic.split("/")[1] for topic in recorded}
+    played = []
+    for node in graph.nodes:
+        if not node.inputs and node.id in recorded_nodes:
+            node.type = "replay"
+            node.config = {"recording": str(args.recording.resolve()), "node": node.id}
+            played.append(node.id)
+    replaced = {}
+    for pair in args.replace:
+        node_id, sep, node_type = pair.partition("=")
+        if not sep or not node_type:
+            raise EdgeloopError(f"--replace {pair!r}: expected NODE=TYPE")
+        graph.node(node_id).type = node_type
+        replaced[node_id] = node_type
+    duration = args.duration or float(facts.get("duration", 0)) or None
+    if duration is None:
+        raise EdgeloopError("the recording has no duration (fix: give --duration)")
+    seed = args.seed if args.seed is not None else int(facts.get("seed", 0))
+    collector = Collector()
+    Executor(graph, registry=registry, simulated=True, seed=seed, recorder=collector).run(duration)
+    table = Table(
+        title=f"replay of {args.recording}: played back {', '.join(played) or 'nothing'}"
+        + (f"; replaced {', '.join(f'{k}={v}' for k, v in replaced.items())}" if replaced else ""),
+        title_justify="left",
+    )
+    for col in ("topic", "recorded", "replayed", "identical", "first difference"):
+        table.add_column(col, justify="left" if col in ("topic", "first difference") else "right")
+    exact = True
+    for topic in sorted(set(recorded) | set(collector.messages)):
+        if topic.split("/")[1] in played:
+            continue
+        before, after = recorded.get(topic, []), collector.messages.get(topic, [])
+        same = 0
+        first = "-"
+        for k, (old, new) in enumerate(zip(before, after, strict=False)):
+            if _same_message(old, new):
+                same += 1
+            elif first == "-":
+                first = f"message {k} at {old[0]:.3f} s"
+        if first == "-" and len(before) != len(after):
+            first = "counts differ"
+        exact &= first == "-"
+        table.add_row(topic, f"{len(before)}", f"{len(after)}", f"{same}", first)
+    _out.print(table)
+    verdict = "bit-exact" if exact else "outputs differ"
+    _out.print(f"{verdict} ({'nothing replaced' if not replaced else 'with replacements'})")
+    return 1 if not exact and not replaced else 0
+
+
+def _same_message(old: tuple[float, int, Any], new: tuple[float, int, Any]) -> bool:
+    import numpy as np
+
+    (t0, s0, a), (t1, s1, b) = old, new
+    if round(t0 * 1e9) != round(t1 * 1e9) or s0 != s1:
+        return False
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        a, b = np.asarray(a), np.asarray(b)
+        return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+    return a == b
+
+
 def _cmd_keys(args: argparse.Namespace) -> int:
     from edgeloop.runtime.security import generate_keys
 
@@ -924,6 +1022,7 @@ def _cmd_graph(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {
+    "replay": _cmd_replay,
     "keys": _cmd_keys,
     "compare": _cmd_compare,
     "evaluate": _cmd_evaluate,

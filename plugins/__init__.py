@@ -6,6 +6,7 @@ from __future__ import annotations
 from edgeloop.plugins.control import PendulumSwingUp, PidController
 from edgeloop.plugins.gym_plant import GymActuator, GymSensor
 from edgeloop.plugins.onnx_model import OnnxModel
+from edgeloop.plugins.replay import ReplaySource
 from edgeloop.plugins.safety import ActionClamp
 from edgeloop.plugins.sinks import LogSink
 from edgeloop.plugins.sources import ConstantAction
@@ -24,4 +25,5 @@ def edgeloop_register_node_types() -> dict[str, type[Node]]:
         "constant": ConstantAction,
         "log": LogSink,
         "onnx.model": OnnxModel,
+        "replay": ReplaySource,
     }

@@ -134,6 +134,10 @@ class Recorder:
             self.failed += 1
             self.last_error = f"{topic}: {exc}"
 
+    def add_metadata(self, data: Mapping[str, Any]) -> None:
+        """Facts about the run (graph, seed, duration) for ``edgeloop replay``."""
+        self._writer.add_metadata("edgeloop.run", {k: str(v) for k, v in data.items()})
+
     def summary(self) -> dict[str, Any]:
         return {
             "file": str(self.path),
@@ -181,3 +185,35 @@ def read_recording(path: str | Path) -> Iterator[tuple[str, float, dict[str, Any
             if type(exc).__module__.startswith("mcap"):
                 raise EdgeloopError(f"{path} is not a readable MCAP file: {exc}") from None
             raise
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The run facts a recording holds (empty if none)."""
+    mcap = _mcap()
+    try:
+        with Path(path).open("rb") as stream:
+            reader = mcap.reader.make_reader(stream)
+            for record in reader.iter_metadata():
+                if record.name == "edgeloop.run":
+                    return dict(record.metadata)
+    except OSError as exc:
+        raise EdgeloopError(f"cannot open the recording {path}: {exc.strerror}") from None
+    except Exception as exc:
+        if type(exc).__module__.startswith("mcap"):
+            raise EdgeloopError(f"{path} is not a readable MCAP file: {exc}") from None
+        raise
+    return {}
+
+
+class Collector:
+    """A recorder that keeps messages in memory, by topic (for replay comparisons)."""
+
+    def __init__(self) -> None:
+        self.messages: dict[str, list[tuple[float, int, Any]]] = {}
+        self.failed = 0
+
+    def write(self, topic: str, data: Any, seq: int, created: float, sensed: float) -> None:
+        self.messages.setdefault(topic, []).append((created, seq, data))
+
+    def summary(self) -> dict[str, Any]:
+        return {"written": sum(map(len, self.messages.values())), "failed": 0}

@@ -18,9 +18,22 @@ from edgeloop.testing import CounterSensor, RecordingSink, check_node
 PENDULUM = Path(__file__).parents[2] / "examples" / "pendulum" / "loop.yaml"
 
 
+def _recording(folder: Path) -> dict[str, str]:
+    """A three-message recording of a node 'cam' (needs the record extra)."""
+    pytest.importorskip("mcap")
+    from edgeloop.runtime.recording import Recorder
+
+    recorder = Recorder(folder / "r.mcap")
+    for k in range(3):
+        recorder.write("/cam/obs", np.full(3, k, np.float32), k, k * 0.02, k * 0.02)
+    recorder.close()
+    return {"recording": str(folder / "r.mcap"), "node": "cam"}
+
+
 # Node types that need a config to exist at all, and how to make one in a test folder.
 REQUIRED_CONFIG = {
     "onnx.model": lambda folder: {"model": str(onnx_models.make_mlp(folder / "mlp.onnx"))},
+    "replay": _recording,
 }
 
 
