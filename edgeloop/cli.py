@@ -71,6 +71,13 @@ def _parser() -> argparse.ArgumentParser:
         help="seed for node random generators and simulated plants (default 0)",
     )
     run.add_argument(
+        "--stats",
+        nargs="?",
+        const=DEFAULT_STATS,
+        metavar="ENDPOINT",
+        help=f"publish live stats and messages for edgeloop top/echo/hz (default {DEFAULT_STATS})",
+    )
+    run.add_argument(
         "--record",
         type=Path,
         metavar="FILE.mcap",
@@ -283,6 +290,36 @@ def _parser() -> argparse.ArgumentParser:
         "folder must be on a filesystem the nodes share; needs the cluster extra",
     )
 
+    top = sub.add_parser(
+        "top",
+        help="live rates, step times, drops and faults per node of a running loop",
+        description="Show the stats a loop started with edgeloop run --stats publishes, "
+        "refreshed every second, until Ctrl-C.",
+    )
+    top.add_argument("endpoint", nargs="?", default=DEFAULT_STATS, help="the loop's --stats")
+    top.add_argument("--once", action="store_true", help="print one table and exit")
+    top.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a loop")
+    echo = sub.add_parser(
+        "echo",
+        help="print the messages of one port of a running loop",
+        description="Print each message NODE/PORT publishes in a loop started with "
+        "edgeloop run --stats.",
+    )
+    echo.add_argument("port", metavar="NODE/PORT")
+    echo.add_argument("--endpoint", default=DEFAULT_STATS, help="the loop's --stats")
+    echo.add_argument("-n", type=int, default=0, help="stop after N messages (0: never)")
+    echo.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for one")
+    hz = sub.add_parser(
+        "hz",
+        help="measure the rate of one port of a running loop",
+        description="Count the messages NODE/PORT publishes in a loop started with "
+        "edgeloop run --stats, and print the rate each window.",
+    )
+    hz.add_argument("port", metavar="NODE/PORT")
+    hz.add_argument("--endpoint", default=DEFAULT_STATS, help="the loop's --stats")
+    hz.add_argument("--window", type=float, default=1.0, help="seconds per measurement")
+    hz.add_argument("--count", type=int, default=0, help="stop after N windows (0: never)")
+
     replay = sub.add_parser(
         "replay",
         help="run a graph again on a recording's sensor data; compare the outputs",
@@ -387,17 +424,31 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise EdgeloopError(f"--seed must be >= 0, got {args.seed} (fix: e.g. --seed 0)")
     if args.json is not None:
         _check_writable(args.json)
-    recorder = None
+    recorder = stats = None
     if args.record is not None:
         from edgeloop.runtime.recording import Recorder
 
         recorder = Recorder(args.record)
-    executor = Executor(
-        graph, registry=registry, simulated=args.sim, seed=args.seed, recorder=recorder
-    )
+    if args.stats is not None:
+        from edgeloop.runtime.introspection import StatsPublisher
+
+        stats = StatsPublisher(args.stats)
+    sinks = [s for s in (recorder, stats) if s is not None]
+    if len(sinks) > 1:
+        from edgeloop.runtime.recording import Tee
+
+        sink: Any = Tee(*sinks)
+    else:
+        sink = sinks[0] if sinks else None
+    executor = Executor(graph, registry=registry, simulated=args.sim, seed=args.seed, recorder=sink)
+    if stats is not None:
+        stats.watch(executor)
+        _err.print(f"stats on {args.stats} (edgeloop top {args.stats})", highlight=False)
     try:
         report = _run_with_progress(executor, duration, show=not args.quiet)
     finally:
+        if stats is not None:
+            stats.close()
         if recorder is not None:
             recorder.add_metadata(
                 {"graph": Path(args.graph).resolve(), "seed": args.seed, "simulated": args.sim}
@@ -857,6 +908,135 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 _STATUS_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "info": "cyan"}
 
 
+DEFAULT_STATS = "ipc:///tmp/edgeloop-stats"
+
+
+def _cmd_top(args: argparse.Namespace) -> int:
+    from rich.live import Live
+
+    from edgeloop.runtime.introspection import STATS_TOPIC, StatsSubscriber
+
+    feed = StatsSubscriber(args.endpoint, topic=STATS_TOPIC)
+    try:
+        first = feed.stats(args.timeout)
+        if first is None:
+            raise EdgeloopError(
+                f"no loop publishes stats on {args.endpoint} (fix: start one with "
+                f"edgeloop run GRAPH --stats {args.endpoint})"
+            )
+        if args.once:
+            _out.print(_stats_table(first, None))
+            return 0
+        previous, current = None, first
+        with Live(_stats_table(current, previous), console=_out, auto_refresh=False) as live:
+            while True:
+                update = feed.stats(5.0)
+                if update is None:
+                    _err.print("the loop stopped publishing", highlight=False)
+                    return 0
+                previous, current = current, update
+                live.update(_stats_table(current, previous), refresh=True)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        feed.close()
+
+
+def _stats_table(stats: dict[str, Any], previous: dict[str, Any] | None) -> Table:
+    before = {n["id"]: n for n in previous["nodes"]} if previous else {}
+    span = stats["time"] - previous["time"] if previous else None
+    table = Table(title=f"{stats['graph']} (live)", title_justify="left")
+    for col in (
+        "node",
+        "type",
+        "calls",
+        "rate Hz",
+        "p50 µs",
+        "p99 µs",
+        "misses",
+        "drops",
+        "faults",
+    ):
+        table.add_column(col, justify="left" if col in ("node", "type") else "right")
+    for n in stats["nodes"]:
+        old = before.get(n["id"])
+        rate = (n["calls"] - old["calls"]) / span if old and span else None
+        table.add_row(
+            n["id"],
+            n["type"],
+            f"{n['calls']:,}",
+            "-" if rate is None else f"{rate:.1f}",
+            _micros(n["p50_us"]),
+            _micros(n["p99_us"]),
+            str(n["deadline_misses"]),
+            str(sum(n["drops"].values())),
+            str(sum(n["faults"].values())),
+        )
+    return table
+
+
+def _micros(value: float | None) -> str:
+    return "-" if value is None or value != value else f"{value:.0f}"  # NaN: never ran
+
+
+def _cmd_echo(args: argparse.Namespace) -> int:
+    from edgeloop.runtime.introspection import StatsSubscriber
+
+    feed = StatsSubscriber(args.endpoint, topic=f"msg/{args.port}".encode())
+    shown = 0
+    try:
+        while args.n == 0 or shown < args.n:
+            got = feed.message(args.timeout)
+            if got is None:
+                raise EdgeloopError(
+                    f"no message from {args.port} on {args.endpoint} in {args.timeout:g} s "
+                    "(fix: check the port name and that the loop runs with --stats)"
+                )
+            _, message = got
+            _out.print(
+                f"seq {message.seq}  t {message.created:.6f}  {message.data!r}", highlight=False
+            )
+            shown += 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        feed.close()
+    return 0
+
+
+def _cmd_hz(args: argparse.Namespace) -> int:
+    import time
+
+    from edgeloop.runtime.introspection import StatsSubscriber
+
+    if args.window <= 0:
+        raise EdgeloopError("--window must be positive")
+    feed = StatsSubscriber(args.endpoint, topic=f"msg/{args.port}".encode())
+    windows = 0
+    try:
+        if feed.message(10.0) is None:
+            raise EdgeloopError(
+                f"no message from {args.port} on {args.endpoint} in 10 s (fix: check the "
+                "port name and that the loop runs with --stats)"
+            )
+        while args.count == 0 or windows < args.count:
+            start, seen = time.monotonic(), 0
+            while (left := start + args.window - time.monotonic()) > 0:
+                if feed.message(left) is not None:
+                    seen += 1
+            span = time.monotonic() - start
+            _out.print(
+                f"{args.port}: {seen / span:.1f} Hz ({seen} messages in {span:.2f} s)",
+                highlight=False,
+            )
+            windows += 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        feed.close()
+    return 0
+
+
 def _cmd_replay(args: argparse.Namespace) -> int:
     from edgeloop.runtime.recording import Collector, read_metadata, read_recording
 
@@ -1022,6 +1202,9 @@ def _cmd_graph(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {
+    "top": _cmd_top,
+    "echo": _cmd_echo,
+    "hz": _cmd_hz,
     "replay": _cmd_replay,
     "keys": _cmd_keys,
     "compare": _cmd_compare,

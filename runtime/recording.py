@@ -217,3 +217,18 @@ class Collector:
 
     def summary(self) -> dict[str, Any]:
         return {"written": sum(map(len, self.messages.values())), "failed": 0}
+
+
+class Tee:
+    """Hands every message to several recorders (an MCAP file and the stats socket);
+    the summary is the first one's."""
+
+    def __init__(self, *sinks: Any) -> None:
+        self.sinks = sinks
+
+    def write(self, topic: str, data: Any, seq: int, created: float, sensed: float) -> None:
+        for sink in self.sinks:
+            sink.write(topic, data, seq, created, sensed)
+
+    def summary(self) -> dict[str, Any]:
+        return self.sinks[0].summary()
