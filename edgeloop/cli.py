@@ -992,9 +992,13 @@ def _cmd_echo(args: argparse.Namespace) -> int:
                     f"no message from {args.port} on {args.endpoint} in {args.timeout:g} s "
                     "(fix: check the port name and that the loop runs with --stats)"
                 )
-            _, message = got
+            topic, message = got
+            if topic != args.port:  # a subscription matches prefixes: cam/img2 for cam/img
+                continue
             _out.print(
-                f"seq {message.seq}  t {message.created:.6f}  {message.data!r}", highlight=False
+                f"seq {message.seq}  t {message.created:.6f}  {message.data!r}",
+                highlight=False,
+                markup=False,
             )
             shown += 1
     except KeyboardInterrupt:
@@ -1022,7 +1026,8 @@ def _cmd_hz(args: argparse.Namespace) -> int:
         while args.count == 0 or windows < args.count:
             start, seen = time.monotonic(), 0
             while (left := start + args.window - time.monotonic()) > 0:
-                if feed.message(left) is not None:
+                got = feed.message(left)
+                if got is not None and got[0] == args.port:
                     seen += 1
             span = time.monotonic() - start
             _out.print(
@@ -1041,6 +1046,11 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from edgeloop.runtime.recording import Collector, read_metadata, read_recording
 
     facts = read_metadata(args.recording)
+    if facts.get("simulated") == "False":
+        raise EdgeloopError(
+            f"{args.recording} was recorded in real time, where messages are not on the "
+            "timers' grid, so it cannot replay bit-exact (fix: record with --sim)"
+        )
     graph_path = args.graph or (Path(facts["graph"]) if "graph" in facts else None)
     if graph_path is None:
         raise EdgeloopError(f"{args.recording} does not name its graph (fix: give --graph)")
@@ -1052,7 +1062,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     recorded_nodes = {topic.split("/")[1] for topic in recorded}
     played = []
     for node in graph.nodes:
-        if not node.inputs and node.id in recorded_nodes:
+        sourced = all(i.is_timer for i in node.inputs.values())
+        if sourced and node.id in recorded_nodes:
             node.type = "replay"
             node.config = {"recording": str(args.recording.resolve()), "node": node.id}
             played.append(node.id)
@@ -1061,7 +1072,13 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         node_id, sep, node_type = pair.partition("=")
         if not sep or not node_type:
             raise EdgeloopError(f"--replace {pair!r}: expected NODE=TYPE")
-        graph.node(node_id).type = node_type
+        if node_id not in {n.id for n in graph.nodes}:
+            raise EdgeloopError(f"--replace {pair!r}: the graph has no node '{node_id}'")
+        node = graph.node(node_id)
+        if node_id in played:  # a played-back node replaced: its own config again
+            node.config = {}
+            played.remove(node_id)
+        node.type = node_type
         replaced[node_id] = node_type
     duration = args.duration or float(facts.get("duration", 0)) or None
     if duration is None:
@@ -1099,15 +1116,19 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _same_message(old: tuple[float, int, Any], new: tuple[float, int, Any]) -> bool:
-    import numpy as np
+    """Same time, seq and payload, compared in the recorded form (arrays by dtype, shape
+    and exact values; NaN equal to NaN)."""
+    import json
+
+    from edgeloop.runtime.recording import _plain
 
     (t0, s0, a), (t1, s1, b) = old, new
     if round(t0 * 1e9) != round(t1 * 1e9) or s0 != s1:
         return False
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        a, b = np.asarray(a), np.asarray(b)
-        return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
-    return a == b
+    try:
+        return json.dumps(_plain(a), sort_keys=True) == json.dumps(_plain(b), sort_keys=True)
+    except TypeError:
+        return False
 
 
 def _cmd_keys(args: argparse.Namespace) -> int:

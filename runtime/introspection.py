@@ -62,7 +62,7 @@ class StatsPublisher:
     def write(self, topic: str, data: Any, seq: int, created: float, sensed: float) -> None:
         try:
             frames = encode(Message(data, seq, created, sensed))
-        except WireError:
+        except Exception:  # never let looking in take the loop down
             self.failed += 1
             return
         with self._lock:
@@ -111,7 +111,14 @@ class StatsSubscriber:
         self.socket = zmq.Context.instance().socket(zmq.SUB)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.SUBSCRIBE, topic)
-        self.socket.connect(endpoint)
+        try:
+            self.socket.connect(endpoint)
+        except zmq.ZMQError as exc:
+            self.socket.close(linger=0)
+            raise EdgeloopError(
+                f"cannot connect to {endpoint}: {exc} (fix: e.g. ipc:///tmp/edgeloop-stats "
+                "or tcp://127.0.0.1:PORT)"
+            ) from None
         self.endpoint = endpoint
 
     def stats(self, timeout_s: float) -> dict[str, Any] | None:
@@ -129,8 +136,8 @@ class StatsSubscriber:
                 return None
             topic, *frames = self.socket.recv_multipart(copy=False)
             try:
-                return bytes(topic.buffer[3:]).decode(), decode(frames)
-            except WireError:
+                return bytes(topic.buffer[4:]).decode(errors="replace"), decode(frames)
+            except (WireError, ValueError, OverflowError, TypeError):
                 continue
 
     def close(self) -> None:

@@ -62,19 +62,26 @@ class LatencyRecorder:
         """(p50, p99, max) in ns; exact until the first fold, then within 1 %."""
         if self.count == 0:
             return (math.nan, math.nan, math.nan)
-        if self._hist is None:
-            values = np.asarray(self.samples, dtype=np.float64) * self._to_ns
+        samples = list(self.samples)  # a copy: another thread (edgeloop top) may be reading
+        hist = self._hist
+        if hist is None:
+            values = np.asarray(samples, dtype=np.float64) * self._to_ns
             p50, p99 = np.percentile(values, [50, 99])
             return (float(p50), float(p99), float(values.max()))
-        self._fold()
-        cumulative = np.cumsum(self._hist)
+        worst = self._max
+        if samples:  # fold a copy into a copy; the recorder itself is left as it is
+            values = np.asarray(samples, dtype=np.float64) * self._to_ns
+            worst = max(worst, int(values.max()))
+            bins = np.floor(np.log(np.maximum(values, 1.0)) / _LOG_RATIO).astype(np.int64)
+            hist = hist + np.bincount(np.clip(bins, 0, _N_BINS - 1), minlength=_N_BINS)
+        cumulative = np.cumsum(hist)
         total = cumulative[-1]
 
         def quantile(q: float) -> float:
             index = int(np.searchsorted(cumulative, q * total))
             return _BIN_RATIO ** (index + 0.5)
 
-        return (quantile(0.5), quantile(0.99), float(self._max))
+        return (quantile(0.5), quantile(0.99), float(worst))
 
 
 @dataclass

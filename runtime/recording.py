@@ -179,10 +179,10 @@ def read_recording(path: str | Path) -> Iterator[tuple[str, float, dict[str, Any
                         "value": _restore(body["value"]),
                     },
                 )
-        except (ValueError, KeyError, json.JSONDecodeError) as exc:
+        except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
             raise EdgeloopError(f"{path} is not a readable edgeloop recording: {exc}") from None
         except Exception as exc:  # mcap raises its own error types for damaged files
-            if type(exc).__module__.startswith("mcap"):
+            if type(exc).__module__.startswith(("mcap", "struct")) or isinstance(exc, EOFError):
                 raise EdgeloopError(f"{path} is not a readable MCAP file: {exc}") from None
             raise
 
@@ -196,12 +196,10 @@ def read_metadata(path: str | Path) -> dict[str, str]:
             for record in reader.iter_metadata():
                 if record.name == "edgeloop.run":
                     return dict(record.metadata)
-    except OSError as exc:
-        raise EdgeloopError(f"cannot open the recording {path}: {exc.strerror}") from None
-    except Exception as exc:
-        if type(exc).__module__.startswith("mcap"):
-            raise EdgeloopError(f"{path} is not a readable MCAP file: {exc}") from None
-        raise
+    except FileNotFoundError:
+        raise EdgeloopError(f"cannot open the recording {path}: no such file") from None
+    except Exception as exc:  # mcap and struct errors, short reads: a damaged file
+        raise EdgeloopError(f"{path} is not a readable MCAP file: {exc}") from None
     return {}
 
 

@@ -12,6 +12,8 @@ CURVE is refused: a loop's sockets would be open to the network.
 from __future__ import annotations
 
 import ipaddress
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,13 +30,21 @@ def generate_keys(folder: str | Path, name: str) -> tuple[Path, Path]:
     Raises:
         EdgeloopError: the files exist already (keys are never overwritten).
     """
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        raise EdgeloopError(f"key name {name!r}: use letters, digits, '.', '_' and '-'")
     folder = Path(folder)
     public, secret = folder / f"{name}.key", folder / f"{name}.key_secret"
     if public.exists() or secret.exists():
         raise EdgeloopError(f"{public} or {secret} exists already (fix: choose another name)")
-    folder.mkdir(parents=True, exist_ok=True)
-    zmq.auth.create_certificates(str(folder), name)
-    secret.chmod(0o600)
+    old = os.umask(0o077)  # the secret is never readable by others, not even briefly
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        zmq.auth.create_certificates(str(folder), name)
+    except OSError as exc:
+        raise EdgeloopError(f"cannot write keys into {folder}: {exc.strerror}") from None
+    finally:
+        os.umask(old)
+    public.chmod(0o644)
     return public, secret
 
 

@@ -28,6 +28,7 @@ import math
 import mmap
 import os
 import re
+import stat
 import struct
 import tempfile
 import weakref
@@ -63,8 +64,16 @@ class _Slot:
         self.path = folder / name
         fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
         try:
-            os.ftruncate(fd, size)
+            # Reserve the pages now: on a full /dev/shm a plain ftruncate succeeds and
+            # the first write into the slot kills the process with SIGBUS.
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(fd, 0, size)
+            else:
+                os.ftruncate(fd, size)
             self.map = mmap.mmap(fd, size)
+        except OSError:
+            self.path.unlink(missing_ok=True)
+            raise
         finally:
             os.close(fd)
         self.address = ctypes.addressof(ctypes.c_char.from_buffer(self.map))
@@ -85,15 +94,20 @@ def remove_stale_slots(folder: Path = SHM_DIR) -> int:
     those whose process is gone. Returns how many were removed."""
     removed = 0
     for path in folder.glob("edgeloop-*"):
-        if not _NAME.fullmatch(path.name):
-            continue
-        pid = int(path.name.split("-")[1])
         try:
-            os.kill(pid, 0)
+            if not _NAME.fullmatch(path.name):
+                continue
+            info = path.lstat()
+            if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+                continue  # only our own regular files
+            os.kill(int(path.name.split("-")[1]), 0)
         except ProcessLookupError:
-            path.unlink(missing_ok=True)
-            removed += 1
-        except PermissionError:  # alive, another user's
+            try:
+                path.unlink()
+                removed += 1
+            except OSError:
+                pass
+        except (OSError, OverflowError, ValueError):  # alive, gone already, or a silly pid
             pass
     return removed
 
@@ -167,6 +181,8 @@ class Sender:
         pass it on with no copy. Falls back to an ordinary array when no slot is free."""
         shape = (shape,) if isinstance(shape, int) else tuple(shape)
         dtype = np.dtype(dtype)
+        if self.threshold is None:  # no shared memory on this edge (a remote receiver)
+            return np.empty(shape, dtype)
         slot = self._slot(math.prod(shape) * dtype.itemsize)
         if slot is None:
             return np.empty(shape, dtype)
@@ -196,7 +212,10 @@ class Sender:
             and data.ndim <= 32
         ):
             slot = loaned
-            if slot is None or not data.flags.c_contiguous:
+            if slot is not None and not data.flags.c_contiguous:
+                self._free.append(slot)  # a strided view of the loan: copied like any array
+                slot = None
+            if slot is None:
                 slot = self._slot(data.nbytes)
                 if slot is not None:
                     slot.array(data.shape, data.dtype)[...] = data  # the one copy
@@ -251,7 +270,10 @@ class Sender:
             return slot
         if len(self._slots) < self.max_slots:
             size = max(4096, 1 << (nbytes - 1).bit_length())  # a power of two: reusable
-            slot = _Slot(SHM_DIR, f"{self._prefix}-{len(self._slots)}", size, len(self._slots))
+            try:
+                slot = _Slot(SHM_DIR, f"{self._prefix}-{len(self._slots)}", size, len(self._slots))
+            except OSError:  # shared memory full or unavailable: the message goes inline
+                return None
             self._slots.append(slot)
             self._paths.append(slot.path)
             return slot
@@ -260,7 +282,12 @@ class Sender:
             self._free.remove(old)
             old.close()
             size = max(4096, 1 << (nbytes - 1).bit_length())
-            slot = _Slot(SHM_DIR, f"{old.name}r{old.generation}", size, old.index)
+            try:
+                slot = _Slot(SHM_DIR, f"{old.name}r{old.generation}", size, old.index)
+            except OSError:
+                self._slots[old.index] = old
+                old.generation = (old.generation + 1) & 0xFFFFFFFF
+                return None
             self._slots[old.index] = slot
             self._paths.append(slot.path)
             return slot
@@ -336,8 +363,8 @@ class Receiver:
         if len(frames) == 1 and bytes(head[: len(MAGIC) + 1]) == MAGIC + _KIND_NOTICE:
             try:
                 message = self._from_notice(head)
-            except WireError as exc:
-                self.decoder.dropped[exc.reason] += 1
+            except (WireError, ValueError, OverflowError) as exc:
+                self.decoder.dropped[getattr(exc, "reason", "notice")] += 1
                 self.decoder.last_error = str(exc)
                 return None
             self.decoder.received += 1
@@ -379,13 +406,19 @@ class Receiver:
     def _map(self, name: str) -> mmap.mmap:
         shared = self._maps.get(name)
         if shared is None:
-            try:
-                fd = os.open(SHM_DIR / name, os.O_RDWR)  # ctypes views need a writable map
+            try:  # ctypes views need a writable map; never follow a link
+                fd = os.open(SHM_DIR / name, os.O_RDWR | getattr(os, "O_NOFOLLOW", 0))
             except OSError as exc:
                 raise WireError("notice", f"cannot open slot {name}: {exc.strerror}") from None
             try:
-                size = os.fstat(fd).st_size
-                shared = mmap.mmap(fd, size)
+                info = os.fstat(fd)
+                if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+                    raise WireError("notice", f"slot {name} is not our own regular file")
+                if info.st_size == 0:
+                    raise WireError("notice", f"slot {name} is empty")
+                shared = mmap.mmap(fd, info.st_size)
+            except OSError as exc:
+                raise WireError("notice", f"cannot map slot {name}: {exc}") from None
             finally:
                 os.close(fd)
             self._maps[name] = shared

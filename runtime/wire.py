@@ -166,7 +166,7 @@ def decode(frames: Sequence[Any], *, max_bytes: int = DEFAULT_MAX_BYTES) -> Mess
         raise WireError("header", f"unknown header kind {kind!r}")
     try:
         header = json.loads(bytes(head[len(MAGIC) + 1 :]))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, huge integers too
         raise WireError("header", f"header is not JSON: {exc}") from None
     if not isinstance(header, dict) or set(header) != {"seq", "created", "sensed", "data"}:
         raise WireError("header", "header must hold exactly seq, created, sensed and data")
@@ -174,8 +174,8 @@ def decode(frames: Sequence[Any], *, max_bytes: int = DEFAULT_MAX_BYTES) -> Mess
     if type(seq) is not int or seq < 0:
         raise WireError("header", f"seq must be a non-negative integer, got {seq!r}")
     for name, t in (("created", created), ("sensed", sensed)):
-        if type(t) not in (int, float) or not math.isfinite(t):
-            raise WireError("header", f"{name} must be a finite number, got {t!r}")
+        if not (type(t) is float or (type(t) is int and abs(t) < 2**53)) or not math.isfinite(t):
+            raise WireError("header", f"{name} must be a finite number, got {str(t)[:40]}")
     used = [False] * (len(views) - 1)
     budget = [MAX_ITEMS]
     data = _build(header["data"], views[1:], used, 0, budget)
@@ -247,7 +247,7 @@ def _array(tree: dict[str, Any], buffers: list[memoryview], used: list[bool]) ->
     if (
         not isinstance(shape, list)
         or len(shape) > 32
-        or not all(type(n) is int and n >= 0 for n in shape)
+        or not all(type(n) is int and 0 <= n < 2**40 for n in shape)
     ):
         raise WireError("shape", f"shape {str(shape)[:60]} is not a list of sizes")
     buffer = _take(tree["@a"], buffers, used)
@@ -257,7 +257,10 @@ def _array(tree: dict[str, Any], buffers: list[memoryview], used: list[bool]) ->
             "shape",
             f"{dtype} {tuple(shape)} needs {expected} bytes, the buffer has {buffer.nbytes}",
         )
-    return np.frombuffer(buffer, dtype=dtype).reshape(shape)
+    try:
+        return np.frombuffer(buffer, dtype=dtype).reshape(shape)
+    except ValueError as exc:  # e.g. an empty array with an absurd shape
+        raise WireError("shape", f"shape {tuple(shape)}: {exc}") from None
 
 
 class Decoder:
@@ -282,6 +285,10 @@ class Decoder:
         except WireError as exc:
             self.dropped[exc.reason] += 1
             self.last_error = str(exc)
+            return None
+        except (ValueError, OverflowError, TypeError) as exc:  # a check we did not foresee
+            self.dropped["malformed"] += 1
+            self.last_error = f"malformed wire message: {exc}"
             return None
         self.received += 1
         return message

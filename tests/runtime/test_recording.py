@@ -141,6 +141,16 @@ def test_replay_of_a_recording_is_bit_exact_and_shows_what_a_replacement_changes
     assert "replaced controller=constant" in other.stdout
     bad = edgeloop_cli("replay", "r.mcap", "--replace", "controller")
     assert bad.returncode == 2 and "expected NODE=TYPE" in bad.stderr
+    unknown = edgeloop_cli("replay", "r.mcap", "--replace", "nosuch=constant")
+    assert unknown.returncode == 2 and "has no node 'nosuch'" in unknown.stderr
+    live = edgeloop_cli("run", str(PENDULUM), "--duration", "0.3", "--record", "live.mcap")
+    assert live.returncode == 0, live.stderr
+    refused = edgeloop_cli("replay", "live.mcap")
+    assert refused.returncode == 2 and "recorded in real time" in refused.stderr
+    (tmp_path / "short.mcap").write_bytes(b"\x89MC")
+    short = edgeloop_cli("replay", "short.mcap")
+    assert short.returncode == 2 and "not a readable MCAP file" in short.stderr
+    assert all("Traceback" not in p.stderr for p in (unknown, refused, short))
 
 
 def test_the_replay_node_emits_the_recorded_outputs_at_their_times(tmp_path):

@@ -279,3 +279,45 @@ def test_slot_files_of_a_killed_sender_are_removed_by_the_next_one(tmp_path):
     assert child.returncode == -9 and list(SHM_DIR.glob(f"{prefix}*"))  # left behind
     Sender(f"ipc://{tmp_path}/next").close()
     assert not list(SHM_DIR.glob(f"{prefix}*"))
+
+
+def test_notices_naming_unusable_files_are_counted_and_a_remote_edge_lends_no_memory(tmp_path):
+    import os
+    import struct
+
+    endpoint = f"ipc://{tmp_path}/hostile"
+    peer = zmq.Context.instance().socket(zmq.DEALER)
+    peer.bind(endpoint)
+    receiver = Receiver(endpoint)
+    empty = SHM_DIR / f"edgeloop-{os.getpid()}-0badf00d-0"
+    empty.touch()
+    link = SHM_DIR / f"edgeloop-{os.getpid()}-0badf00d-1"
+    link.symlink_to(empty)
+    try:
+        for name in (empty.name, link.name):
+            head = struct.pack("<Qdd4sBIIH", 0, 0.0, 0.0, b"|u1 ", 1, 0, 1, len(name))
+            peer.send(MAGIC + b"S" + head + name.encode() + struct.pack("<Q", 16))
+            assert receiver.recv(5) is None
+        assert sum(receiver.decoder.dropped.values()) == 2
+    finally:
+        receiver.close()
+        peer.close(linger=0)
+        link.unlink()
+        empty.unlink()
+    remote = Sender(f"ipc://{tmp_path}/remote", threshold=None)
+    try:
+        assert not remote.buffer((64, 1024), np.float32).base  # plain memory, not a slot
+    finally:
+        remote.close()
+
+
+def test_a_strided_view_of_a_loan_is_copied_and_the_loan_comes_back(edge):
+    sender, receiver = edge
+    for k in range(4):
+        loan = sender.buffer((128, 256), np.float32)
+        loan[...] = k
+        sender.send(Message(loan.T, k, 0.0, 0.0))  # not contiguous: copied
+        assert receiver.recv(5).data[0, 0] == k
+        gc.collect()
+        wait_released(sender, 0)
+    assert sender.inline_fallbacks == 0 and sender.copies == 4

@@ -171,3 +171,19 @@ def test_messages_cross_a_real_zeromq_socket_without_copies_and_bad_ones_are_cou
         sender.close(linger=0)
         receiver.close(linger=0)
         context.term()
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b'ELW1J{"seq":1' + b"9" * 5000 + b',"created":0,"sensed":0,"data":1}',  # a huge int
+        b'ELW1J{"seq":1,"created":1' + b"0" * 400 + b',"sensed":0,"data":1}',
+        b'ELW1J{"seq":1,"created":0,"sensed":0,"data":{"@a":0,"dtype":"<f4","shape":[0,'
+        + str(2**64).encode()
+        + b"]}}",
+    ],
+)
+def test_hostile_headers_are_counted_not_raised(header):
+    decoder = Decoder()
+    assert decoder.decode([header, b""]) is None and decoder.decode([header]) is None
+    assert sum(decoder.dropped.values()) == 2
