@@ -277,9 +277,10 @@ def _train(
         config.total_steps * (k + 1) / config.curve_points for k in range(config.curve_points)
     ]
     curve_grid = space.grid(config.curve_grid)
+    training = _Training(torch, config, policy, optimizer, rng, seeds, sampler, result)
     used = 0
     if resume and checkpoint is not None and Path(checkpoint).exists():
-        used = _restore(torch, checkpoint, config, policy, optimizer, rng, seeds, sampler, result)
+        used = training.restore(checkpoint)
     try:
         while used + cost <= config.total_steps:
             before = sampler.evaluation_steps
@@ -313,9 +314,7 @@ def _train(
             if checkpoint is not None and (
                 last or len(result.steps) % config.checkpoint_every == 0
             ):
-                _save(
-                    torch, checkpoint, config, policy, optimizer, rng, seeds, sampler, result, used
-                )
+                training.save(checkpoint, used)
             if progress is not None:
                 progress(result)
     finally:
@@ -431,69 +430,69 @@ def _rollout(
     return buffers, returns
 
 
-def _save(
-    torch: Any,
-    path: str | Path,
-    config: TrainConfig,
-    policy: Any,
-    optimizer: Any,
-    rng: np.random.Generator,
-    seeds: _SeedCounter,
-    sampler: Sampler,
-    result: TrainResult,
-    used: int,
-) -> None:
-    """Everything a resumed run needs to go on bit-identically, written atomically."""
-    path = Path(path)
-    state = {
-        "config": dataclasses.asdict(config),
-        "used": used,
-        "policy": policy.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "torch_rng": torch.get_rng_state(),
-        "numpy_rng": json.dumps(rng.bit_generator.state),
-        "next_seed": seeds.next,
-        "sampler": sampler.state_dict(),
-        "history": json.dumps(result.history()),
-    }
-    partial = path.with_name(path.name + ".partial")
-    torch.save(state, partial)
-    partial.replace(path)
+@dataclass
+class _Training:
+    """The whole state of a run in progress: what a checkpoint saves and restores."""
+
+    torch: Any
+    config: TrainConfig
+    policy: Any
+    optimizer: Any
+    rng: np.random.Generator
+    seeds: _SeedCounter
+    sampler: Sampler
+    result: TrainResult
+
+    def save(self, path: str | Path, used: int) -> None:
+        """Everything a resumed run needs to go on bit-identically, written atomically."""
+        path = Path(path)
+        state = {
+            "config": dataclasses.asdict(self.config),
+            "used": used,
+            "policy": self.policy.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "torch_rng": self.torch.get_rng_state(),
+            "numpy_rng": json.dumps(self.rng.bit_generator.state),
+            "next_seed": self.seeds.next,
+            "sampler": self.sampler.state_dict(),
+            "history": json.dumps(self.result.history()),
+        }
+        partial = path.with_name(path.name + ".partial")
+        self.torch.save(state, partial)
+        partial.replace(path)
+
+    def restore(self, path: str | Path) -> int:
+        """Load a checkpoint of this config; returns the steps it had used."""
+        try:
+            state = self.torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises many kinds for a damaged file
+            raise EdgeloopError(
+                f"cannot read the checkpoint {path}: {exc} (fix: delete it to start over)"
+            ) from None
+        changed = changed_settings(state["config"], self.config)
+        if changed:
+            raise EdgeloopError(
+                f"the checkpoint {path} was made with other settings ({', '.join(changed)} "
+                "differ) (fix: resume with the run's own settings, or start a new run)"
+            )
+        self.policy.load_state_dict(state["policy"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.torch.set_rng_state(state["torch_rng"])
+        self.rng.bit_generator.state = json.loads(state["numpy_rng"])
+        self.seeds.next = int(state["next_seed"])
+        self.sampler.load_state_dict(state["sampler"])
+        self.result.load_history(json.loads(state["history"]))
+        return int(state["used"])
 
 
-def _restore(
-    torch: Any,
-    path: str | Path,
-    config: TrainConfig,
-    policy: Any,
-    optimizer: Any,
-    rng: np.random.Generator,
-    seeds: _SeedCounter,
-    sampler: Sampler,
-    result: TrainResult,
-) -> int:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many kinds for a damaged file
-        raise EdgeloopError(
-            f"cannot read the checkpoint {path}: {exc} (fix: delete it to start over)"
-        ) from None
-    if state["config"] != dataclasses.asdict(config):
-        changed = sorted(
-            k for k, v in dataclasses.asdict(config).items() if state["config"].get(k) != v
-        )
-        raise EdgeloopError(
-            f"the checkpoint {path} was made with other settings ({', '.join(changed)} "
-            "differ) (fix: resume with the run's own settings, or start a new run)"
-        )
-    policy.load_state_dict(state["policy"])
-    optimizer.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["torch_rng"])
-    rng.bit_generator.state = json.loads(state["numpy_rng"])
-    seeds.next = int(state["next_seed"])
-    sampler.load_state_dict(state["sampler"])
-    result.load_history(json.loads(state["history"]))
-    return int(state["used"])
+def changed_settings(saved: dict[str, Any], config: TrainConfig) -> list[str]:
+    """The settings that differ between a saved config and ``config``, or that only one
+    of them has (sorted names)."""
+    current = dataclasses.asdict(config)
+    missing = object()
+    return sorted(
+        k for k in saved.keys() | current.keys() if saved.get(k, missing) != current.get(k, missing)
+    )
 
 
 def _ppo_update(

@@ -9,7 +9,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from edgeloop.runtime.errors import EdgeloopError
-from edgeloop.sims.ppo import TrainConfig, TrainResult, _torch, make_policy, train
+from edgeloop.sims.ppo import (
+    TrainConfig,
+    TrainResult,
+    _torch,
+    changed_settings,
+    make_policy,
+    train,
+)
 from edgeloop.sims.task_space import load_task_space
 
 
@@ -51,11 +58,8 @@ def train_run(
             "with it, another folder, or delete it)"
         )
     if started:
-        saved = read_config(folder)
-        if saved != config:
-            changed = sorted(
-                k for k, v in dataclasses.asdict(config).items() if getattr(saved, k) != v
-            )
+        changed = changed_settings(dataclasses.asdict(read_config(folder)), config)
+        if changed:
             raise EdgeloopError(
                 f"{folder} holds a run with other settings ({', '.join(changed)} differ) "
                 "(fix: use another folder, or delete it to train it again)"

@@ -24,6 +24,17 @@ from edgeloop.runtime.recording import Recorder, read_recording
 PENDULUM = Path(__file__).parents[2] / "examples" / "pendulum" / "loop.yaml"
 
 
+def edgeloop_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real CLI in a subprocess, run in ``cwd``."""
+    return subprocess.run(
+        [sys.executable, "-m", "edgeloop", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+    )
+
+
 def run_pendulum(recorder: Recorder | None) -> tuple[edgeloop.RunReport, list[np.ndarray]]:
     graph = edgeloop.load_graph(PENDULUM)
     graph.add_node("watch", RecordingSink, inputs={"obs": "sensor/obs", "u": "safety/action"})
@@ -101,54 +112,44 @@ def test_a_file_that_is_not_a_recording_is_a_clear_error(tmp_path):
 
 
 def test_run_record_from_the_command_line(tmp_path):
-    def edgeloop_cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "edgeloop", *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=tmp_path,
-        )
-
-    made = edgeloop_cli("run", str(PENDULUM), "--sim", "--duration", "1", "--record", "r.mcap")
+    made = edgeloop_cli(
+        tmp_path, "run", str(PENDULUM), "--sim", "--duration", "1", "--record", "r.mcap"
+    )
     assert made.returncode == 0, made.stderr
     assert "recorded 150 messages to r.mcap" in made.stdout
     assert sum(1 for _ in read_recording(tmp_path / "r.mcap")) == 150
-    nowhere = edgeloop_cli("run", str(PENDULUM), "--sim", "--record", "no/such/dir/r.mcap")
+    nowhere = edgeloop_cli(
+        tmp_path, "run", str(PENDULUM), "--sim", "--record", "no/such/dir/r.mcap"
+    )
     assert nowhere.returncode == 2 and "cannot write the recording" in nowhere.stderr
     assert "Traceback" not in nowhere.stderr
 
 
 def test_replay_of_a_recording_is_bit_exact_and_shows_what_a_replacement_changes(tmp_path):
-    def edgeloop_cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "edgeloop", *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=tmp_path,
-        )
-
-    made = edgeloop_cli("run", str(PENDULUM), "--sim", "--duration", "2", "--record", "r.mcap")
+    made = edgeloop_cli(
+        tmp_path, "run", str(PENDULUM), "--sim", "--duration", "2", "--record", "r.mcap"
+    )
     assert made.returncode == 0, made.stderr
-    same = edgeloop_cli("replay", "r.mcap")
+    same = edgeloop_cli(tmp_path, "replay", "r.mcap")
     assert same.returncode == 0, same.stderr
     assert "played back sensor" in same.stdout and "bit-exact (nothing replaced)" in same.stdout
     assert "/controller/action │      100 │      100 │       100" in same.stdout
-    other = edgeloop_cli("replay", "r.mcap", "--replace", "controller=constant")
+    other = edgeloop_cli(tmp_path, "replay", "r.mcap", "--replace", "controller=constant")
     assert other.returncode == 0, other.stderr
     assert "outputs differ (with replacements)" in other.stdout
     assert "replaced controller=constant" in other.stdout
-    bad = edgeloop_cli("replay", "r.mcap", "--replace", "controller")
+    bad = edgeloop_cli(tmp_path, "replay", "r.mcap", "--replace", "controller")
     assert bad.returncode == 2 and "expected NODE=TYPE" in bad.stderr
-    unknown = edgeloop_cli("replay", "r.mcap", "--replace", "nosuch=constant")
+    unknown = edgeloop_cli(tmp_path, "replay", "r.mcap", "--replace", "nosuch=constant")
     assert unknown.returncode == 2 and "has no node 'nosuch'" in unknown.stderr
-    live = edgeloop_cli("run", str(PENDULUM), "--duration", "0.3", "--record", "live.mcap")
+    live = edgeloop_cli(
+        tmp_path, "run", str(PENDULUM), "--duration", "0.3", "--record", "live.mcap"
+    )
     assert live.returncode == 0, live.stderr
-    refused = edgeloop_cli("replay", "live.mcap")
+    refused = edgeloop_cli(tmp_path, "replay", "live.mcap")
     assert refused.returncode == 2 and "recorded in real time" in refused.stderr
     (tmp_path / "short.mcap").write_bytes(b"\x89MC")
-    short = edgeloop_cli("replay", "short.mcap")
+    short = edgeloop_cli(tmp_path, "replay", "short.mcap")
     assert short.returncode == 2 and "not a readable MCAP file" in short.stderr
     assert all("Traceback" not in p.stderr for p in (unknown, refused, short))
 

@@ -38,12 +38,13 @@ def connect(sender: Sender, receiver: Receiver) -> None:
     sender.sent = sender.dropped = 0
 
 
-def wait_released(sender: Sender, in_use: int) -> None:
-    """Wait (at most 5 s) until the receiver's releases have come back."""
+def wait_released(sender: Sender, held: int) -> None:
+    """Wait (at most 5 s) until only ``held`` slots are still out with the receiver."""
     deadline = time.monotonic() + 5
-    while sender.slots_in_use > in_use and time.monotonic() < deadline:
+    while sender.slots_in_use > held and time.monotonic() < deadline:
         time.sleep(0.002)
-    assert sender.slots_in_use <= in_use
+    out = sender.slots_in_use
+    assert out <= held, f"{out} slots never came back"
 
 
 def image(k: float) -> np.ndarray:
