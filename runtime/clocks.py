@@ -65,11 +65,14 @@ class RealClock:
     def __init__(self, spin_us: float = 200.0) -> None:
         self._spin_ns = int(spin_us * 1000)
         self._start_ns = time.perf_counter_ns()
+        self.epoch_ns: int | None = None
+        """When set, ``start`` makes this ``perf_counter_ns`` instant time 0: the
+        process groups of one run share it (the clock is system-wide on Linux)."""
 
     def start(self) -> None:
         # Not at construction: setting up nodes (making environments, loading
         # models) takes a while and would show as lateness of the first timers.
-        self._start_ns = time.perf_counter_ns()
+        self._start_ns = self.epoch_ns if self.epoch_ns is not None else time.perf_counter_ns()
 
     def now_ns(self) -> int:
         return time.perf_counter_ns() - self._start_ns

@@ -11,6 +11,7 @@ deadline misses and faults, and a plugin's exception never ends the loop.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import logging
 import math
@@ -47,6 +48,10 @@ class Executor:
         clock: A clock to use instead of the default for ``simulated``.
         recorder: Record every message into it (``edgeloop.runtime.recording``);
             the caller closes it after the run.
+        bridge: Links to the other process groups of a graph split across
+            processes (``edgeloop.runtime.groups``): it sends what local nodes
+            publish to remote ones, hands in what arrives, and decides when the
+            run ends. Set by the group worker, not by users.
     """
 
     def __init__(
@@ -58,6 +63,7 @@ class Executor:
         seed: int = 0,
         clock: Clock | None = None,
         recorder: Any = None,
+        bridge: Any = None,
     ) -> None:
         if not isinstance(seed, int) or seed < 0:
             raise EdgeloopError(f"seed must be a whole number >= 0, got {seed!r} (fix: pass one)")
@@ -75,6 +81,7 @@ class Executor:
         self._fault_log: list[dict[str, Any]] = []
         self._loop_parts = CompiledLoop()
         self._recorder = recorder
+        self._bridge = bridge
 
     # -- running ----------------------------------------------------------------
 
@@ -109,7 +116,9 @@ class Executor:
                 resources=self._resources,
                 series=self._series,
             )
+            self._attach_taps()
         except BaseException:  # nodes set up so far are closed; what they shared too
+            self._loop_parts.close_all()
             self._close_resources()
             raise
         self._faults = FaultHandler(
@@ -131,12 +140,17 @@ class Executor:
         try:
             self._loop(heap, end_ns)
             if self._stop_reason is None:
-                self._stop_reason = "duration reached" if heap else "nothing left to run"
+                if self._bridge is not None:
+                    self._stop_reason = self._bridge.stop_reason
+                else:
+                    self._stop_reason = "duration reached" if heap else "nothing left to run"
         except KeyboardInterrupt:
             self._stop_reason = "interrupted"
         finally:
             self._loop_parts.close_all()
             self._close_resources()
+            if self._bridge is not None:
+                self._bridge.close()
         wall_s = time.perf_counter() - wall_start
         if not self.simulated:
             duration = wall_s
@@ -158,6 +172,20 @@ class Executor:
         (safe from another thread)."""
         if self._stop_reason is None:
             self._stop_reason = reason
+
+    def _attach_taps(self) -> None:
+        """Give every output port (and timer tick) what must see its messages: the
+        recorder, and the bridge's senders to other process groups."""
+        loop = self._loop_parts
+        if self._recorder is not None:
+            write = self._recorder.write
+            ports = [(r.spec.id, p) for r in loop.runners.values() for p in r.out_ports.values()]
+            ports += [(t.runner.spec.id, t.port) for t in loop.timers if t.port is not None]
+            for node_id, port in ports:
+                if not getattr(loop.runners[node_id].node, "external", False):
+                    port.taps.append(functools.partial(write, f"/{node_id}/{port.name}"))
+        if self._bridge is not None:
+            self._bridge.attach(loop, self.clock)
 
     def _stop_for_fault(self, reason: str) -> None:
         if self._stop_reason is None:
@@ -215,8 +243,7 @@ class Executor:
         isfinite = math.isfinite
         fsum = math.fsum
         recorders = self._loop_parts.recorders()
-        recording = self._recorder is not None
-        record_message = self._recorder.write if recording else None
+        bridge = self._bridge
         now_s = 0.0
 
         def compile_node(r: Runner) -> Callable[[], None]:
@@ -230,7 +257,7 @@ class Executor:
             # fixed facts as closure variables.
             port = next(iter(r.out_ports.values())) if len(r.out_ports) == 1 else None
             only_output = port.name if port is not None else _NO_PORT
-            topic = f"/{r.spec.id}/{only_output}"
+            taps = tuple(port.taps) if port is not None else ()
             is_float = port is not None and port.is_float
             is_small_vector = port is not None and port.is_small_vector
             edges = tuple(port.edges) if port is not None else ()
@@ -297,8 +324,9 @@ class Executor:
                         port.last_data = data
                         port.last_created = created
                         port.last_sensed = sensed
-                        if recording:
-                            record_message(topic, data, port.seq - 1, created, sensed)
+                        if taps:  # the recorder, senders to other processes
+                            for tap in taps:
+                                tap(data, port.seq - 1, created, sensed)
                         for receiver_inputs, input_name, receiver in edges:
                             receiver_inputs[input_name] = data
                             if receiver is not None and not receiver.queued:
@@ -340,11 +368,30 @@ class Executor:
             else:
                 timer.fire = timer.runner.run
 
-        while heap and self._stop_reason is None:
-            due, order, timer = heap[0]
-            if due >= end_ns:
-                break
-            now = wait_until(due)
+        def deliver(runner: Runner, port: str, data: Any, created: float, sensed: float) -> None:
+            """A message from another process, published by the node standing in for
+            its sender here, and everything it triggers run to completion."""
+            nonlocal now_s
+            now_s = clock_now() * 1e-9
+            publish(runner, {port: data}, created, sensed)
+            while ready:
+                receiver = popleft()
+                receiver.queued = False
+                receiver.run()
+
+        while self._stop_reason is None:
+            if bridge is None:
+                if not heap or heap[0][0] >= end_ns:
+                    break
+                due, order, timer = heap[0]
+                now = wait_until(due)
+            else:  # the bridge ends the run; until then, messages come in between timers
+                due, order, timer = heap[0] if heap else (NEVER, -1, None)
+                if due >= end_ns and not simulated:  # the supervisor ends the run
+                    due, order, timer = NEVER, -1, None
+                now = bridge.wait(due, order, deliver)
+                if now is None or timer is None:
+                    break
             now_s = now * 1e-9
             if not simulated:
                 timer.jitter.samples.append(now - due)
@@ -419,10 +466,8 @@ class Executor:
             port.last_data = data
             port.last_created = created
             port.last_sensed = sensed
-            if self._recorder is not None:
-                self._recorder.write(
-                    f"/{r.spec.id}/{port.name}", data, port.seq - 1, created, sensed
-                )
+            for tap in port.taps:
+                tap(data, port.seq - 1, created, sensed)
             for inputs, input_name, receiver in port.edges:
                 inputs[input_name] = data
                 if receiver is not None and not receiver.queued:

@@ -183,6 +183,18 @@ class NodeSpec(_Strict):
     """Process group, for placing nodes in separate processes."""
 
 
+class GroupSpec(_Strict):
+    """How the supervisor treats one process group (``groups:`` in the graph)."""
+
+    on_crash: Literal["restart", "stop"] = "restart"
+    """A group's process that dies or stops sending heartbeats is restarted (real
+    time only: a simulated run stops, since its lockstep cannot be resumed) or
+    ends the run."""
+    restart: RestartPolicy = Field(default_factory=lambda: RestartPolicy(backoff_ms=200.0))
+    heartbeat_timeout_ms: float = Field(default=2000.0, gt=0, allow_inf_nan=False)
+    """No heartbeat for this long (a step stuck, say) counts as a crash."""
+
+
 class ContractSpec(_Strict):
     """A named sensor-to-actuator path with an end-to-end deadline."""
 
@@ -199,6 +211,8 @@ class LoopGraph(_Strict):
     """Hardware profile the loop targets (e.g. ``jetson-orin-nano-8gb``)."""
     nodes: list[NodeSpec] = Field(default_factory=list)
     contracts: list[ContractSpec] = Field(default_factory=list)
+    groups: dict[str, GroupSpec] = Field(default_factory=dict)
+    """Crash policies of process groups by name; a group not listed gets the defaults."""
 
     _file: str | None = PrivateAttr(default=None)
     _lines: dict[tuple[Any, ...], int] = PrivateAttr(default_factory=dict)
@@ -348,6 +362,10 @@ class LoopGraph(_Strict):
         data["nodes"] = nodes
         if self.contracts:
             data["contracts"] = [c.model_dump() for c in self.contracts]
+        if self.groups:
+            data["groups"] = {
+                k: g.model_dump(exclude_defaults=True) for k, g in self.groups.items()
+            }
         return data
 
     def to_yaml(self) -> str:

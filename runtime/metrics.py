@@ -151,6 +151,9 @@ class RunReport:
     fault_log: list[dict[str, Any]] = field(default_factory=list)
     recording: dict[str, Any] | None = None
     """File, messages written and failed, when the run was recorded."""
+    groups: list[dict[str, Any]] | None = None
+    """Per process group of a run split across processes: its nodes, pid, crashes,
+    restarts, and the messages and bytes its links sent, dropped and received."""
 
     def node(self, node_id: str) -> NodeStats:
         """The stats of one node (KeyError if none)."""
@@ -168,6 +171,26 @@ class RunReport:
 
     def to_dict(self) -> dict[str, Any]:
         return _json_safe(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunReport:
+        """The report back from :meth:`to_dict` (JSON nulls back to NaN)."""
+
+        def stats(kind: type, items: list[dict[str, Any]]) -> list[Any]:
+            floats = {f for f, t in kind.__annotations__.items() if t == "float"}
+            return [
+                kind(**{k: math.nan if k in floats and v is None else v for k, v in i.items()})
+                for i in items
+            ]
+
+        return cls(
+            **{
+                **data,
+                "nodes": stats(NodeStats, data["nodes"]),
+                "contracts": stats(ContractStats, data["contracts"]),
+                "timers": stats(TimerStats, data["timers"]),
+            }
+        )
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)

@@ -184,6 +184,9 @@ class Node:
     role: ClassVar[str] = "node"
     accepts_any_inputs: ClassVar[bool] = False
     """True for node types that take inputs of any name (a logger, say)."""
+    external: ClassVar[bool] = False
+    """True for node types that never step: their outputs come from outside the
+    executor (a stand-in for a node in another process)."""
 
     ctx: NodeContext
     config: Any

@@ -160,3 +160,21 @@ class PluginRegistry:
             return self.node_types[name]
         except KeyError:
             raise UnknownNodeTypeError(name, sorted(self.node_types)) from None
+
+
+def import_plugin(path: str) -> Any:
+    """The plugin object at ``module:attribute`` (or a whole module), e.g. for the
+    processes of a graph split into groups, which load plugins by import path.
+
+    Raises:
+        PluginError: it cannot be imported.
+    """
+    module, _, attr = path.partition(":")
+    try:
+        plugin = importlib.import_module(module)
+        return getattr(plugin, attr) if attr else plugin
+    except (ImportError, AttributeError) as exc:
+        raise PluginError(
+            f"cannot import plugin '{path}': {exc} (fix: module:attribute of an importable module)",
+            plugin=path,
+        ) from None

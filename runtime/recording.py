@@ -115,12 +115,7 @@ class Recorder:
     def write(self, topic: str, data: Any, seq: int, created: float, sensed: float) -> None:
         """Record one message; never raises (failures are counted)."""
         try:
-            channel = self._channels.get(topic)
-            if channel is None:
-                channel = self._writer.register_channel(
-                    topic=topic, message_encoding="json", schema_id=0
-                )
-                self._channels[topic] = channel
+            channel = self._channel(topic)
             body = json.dumps(
                 {"seq": seq, "sensed": _float(sensed), "value": _plain(data)},
                 separators=(",", ":"),
@@ -133,6 +128,15 @@ class Recorder:
         except Exception as exc:  # a recorder must not take the loop down
             self.failed += 1
             self.last_error = f"{topic}: {exc}"
+
+    def _channel(self, topic: str) -> int:
+        channel = self._channels.get(topic)
+        if channel is None:
+            channel = self._writer.register_channel(
+                topic=topic, message_encoding="json", schema_id=0
+            )
+            self._channels[topic] = channel
+        return channel
 
     def add_metadata(self, data: Mapping[str, Any]) -> None:
         """Facts about the run (graph, seed, duration) for ``edgeloop replay``."""
@@ -185,6 +189,49 @@ def read_recording(path: str | Path) -> Iterator[tuple[str, float, dict[str, Any
             if type(exc).__module__.startswith(("mcap", "struct")) or isinstance(exc, EOFError):
                 raise EdgeloopError(f"{path} is not a readable MCAP file: {exc}") from None
             raise
+
+
+def merge_recordings(
+    parts: list[Path], path: str | Path, metadata: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Merge the recordings of a run's process groups into one file, in log-time
+    order (ties in the order of ``parts``); messages are copied byte for byte.
+
+    Returns:
+        The recording's summary, as a :class:`Recorder` gives it.
+    """
+    import heapq
+
+    mcap = _mcap()
+    out = Recorder(path)
+    streams = [part.open("rb") for part in parts]
+    try:
+        readers = [
+            (
+                (message.log_time, k, channel.topic, message)
+                for _schema, channel, message in mcap.reader.make_reader(stream).iter_messages(
+                    log_time_order=True
+                )
+            )
+            for k, stream in enumerate(streams)
+        ]
+        for _, _, topic, message in heapq.merge(*readers, key=lambda item: item[:2]):
+            channel = out._channel(topic)
+            out._writer.add_message(
+                channel,
+                log_time=message.log_time,
+                data=message.data,
+                publish_time=message.publish_time,
+                sequence=message.sequence,
+            )
+            out.written += 1
+        if metadata:
+            out.add_metadata(metadata)
+    finally:
+        for stream in streams:
+            stream.close()
+        out.close()
+    return out.summary()
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:

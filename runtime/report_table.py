@@ -127,6 +127,36 @@ def report_tables(report: RunReport) -> Group:
                     _num(values[-1], 2),
                 )
         parts.append(series)
+    if report.groups:
+        groups = Table(
+            title="process groups (messages and bytes their links sent to other groups)",
+            title_justify="left",
+        )
+        for col in (
+            "group",
+            "nodes",
+            "pid",
+            "crashes",
+            "restarts",
+            "sent",
+            "bytes",
+            "dropped",
+            "bad in",
+        ):
+            groups.add_column(col, justify="left" if col in ("group", "nodes") else "right")
+        for g in report.groups:
+            groups.add_row(
+                g["name"],
+                ", ".join(g["nodes"]),
+                str(g["pid"]),
+                str(g["crashes"]),
+                str(g["restarts"]),
+                f"{g['sent']:,}",
+                f"{g['bytes']:,}",
+                str(g["dropped"]),
+                str(g["bad"]),
+            )
+        parts.append(groups)
     if report.fault_log:
         faults = Table(title=f"faults (last 10 of {len(report.fault_log)})", title_justify="left")
         for col in ("t s", "node", "kind", "action", "error"):

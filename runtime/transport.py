@@ -31,6 +31,7 @@ import re
 import stat
 import struct
 import tempfile
+import time
 import weakref
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ _SIZE = struct.Struct("<Q")
 _RELEASE = struct.Struct("<II")
 _KIND_NOTICE = b"S"
 _KIND_RELEASE = b"R"
+_KIND_HELLO = b"H"
 
 
 class _Slot:
@@ -175,6 +177,8 @@ class Sender:
         """Arrays copied into a slot (a node's own arrays; loaned buffers need none)."""
         self.inline_fallbacks = 0
         """Large arrays sent inline because every slot was in use."""
+        self.bytes = 0
+        """Bytes sent: the frames of inline messages, the arrays of shared ones."""
 
     def buffer(self, shape: tuple[int, ...] | int, dtype: Any = np.float32) -> np.ndarray:
         """A writable array in a shared-memory slot: fill it and :meth:`send` it to
@@ -223,12 +227,14 @@ class Sender:
             if slot is not None:
                 return self._send_notice(message, data, slot, loaned=slot is loaned)
             self.inline_fallbacks += 1
+        frames = encode(message)
         try:
-            self.socket.send_multipart(encode(message), zmq.NOBLOCK, copy=False)
+            self.socket.send_multipart(frames, zmq.NOBLOCK, copy=False)
         except zmq.Again:
             self.dropped += 1
             return False
         self.sent += 1
+        self.bytes += sum(memoryview(f).nbytes for f in frames)
         return True
 
     def _send_notice(
@@ -258,6 +264,7 @@ class Sender:
             return False
         self.sent += 1
         self.shared += 1
+        self.bytes += data.nbytes
         return True
 
     def _slot(self, nbytes: int) -> _Slot | None:
@@ -292,6 +299,17 @@ class Sender:
             self._paths.append(slot.path)
             return slot
         return None
+
+    def wait_for_receiver(self, timeout_s: float) -> bool:
+        """Wait until a receiver has said :meth:`Receiver.hello` (sending before a
+        receiver is connected drops the message); False after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.socket.poll(max(1, int(left * 1000))):
+                return False
+            if self.socket.recv() == _KIND_HELLO:
+                return True
 
     def _collect_releases(self) -> None:
         if not self._slots:  # nothing lent out, nothing to come back
@@ -423,6 +441,10 @@ class Receiver:
                 os.close(fd)
             self._maps[name] = shared
         return shared
+
+    def hello(self) -> None:
+        """Tell the sender this receiver is connected (see :meth:`Sender.wait_for_receiver`)."""
+        self.socket.send(_KIND_HELLO)
 
     def _release(self, index: int, generation: int) -> None:
         if not self._closed:

@@ -135,7 +135,13 @@ def validate_graph(graph: LoopGraph, registry: PluginRegistry) -> list[GraphProb
         triggers = any(
             inp.is_timer or (inp.trigger and not inp.feedback) for inp in spec.inputs.values()
         )
-        if spec.rate_hz is None and not triggers and spec.id not in fallback_targets:
+        external = getattr(classes.get(spec.id), "external", False)  # fed from outside
+        if (
+            spec.rate_hz is None
+            and not triggers
+            and spec.id not in fallback_targets
+            and not external
+        ):
             problem(
                 ("nodes", i),
                 f"node '{spec.id}' never runs: it has no rate and no triggering input",

@@ -37,6 +37,7 @@ class OutPort:
         "last_sensed",
         "name",
         "seq",
+        "taps",
     )
 
     def __init__(self, port: Port) -> None:
@@ -56,6 +57,9 @@ class OutPort:
         self.edges: list[tuple[dict[str, Any], str, Runner | None]] = []
         self.fifo_slots: list[Slot] = []
         self.direct: Runner | None = None  # receiver stepped right after a publish, not queued
+        # Called with (data, seq, created, sensed) for every message: the recorder,
+        # senders to other process groups.
+        self.taps: list[Any] = []
 
     def last_message(self) -> Message | None:
         """The last published message, or None."""

@@ -1,0 +1,288 @@
+"""The bridge of one process group: its links to the other groups and to the supervisor.
+
+The executor of a group calls :meth:`GroupBridge.wait` instead of sleeping until
+its next timer. In real time the bridge hands in messages from other groups as
+they arrive and sends heartbeats while it waits. In simulated time it waits for
+the supervisor instead, which runs every group in lockstep: it tells one group
+at a time to fire its next timer (the earliest over all groups, ties broken by
+graph order, as one executor would) or to take the messages other groups sent
+it, in the order they were sent. So a multi-process simulated run is as
+deterministic as a single-process one.
+
+Control messages are small JSON objects on a DEALER socket to the supervisor's
+ROUTER; data travels on the links (:mod:`edgeloop.runtime.transport`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+
+from edgeloop.runtime.building import CompiledLoop
+from edgeloop.runtime.clocks import Clock
+from edgeloop.runtime.errors import EdgeloopError
+from edgeloop.runtime.messages import Message
+from edgeloop.runtime.placement import GroupPlan
+from edgeloop.runtime.transport import Receiver, Sender
+from edgeloop.runtime.wiring import NEVER
+
+HEARTBEAT_S = 0.25
+CONNECT_TIMEOUT_S = 30.0
+_SPIN_NS = 300_000  # poll without a timeout this close to a timer (zmq timeouts are in ms)
+
+
+def send_json(socket: zmq.Socket, message: dict[str, Any]) -> None:
+    socket.send(json.dumps(message, separators=(",", ":")).encode())
+
+
+class GroupBridge:
+    """Links one group's executor to the other groups and the supervisor.
+
+    Args:
+        plan: The group's part of the graph and its links.
+        endpoints: Endpoint of every link by id.
+        control: The supervisor's endpoint.
+        order: Every node's index in the whole graph (ties between timers).
+        first_start: Wait for every receiver of this group's links to connect
+            (not after a restart: they are connected already and reconnect by
+            themselves).
+    """
+
+    def __init__(
+        self,
+        plan: GroupPlan,
+        endpoints: dict[int, str],
+        control: str,
+        order: dict[str, int],
+        *,
+        first_start: bool = True,
+    ) -> None:
+        self.plan = plan
+        self.stop_reason = "stopped by the supervisor"
+        self.events: list[dict[str, Any]] = []
+        """What the supervisor told this group (an upstream group restarted)."""
+        self._endpoints = endpoints
+        self._order = order
+        self._first_start = first_start
+        self._context = zmq.Context.instance()
+        self.control = self._context.socket(zmq.DEALER)
+        self.control.setsockopt(zmq.LINGER, 1000)  # the report must get out
+        self.control.setsockopt(zmq.IDENTITY, plan.name.encode())
+        self.control.connect(control)
+        self.senders: dict[int, Sender] = {}
+        self.receivers: dict[int, Receiver] = {}
+        self._sent: list[int] = []  # links sent on since the last report (lockstep)
+        self._ranks: list[list[int]] = []
+        self._inbound: dict[int, tuple[Any, str]] = {}  # link -> (stand-in runner, port)
+        self._clock: Clock | None = None
+        self._last_beat = 0.0
+        self._parent = os.getppid()
+        self._stopped_early = False  # told to stop before the start
+
+    # -- set-up -----------------------------------------------------------------------
+
+    def attach(self, loop: CompiledLoop, clock: Clock) -> None:
+        """Bind this group's links, connect to the others', say ready and wait for
+        the supervisor's start (called by the executor once its nodes are set up).
+
+        Raises:
+            EdgeloopError: a link cannot bind, or a receiver never connected.
+        """
+        self._clock = clock
+        for link in self.plan.outbound:
+            sender = Sender(self._endpoints[link.id])
+            self.senders[link.id] = sender
+            loop.runners[link.node].out_ports[link.port].taps.append(self._tap(link.id, sender))
+        for link in self.plan.inbound:
+            receiver = Receiver(self._endpoints[link.id])
+            receiver.hello()
+            self.receivers[link.id] = receiver
+            self._inbound[link.id] = (loop.runners[link.node], link.port)
+        if self._first_start:
+            self._wait_for_receivers()
+        # Timer ranks for lockstep: (node's index in the whole graph, its k-th timer).
+        per_node: dict[str, int] = {}
+        for timer in loop.timers:
+            node_id = timer.runner.spec.id
+            per_node[node_id] = per_node.get(node_id, -1) + 1
+            self._ranks.append([self._order[node_id], per_node[node_id]])
+        if self._stopped_early:
+            return
+        send_json(self.control, {"t": "ready", "pid": os.getpid()})
+        start = self._recv_control()
+        if start.get("t") == "stop":
+            self.stop_reason = start.get("reason", self.stop_reason)
+            self._stopped_early = True
+            return
+        epoch = start.get("epoch_ns")
+        if epoch is not None and hasattr(clock, "epoch_ns"):
+            clock.epoch_ns = int(epoch)  # every group's time 0 is the same instant
+
+    def _wait_for_receivers(self) -> None:
+        """Until every link has its receiver (a message sent before is dropped), or
+        the supervisor calls the run off (another group failed to start)."""
+        waiting = dict(self.senders)
+        deadline = time.monotonic() + CONNECT_TIMEOUT_S
+        while waiting:
+            for link_id, sender in list(waiting.items()):
+                if sender.wait_for_receiver(0.05):
+                    del waiting[link_id]
+            if self.control.poll(0):
+                command = json.loads(self.control.recv())
+                if command.get("t") == "stop":
+                    self.stop_reason = command.get("reason", self.stop_reason)
+                    self._stopped_early = True
+                    return
+            if time.monotonic() > deadline:
+                raise EdgeloopError(
+                    f"group '{self.plan.name}': no receiver connected to links "
+                    f"{sorted(waiting)} within {CONNECT_TIMEOUT_S:g} s"
+                )
+
+    def _tap(self, link_id: int, sender: Sender) -> Callable[..., None]:
+        sent = self._sent
+
+        def send(data: Any, seq: int, created: float, sensed: float) -> None:
+            if sender.send(Message(data, seq, created, sensed)):
+                sent.append(link_id)
+
+        return send
+
+    # -- waiting ----------------------------------------------------------------------
+
+    def wait(self, due_ns: int, order: int, deliver: Callable[..., None]) -> int | None:
+        """Serve the links until ``due_ns`` (real time) or until the supervisor says
+        to fire the timer at ``due_ns`` (simulated); None when the run is over."""
+        if self._stopped_early:
+            return None
+        assert self._clock is not None
+        if self._clock.simulated:
+            return self._wait_lockstep(due_ns, order, deliver)
+        return self._wait_real(due_ns, deliver)
+
+    def _wait_lockstep(self, due_ns: int, order: int, deliver: Callable[..., None]) -> int | None:
+        clock = self._clock
+        assert clock is not None
+        self._report_idle(due_ns, order)
+        while True:
+            command = self._recv_control()
+            kind = command.get("t")
+            if kind == "fire":
+                return clock.wait_until(int(command["time"]))
+            if kind == "take":
+                clock.wait_until(int(command["time"]))
+                for link_id in command["links"]:
+                    message = self.receivers[link_id].recv(timeout=CONNECT_TIMEOUT_S)
+                    if message is not None:
+                        runner, port = self._inbound[link_id]
+                        deliver(runner, port, message.data, message.created, message.sensed)
+                self._report_idle(due_ns, order)
+            elif kind == "stop":
+                self.stop_reason = command.get("reason", self.stop_reason)
+                return None
+            else:
+                self._note(command)
+
+    def _report_idle(self, due_ns: int, order: int) -> None:
+        send_json(
+            self.control,
+            {
+                "t": "idle",
+                "due": None if due_ns >= NEVER else due_ns,
+                "rank": self._ranks[order] if order >= 0 else None,
+                "sent": list(self._sent),
+            },
+        )
+        self._sent.clear()
+
+    def _wait_real(self, due_ns: int, deliver: Callable[..., None]) -> int | None:
+        clock = self._clock
+        assert clock is not None
+        poller = zmq.Poller()
+        poller.register(self.control, zmq.POLLIN)
+        by_socket = {}
+        for link_id, receiver in self.receivers.items():
+            poller.register(receiver.socket, zmq.POLLIN)
+            by_socket[receiver.socket] = link_id
+        while True:
+            now = clock.now_ns()
+            if now >= due_ns:
+                return now
+            beat = time.monotonic()
+            if beat - self._last_beat >= HEARTBEAT_S:
+                self._last_beat = beat
+                send_json(self.control, {"t": "beat"})
+                if os.getppid() != self._parent:  # the supervisor died: no orphans
+                    self.stop_reason = "the supervisor is gone"
+                    return None
+            left_ns = min(due_ns - now, int(HEARTBEAT_S * 1e9)) - _SPIN_NS
+            for socket, _ in poller.poll(max(0, left_ns // 1_000_000)):
+                if socket is self.control:
+                    while self.control.poll(0):
+                        command = json.loads(self.control.recv())
+                        if command.get("t") == "stop":
+                            self.stop_reason = command.get("reason", self.stop_reason)
+                            return None
+                        self._note(command)
+                    continue
+                link_id = by_socket[socket]
+                receiver = self.receivers[link_id]
+                runner, port = self._inbound[link_id]
+                while receiver.socket.poll(0):
+                    message = receiver.recv()
+                    if message is not None:
+                        deliver(runner, port, message.data, message.created, message.sensed)
+
+    def _recv_control(self) -> dict[str, Any]:
+        """The supervisor's next command; a vanished supervisor ends the group."""
+        while not self.control.poll(1000):
+            if os.getppid() != self._parent:
+                raise SystemExit("edgeloop group: the supervisor is gone")
+        return json.loads(self.control.recv())
+
+    def _note(self, command: dict[str, Any]) -> None:
+        if command.get("t") == "upstream":
+            self.events.append(
+                {
+                    "node": f"(group {command['group']})",
+                    "kind": "upstream_restarted",
+                    "error": f"group '{command['group']}' {command.get('why', 'crashed')}",
+                    "action": "reconnected",
+                    "time_s": self._clock.now_ns() / 1e9 if self._clock else 0.0,
+                }
+            )
+
+    # -- the end ------------------------------------------------------------------------
+
+    def link_stats(self) -> dict[str, Any]:
+        """Messages sent, dropped and shared per outbound link; received and bad per inbound."""
+        return {
+            "out": {
+                str(k): {
+                    "sent": s.sent,
+                    "dropped": s.dropped,
+                    "shared": s.shared,
+                    "inline_fallbacks": s.inline_fallbacks,
+                    "bytes": s.bytes,
+                }
+                for k, s in self.senders.items()
+            },
+            "in": {
+                str(k): {
+                    "received": r.decoder.received,
+                    "bad": sum(r.decoder.dropped.values()),
+                }
+                for k, r in self.receivers.items()
+            },
+        }
+
+    def close(self) -> None:
+        for sender in self.senders.values():
+            sender.close()
+        for receiver in self.receivers.values():
+            receiver.close()

@@ -1,0 +1,82 @@
+"""One process group's process: ``python -m edgeloop.runtime.group_worker SPEC.json``.
+
+Started by the :class:`~edgeloop.runtime.supervisor.Supervisor`, never by hand.
+It loads the whole graph, keeps its own group (:mod:`edgeloop.runtime.placement`),
+runs it with a bridge to the other groups and sends its report back.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import signal
+import sys
+import traceback
+from pathlib import Path
+
+from edgeloop.runtime.bridge import GroupBridge, send_json
+from edgeloop.runtime.clocks import RealClock, SimClock
+from edgeloop.runtime.errors import EdgeloopError
+from edgeloop.runtime.executor import Executor
+from edgeloop.runtime.graph_yaml import load_graph
+from edgeloop.runtime.placement import node_order, split_graph
+from edgeloop.runtime.plugins import PluginRegistry, import_plugin
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process when the supervisor dies, so none is orphaned."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the bridge checks its parent instead
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the supervisor, which stops us
+    spec = json.loads(Path((argv or sys.argv[1:])[0]).read_text())
+    graph = load_graph(spec["graph_file"] or "<graph>", text=spec["graph_yaml"])
+    plan = split_graph(graph)[spec["group"]]
+    bridge = GroupBridge(
+        plan,
+        {int(k): v for k, v in spec["links"].items()},
+        spec["control"],
+        node_order(graph),
+        first_start=spec["first_start"],
+    )
+    recorder = None
+    try:
+        registry = PluginRegistry(plugins={p: import_plugin(p) for p in spec["plugins"]})
+        if spec["record"]:
+            from edgeloop.runtime.recording import Recorder
+
+            recorder = Recorder(spec["record"])
+        executor = Executor(
+            plan.graph,
+            registry=registry,
+            clock=SimClock() if spec["simulated"] else RealClock(),
+            seed=spec["seed"],
+            recorder=recorder,
+            bridge=bridge,
+        )
+        report = executor.run(spec["duration"])
+    except Exception as exc:  # told to the supervisor, which reports it and stops the run
+        message = str(exc) if isinstance(exc, EdgeloopError) else traceback.format_exc(limit=8)
+        send_json(bridge.control, {"t": "error", "message": message})
+        bridge.close()
+        bridge.control.close(linger=2000)
+        return 2
+    finally:
+        if recorder is not None:
+            recorder.close()
+    report.fault_log.extend(bridge.events)
+    send_json(
+        bridge.control, {"t": "report", "report": report.to_dict(), "links": bridge.link_stats()}
+    )
+    bridge.control.close(linger=5000)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

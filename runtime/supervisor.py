@@ -1,0 +1,500 @@
+"""The supervisor: runs a graph's process groups as processes and merges their reports.
+
+It starts one process per group (:mod:`edgeloop.runtime.group_worker`), waits
+until every link is connected, and starts them on one shared time 0. In real
+time it watches their heartbeats: a group that dies or goes quiet is killed and
+restarted by its ``groups:`` policy with backoff, and the groups it feeds are
+told. In simulated time it runs them in lockstep (see
+:mod:`edgeloop.runtime.bridge`). Ctrl-C, the duration or a group that stops the
+loop ends every process; none is left behind, even if the supervisor itself is
+killed (the workers die with it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from edgeloop.runtime.errors import EdgeloopError
+from edgeloop.runtime.graph import GroupSpec, LoopGraph
+from edgeloop.runtime.metrics import RunReport
+from edgeloop.runtime.placement import REMOTE_TYPE, groups_of, split_graph
+from edgeloop.runtime.plugins import PluginRegistry, import_plugin
+from edgeloop.runtime.validation import check_graph
+
+_log = logging.getLogger("edgeloop.supervisor")
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 10.0
+_START_MARGIN_NS = 50_000_000  # time 0 a little after the start message, so every group is there
+
+
+class GroupCrashed(EdgeloopError):
+    """A process group failed to start or crashed where it cannot be restarted."""
+
+
+class _Group:
+    def __init__(self, name: str, spec: GroupSpec) -> None:
+        self.name = name
+        self.spec = spec
+        self.process: subprocess.Popen[bytes] | None = None
+        self.pid = 0
+        self.crashes = 0
+        self.restarts = 0
+        self.last_beat = 0.0
+        self.restart_at: float | None = None
+        self.running = False  # started and beating
+        self.report: dict[str, Any] | None = None
+        self.links: dict[str, Any] = {"out": {}, "in": {}}
+        self.due: int | None = None  # lockstep: next timer due and its rank
+        self.rank: list[int] | None = None
+
+
+class Supervisor:
+    """Runs a loop graph whose nodes are placed in several process groups.
+
+    Args:
+        graph: The graph (loaded from a file or built; node types must come from
+            plugins, since each process loads the graph again).
+        simulated: Lockstep simulated time (deterministic) instead of real time.
+        seed: Seed of every node, as in one process.
+        plugins: Extra plugins as ``module:attribute`` import paths, loaded in
+            every process (installed plugins load by themselves).
+        record: Record every message into this MCAP file (each group records
+            its own part; the parts are merged at the end).
+        metadata: Facts stored in the recording (for ``edgeloop replay``).
+        on_started: Called with ``{group: pid}`` once every group runs (tests, tools).
+    """
+
+    def __init__(
+        self,
+        graph: LoopGraph,
+        *,
+        simulated: bool = False,
+        seed: int = 0,
+        plugins: list[str] | None = None,
+        record: str | Path | None = None,
+        metadata: dict[str, Any] | None = None,
+        on_started: Callable[[dict[str, int]], None] | None = None,
+    ) -> None:
+        if graph.local_types:
+            names = ", ".join(sorted(graph.local_types))
+            raise EdgeloopError(
+                f"node types passed as classes ({names}) cannot be placed in process "
+                "groups: each process loads the graph again (fix: register them in a "
+                "plugin and pass it as plugins=['module:attribute'])"
+            )
+        self.graph = graph
+        self.simulated = simulated
+        self.seed = seed
+        self.plugin_paths = list(plugins or [])
+        self.record = Path(record) if record is not None else None
+        self.metadata = dict(metadata or {})
+        self.on_started = on_started
+        self.events: list[dict[str, Any]] = []
+        self._groups = {
+            name: _Group(name, graph.groups.get(name, GroupSpec())) for name in groups_of(graph)
+        }
+        self._stop_reason: str | None = None
+        self._inbox: dict[str, deque[dict[str, Any]]] = {name: deque() for name in self._groups}
+        self._stopped_by_fault = False
+        self._epoch_ns = 0
+        self._start = time.monotonic()
+
+    # -- the run ------------------------------------------------------------------------
+
+    def run(self, duration_s: float | None = None) -> RunReport:
+        """Run every group until ``duration_s``, Ctrl-C or a stop; the merged report.
+
+        Raises:
+            GraphError: the graph is invalid.
+            GroupCrashed: a group failed to start (its error is in the message).
+        """
+        if duration_s is None and self.simulated:
+            raise EdgeloopError("a simulated run needs a duration (fix: pass --duration)")
+        registry = PluginRegistry(plugins={p: import_plugin(p) for p in self.plugin_paths})
+        check_graph(self.graph, registry)
+        unknown = sorted(set(self.graph.groups) - set(self._groups))
+        if unknown:
+            raise EdgeloopError(
+                f"groups: {unknown} name no group of any node (fix: one of {list(self._groups)})"
+            )
+        plans = split_graph(self.graph)
+        self._duration = duration_s
+        self._dir = Path(tempfile.mkdtemp(prefix="edgeloop-"))
+        links = {
+            link.id: f"ipc://{self._dir}/l{link.id}"
+            for plan in plans.values()
+            for link in plan.outbound
+        }
+        self._plans = plans
+        self._link_endpoints = links
+        context = zmq.Context.instance()
+        self._router = context.socket(zmq.ROUTER)
+        self._router.setsockopt(zmq.LINGER, 0)
+        self._router.bind(f"ipc://{self._dir}/control")
+        wall = time.perf_counter()
+        try:
+            for group in self._groups.values():
+                self._spawn(group, first_start=True)
+            self._await_ready()
+            self._epoch_ns = time.perf_counter_ns() + _START_MARGIN_NS
+            for group in self._groups.values():
+                self._send(group, {"t": "start", "epoch_ns": self._epoch_ns})
+                group.running, group.last_beat = True, time.monotonic()
+            if self.on_started is not None:
+                self.on_started({g.name: g.pid for g in self._groups.values()})
+            try:
+                if self.simulated:
+                    self._lockstep(int(duration_s * 1e9))  # type: ignore[operator]
+                else:
+                    self._watch(duration_s)
+            except KeyboardInterrupt:
+                self._stop("interrupted")
+            self._collect_reports()
+        finally:
+            self._end_processes()
+            self._router.close(linger=0)
+            parts = [self._part(g) for g in self._groups.values()]
+            if self.record is not None:
+                from edgeloop.runtime.recording import merge_recordings
+
+                self._recording = merge_recordings(
+                    [p for p in parts if p.exists()], self.record, self.metadata
+                )
+            shutil.rmtree(self._dir, ignore_errors=True)
+        return self._merged_report(duration_s, time.perf_counter() - wall)
+
+    def _part(self, group: _Group) -> Path:
+        return self._dir / f"{group.name}.mcap"
+
+    def _spawn(self, group: _Group, *, first_start: bool) -> None:
+        spec = {
+            "graph_yaml": self.graph.to_yaml(),
+            "graph_file": self.graph.file,
+            "group": group.name,
+            "links": {str(k): v for k, v in self._link_endpoints.items()},
+            "control": f"ipc://{self._dir}/control",
+            "plugins": self.plugin_paths,
+            "seed": self.seed,
+            "simulated": self.simulated,
+            "duration": self._duration,
+            "first_start": first_start,
+            "record": str(self._part(group)) if self.record is not None and first_start else None,
+        }
+        path = self._dir / f"{group.name}.json"
+        path.write_text(json.dumps(spec))
+        group.process = subprocess.Popen(
+            [sys.executable, "-m", "edgeloop.runtime.group_worker", str(path)],
+            stdin=subprocess.DEVNULL,
+        )
+        group.pid = group.process.pid
+        group.running = False
+
+    def _await_ready(self) -> None:
+        waiting = set(self._groups)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while waiting:
+            for name, message in self._receive(0.1):
+                if message["t"] == "ready":
+                    waiting.discard(name)
+                elif message["t"] == "error":
+                    self._abort(f"group '{name}' failed to start: {message['message']}")
+            for name in list(waiting):
+                code = self._groups[name].process.poll()  # type: ignore[union-attr]
+                if code is not None:
+                    self._abort(f"group '{name}' exited with code {code} while starting")
+            if time.monotonic() > deadline:
+                self._abort(f"groups {sorted(waiting)} not ready after {START_TIMEOUT_S:g} s")
+
+    def _abort(self, why: str) -> None:
+        for group in self._groups.values():
+            self._send(group, {"t": "stop", "reason": why})
+        raise GroupCrashed(why)
+
+    # -- simulated time: lockstep ------------------------------------------------------
+
+    def _lockstep(self, end_ns: int) -> None:
+        """One group at a time: fire the earliest timer over all groups, then let
+        the groups it sent to take those messages, in the order they were sent."""
+        for group in self._groups.values():
+            self._idle_report(group)  # each reports its first timer
+        pending: deque[tuple[_Group, list[int]]] = deque()
+        now = 0
+        while self._stop_reason is None:
+            if pending:
+                group, link_ids = pending.popleft()
+                self._send(group, {"t": "take", "time": now, "links": link_ids})
+            else:
+                due = [(g.due, g.rank, g.name) for g in self._groups.values() if g.due is not None]
+                if not due:
+                    self._stop("nothing left to run")
+                    break
+                now, _, name = min(due)
+                if now >= end_ns:
+                    self._stop("duration reached")
+                    break
+                group = self._groups[name]
+                self._send(group, {"t": "fire", "time": now})
+            sent = self._idle_report(group)
+            if sent is None:
+                break
+            by_dest: dict[str, list[int]] = {}
+            for link_id in sent:
+                dest = self._dest_of(link_id)
+                by_dest.setdefault(dest, []).append(link_id)
+            pending.extend((self._groups[d], ids) for d, ids in by_dest.items())
+
+    def _dest_of(self, link_id: int) -> str:
+        for plan in self._plans.values():
+            for link in plan.outbound:
+                if link.id == link_id:
+                    return link.dest_group
+        raise KeyError(link_id)
+
+    def _idle_report(self, group: _Group) -> list[int] | None:
+        """Wait for ``group`` to finish its work; the links it sent on (None: crashed)."""
+        while True:
+            if not self._inbox[group.name]:
+                for name, message in self._receive(0.2):
+                    self._inbox[name].append(message)
+            while self._inbox[group.name]:
+                message = self._inbox[group.name].popleft()
+                if message["t"] == "idle":
+                    group.due, group.rank = message["due"], message["rank"]
+                    return message["sent"]
+                if message["t"] in ("error", "report"):
+                    self._crash_in_lockstep(group, message.get("message", "its loop stopped"))
+                    return None
+            code = group.process.poll()  # type: ignore[union-attr]
+            if code is not None:
+                self._crash_in_lockstep(group, f"exit code {code}")
+                return None
+
+    def _crash_in_lockstep(self, group: _Group, why: str) -> None:
+        group.crashes += 1
+        self._event(group, "crash", why, "run stopped (simulated time cannot resume a group)")
+        self._stopped_by_fault = True
+        self._stop(f"group '{group.name}' stopped: {why}")
+
+    # -- real time: heartbeats and restarts ------------------------------------------
+
+    def _watch(self, duration_s: float | None) -> None:
+        end = None if duration_s is None else time.monotonic() + duration_s
+        while self._stop_reason is None:
+            now = time.monotonic()
+            if end is not None and now >= end:
+                self._stop("duration reached")
+                break
+            for name, message in self._receive(0.05):
+                self._on_message(self._groups[name], message)
+            now = time.monotonic()
+            for group in self._groups.values():
+                if self._stop_reason is not None:
+                    break
+                if group.restart_at is not None:
+                    if now >= group.restart_at:
+                        group.restart_at = None
+                        self._spawn(group, first_start=False)
+                    continue
+                code = group.process.poll()  # type: ignore[union-attr]
+                if code is not None and group.report is None:
+                    self._crashed(group, f"exit code {code}")
+                elif (
+                    group.running and now - group.last_beat > group.spec.heartbeat_timeout_ms / 1e3
+                ):
+                    self._crashed(group, f"no heartbeat for {now - group.last_beat:.1f} s")
+
+    def _on_message(self, group: _Group, message: dict[str, Any]) -> None:
+        kind = message["t"]
+        if kind == "beat":
+            group.last_beat = time.monotonic()
+        elif kind == "ready":  # a restarted group: same time 0 as the others
+            self._send(group, {"t": "start", "epoch_ns": self._epoch_ns})
+            group.running, group.last_beat = True, time.monotonic()
+            for dest in self._downstream(group.name):
+                self._send(dest, {"t": "upstream", "group": group.name, "why": "restarted"})
+        elif kind == "error":
+            self._crashed(group, message["message"].strip().splitlines()[-1])
+        elif kind == "report":  # its loop stopped by itself (a node's `stop` policy)
+            group.report, group.links = message["report"], message["links"]
+            self._stopped_by_fault = bool(message["report"]["stopped_by_fault"])
+            self._stop(f"group '{group.name}': {message['report']['stop_reason']}")
+
+    def _crashed(self, group: _Group, why: str) -> None:
+        group.crashes += 1
+        group.running = False
+        if group.process is not None and group.process.poll() is None:
+            group.process.kill()
+            group.process.wait()
+        policy = group.spec
+        if policy.on_crash == "stop" or group.restarts >= policy.restart.max_restarts:
+            self._event(group, "crash", why, "run stopped")
+            self._stopped_by_fault = True
+            self._stop(f"group '{group.name}' crashed: {why}")
+            return
+        backoff_ms = min(
+            policy.restart.backoff_ms * 2**group.restarts, policy.restart.max_backoff_ms
+        )
+        group.restarts += 1
+        group.restart_at = time.monotonic() + backoff_ms / 1e3
+        self._event(group, "crash", why, f"restart in {backoff_ms:g} ms")
+
+    def _downstream(self, name: str) -> list[_Group]:
+        dests = dict.fromkeys(link.dest_group for link in self._plans[name].outbound)
+        return [self._groups[d] for d in dests]
+
+    def _event(self, group: _Group, kind: str, why: str, action: str) -> None:
+        entry = {
+            "node": f"(group {group.name})",
+            "kind": kind,
+            "error": why,
+            "action": action,
+            "time_s": (time.perf_counter_ns() - self._epoch_ns) / 1e9
+            if not self.simulated
+            else 0.0,
+        }
+        self.events.append(entry)
+        _log.warning("group '%s': %s: %s", group.name, why, action)
+
+    # -- stopping -----------------------------------------------------------------------
+
+    def _stop(self, reason: str) -> None:
+        if self._stop_reason is None:
+            self._stop_reason = reason
+        for group in self._groups.values():
+            if group.process is not None and group.process.poll() is None:
+                self._send(group, {"t": "stop", "reason": reason})
+
+    def _collect_reports(self) -> None:
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        waiting = {
+            g.name
+            for g in self._groups.values()
+            if g.report is None and g.process is not None and g.process.poll() is None
+        }
+        while waiting and time.monotonic() < deadline:
+            for name, message in self._receive(0.1):
+                if message["t"] == "report":
+                    self._groups[name].report = message["report"]
+                    self._groups[name].links = message["links"]
+                    waiting.discard(name)
+            waiting = {
+                n
+                for n in waiting
+                if self._groups[n].process.poll() is None or self._router.poll(0)  # type: ignore[union-attr]
+            }
+
+    def _end_processes(self) -> None:
+        """Every group's process ends: asked first, killed after ``STOP_TIMEOUT_S``."""
+        for group in self._groups.values():
+            process = group.process
+            if process is None:
+                continue
+            try:
+                process.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    # -- messages -----------------------------------------------------------------------
+
+    def _send(self, group: _Group, message: dict[str, Any]) -> None:
+        try:
+            self._router.send_multipart(
+                [group.name.encode(), json.dumps(message).encode()], zmq.NOBLOCK
+            )
+        except zmq.ZMQError:  # that process is gone; its crash is handled elsewhere
+            pass
+
+    def _receive(self, timeout_s: float) -> list[tuple[str, dict[str, Any]]]:
+        out = []
+        if self._router.poll(int(timeout_s * 1000)):
+            while self._router.poll(0):
+                identity, body = self._router.recv_multipart()
+                name = identity.decode()
+                if name in self._groups:
+                    out.append((name, json.loads(body)))
+        return out
+
+    # -- the report ---------------------------------------------------------------------
+
+    def _merged_report(self, duration_s: float | None, wall_s: float) -> RunReport:
+        reports = {
+            name: RunReport.from_dict(g.report) for name, g in self._groups.items() if g.report
+        }
+        order = {spec.id: i for i, spec in enumerate(self.graph.nodes)}
+        nodes = sorted(
+            (n for r in reports.values() for n in r.nodes if n.type != REMOTE_TYPE),
+            key=lambda n: order[n.id],
+        )
+        contracts = []
+        for r in reports.values():
+            for c in r.contracts:
+                for full in self.graph.contracts:
+                    if full.name == c.name:
+                        c.path = list(full.path)
+                contracts.append(c)
+        series: dict[str, list[float]] = {}
+        for r in reports.values():
+            series.update(r.series)
+        fault_log = [f for r in reports.values() for f in r.fault_log] + self.events
+        fault_log.sort(key=lambda f: f.get("time_s") or 0.0)
+        groups = []
+        for g in self._groups.values():
+            out = g.links.get("out", {}).values()
+            groups.append(
+                {
+                    "name": g.name,
+                    "nodes": [n.id for n in self.graph.nodes if n.group == g.name],
+                    "pid": g.pid,
+                    "crashes": g.crashes,
+                    "restarts": g.restarts,
+                    "sent": sum(s["sent"] for s in out),
+                    "bytes": sum(s["bytes"] for s in out),
+                    "dropped": sum(s["dropped"] for s in out),
+                    "bad": sum(s["bad"] for s in g.links.get("in", {}).values()),
+                }
+            )
+        if self.simulated:
+            duration = (
+                duration_s
+                if self._stop_reason == "duration reached"
+                else max((r.duration_s for r in reports.values()), default=0.0)
+            )
+        else:
+            duration = wall_s
+        recording = getattr(self, "_recording", None)
+        if recording is not None:
+            failed = sum((r.recording or {}).get("failed", 0) for r in reports.values())
+            recording = {**recording, "failed": failed + recording.get("failed", 0)}
+        return RunReport(
+            graph=self.graph.name,
+            simulated=self.simulated,
+            seed=self.seed,
+            stop_reason=self._stop_reason or "",
+            stopped_by_fault=self._stopped_by_fault,
+            duration_s=duration if duration is not None and math.isfinite(duration) else wall_s,
+            wall_s=wall_s,
+            nodes=nodes,
+            contracts=contracts,
+            timers=[t for r in reports.values() for t in r.timers],
+            series=series,
+            fault_log=fault_log,
+            recording=recording,
+            groups=groups,
+        )
+
+
+__all__ = ["GroupCrashed", "Supervisor"]
