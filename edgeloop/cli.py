@@ -22,8 +22,10 @@ from rich.text import Text
 
 from edgeloop.runtime.errors import EdgeloopError
 from edgeloop.runtime.executor import Executor
+from edgeloop.runtime.graph import LoopGraph
 from edgeloop.runtime.graph_yaml import load_graph
 from edgeloop.runtime.metrics import RunReport
+from edgeloop.runtime.placement import groups_of
 from edgeloop.runtime.plugins import PluginRegistry
 from edgeloop.runtime.validation import load_and_check
 
@@ -90,6 +92,12 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         metavar="FILE",
         help="also write the report as JSON to FILE",
+    )
+    run.add_argument(
+        "--one-process",
+        action="store_true",
+        help="run every node in this process, whatever its group (by default each "
+        "process group of the graph runs in a process of its own)",
     )
     run.add_argument("--quiet", action="store_true", help="print no progress bar and no table")
     run.add_argument("-v", "--verbose", action="store_true", help="log node messages (INFO)")
@@ -407,8 +415,6 @@ def _registry() -> PluginRegistry:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from edgeloop.runtime.report_table import print_report
-
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s"
     )
@@ -424,6 +430,76 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise EdgeloopError(f"--seed must be >= 0, got {args.seed} (fix: e.g. --seed 0)")
     if args.json is not None:
         _check_writable(args.json)
+    if len(groups_of(graph)) > 1 and not args.one_process:
+        report = _run_groups(args, graph, duration)
+    else:
+        report = _run_here(args, graph, registry, duration)
+    if args.json is not None:
+        try:
+            args.json.write_text(report.to_json())
+        except OSError as exc:
+            raise EdgeloopError(
+                f"cannot write the report to {args.json}: {exc.strerror} (fix: choose another path)"
+            ) from None
+        if not args.quiet:
+            _out.print(f"report written to {args.json}")
+    return 1 if report.stopped_by_fault else 0
+
+
+def _run_metadata(args: argparse.Namespace, duration: float | None) -> dict[str, Any]:
+    """Facts a recording keeps for ``edgeloop replay``."""
+    return {"graph": Path(args.graph).resolve(), "seed": args.seed, "simulated": args.sim} | (
+        {"duration": duration} if duration is not None else {}
+    )
+
+
+def _run_groups(args: argparse.Namespace, graph: LoopGraph, duration: float | None) -> RunReport:
+    """Each process group in a process of its own, under a supervisor."""
+    from edgeloop.runtime.report_table import print_report
+    from edgeloop.runtime.supervisor import Supervisor
+
+    if args.stats is not None:
+        raise EdgeloopError(
+            "--stats watches one process; this graph has several process groups "
+            "(fix: add --one-process to watch it in one)"
+        )
+    if args.record is not None:
+        from edgeloop.runtime.recording import mcap_module
+
+        mcap_module()  # the record extra is there, before any process starts
+    supervisor = Supervisor(
+        graph,
+        simulated=args.sim,
+        seed=args.seed,
+        record=args.record,
+        metadata=_run_metadata(args, duration),
+    )
+    if not args.quiet:
+        names = ", ".join(groups_of(graph))
+        clock = "simulated time (lockstep)" if args.sim else "real time"
+        _err.print(f"running {graph.name} as processes {names} in {clock}", highlight=False)
+    report = supervisor.run(duration)
+    if not args.quiet:
+        print_report(report, _out)
+    recording = report.recording
+    if recording is not None:
+        line = f"recorded {recording['written']:,} messages to {args.record}"
+        if recording["failed"]:
+            _err.print(
+                f"[bold red]{line}; {recording['failed']:,} could not be written[/]",
+                highlight=False,
+            )
+        elif not args.quiet:
+            _out.print(line, highlight=False)
+    return report
+
+
+def _run_here(
+    args: argparse.Namespace, graph: LoopGraph, registry: PluginRegistry, duration: float | None
+) -> RunReport:
+    """Every node in this process."""
+    from edgeloop.runtime.report_table import print_report
+
     recorder = stats = None
     if args.record is not None:
         from edgeloop.runtime.recording import Recorder
@@ -450,10 +526,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if stats is not None:
             stats.close()
         if recorder is not None:
-            recorder.add_metadata(
-                {"graph": Path(args.graph).resolve(), "seed": args.seed, "simulated": args.sim}
-                | ({"duration": duration} if duration is not None else {})
-            )
+            recorder.add_metadata(_run_metadata(args, duration))
             recorder.close()
     if not args.quiet:
         print_report(report, _out)
@@ -467,16 +540,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             )
         elif not args.quiet:
             _out.print(line, highlight=False)
-    if args.json is not None:
-        try:
-            args.json.write_text(report.to_json())
-        except OSError as exc:
-            raise EdgeloopError(
-                f"cannot write the report to {args.json}: {exc.strerror} (fix: choose another path)"
-            ) from None
-        if not args.quiet:
-            _out.print(f"report written to {args.json}")
-    return 1 if report.stopped_by_fault else 0
+    return report
 
 
 def _check_writable(path: Path) -> None:

@@ -48,6 +48,7 @@ class GroupBridge:
         endpoints: Endpoint of every link by id.
         control: The supervisor's endpoint.
         order: Every node's index in the whole graph (ties between timers).
+        supervisor: The supervisor's pid: without it, the group ends.
         first_start: Wait for every receiver of this group's links to connect
             (not after a restart: they are connected already and reconnect by
             themselves).
@@ -60,6 +61,7 @@ class GroupBridge:
         control: str,
         order: dict[str, int],
         *,
+        supervisor: int,
         first_start: bool = True,
     ) -> None:
         self.plan = plan
@@ -81,8 +83,11 @@ class GroupBridge:
         self._inbound: dict[int, tuple[Any, str]] = {}  # link -> (stand-in runner, port)
         self._clock: Clock | None = None
         self._last_beat = 0.0
-        self._parent = os.getppid()
+        self._parent = supervisor
         self._stopped_early = False  # told to stop before the start
+        self.resume_ns = 0
+        """Clock time this group (re)starts at: a restarted group's timers resume on
+        their grid from here instead of catching up from time 0."""
 
     # -- set-up -----------------------------------------------------------------------
 
@@ -122,6 +127,7 @@ class GroupBridge:
         epoch = start.get("epoch_ns")
         if epoch is not None and hasattr(clock, "epoch_ns"):
             clock.epoch_ns = int(epoch)  # every group's time 0 is the same instant
+        self.resume_ns = int(start.get("resume_ns", 0))
 
     def _wait_for_receivers(self) -> None:
         """Until every link has its receiver (a message sent before is dropped), or
@@ -249,9 +255,9 @@ class GroupBridge:
         if command.get("t") == "upstream":
             self.events.append(
                 {
-                    "node": f"(group {command['group']})",
+                    "node": f"(group {self.plan.name})",
                     "kind": "upstream_restarted",
-                    "error": f"group '{command['group']}' {command.get('why', 'crashed')}",
+                    "error": f"its upstream group '{command['group']}' {command['why']}",
                     "action": "reconnected",
                     "time_s": self._clock.now_ns() / 1e9 if self._clock else 0.0,
                 }

@@ -248,7 +248,7 @@ class CompiledLoop:
                 TimerStats(
                     source=t.source,
                     period_ms=t.period_ns / 1e6,
-                    fired=t.ticks - t.overruns,
+                    fired=t.ticks - t.overruns - t.first_tick,
                     jitter_p50_us=p50 / 1e3,
                     jitter_p99_us=p99 / 1e3,
                     jitter_max_us=worst / 1e3,

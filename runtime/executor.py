@@ -130,7 +130,10 @@ class Executor:
             log=self._fault_log,
         )
         end_ns = NEVER if duration_s is None else int(duration_s * 1e9)
-        heap = [(0, i, t) for i, t in enumerate(self._loop_parts.timers)]
+        resume_ns = self._bridge.resume_ns if self._bridge is not None else 0
+        for timer in self._loop_parts.timers:
+            timer.ticks = timer.first_tick = -(-resume_ns // timer.period_ns)
+        heap = [(t.ticks * t.period_ns, i, t) for i, t in enumerate(self._loop_parts.timers)]
         heapq.heapify(heap)
         self._event(
             "edgeloop_loop_started", graph=self.graph, simulated=self.simulated, seed=self.seed

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import os
 import signal
 import sys
 import traceback
@@ -23,19 +24,21 @@ from edgeloop.runtime.placement import node_order, split_graph
 from edgeloop.runtime.plugins import PluginRegistry, import_plugin
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(supervisor: int) -> None:
     """Ask Linux to kill this process when the supervisor dies, so none is orphaned."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # not Linux: the bridge checks its parent instead
         pass
+    if os.getppid() != supervisor:  # it died before we asked
+        raise SystemExit("edgeloop group: the supervisor is gone")
 
 
 def main(argv: list[str] | None = None) -> int:
-    _die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the supervisor, which stops us
     spec = json.loads(Path((argv or sys.argv[1:])[0]).read_text())
+    _die_with_parent(spec["supervisor"])
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the supervisor, which stops us
     graph = load_graph(spec["graph_file"] or "<graph>", text=spec["graph_yaml"])
     plan = split_graph(graph)[spec["group"]]
     bridge = GroupBridge(
@@ -43,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         {int(k): v for k, v in spec["links"].items()},
         spec["control"],
         node_order(graph),
+        supervisor=spec["supervisor"],
         first_start=spec["first_start"],
     )
     recorder = None

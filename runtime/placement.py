@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgeloop.runtime.errors import GraphError, GraphProblem
 from edgeloop.runtime.graph import ContractSpec, LoopGraph, NodeSpec
 from edgeloop.runtime.node import Node, Port
 
@@ -73,25 +72,9 @@ def node_order(graph: LoopGraph) -> dict[str, int]:
 
 
 def split_graph(graph: LoopGraph) -> dict[str, GroupPlan]:
-    """One plan per group, with the links between them.
-
-    Raises:
-        GraphError: a fallback node is placed in another group than its node.
-    """
+    """One plan per group, with the links between them (of a valid graph: a node
+    and its fallback are in one group)."""
     group_of = {spec.id: spec.group for spec in graph.nodes}
-    problems = [
-        GraphProblem(
-            f"node '{spec.id}' (group {spec.group}) falls back to "
-            f"'{spec.on_fault.fallback}' in group {group_of[spec.on_fault.fallback]}",
-            field=f"nodes[{i}].on_fault",
-            fix="place a node and its fallback in the same group",
-        )
-        for i, spec in enumerate(graph.nodes)
-        if spec.on_fault.action == "fallback"
-        and group_of.get(spec.on_fault.fallback, spec.group) != spec.group
-    ]
-    if problems:
-        raise GraphError(problems, file=graph.file)
     links: dict[tuple[str, str, str], Link] = {}
     for spec in graph.nodes:
         for inp in spec.inputs.values():

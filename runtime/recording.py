@@ -24,7 +24,7 @@ import numpy as np
 from edgeloop.runtime.errors import EdgeloopError, MissingDependencyError
 
 
-def _mcap() -> Any:
+def mcap_module() -> Any:
     try:
         import mcap.reader
         import mcap.writer
@@ -97,7 +97,7 @@ class Recorder:
     """
 
     def __init__(self, path: str | Path) -> None:
-        mcap = _mcap()
+        mcap = mcap_module()
         self.path = Path(path)
         try:
             self._file = self.path.open("wb")
@@ -164,7 +164,7 @@ def read_recording(path: str | Path) -> Iterator[tuple[str, float, dict[str, Any
     Raises:
         EdgeloopError: the file is missing or not an MCAP recording.
     """
-    mcap = _mcap()
+    mcap = mcap_module()
     try:
         stream = Path(path).open("rb")
     except OSError as exc:
@@ -202,7 +202,7 @@ def merge_recordings(
     """
     import heapq
 
-    mcap = _mcap()
+    mcap = mcap_module()
     out = Recorder(path)
     streams = [part.open("rb") for part in parts]
     try:
@@ -236,7 +236,7 @@ def merge_recordings(
 
 def read_metadata(path: str | Path) -> dict[str, str]:
     """The run facts a recording holds (empty if none)."""
-    mcap = _mcap()
+    mcap = mcap_module()
     try:
         with Path(path).open("rb") as stream:
             reader = mcap.reader.make_reader(stream)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -191,6 +192,7 @@ class Supervisor:
             "simulated": self.simulated,
             "duration": self._duration,
             "first_start": first_start,
+            "supervisor": os.getpid(),
             "record": str(self._part(group)) if self.record is not None and first_start else None,
         }
         path = self._dir / f"{group.name}.json"
@@ -320,8 +322,9 @@ class Supervisor:
         kind = message["t"]
         if kind == "beat":
             group.last_beat = time.monotonic()
-        elif kind == "ready":  # a restarted group: same time 0 as the others
-            self._send(group, {"t": "start", "epoch_ns": self._epoch_ns})
+        elif kind == "ready":  # a restarted group: same time 0 as the others, resumes now
+            resume_ns = time.perf_counter_ns() - self._epoch_ns + _START_MARGIN_NS
+            self._send(group, {"t": "start", "epoch_ns": self._epoch_ns, "resume_ns": resume_ns})
             group.running, group.last_beat = True, time.monotonic()
             for dest in self._downstream(group.name):
                 self._send(dest, {"t": "upstream", "group": group.name, "why": "restarted"})

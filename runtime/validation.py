@@ -148,7 +148,7 @@ def validate_graph(graph: LoopGraph, registry: PluginRegistry) -> list[GraphProb
                 "give it rate_hz, wire an input, or a timer input such as timer/20ms",
             )
         if spec.on_fault.action == "fallback":
-            _check_fallback(spec, i, by_id, outputs_of, problem, graph.unparsed_ids)
+            _check_fallback(spec, i, by_id, outputs_of, problem, graph.unparsed_ids, graph.nodes)
 
     for cycle in _unmarked_cycles(graph, by_id):
         spec_index = by_id[cycle[0]]
@@ -211,7 +211,7 @@ def _node_class(graph, registry, spec, loc, problem) -> type[Node] | None:
         return None
 
 
-def _check_fallback(spec, i, by_id, outputs_of, problem, graph_unparsed) -> None:
+def _check_fallback(spec, i, by_id, outputs_of, problem, graph_unparsed, graph_nodes) -> None:
     target = spec.on_fault.fallback
     loc = ("nodes", i, "on_fault")
     if target == spec.id:
@@ -221,6 +221,13 @@ def _check_fallback(spec, i, by_id, outputs_of, problem, graph_unparsed) -> None
     elif target not in by_id:
         problem(
             loc, f"fallback node '{target}' does not exist", _choices(target, list(by_id), "nodes")
+        )
+    elif (group := graph_nodes[by_id[target]].group) != spec.group:
+        problem(
+            loc,
+            f"fallback node '{target}' is in process group '{group}', "
+            f"'{spec.id}' in '{spec.group}'",
+            "place a node and its fallback in the same group",
         )
     else:
         own, offered = outputs_of(spec.id), outputs_of(target)

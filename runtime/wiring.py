@@ -228,6 +228,7 @@ class Timer:
 
     __slots__ = (
         "fire",
+        "first_tick",
         "jitter",
         "overruns",
         "period_ns",
@@ -252,6 +253,7 @@ class Timer:
         self.port = port  # publishes the tick time for a timer input
         self.watched = watched  # the input a watchdog checks for staleness
         self.ticks = 0  # grid ticks passed, fired or skipped as overruns
+        self.first_tick = 0  # where a restarted process group resumed the grid
         self.fire: Any = None  # steps the node or publishes the tick; set by the executor
         self.overruns = 0
         self.jitter = LatencyRecorder()
