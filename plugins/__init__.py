@@ -10,6 +10,7 @@ from edgeloop.plugins.replay import ReplaySource
 from edgeloop.plugins.safety import ActionClamp
 from edgeloop.plugins.sinks import LogSink
 from edgeloop.plugins.sources import ConstantAction
+from edgeloop.plugins.world import WorldNode
 from edgeloop.runtime.hookspecs import hookimpl
 from edgeloop.runtime.node import Node
 
@@ -26,4 +27,5 @@ def edgeloop_register_node_types() -> dict[str, type[Node]]:
         "log": LogSink,
         "onnx.model": OnnxModel,
         "replay": ReplaySource,
+        "world": WorldNode,
     }

@@ -78,7 +78,7 @@ class GroupBridge:
         self.control.connect(control)
         self.senders: dict[int, Sender] = {}
         self.receivers: dict[int, Receiver] = {}
-        self._sent: list[int] = []  # links sent on since the last report (lockstep)
+        self._sent: list[tuple[int, float]] = []  # (link, created) since the last report
         self._ranks: list[list[int]] = []
         self._inbound: dict[int, tuple[Any, str]] = {}  # link -> (stand-in runner, port)
         self._clock: Clock | None = None
@@ -155,7 +155,7 @@ class GroupBridge:
 
         def send(data: Any, seq: int, created: float, sensed: float) -> None:
             if sender.send(Message(data, seq, created, sensed)):
-                sent.append(link_id)
+                sent.append((link_id, created))
 
         return send
 
@@ -180,13 +180,18 @@ class GroupBridge:
             kind = command.get("t")
             if kind == "fire":
                 return clock.wait_until(int(command["time"]))
-            if kind == "take":
+            if kind == "take":  # batches: the outputs of one remote step each
                 clock.wait_until(int(command["time"]))
-                for link_id in command["links"]:
-                    message = self.receivers[link_id].recv(timeout=CONNECT_TIMEOUT_S)
-                    if message is not None:
-                        runner, port = self._inbound[link_id]
-                        deliver(runner, port, message.data, message.created, message.sensed)
+                for batch in command["batches"]:
+                    messages = []
+                    for link_id in batch:
+                        message = self.receivers[link_id].recv(timeout=CONNECT_TIMEOUT_S)
+                        if message is not None:
+                            runner, port = self._inbound[link_id]
+                            messages.append(
+                                (runner, port, message.data, message.created, message.sensed)
+                            )
+                    deliver(messages)
                 self._report_idle(due_ns, order)
             elif kind == "stop":
                 self.stop_reason = command.get("reason", self.stop_reason)
@@ -227,6 +232,7 @@ class GroupBridge:
                     self.stop_reason = "the supervisor is gone"
                     return None
             left_ns = min(due_ns - now, int(HEARTBEAT_S * 1e9)) - _SPIN_NS
+            arrived: list[tuple[Any, str, Any, float, float]] = []
             for socket, _ in poller.poll(max(0, left_ns // 1_000_000)):
                 if socket is self.control:
                     while self.control.poll(0):
@@ -242,7 +248,12 @@ class GroupBridge:
                 while receiver.socket.poll(0):
                     message = receiver.recv()
                     if message is not None:
-                        deliver(runner, port, message.data, message.created, message.sensed)
+                        arrived.append(
+                            (runner, port, message.data, message.created, message.sensed)
+                        )
+            if arrived:  # everything that came in, then what it triggers
+                deliver(arrived)
+                arrived = []
 
     def _recv_control(self) -> dict[str, Any]:
         """The supervisor's next command; a vanished supervisor ends the group."""

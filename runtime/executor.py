@@ -255,6 +255,9 @@ class Executor:
             record = r.record
             deadline_ns = r.deadline_ns
             only_source, only_slot, is_source = r.only_source, r.only_slot, r.is_source
+            # A sensor's outputs are fresh sensing even when it has inputs (a sensing
+            # command, a world's actions): its inputs are read, but not its provenance.
+            senses = r.cls.role == "sensor"
             contracts = tuple(r.contracts)
             # The common case, one declared output, is inlined with the port's
             # fixed facts as closure variables.
@@ -286,11 +289,13 @@ class Executor:
                     if seq - only_slot.read_seq > 1:
                         only_slot.drops += seq - only_slot.read_seq - 1
                     only_slot.read_seq = seq
-                    sensed = only_source.last_sensed if seq else created
+                    sensed = only_source.last_sensed if seq and not senses else created
                 elif is_source:
                     sensed = created
                 else:
-                    sensed = sensed_of(r, created)
+                    sensed = sensed_of(r, created)  # marks the inputs read
+                    if senses:
+                        sensed = created
                 next_run = None
                 if out is not None:
                     if type(out) is not dict and not isinstance(out, Mapping):
@@ -371,12 +376,14 @@ class Executor:
             else:
                 timer.fire = timer.runner.run
 
-        def deliver(runner: Runner, port: str, data: Any, created: float, sensed: float) -> None:
-            """A message from another process, published by the node standing in for
-            its sender here, and everything it triggers run to completion."""
+        def deliver(messages: list[tuple[Runner, str, Any, float, float]]) -> None:
+            """Messages from other processes, each published by the node standing in
+            for its sender here; then everything they trigger, run to completion
+            (so the outputs of one remote step arrive together, as in one process)."""
             nonlocal now_s
             now_s = clock_now() * 1e-9
-            publish(runner, {port: data}, created, sensed)
+            for runner, port, data, created, sensed in messages:
+                publish(runner, {port: data}, created, sensed)
             while ready:
                 receiver = popleft()
                 receiver.queued = False

@@ -140,6 +140,7 @@ class Supervisor:
             for link in plan.outbound
         }
         self._plans = plans
+        self._links = {link.id: link for plan in plans.values() for link in plan.outbound}
         self._link_endpoints = links
         context = zmq.Context.instance()
         self._router = context.socket(zmq.ROUTER)
@@ -232,12 +233,12 @@ class Supervisor:
         the groups it sent to take those messages, in the order they were sent."""
         for group in self._groups.values():
             self._idle_report(group)  # each reports its first timer
-        pending: deque[tuple[_Group, list[int]]] = deque()
+        pending: deque[tuple[_Group, list[list[int]]]] = deque()
         now = 0
         while self._stop_reason is None:
             if pending:
-                group, link_ids = pending.popleft()
-                self._send(group, {"t": "take", "time": now, "links": link_ids})
+                group, batches = pending.popleft()
+                self._send(group, {"t": "take", "time": now, "batches": batches})
             else:
                 due = [(g.due, g.rank, g.name) for g in self._groups.values() if g.due is not None]
                 if not due:
@@ -252,18 +253,23 @@ class Supervisor:
             sent = self._idle_report(group)
             if sent is None:
                 break
-            by_dest: dict[str, list[int]] = {}
-            for link_id in sent:
-                dest = self._dest_of(link_id)
-                by_dest.setdefault(dest, []).append(link_id)
-            pending.extend((self._groups[d], ids) for d, ids in by_dest.items())
+            pending.extend((self._groups[d], b) for d, b in self._batches(sent).items())
 
-    def _dest_of(self, link_id: int) -> str:
-        for plan in self._plans.values():
-            for link in plan.outbound:
-                if link.id == link_id:
-                    return link.dest_group
-        raise KeyError(link_id)
+    def _batches(self, sent: list[list[Any]]) -> dict[str, list[list[int]]]:
+        """Per destination group, the links sent on, in order, cut into batches: the
+        outputs of one step of one node (same node, same time, each link once)."""
+        out: dict[str, list[list[int]]] = {}
+        last: dict[str, tuple[str, float]] = {}
+        for link_id, created in sent:
+            link = self._links[link_id]
+            batches = out.setdefault(link.dest_group, [])
+            key = (link.node, created)
+            if batches and last[link.dest_group] == key and link_id not in batches[-1]:
+                batches[-1].append(link_id)
+            else:
+                batches.append([link_id])
+            last[link.dest_group] = key
+        return out
 
     def _idle_report(self, group: _Group) -> list[int] | None:
         """Wait for ``group`` to finish its work; the links it sent on (None: crashed)."""

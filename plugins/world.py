@@ -1,0 +1,193 @@
+"""The ``world`` node: hosts a multi-agent world that follows the PettingZoo Parallel API.
+
+Any PettingZoo parallel environment can be a world (``env: module:factory``);
+edgeloop ships one, :mod:`edgeloop.sims.sensing_field`. At its rate the node
+steps the world with the latest action of every agent and publishes each
+agent's observation on ``obs_<agent>``; agents run their own loops (one
+process each under ``edgeloop sim``) and answer on ``action_<agent>``.
+
+Per agent it measures the sense-to-act latency (an action's creation time minus
+the sensing time of the observation it answers) and counts a deadline miss when
+the answer to the last observation has not arrived by the next step (the agent
+then gets a no-op). With ``relay: true`` it is also the team's radio: what an
+agent publishes on ``share`` reaches every other agent on ``shared`` at the
+next step, as a list of the teammates' payloads (its ``share_<agent>`` inputs are
+fifo queues, so nothing said between two steps is lost).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edgeloop.runtime.errors import EdgeloopError
+from edgeloop.runtime.node import Node, NodeContext, Port
+
+
+def make_world(path: str, kwargs: dict[str, Any]) -> Any:
+    """The environment ``module:factory(**kwargs)`` names, checked for the Parallel API.
+
+    Raises:
+        EdgeloopError: it cannot be imported or made, or is not a parallel env.
+    """
+    module, _, attr = path.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module), attr or "parallel_env")
+    except (ImportError, AttributeError) as exc:
+        raise EdgeloopError(
+            f"world '{path}' cannot be imported: {exc} (fix: module:factory of an installed "
+            "package, e.g. mpe2.simple_spread_v3:parallel_env)"
+        ) from None
+    try:
+        env = factory(**kwargs)
+    except Exception as exc:
+        raise EdgeloopError(
+            f"world '{path}' could not be made: {type(exc).__name__}: {exc}"
+        ) from None
+    missing = [
+        a for a in ("reset", "step", "possible_agents", "action_space") if not hasattr(env, a)
+    ]
+    if missing:
+        raise EdgeloopError(
+            f"world '{path}' is not a PettingZoo parallel env: it has no {', '.join(missing)}"
+        )
+    return env
+
+
+def no_op(space: Any) -> Any:
+    """The action an agent gets when its answer is late: zeros (or action 0)."""
+    if hasattr(space, "n"):
+        return int(getattr(space, "start", 0))
+    return np.zeros(space.shape, dtype=space.dtype)
+
+
+def as_action(space: Any, data: Any) -> Any:
+    """An agent's message as an action of ``space`` (a bad one is a no-op, counted)."""
+    if hasattr(space, "n"):
+        value = int(np.asarray(data).ravel()[0])
+        start = int(getattr(space, "start", 0))
+        if not start <= value < start + space.n:
+            raise ValueError(f"action {value} outside {space}")
+        return value
+    action = np.asarray(data, dtype=space.dtype).reshape(space.shape)
+    if not np.all(np.isfinite(action)):
+        raise ValueError("non-finite action")
+    return np.clip(action, space.low, space.high)
+
+
+class WorldNode(Node):
+    """Steps a PettingZoo parallel world with every agent's latest action."""
+
+    role = "sensor"
+
+    @dataclass(frozen=True)
+    class Config:
+        env: str
+        """``module:factory`` of a PettingZoo parallel environment."""
+        kwargs: dict[str, Any] = field(default_factory=dict)
+        agents: tuple[str, ...] = ()
+        """The agents wired to this node (ports ``obs_<agent>``, ``action_<agent>``)."""
+        relay: bool = False
+        """Relay each agent's ``share`` to the others' ``shared``."""
+
+    @classmethod
+    def ports(cls, config: Any) -> tuple[tuple[Port, ...], tuple[Port, ...]]:
+        inputs = [Port(f"action_{a}") for a in config.agents]
+        outputs = [Port(f"obs_{a}") for a in config.agents]
+        if config.relay:
+            inputs += [Port(f"share_{a}") for a in config.agents]
+            outputs += [Port(f"shared_{a}") for a in config.agents]
+        return tuple(inputs), tuple(outputs)
+
+    def setup(self, ctx: NodeContext) -> None:
+        super().setup(ctx)
+        self.env = make_world(self.config.env, dict(self.config.kwargs))
+        unknown = sorted(set(self.config.agents) - set(self.env.possible_agents))
+        if unknown:
+            raise EdgeloopError(
+                f"world has no agents {unknown} (it has {list(self.env.possible_agents)})"
+            )
+        self.episode = 0
+        self.obs_time = -math.inf  # sensing time of the last observations sent
+        self.misses = dict.fromkeys(self.config.agents, 0)
+        self.steps = 0
+        self.returns = dict.fromkeys(self.config.agents, 0.0)
+        self.answered = dict.fromkeys(self.config.agents, -1)  # seq of the last action used
+        self.observations: dict[str, Any] | None = None
+
+    def step(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        ctx = self.ctx
+        env = self.env
+        if self.observations is None or not env.agents:
+            if self.observations is not None:
+                self._episode_done()
+            self.observations, _ = env.reset(seed=ctx.seed + self.episode)
+        else:
+            actions = {}
+            for agent in env.agents:
+                actions[agent] = (
+                    self._action(agent) if agent in self.misses else no_op(env.action_space(agent))
+                )
+            self.observations, rewards, _, _, infos = env.step(actions)
+            self.steps += 1
+            for agent, reward in rewards.items():
+                if agent in self.returns:
+                    self.returns[agent] += float(reward)
+            for agent in self.config.agents:
+                for key, value in infos.get(agent, {}).items():
+                    if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+                        ctx.record(f"{key}.{agent}", float(value))
+        self.obs_time = ctx.now()
+        out: dict[str, Any] = {
+            f"obs_{a}": self.observations[a] for a in self.config.agents if a in self.observations
+        }
+        if self.config.relay:
+            out.update(self._relay(inputs))
+        return out
+
+    def _action(self, agent: str) -> Any:
+        space = self.env.action_space(agent)
+        message = self.ctx.message(f"action_{agent}")
+        if message is None or message.sensed < self.obs_time:  # no answer to the last obs
+            self.misses[agent] += 1
+            return no_op(space)
+        if message.seq != self.answered[agent]:
+            self.answered[agent] = message.seq
+            self.ctx.record(f"latency_ms.{agent}", (message.created - message.sensed) * 1e3)
+        try:
+            return as_action(space, message.data)
+        except (ValueError, TypeError):
+            self.misses[agent] += 1
+            return no_op(space)
+
+    def _relay(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """Every agent hears what its teammates shared since the last step."""
+        said = {}
+        for agent in self.config.agents:
+            payloads = inputs.get(f"share_{agent}")
+            said[agent] = payloads if isinstance(payloads, list) else [payloads]
+        out = {}
+        for agent in self.config.agents:
+            heard = [p for other, ps in said.items() if other != agent for p in ps if p is not None]
+            if heard:
+                out[f"shared_{agent}"] = heard
+        return out
+
+    def _episode_done(self) -> None:
+        self.episode += 1
+        for agent in self.config.agents:
+            self.ctx.record(f"return.{agent}", self.returns[agent])
+            self.returns[agent] = 0.0
+
+    def close(self) -> None:
+        self.ctx.note("misses", json.dumps(self.misses))
+        self.ctx.note("steps", str(self.steps))
+        self.ctx.note("returns", json.dumps(self.returns))
+        close = getattr(getattr(self, "env", None), "close", None)
+        if callable(close):
+            close()
