@@ -328,6 +328,39 @@ def _parser() -> argparse.ArgumentParser:
     hz.add_argument("--window", type=float, default=1.0, help="seconds per measurement")
     hz.add_argument("--count", type=int, default=0, help="stop after N windows (0: never)")
 
+    sim = sub.add_parser(
+        "sim",
+        help="run a multi-agent scenario: a world and an agent loop per agent, as processes",
+        description="Run a scenario: a world process (any PettingZoo parallel env) and N "
+        "agent loops, each agent a process of its own talking over ZeroMQ. Simulated time "
+        "runs every process in lockstep, deterministic from the seed; --realtime runs them "
+        "on the wall clock. Prints per agent: return, sensing energy, sense-to-act latency "
+        "and deadline misses, plus the messages and bytes exchanged.",
+        epilog="example: edgeloop sim examples/field-search/scenario.yaml --agents 8 --plot t.png",
+    )
+    sim.add_argument("scenario", type=Path, help="scenario YAML file")
+    sim.add_argument(
+        "--agents", type=int, default=None, metavar="N", help="agents (default: the file's)"
+    )
+    sim.add_argument("--seed", type=int, default=0, metavar="S", help="seed (default 0)")
+    sim.add_argument("--realtime", action="store_true", help="run on the wall clock")
+    sim.add_argument(
+        "--duration", type=float, default=None, metavar="S", help="seconds (default: the file's)"
+    )
+    sim.add_argument(
+        "--record", type=Path, metavar="FILE.mcap", help="record every message into MCAP"
+    )
+    sim.add_argument(
+        "--json", type=Path, metavar="FILE", help="write the metrics and report as JSON"
+    )
+    sim.add_argument(
+        "--plot", type=Path, metavar="FILE.png", help="plot the agents' trajectories into a PNG"
+    )
+    sim.add_argument(
+        "--one-process", action="store_true", help="every agent in this process (no ZeroMQ)"
+    )
+    sim.add_argument("--quiet", action="store_true", help="print no table")
+
     replay = sub.add_parser(
         "replay",
         help="run a graph again on a recording's sensor data; compare the outputs",
@@ -586,6 +619,60 @@ def _run_with_progress(executor: Executor, duration: float | None, *, show: bool
         finally:
             done.set()
             watcher.join()
+
+
+def _cmd_sim(args: argparse.Namespace) -> int:
+    import json
+
+    from edgeloop.sims.scenario import load_scenario, run_scenario
+    from edgeloop.sims.scenario_report import plot_trajectories, scenario_table
+
+    scenario = load_scenario(args.scenario)
+    if args.agents is not None and args.agents < 1:
+        raise EdgeloopError(f"--agents must be >= 1, got {args.agents}")
+    if args.seed < 0:
+        raise EdgeloopError(f"--seed must be >= 0, got {args.seed}")
+    if args.duration is not None and not (math.isfinite(args.duration) and args.duration > 0):
+        raise EdgeloopError(f"--duration must be a positive number of seconds, got {args.duration}")
+    for path in (args.json, args.plot):
+        if path is not None:
+            _check_writable(path)
+    if args.record is not None:
+        from edgeloop.runtime.recording import mcap_module
+
+        mcap_module()
+    agents = args.agents if args.agents is not None else scenario.agents
+    if not args.quiet:
+        clock = "real time" if args.realtime else "simulated time (lockstep)"
+        where = "one process" if args.one_process else f"{agents + 1} processes"
+        _err.print(f"running {scenario.name}: {agents} agents in {where}, {clock}", highlight=False)
+    report, metrics = run_scenario(
+        scenario,
+        agents=agents,
+        seed=args.seed,
+        realtime=args.realtime,
+        duration_s=args.duration,
+        record=args.record,
+        one_process=args.one_process,
+    )
+    if not args.quiet:
+        _out.print(scenario_table(scenario.name, metrics))
+        if report.stop_reason != "duration reached":
+            _err.print(f"stopped: {report.stop_reason}", highlight=False)
+    if args.record is not None and report.recording is not None and not args.quiet:
+        _out.print(f"recorded {report.recording['written']:,} messages to {args.record}")
+    if args.plot is not None:
+        names = [a["agent"] for a in metrics["per_agent"]]
+        title = f"{scenario.name}: {agents} agents, seed {args.seed}"
+        if plot_trajectories(report, names, args.plot, title) is None:
+            _err.print("no trajectory plot: the world reports no x/y per agent", highlight=False)
+        elif not args.quiet:
+            _out.print(f"trajectories plotted to {args.plot}")
+    if args.json is not None:
+        args.json.write_text(
+            json.dumps({"metrics": metrics, "report": report.to_dict()}, indent=2, default=str)
+        )
+    return 1 if report.stopped_by_fault else 0
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -1291,6 +1378,7 @@ _COMMANDS = {
     "echo": _cmd_echo,
     "hz": _cmd_hz,
     "replay": _cmd_replay,
+    "sim": _cmd_sim,
     "keys": _cmd_keys,
     "compare": _cmd_compare,
     "evaluate": _cmd_evaluate,

@@ -180,6 +180,7 @@ class WorldNode(Node):
 
     def _episode_done(self) -> None:
         self.episode += 1
+        self.ctx.record("episode_end", float(self.steps))  # where trajectories break
         for agent in self.config.agents:
             self.ctx.record(f"return.{agent}", self.returns[agent])
             self.returns[agent] = 0.0

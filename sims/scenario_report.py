@@ -50,7 +50,8 @@ def scenario_table(name: str, metrics: dict[str, Any]) -> Table:
     )
     table.caption = (
         f"episodes finished {metrics['episodes']} · sensing energy per unit of return "
-        f"{_num(metrics['energy_per_return'])} · messages between processes {metrics['messages']:,} "
+        f"{_num(metrics['energy_per_return'])} · "
+        f"messages between processes {metrics['messages']:,} "
         f"({metrics['bytes']:,} bytes, {metrics['dropped']:,} dropped) · "
         f"deadline: an answer before the next world step ({metrics['period_ms']:g} ms)"
     )
@@ -71,16 +72,25 @@ def plot_trajectories(
     series = report.series
     if not any(f"world.x.{a}" in series for a in agents):
         return None
+    breaks = [int(s) for s in series.get("world.episode_end", [])]
     fig, ax = plt.subplots(figsize=(6, 6))
     for agent in agents:
-        xs, ys = series.get(f"world.x.{agent}", []), series.get(f"world.y.{agent}", [])
-        energy = series.get(f"world.energy.{agent}", [])
+        xs = list(series.get(f"world.x.{agent}", []))
+        ys = list(series.get(f"world.y.{agent}", []))
+        for at in reversed(breaks):  # a new episode starts elsewhere: no line across
+            if 0 < at < len(xs):
+                xs.insert(at, math.nan)
+                ys.insert(at, math.nan)
+        energy = list(series.get(f"world.energy.{agent}", []))
+        for at in reversed(breaks):
+            if 0 < at < len(energy):
+                energy.insert(at, 0.0)
         (line,) = ax.plot(xs, ys, lw=1, label=agent)
         sensed = [(x, y) for x, y, e in zip(xs, ys, energy, strict=False) if e > 0]
         if sensed:
             ax.scatter(*zip(*sensed, strict=True), s=12, color=line.get_color(), marker="o")
     ax.set_aspect("equal")
-    ax.set_title(title)
+    ax.set_title(title + (f" ({len(breaks) + 1} episodes)" if breaks else ""))
     ax.set_xlabel("x")
     ax.set_ylabel("y")
     if len(agents) <= 12:

@@ -59,6 +59,18 @@ class SensingField:
         self.found = np.zeros(targets, bool)
         self.t = 0
 
+    @property
+    def unwrapped(self) -> SensingField:
+        return self
+
+    @property
+    def num_agents(self) -> int:
+        return len(self.agents)
+
+    @property
+    def max_num_agents(self) -> int:
+        return len(self.possible_agents)
+
     def observation_space(self, agent: str) -> Any:
         return self._obs_space
 
