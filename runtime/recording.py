@@ -27,6 +27,8 @@ from edgeloop.runtime.errors import EdgeloopError, MissingDependencyError
 def mcap_module() -> Any:
     try:
         import mcap.reader
+        import mcap.records
+        import mcap.stream_reader
         import mcap.writer
     except ImportError:
         raise MissingDependencyError("mcap", "record", "--record") from None
@@ -205,16 +207,24 @@ def merge_recordings(
     mcap = mcap_module()
     out = Recorder(path)
     streams = [part.open("rb") for part in parts]
+
+    def messages(k: int, stream: Any) -> Iterator[tuple[int, int, str, Any]]:
+        # A part whose process was killed has no summary: read it as a stream, and
+        # count what cannot be read rather than lose the other parts.
+        try:
+            reader = mcap.stream_reader.StreamReader(stream, skip_magic=False)
+            channels: dict[int, str] = {}
+            for record in reader.records:
+                if isinstance(record, mcap.records.Channel):
+                    channels[record.id] = record.topic
+                elif isinstance(record, mcap.records.Message):
+                    yield record.log_time, k, channels[record.channel_id], record
+        except Exception as exc:
+            out.failed += 1
+            out.last_error = f"{parts[k].name}: {type(exc).__name__}: {exc}"
+
     try:
-        readers = [
-            (
-                (message.log_time, k, channel.topic, message)
-                for _schema, channel, message in mcap.reader.make_reader(stream).iter_messages(
-                    log_time_order=True
-                )
-            )
-            for k, stream in enumerate(streams)
-        ]
+        readers = [messages(k, stream) for k, stream in enumerate(streams)]
         for _, _, topic, message in heapq.merge(*readers, key=lambda item: item[:2]):
             channel = out._channel(topic)
             out._writer.add_message(

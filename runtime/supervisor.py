@@ -36,7 +36,8 @@ from edgeloop.runtime.plugins import PluginRegistry, import_plugin
 from edgeloop.runtime.validation import check_graph
 
 _log = logging.getLogger("edgeloop.supervisor")
-START_TIMEOUT_S = 60.0
+START_TIMEOUT_S = 60.0  # plus START_PER_GROUP_S per group: each imports numpy, zmq, ...
+START_PER_GROUP_S = 2.0
 STOP_TIMEOUT_S = 10.0
 _START_MARGIN_NS = 50_000_000  # time 0 a little after the start message, so every group is there
 
@@ -150,7 +151,10 @@ class Supervisor:
         try:
             for group in self._groups.values():
                 self._spawn(group, first_start=True)
-            self._await_ready()
+            try:
+                self._await_ready()
+            except KeyboardInterrupt:
+                self._abort("interrupted while the groups were starting")
             self._epoch_ns = time.perf_counter_ns() + _START_MARGIN_NS
             for group in self._groups.values():
                 self._send(group, {"t": "start", "epoch_ns": self._epoch_ns})
@@ -168,7 +172,7 @@ class Supervisor:
         finally:
             self._end_processes()
             self._router.close(linger=0)
-            parts = [self._part(g) for g in self._groups.values()]
+            parts = [self._part(g, k) for g in self._groups.values() for k in range(g.restarts + 1)]
             if self.record is not None:
                 from edgeloop.runtime.recording import merge_recordings
 
@@ -178,8 +182,10 @@ class Supervisor:
             shutil.rmtree(self._dir, ignore_errors=True)
         return self._merged_report(duration_s, time.perf_counter() - wall)
 
-    def _part(self, group: _Group) -> Path:
-        return self._dir / f"{group.name}.mcap"
+    def _part(self, group: _Group, restart: int | None = None) -> Path:
+        """The recording of one process of a group (a restarted one writes another)."""
+        restart = group.restarts if restart is None else restart
+        return self._dir / f"{group.name}.{restart}.mcap"
 
     def _spawn(self, group: _Group, *, first_start: bool) -> None:
         spec = {
@@ -194,7 +200,7 @@ class Supervisor:
             "duration": self._duration,
             "first_start": first_start,
             "supervisor": os.getpid(),
-            "record": str(self._part(group)) if self.record is not None and first_start else None,
+            "record": str(self._part(group)) if self.record is not None else None,
         }
         path = self._dir / f"{group.name}.json"
         path.write_text(json.dumps(spec))
@@ -207,7 +213,8 @@ class Supervisor:
 
     def _await_ready(self) -> None:
         waiting = set(self._groups)
-        deadline = time.monotonic() + START_TIMEOUT_S
+        limit = START_TIMEOUT_S + START_PER_GROUP_S * len(self._groups)
+        deadline = time.monotonic() + limit
         while waiting:
             for name, message in self._receive(0.1):
                 if message["t"] == "ready":
@@ -219,7 +226,7 @@ class Supervisor:
                 if code is not None:
                     self._abort(f"group '{name}' exited with code {code} while starting")
             if time.monotonic() > deadline:
-                self._abort(f"groups {sorted(waiting)} not ready after {START_TIMEOUT_S:g} s")
+                self._abort(f"groups {sorted(waiting)} not ready after {limit:g} s")
 
     def _abort(self, why: str) -> None:
         for group in self._groups.values():

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,34 @@ import pytest
 import edgeloop
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def group_workers() -> set[int]:
+    """Pids of every process-group worker alive on this machine (Linux /proc)."""
+    found = set()
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return found
+    for entry in proc.iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"edgeloop.runtime.group_worker" in cmdline:
+                found.add(int(entry.name))
+    return found
+
+
+@pytest.fixture(autouse=True)
+def no_process_left_behind() -> Iterator[None]:
+    """Every test: the group processes it started are gone when it ends."""
+    before = group_workers()
+    yield
+    deadline = time.monotonic() + 10
+    while (left := group_workers() - before) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not left, f"group processes left behind: {left}"
 
 
 @pytest.fixture

@@ -27,35 +27,13 @@ from edgeloop.runtime.placement import REMOTE_TYPE, split_graph
 pytest.importorskip("gymnasium")
 pytest.importorskip("mcap")
 
+from conftest import group_workers
+
 from edgeloop.runtime.recording import read_recording
 from edgeloop.runtime.supervisor import GroupCrashed, Supervisor
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "pendulum"
 SPLIT = EXAMPLES / "processes.yaml"
-
-
-def workers() -> set[int]:
-    """Pids of every group process alive on this machine."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"edgeloop.runtime.group_worker" in cmdline:
-                found.add(int(entry.name))
-    return found
-
-
-@pytest.fixture(autouse=True)
-def no_process_left_behind() -> Any:
-    before = workers()
-    yield
-    deadline = time.monotonic() + 10
-    while (left := workers() - before) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not left, f"group processes left behind: {left}"
 
 
 def split_pendulum(tmp_path: Path, **groups: Any) -> LoopGraph:
@@ -194,13 +172,13 @@ def test_a_group_that_fails_to_start_is_reported(tmp_path: Path) -> None:
 # -- real time: crashes, restarts, stopping ------------------------------------------
 
 
-def run_and_hit(graph: LoopGraph, duration: float, hit: Any) -> Any:
+def run_and_hit(graph: LoopGraph, duration: float, hit: Any, record: Path | None = None) -> Any:
     """Run in real time; once every group runs, ``hit({group: pid})`` in a thread."""
 
     def started(pids: dict[str, int]) -> None:
         threading.Thread(target=hit, args=(pids,), daemon=True).start()
 
-    return Supervisor(graph, seed=2, on_started=started).run(duration)
+    return Supervisor(graph, seed=2, on_started=started, record=record).run(duration)
 
 
 def test_a_killed_group_is_restarted_and_reported(tmp_path: Path) -> None:
@@ -212,7 +190,7 @@ def test_a_killed_group_is_restarted_and_reported(tmp_path: Path) -> None:
         os.kill(pids["control"], signal.SIGKILL)
         killed.append(pids["control"])
 
-    report = run_and_hit(graph, 3.0, kill_control)
+    report = run_and_hit(graph, 3.0, kill_control, record=tmp_path / "run.mcap")
     assert killed
     assert report.stop_reason == "duration reached" and not report.stopped_by_fault
     control = next(g for g in report.groups if g["name"] == "control")
@@ -224,6 +202,11 @@ def test_a_killed_group_is_restarted_and_reported(tmp_path: Path) -> None:
     # The loop went on after the restart: the motor got actions from the new process.
     assert report.node("controller").calls > 0
     assert report.node("motor").calls > 0
+    # The killed process's unfinished recording is merged with the rest, not lost.
+    topics = [topic for topic, _, _ in read_recording(tmp_path / "run.mcap")]
+    assert report.recording["failed"] == 0
+    assert report.recording["written"] == len(topics)
+    assert topics.count("/controller/action") > report.node("controller").calls
 
 
 def test_a_frozen_group_misses_heartbeats_and_is_restarted(tmp_path: Path) -> None:
@@ -263,7 +246,7 @@ def children(pid: int) -> set[int]:
 def wait_for_workers(pid: int, count: int) -> set[int]:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        found = children(pid) & workers()
+        found = children(pid) & group_workers()
         if len(found) == count:
             return found
         time.sleep(0.1)
@@ -284,7 +267,7 @@ def test_ctrl_c_stops_every_process_and_prints_the_report(tmp_path: Path) -> Non
     out, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
     assert "stopped: interrupted" in out
-    assert not group_pids & workers()
+    assert not group_pids & group_workers()
     assert (tmp_path / "out.json").exists()
 
 
@@ -299,6 +282,6 @@ def test_a_killed_supervisor_takes_its_groups_with_it(tmp_path: Path) -> None:
     process.kill()
     process.wait()
     deadline = time.monotonic() + 10
-    while group_pids & workers() and time.monotonic() < deadline:
+    while group_pids & group_workers() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not group_pids & workers()
+    assert not group_pids & group_workers()
