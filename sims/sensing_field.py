@@ -160,14 +160,21 @@ class FieldSearch(Controller):
         self.centres = np.minimum(centres, cfg.size)
         self.known = np.zeros(n * n, bool)  # sensed by this robot or a teammate
         self.goal: int | None = None
+        self.found = 0.0  # the team's found fraction last seen
 
     def step(self, inputs: dict[str, Any]) -> dict[str, Any] | None:
+        # (a teammate's share from the end of an episode may mark a cell of the next
+        # one as known; the robots still cover the rest)
         for cells in inputs.get("shared") or []:
             cells = np.asarray(cells, dtype=np.int64).ravel()
             self.known[cells[(cells >= 0) & (cells < self.known.size)]] = True
         obs = inputs.get("obs")
         if obs is None:
             return None
+        if obs[2] < self.found:  # the found fraction fell: a new episode, a new field
+            self.known[:] = False
+            self.goal = None
+        self.found = float(obs[2])
         position = np.asarray(obs[:2], dtype=np.float64)
         if self.goal is None or self.known[self.goal]:
             self.goal = self._nearest_unknown(position)

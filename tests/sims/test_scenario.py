@@ -86,8 +86,8 @@ def test_sharing_what_was_sensed_saves_sensing() -> None:
     """With the relay, robots skip cells a teammate sensed: less energy per target."""
     shared = run_scenario(field(relay=True), agents=4, seed=1, duration_s=30, one_process=True)[1]
     alone = run_scenario(field(relay=False), agents=4, seed=1, duration_s=30, one_process=True)[1]
-    assert shared["episodes"] >= 1 and alone["episodes"] >= 1
-    assert shared["energy_per_return"] < 0.7 * alone["energy_per_return"]
+    assert shared["episodes"] > alone["episodes"] >= 1  # the team finishes searches sooner
+    assert shared["energy_per_return"] < 0.8 * alone["energy_per_return"]  # 0.65 measured
 
 
 def test_a_pettingzoo_world_from_another_package(tmp_path: Path) -> None:
