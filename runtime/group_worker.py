@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         if spec["record"]:
             from edgeloop.runtime.recording import Recorder
 
-            recorder = Recorder(spec["record"])
+            recorder = Recorder(spec["record"], crash_safe=True)
         executor = Executor(
             plan.graph,
             registry=registry,

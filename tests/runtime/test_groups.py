@@ -202,9 +202,11 @@ def test_a_killed_group_is_restarted_and_reported(tmp_path: Path) -> None:
     # The loop went on after the restart: the motor got actions from the new process.
     assert report.node("controller").calls > 0
     assert report.node("motor").calls > 0
-    # The killed process's unfinished recording is merged with the rest, not lost.
+    # The killed process's recording, cut short, is merged with the rest and its
+    # end reported; nothing else is lost.
     topics = [topic for topic, _, _ in read_recording(tmp_path / "run.mcap")]
-    assert report.recording["failed"] == 0
+    assert report.recording["failed"] == 1
+    assert "control.0.mcap" in report.recording["last_error"]
     assert report.recording["written"] == len(topics)
     assert topics.count("/controller/action") > report.node("controller").calls
 
