@@ -22,6 +22,7 @@ import numpy as np
 from edgeloop.plugins.gym_env import set_env_attributes
 from edgeloop.runtime.errors import EdgeloopError, MissingDependencyError
 from edgeloop.runtime.node import Actuator, NodeContext, Port, Sensor
+from edgeloop.runtime.sensing import SensingSpec
 
 
 def _gymnasium() -> Any:
@@ -181,7 +182,10 @@ class GymSensor(Sensor):
     Pendulum-v1, ``obs`` is float32 (3,): ``[cos(theta), sin(theta), theta_dot]``
     in -, -, rad/s.
 
-    Inputs: none; the sensor runs on its ``rate_hz``.
+    Inputs: ``sensing`` (optional): sensing commands (:mod:`edgeloop.runtime.sensing`)
+    that change its rate (0.01 to 1000 Hz), turn it off and on, or take one reading
+    now; the sensor otherwise runs on its ``rate_hz``. A reading costs 1 energy
+    unit unless the node's ``sensing: {cost_per_reading: ...}`` says otherwise.
 
     Outputs:
         | port | dtype/shape | units | meaning |
@@ -219,6 +223,7 @@ class GymSensor(Sensor):
 
     outputs = (Port("obs", dtype="float32", doc="environment observation"),)
     Config = PlantConfig
+    sensing = SensingSpec(min_rate_hz=0.01, max_rate_hz=1000.0, cost_per_reading=1.0)
 
     def setup(self, ctx: NodeContext) -> None:
         super().setup(ctx)

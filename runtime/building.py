@@ -6,7 +6,9 @@ for the figures of the run report.
 
 from __future__ import annotations
 
+import math
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -18,6 +20,7 @@ from edgeloop.runtime.metrics import ContractStats, LatencyRecorder, NodeStats, 
 from edgeloop.runtime.node import NodeContext, Port, build_config
 from edgeloop.runtime.plugins import PluginRegistry
 from edgeloop.runtime.profiles import graph_profile
+from edgeloop.runtime.sensing import SensingControl, SensingState
 from edgeloop.runtime.validation import node_class
 from edgeloop.runtime.wiring import ContractState, OutPort, Runner, Slot, Timer, close_quietly
 
@@ -35,6 +38,9 @@ class CompiledLoop:
         self.timers: list[Timer] = []
         self.contracts: list[ContractState] = []
         self.fallbacks: dict[str, Runner] = {}  # node id -> its fallback's runner
+        self.sensing: dict[str, SensingState] = {}  # steerable sensors' settings by node id
+        # Set by the executor: moves a timer to a new rate (None: stops it).
+        self.replan: Callable[[Timer, float | None], None] | None = None
 
     @classmethod
     def build(
@@ -82,6 +88,9 @@ class CompiledLoop:
             runner.out_ports = {p.name: OutPort(p) for p in runner.declared_outputs}
         for runner in loop.runners.values():
             loop._wire_inputs(runner)
+        for runner in loop.runners.values():
+            if runner.cls.sensing is not None:
+                loop._make_steerable(runner)
         for contract in graph.contracts:
             state = ContractState(contract)
             loop.contracts.append(state)
@@ -102,6 +111,8 @@ class CompiledLoop:
         spec = runner.spec
         rate_driven = spec.rate_hz is not None
         for name, inp in spec.inputs.items():
+            if name == "sensing" and runner.cls.sensing is not None:
+                continue  # commands: wired by _make_steerable
             if inp.is_timer:
                 source = OutPort(Port(name))
                 period = timer_period_ns(inp.source)
@@ -146,7 +157,49 @@ class CompiledLoop:
         runner.update_guard()
         if rate_driven:
             period = round(1e9 / spec.rate_hz)
-            self.timers.append(Timer(f"{spec.id}@{spec.rate_hz:g}Hz", period, runner))
+            runner.timer = Timer(f"{spec.id}@{spec.rate_hz:g}Hz", period, runner)
+            self.timers.append(runner.timer)
+
+    def _make_steerable(self, runner: Runner) -> None:
+        """A sensor that takes sensing commands: its settings as ``ctx.sensing``, a
+        step that counts readings and their cost, and its ``sensing`` input wired to
+        a :class:`SensingControl` that applies each command as it arrives."""
+        spec = runner.spec
+        bounds = spec.sensing.model_dump(exclude_none=True) if spec.sensing else None
+        full = (bounds or {}).get("max_rate_hz") or spec.rate_hz or math.inf
+        state = SensingState(
+            runner.cls.sensing.narrowed(bounds),  # type: ignore[union-attr]
+            rate_hz=spec.rate_hz,
+            full_rate_hz=full,
+        )
+        runner.ctx.sensing = state
+        self.sensing[spec.id] = state
+        step = runner.step
+
+        def sensing_step(inputs: dict[str, Any]) -> Any:
+            state.readings += 1
+            state.cost += state.reading_cost()
+            return step(inputs)
+
+        runner.step = sensing_step
+        inp = spec.inputs.get("sensing")
+        if inp is None:
+            return
+        timer = runner.timer
+        loop = self
+
+        def replan(rate_hz: float | None) -> None:
+            if timer is None:
+                state.rejected["rate_hz"] = state.rejected.get("rate_hz", 0) + 1
+                state.last_problem = "this sensor runs on no rate_hz of its own"
+            elif loop.replan is not None:
+                loop.replan(timer, rate_hz)
+
+        control = SensingControl(state, runner.inputs, replan, lambda: runner.run())
+        source = self.runners[inp.node].out_ports[inp.port]
+        runner.inputs["sensing"] = None
+        runner.ctx._messages["sensing"] = source.last_message
+        source.edges.append((runner.inputs, "sensing", control))  # type: ignore[arg-type]
 
     def _find_direct_calls(self) -> None:
         """Mark ports whose one triggered receiver nothing else triggers: it is
@@ -156,6 +209,7 @@ class CompiledLoop:
                 triggered = [rc for _, _, rc in port.edges if rc is not None]
                 if (
                     len(triggered) == 1
+                    and isinstance(triggered[0], Runner)  # not a sensing command's receiver
                     and not port.fifo_slots
                     and sum(1 for s in triggered[0].slots if s.trigger) == 1
                 ):
@@ -199,7 +253,7 @@ class CompiledLoop:
             + [c.latency for c in self.contracts]
         )
 
-    def node_stats(self) -> list[NodeStats]:
+    def node_stats(self, duration_s: float = 0.0) -> list[NodeStats]:
         stats = []
         for r in self.runners.values():
             p50, p99, worst = r.latency.summary_ns()
@@ -218,6 +272,11 @@ class CompiledLoop:
                     restarts=r.restarts,
                     skipped=r.skipped,
                     notes=dict(r.ctx.notes),
+                    sensing=(
+                        self.sensing[r.spec.id].figures(duration_s)
+                        if r.spec.id in self.sensing
+                        else None
+                    ),
                 )
             )
         return stats

@@ -82,6 +82,8 @@ class Executor:
         self._loop_parts = CompiledLoop()
         self._recorder = recorder
         self._bridge = bridge
+        self._heap: list[tuple[int, int, Timer]] = []
+        self._firing: Timer | None = None
 
     # -- running ----------------------------------------------------------------
 
@@ -131,9 +133,12 @@ class Executor:
         )
         end_ns = NEVER if duration_s is None else int(duration_s * 1e9)
         resume_ns = self._bridge.resume_ns if self._bridge is not None else 0
-        for timer in self._loop_parts.timers:
+        for i, timer in enumerate(self._loop_parts.timers):
             timer.ticks = timer.first_tick = -(-resume_ns // timer.period_ns)
-        heap = [(t.ticks * t.period_ns, i, t) for i, t in enumerate(self._loop_parts.timers)]
+            timer.due, timer.order = timer.ticks * timer.period_ns, i
+        heap = [(t.due, t.order, t) for t in self._loop_parts.timers]
+        self._heap = heap
+        self._loop_parts.replan = self._replan
         heapq.heapify(heap)
         self._event(
             "edgeloop_loop_started", graph=self.graph, simulated=self.simulated, seed=self.seed
@@ -189,6 +194,24 @@ class Executor:
                     port.taps.append(functools.partial(write, f"/{node_id}/{port.name}"))
         if self._bridge is not None:
             self._bridge.attach(loop, self.clock)
+
+    def _replan(self, timer: Timer, rate_hz: float | None) -> None:
+        """Move ``timer`` to ``rate_hz`` from now, its next tick one new period away,
+        or stop it (None): a sensing command's doing."""
+        if rate_hz is None:
+            timer.disabled = True
+            timer.due = NEVER  # its heap entry is stale now, dropped when it comes up
+            return
+        period = max(1, round(1e9 / rate_hz))
+        now = self.clock.now_ns()
+        timer.period_ns = period
+        timer.disabled = False
+        if timer is self._firing:  # the loop reschedules it after this firing, a tick on
+            timer.origin = now + period - (timer.ticks + 1) * period
+            return
+        timer.origin = now + period - timer.ticks * period
+        timer.due = now + period
+        heapq.heappush(self._heap, (timer.due, timer.order, timer))
 
     def _stop_for_fault(self, reason: str) -> None:
         if self._stop_reason is None:
@@ -390,6 +413,9 @@ class Executor:
                 receiver.run()
 
         while self._stop_reason is None:
+            if heap and heap[0][0] != heap[0][2].due:  # a timer moved to a new rate
+                heapq.heappop(heap)
+                continue
             if bridge is None:
                 if not heap or heap[0][0] >= end_ns:
                     break
@@ -405,15 +431,20 @@ class Executor:
             now_s = now * 1e-9
             if not simulated:
                 timer.jitter.samples.append(now - due)
+            self._firing = timer
             timer.fire()
             while ready:
                 runner = popleft()
                 runner.queued = False
                 runner.run()
+            self._firing = None
+            if timer.disabled:  # a sensing command turned its sensor off meanwhile
+                heapq.heappop(heap)
+                continue
             # Next due time on the timer's own grid: no drift. In real time, the
             # ticks that passed while we were late are skipped and counted.
             timer.ticks += 1
-            next_due = timer.ticks * timer.period_ns
+            next_due = timer.origin + timer.ticks * timer.period_ns
             if not simulated:
                 now = clock_now()
                 if next_due <= now:
@@ -421,6 +452,7 @@ class Executor:
                     timer.overruns += behind
                     timer.ticks += behind
                     next_due += behind * timer.period_ns
+            timer.due = next_due
             heapreplace(heap, (next_due, order, timer))
             if not timer.ticks & (_FOLD_EVERY - 1):
                 for recorder in recorders:
@@ -533,7 +565,7 @@ class Executor:
             stopped_by_fault=self._stopped_by_fault,
             duration_s=duration_s,
             wall_s=wall_s,
-            nodes=loop.node_stats(),
+            nodes=loop.node_stats(duration_s),
             contracts=loop.contract_stats(),
             timers=loop.timer_stats(),
             series={k: list(v) for k, v in self._series.items()},

@@ -164,6 +164,15 @@ class FaultPolicy(_Strict):
         return {"action": self.action, **self.model_dump(exclude_defaults=True)}
 
 
+class SensingBounds(_Strict):
+    """A graph's narrowing of a steerable sensor's rate bounds, and its cost per reading."""
+
+    min_rate_hz: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    max_rate_hz: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    cost_per_reading: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    """Energy units of one full reading (from the sensor's datasheet, say)."""
+
+
 class NodeSpec(_Strict):
     """One node of a graph as written in YAML (the running object is a :class:`Node`)."""
 
@@ -181,6 +190,8 @@ class NodeSpec(_Strict):
     on_fault: FaultPolicy = Field(default_factory=FaultPolicy)
     group: str = "main"
     """Process group, for placing nodes in separate processes."""
+    sensing: SensingBounds | None = None
+    """For a sensor that takes sensing commands: narrower rate bounds, cost per reading."""
 
 
 class GroupSpec(_Strict):
@@ -242,6 +253,7 @@ class LoopGraph(_Strict):
         deadline_ms: float | None = None,
         on_fault: str | dict[str, Any] | FaultPolicy = "restart",
         group: str = "main",
+        sensing: dict[str, Any] | None = None,
     ) -> NodeSpec:
         """Add a node; ``type`` is a registered name or a Node class used directly.
 
@@ -281,6 +293,7 @@ class LoopGraph(_Strict):
                     on_fault.model_dump() if isinstance(on_fault, FaultPolicy) else on_fault
                 ),
                 "group": group,
+                "sensing": sensing,
             },
         )
         if not isinstance(type, str):
@@ -355,6 +368,8 @@ class LoopGraph(_Strict):
                 entry["on_fault"] = spec.on_fault.to_yaml_value()
             if spec.group != "main":
                 entry["group"] = spec.group
+            if spec.sensing is not None:
+                entry["sensing"] = spec.sensing.model_dump(exclude_none=True)
             nodes.append(entry)
         data: dict[str, Any] = {"name": self.name}
         if self.profile is not None:

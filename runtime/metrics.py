@@ -102,6 +102,9 @@ class NodeStats:
     skipped: int = 0
     notes: dict[str, str] = field(default_factory=dict)
     """Facts the node stated (``ctx.note``), e.g. the execution provider its model runs on."""
+    sensing: dict[str, Any] | None = None
+    """A steerable sensor's readings, readings skipped against its maximum rate,
+    sensing cost, final rate, and the commands it got, clamped and rejected."""
 
 
 @dataclass

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from edgeloop.runtime.clocks import Clock
     from edgeloop.runtime.messages import Message
     from edgeloop.runtime.profiles import HardwareProfile
+    from edgeloop.runtime.sensing import SensingSpec, SensingState
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,9 @@ class NodeContext:
         self.notes: dict[str, str] = {}
         """What the node stated with :meth:`note`, shown in the run report."""
         self._messages: dict[str, Callable[[], Message | None]] = {}
+        self.sensing: SensingState | None = None
+        """A steerable sensor's current settings (rate, enabled, region or mask,
+        resolution); None for other nodes."""
 
     @classmethod
     def standalone(
@@ -184,6 +188,9 @@ class Node:
     role: ClassVar[str] = "node"
     accepts_any_inputs: ClassVar[bool] = False
     """True for node types that take inputs of any name (a logger, say)."""
+    sensing: ClassVar[SensingSpec | None] = None
+    """Set on sensor types that take sensing commands on a ``sensing`` input
+    (:mod:`edgeloop.runtime.sensing`)."""
     external: ClassVar[bool] = False
     """True for node types that never step: their outputs come from outside the
     executor (a stand-in for a node in another process)."""

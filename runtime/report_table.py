@@ -127,6 +127,39 @@ def report_tables(report: RunReport) -> Group:
                     _num(values[-1], 2),
                 )
         parts.append(series)
+    steered = [n for n in report.nodes if n.sensing is not None]
+    if steered:
+        sensing = Table(
+            title="sensing (skipped: readings not taken against the full rate)",
+            title_justify="left",
+        )
+        for col in (
+            "sensor",
+            "readings",
+            "skipped",
+            "full Hz",
+            "cost",
+            "rate Hz",
+            "commands",
+            "clamped",
+            "rejected",
+        ):
+            sensing.add_column(col, justify="left" if col == "sensor" else "right")
+        for n in steered:
+            s = n.sensing
+            rate = "off" if not s["enabled"] else (f"{s['rate_hz']:g}" if s["rate_hz"] else "-")
+            sensing.add_row(
+                n.id,
+                f"{s['readings']:,}",
+                f"{s['skipped']:,}",
+                f"{s['full_rate_hz']:g}",
+                _num(s["cost"], 1),
+                rate,
+                str(s["commands"]),
+                str(s["clamped"]),
+                str(sum(s["rejected"].values())),
+            )
+        parts.append(sensing)
     if report.groups:
         groups = Table(
             title="process groups (messages and bytes their links sent to other groups)",

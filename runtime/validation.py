@@ -91,6 +91,9 @@ def validate_graph(graph: LoopGraph, registry: PluginRegistry) -> list[GraphProb
             continue
         ports_of[spec.id] = [p.name for p in out_ports]
         declared_in = [p.name for p in in_ports]
+        if cls.sensing is not None:  # every steerable sensor takes commands on `sensing`
+            declared_in.append("sensing")
+        _check_sensing(spec, i, cls, problem)
         for port in spec.inputs:
             if port not in declared_in and not cls.accepts_any_inputs:
                 problem(
@@ -150,7 +153,10 @@ def validate_graph(graph: LoopGraph, registry: PluginRegistry) -> list[GraphProb
         if spec.on_fault.action == "fallback":
             _check_fallback(spec, i, by_id, outputs_of, problem, graph.unparsed_ids, graph.nodes)
 
-    for cycle in _unmarked_cycles(graph, by_id):
+    commands = {  # a sensing command never makes its sensor step: no cycle through it
+        spec.id for spec in graph.nodes if getattr(classes.get(spec.id), "sensing", None)
+    }
+    for cycle in _unmarked_cycles(graph, by_id, commands):
         spec_index = by_id[cycle[0]]
         # Point at the input that closes the cycle (cycle[-1] -> cycle[0]).
         closing = next(
@@ -265,10 +271,14 @@ def _check_contract(graph, c, path, by_id, problem) -> None:
             )
 
 
-def _unmarked_cycles(graph: LoopGraph, by_id: dict[str, int]) -> list[list[str]]:
+def _unmarked_cycles(
+    graph: LoopGraph, by_id: dict[str, int], steerable: set[str]
+) -> list[list[str]]:
     edges: dict[str, list[str]] = {node_id: [] for node_id in by_id}
     for spec in graph.nodes:
-        for inp in spec.inputs.values():
+        for port, inp in spec.inputs.items():
+            if port == "sensing" and spec.id in steerable:
+                continue
             if not inp.is_timer and not inp.feedback and inp.node in by_id and spec.id in edges:
                 edges[inp.node].append(spec.id)
     cycles: list[list[str]] = []
@@ -305,3 +315,39 @@ def _choices(value: str, known: list[str], what: str) -> str:
     if close:
         return f"did you mean {', '.join(close)}?"
     return f"known {what}: {', '.join(known)}" if known else f"there are no {what} to wire to"
+
+
+def _check_sensing(spec, i, cls, problem) -> None:
+    """A ``sensing:`` block only on steerable sensors, and a rate within its bounds."""
+    if cls.sensing is None:
+        if spec.sensing is not None:
+            problem(
+                ("nodes", i, "sensing"),
+                f"node type '{spec.type}' takes no sensing commands",
+                "remove the sensing block, or use a sensor type that declares sensing",
+            )
+        elif "sensing" in spec.inputs and not cls.accepts_any_inputs:
+            problem(
+                ("nodes", i, "inputs", "sensing"),
+                f"node type '{spec.type}' takes no sensing commands",
+                "wire sensing commands to a sensor type that declares sensing",
+            )
+        return
+    bounds = spec.sensing.model_dump(exclude_none=True) if spec.sensing else None
+    effective = cls.sensing.narrowed(bounds)
+    if effective.min_rate_hz > effective.max_rate_hz:
+        problem(
+            ("nodes", i, "sensing"),
+            f"rate bounds {effective.min_rate_hz:g}..{effective.max_rate_hz:g} Hz are empty "
+            f"(the sensor type allows {cls.sensing.min_rate_hz:g}..{cls.sensing.max_rate_hz:g})",
+            "choose min_rate_hz <= max_rate_hz within the type's bounds",
+        )
+    elif spec.rate_hz is not None and not (
+        effective.min_rate_hz <= spec.rate_hz <= effective.max_rate_hz
+    ):
+        problem(
+            ("nodes", i, "rate_hz"),
+            f"rate {spec.rate_hz:g} Hz is outside the sensing bounds "
+            f"{effective.min_rate_hz:g}..{effective.max_rate_hz:g} Hz",
+            "set rate_hz within the bounds, or widen sensing.min_rate_hz/max_rate_hz",
+        )

@@ -174,6 +174,7 @@ class Runner:
         "spec",
         "stale_slots",
         "step",
+        "timer",
     )
 
     def __init__(self, spec: NodeSpec, cls: type[Node], node: Node, ctx: NodeContext) -> None:
@@ -204,6 +205,7 @@ class Runner:
         self.down_until = 0  # ns; non-zero while a restart waits out its backoff
         self.skipped = 0
         self.run: Any = None  # the compiled step, set by the executor
+        self.timer: Timer | None = None  # the timer of its rate_hz, if it has one
 
     def update_guard(self) -> None:
         self.guarded = bool(self.down_until or self.stale_slots or self.fifo_slots)
@@ -227,9 +229,13 @@ class Timer:
     stale-input watchdog (``watched``)."""
 
     __slots__ = (
+        "disabled",
+        "due",
         "fire",
         "first_tick",
         "jitter",
+        "order",
+        "origin",
         "overruns",
         "period_ns",
         "port",
@@ -254,6 +260,10 @@ class Timer:
         self.watched = watched  # the input a watchdog checks for staleness
         self.ticks = 0  # grid ticks passed, fired or skipped as overruns
         self.first_tick = 0  # where a restarted process group resumed the grid
+        self.origin = 0  # ns; the grid is origin + ticks * period_ns (moved by a new rate)
+        self.due = 0  # when it fires next; a heap entry with another time is stale
+        self.order = 0  # its place among timers due at the same time
+        self.disabled = False  # a sensing command turned its sensor off
         self.fire: Any = None  # steps the node or publishes the tick; set by the executor
         self.overruns = 0
         self.jitter = LatencyRecorder()
