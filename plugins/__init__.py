@@ -6,8 +6,10 @@ from __future__ import annotations
 from edgeloop.plugins.control import PendulumSwingUp, PidController
 from edgeloop.plugins.gym_plant import GymActuator, GymSensor
 from edgeloop.plugins.onnx_model import OnnxModel
+from edgeloop.plugins.predictors import KalmanPredictor
 from edgeloop.plugins.replay import ReplaySource
 from edgeloop.plugins.safety import ActionClamp
+from edgeloop.plugins.sensing_policies import EventTriggered, UrgencyRate
 from edgeloop.plugins.sinks import LogSink
 from edgeloop.plugins.sources import ConstantAction
 from edgeloop.plugins.world import WorldNode
@@ -28,4 +30,7 @@ def edgeloop_register_node_types() -> dict[str, type[Node]]:
         "onnx.model": OnnxModel,
         "replay": ReplaySource,
         "world": WorldNode,
+        "predictor.kalman": KalmanPredictor,
+        "sensing.urgency": UrgencyRate,
+        "sensing.event": EventTriggered,
     }

@@ -106,7 +106,7 @@ class SensingState:
     def figures(self, duration_s: float) -> dict[str, Any]:
         """Readings, readings skipped against the full rate, cost, commands."""
         full = min(self.full_rate_hz, self.spec.max_rate_hz)
-        most = math.floor(duration_s * full + 1e-9)
+        most = math.ceil(duration_s * full - 1e-9)  # grid ticks in [0, duration)
         return {
             "readings": self.readings,
             "skipped": max(0, most - self.readings),

@@ -1,0 +1,186 @@
+"""Predictors that fill in what was not sensed: a Kalman filter over a known model.
+
+``predictor.kalman`` runs on its own rate (the control rate). Every tick it
+predicts the state one step on, with the last action applied; when a fresh
+reading has arrived it corrects the prediction with it. It publishes the
+estimate in the sensor's own format (``obs``), so a controller written for the
+sensor runs on it unchanged, and its uncertainty, which sensing policies use to
+decide when to read again.
+
+Models (``model``):
+
+- ``pendulum``: Pendulum-v1's dynamics, state ``[theta, theta_dot]``, torque in,
+  observation ``[cos theta, sin theta, theta_dot]`` (an extended Kalman filter).
+- ``constant_velocity``: ``dims`` positions and their velocities; the reading is
+  the positions (a linear Kalman filter).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edgeloop.runtime.node import Model, NodeContext, Port
+
+
+class _Pendulum:
+    """Pendulum-v1 (g, m, l as gymnasium's defaults): the same explicit Euler step."""
+
+    def __init__(self, dt: float, g: float = 10.0, m: float = 1.0, length: float = 1.0) -> None:
+        self.dt, self.g, self.m, self.l = dt, g, m, length
+        self.n = 2
+
+    def f(self, x: np.ndarray, u: float) -> np.ndarray:
+        theta, omega = x
+        u = min(max(u, -2.0), 2.0)
+        omega = (
+            omega
+            + (3 * self.g / (2 * self.l) * math.sin(theta) + 3.0 / (self.m * self.l**2) * u)
+            * self.dt
+        )
+        omega = min(max(omega, -8.0), 8.0)
+        return np.array([theta + omega * self.dt, omega])
+
+    def h(self, x: np.ndarray) -> np.ndarray:
+        return np.array([math.cos(x[0]), math.sin(x[0]), x[1]])
+
+    def state_of(self, z: np.ndarray) -> np.ndarray:
+        return np.array([math.atan2(z[1], z[0]), z[2]])
+
+
+class _ConstantVelocity:
+    def __init__(self, dt: float, dims: int) -> None:
+        self.n, self.dims = 2 * dims, dims
+        self.F = np.eye(self.n)
+        self.F[:dims, dims:] = dt * np.eye(dims)
+
+    def f(self, x: np.ndarray, u: float) -> np.ndarray:
+        return self.F @ x
+
+    def h(self, x: np.ndarray) -> np.ndarray:
+        return x[: self.dims]
+
+    def state_of(self, z: np.ndarray) -> np.ndarray:
+        return np.concatenate([z, np.zeros(self.dims)])
+
+
+def _jacobian(fn: Any, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    fx = fn(x)
+    jac = np.empty((fx.size, x.size))
+    for i in range(x.size):
+        step = np.zeros_like(x)
+        step[i] = eps
+        jac[:, i] = (fn(x + step) - fx) / eps
+    return jac
+
+
+@dataclass(frozen=True)
+class KalmanConfig:
+    dt: float
+    """Prediction step (s): the node's period, e.g. 0.02 at 50 Hz."""
+    model: str = "pendulum"
+    """``pendulum`` or ``constant_velocity``."""
+    dims: int = 1
+    """Positions of a ``constant_velocity`` model."""
+    process_noise: float = 1e-3
+    """Variance added to every state element per step: how fast trust in a
+    prediction fades."""
+    measurement_noise: float = 1e-4
+    """Variance of each element of a reading."""
+    mass: float = 1.0
+    """``pendulum``: the mass (kg) the model assumes (Pendulum-v1's is 1)."""
+    length: float = 1.0
+    """``pendulum``: the length (m) the model assumes (Pendulum-v1's is 1)."""
+
+    def __post_init__(self) -> None:
+        if self.model not in ("pendulum", "constant_velocity"):
+            raise ValueError(f"unknown model '{self.model}' (known: pendulum, constant_velocity)")
+        if not self.dt > 0:
+            raise ValueError(f"dt must be a positive step in seconds, got {self.dt}")
+        if self.process_noise < 0 or self.measurement_noise <= 0:
+            raise ValueError("process_noise must be >= 0 and measurement_noise > 0")
+
+
+class KalmanPredictor(Model):
+    """Predicts the state between readings and corrects it with each fresh one.
+
+    Inputs:
+        | port | meaning |
+        | measurement | the sensor's reading (read when fresh, never waited for) |
+        | action | the last action applied, for the prediction (optional) |
+
+    Outputs:
+        | port | dtype/shape | meaning |
+        | obs | float32, the reading's shape | the estimate in the sensor's format |
+        | state | float32 (n,) | the state estimate |
+        | uncertainty | float | the largest standard deviation of the state |
+
+    It publishes nothing before its first reading. The report notes how many
+    predictions ran on a fresh reading and how many on prediction alone.
+    """
+
+    inputs = (Port("measurement"), Port("action"))
+    outputs = (Port("obs", "float32"), Port("state", "float32"), Port("uncertainty", "float64"))
+    Config = KalmanConfig
+
+    def setup(self, ctx: NodeContext) -> None:
+        super().setup(ctx)
+        cfg: KalmanConfig = ctx.config
+        dt = cfg.dt
+        self.model = (
+            _Pendulum(dt, m=cfg.mass, length=cfg.length)
+            if cfg.model == "pendulum"
+            else _ConstantVelocity(dt, cfg.dims)
+        )
+        self.x: np.ndarray | None = None
+        self.P = np.eye(self.model.n)
+        self.Q = cfg.process_noise * np.eye(self.model.n)
+        self.seen = -1  # sequence number of the last reading used
+        self.corrected = 0
+        self.predicted_only = 0
+
+    def step(self, inputs: dict[str, Any]) -> dict[str, Any] | None:
+        message = self.ctx.message("measurement")
+        fresh = message is not None and message.seq != self.seen
+        model = self.model
+        if self.x is None:
+            if not fresh:
+                return None
+            self.x = model.state_of(np.asarray(message.data, dtype=np.float64))
+            self.P = self.config.measurement_noise * np.eye(model.n)
+        else:
+            u = inputs.get("action")
+            u = 0.0 if u is None else float(np.asarray(u, dtype=np.float64).ravel()[0])
+            F = _jacobian(lambda x: model.f(x, u), self.x)
+            self.x = model.f(self.x, u)
+            self.P = F @ self.P @ F.T + self.Q
+        if fresh:
+            self.seen = message.seq
+            self._correct(np.asarray(message.data, dtype=np.float64))
+            self.corrected += 1
+        else:
+            self.predicted_only += 1
+        return {
+            "obs": model.h(self.x).astype(np.float32),
+            "state": self.x.astype(np.float32),
+            "uncertainty": float(math.sqrt(max(np.max(np.diag(self.P)), 0.0))),
+        }
+
+    def _correct(self, z: np.ndarray) -> None:
+        model = self.model
+        H = _jacobian(model.h, self.x)
+        R = self.config.measurement_noise * np.eye(z.size)
+        innovation = z - model.h(self.x)
+        S = H @ self.P @ H.T + R
+        K = self.P @ H.T @ np.linalg.inv(S)
+        self.x = self.x + K @ innovation
+        self.P = (np.eye(model.n) - K @ H) @ self.P
+        self.innovation = float(innovation @ np.linalg.solve(S, innovation))
+
+    def close(self) -> None:
+        self.ctx.note(
+            "predictions", f"{self.corrected} corrected, {self.predicted_only} predicted only"
+        )
