@@ -4,6 +4,7 @@ point like any third-party plugin."""
 from __future__ import annotations
 
 from edgeloop.plugins.control import PendulumSwingUp, PidController
+from edgeloop.plugins.fusion import FusionNode
 from edgeloop.plugins.gym_plant import GymActuator, GymSensor
 from edgeloop.plugins.onnx_model import OnnxModel
 from edgeloop.plugins.predictors import KalmanPredictor
@@ -33,4 +34,5 @@ def edgeloop_register_node_types() -> dict[str, type[Node]]:
         "predictor.kalman": KalmanPredictor,
         "sensing.urgency": UrgencyRate,
         "sensing.event": EventTriggered,
+        "fusion": FusionNode,
     }

@@ -35,6 +35,7 @@ REQUIRED_CONFIG = {
     "onnx.model": lambda folder: {"model": str(onnx_models.make_mlp(folder / "mlp.onnx"))},
     "replay": _recording,
     "predictor.kalman": lambda folder: {"dt": 0.02},
+    "fusion": lambda folder: {"streams": ["a"]},
     "world": lambda folder: {
         "env": "edgeloop.sims.sensing_field:SensingField",
         "agents": ["robot_0", "robot_1"],
