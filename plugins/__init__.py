@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from edgeloop.plugins.control import PendulumSwingUp, PidController
 from edgeloop.plugins.fusion import FusionNode
+from edgeloop.plugins.guard import CascadeGuard
 from edgeloop.plugins.gym_plant import GymActuator, GymSensor
+from edgeloop.plugins.injection import FaultInjector
 from edgeloop.plugins.onnx_model import OnnxModel
 from edgeloop.plugins.predictors import KalmanPredictor
 from edgeloop.plugins.replay import ReplaySource
@@ -35,4 +37,6 @@ def edgeloop_register_node_types() -> dict[str, type[Node]]:
         "sensing.urgency": UrgencyRate,
         "sensing.event": EventTriggered,
         "fusion": FusionNode,
+        "guard": CascadeGuard,
+        "inject": FaultInjector,
     }

@@ -90,6 +90,16 @@ class KalmanConfig:
     prediction fades."""
     measurement_noise: float = 1e-4
     """Variance of each element of a reading."""
+    gate: float | None = None
+    """Reject a reading whose normalised innovation squared passes this (e.g.
+    11.3, the 99% chi-square bound for 3 values): an outlier, a stuck or noisy
+    sensor. None accepts every reading."""
+    trust_memory: float = 0.8
+    """Trust is 1 for an accepted reading, 0 for a rejected one, averaged
+    with this weight on the past."""
+    max_rejections: int = 100
+    """After this many rejections in a row, accept again (the model, not the
+    sensor, may be what is wrong)."""
     mass: float = 1.0
     """``pendulum``: the mass (kg) the model assumes (Pendulum-v1's is 1)."""
     length: float = 1.0
@@ -117,13 +127,19 @@ class KalmanPredictor(Model):
         | obs | float32, the reading's shape | the estimate in the sensor's format |
         | state | float32 (n,) | the state estimate |
         | uncertainty | float | the largest standard deviation of the state |
+    | trust | float | how far recent readings agreed with the predictions, 0..1 |
 
     It publishes nothing before its first reading. The report notes how many
     predictions ran on a fresh reading and how many on prediction alone.
     """
 
     inputs = (Port("measurement"), Port("action"))
-    outputs = (Port("obs", "float32"), Port("state", "float32"), Port("uncertainty", "float64"))
+    outputs = (
+        Port("obs", "float32"),
+        Port("state", "float32"),
+        Port("uncertainty", "float64"),
+        Port("trust", "float64"),
+    )
     Config = KalmanConfig
 
     def setup(self, ctx: NodeContext) -> None:
@@ -136,51 +152,85 @@ class KalmanPredictor(Model):
             else _ConstantVelocity(dt, cfg.dims)
         )
         self.x: np.ndarray | None = None
+        self.t = 0.0  # the time the estimate is for
         self.P = np.eye(self.model.n)
         self.Q = cfg.process_noise * np.eye(self.model.n)
         self.seen = -1  # sequence number of the last reading used
         self.corrected = 0
         self.predicted_only = 0
+        self.rejected = 0
+        self.in_a_row = 0
+        self.trust = 1.0
 
     def step(self, inputs: dict[str, Any]) -> dict[str, Any] | None:
         message = self.ctx.message("measurement")
         fresh = message is not None and message.seq != self.seen
         model = self.model
+        now = self.ctx.now()
+        used = False
         if self.x is None:
             if not fresh:
                 return None
             self.x = model.state_of(np.asarray(message.data, dtype=np.float64))
             self.P = self.config.measurement_noise * np.eye(model.n)
-        else:
+            self.t = message.sensed
+        if fresh:
+            self.seen = message.seq
+            # A reading taken between two steps (one read on demand, say) belongs to
+            # the estimate before this step's prediction, not after it.
+            if message.sensed < now - self.config.dt / 2:
+                self._use(message.data)
+                fresh, used = False, True
+        if self.t < now - self.config.dt / 2:
             u = inputs.get("action")
             u = 0.0 if u is None else float(np.asarray(u, dtype=np.float64).ravel()[0])
             F = _jacobian(lambda x: model.f(x, u), self.x)
             self.x = model.f(self.x, u)
             self.P = F @ self.P @ F.T + self.Q
+            self.t = now
         if fresh:
-            self.seen = message.seq
-            self._correct(np.asarray(message.data, dtype=np.float64))
-            self.corrected += 1
-        else:
+            self._use(message.data)
+        elif not used:
             self.predicted_only += 1
         return {
             "obs": model.h(self.x).astype(np.float32),
             "state": self.x.astype(np.float32),
             "uncertainty": float(math.sqrt(max(np.max(np.diag(self.P)), 0.0))),
+            "trust": self.trust,
         }
 
-    def _correct(self, z: np.ndarray) -> None:
+    def _use(self, data: Any) -> None:
+        if self._correct(np.asarray(data, dtype=np.float64)):
+            self.corrected += 1
+        else:
+            self.rejected += 1
+
+    def _correct(self, z: np.ndarray) -> bool:
+        """Correct the estimate with a reading; False if the gate rejected it."""
+        cfg: KalmanConfig = self.config
         model = self.model
         H = _jacobian(model.h, self.x)
-        R = self.config.measurement_noise * np.eye(z.size)
+        R = cfg.measurement_noise * np.eye(z.size)
         innovation = z - model.h(self.x)
         S = H @ self.P @ H.T + R
+        finite = bool(np.all(np.isfinite(z)))
+        nis = float(innovation @ np.linalg.solve(S, innovation)) if finite else math.inf
+        accepted = finite and (
+            cfg.gate is None or nis <= cfg.gate or self.in_a_row >= cfg.max_rejections
+        )
+        self.trust = cfg.trust_memory * self.trust + (1 - cfg.trust_memory) * float(accepted)
+        if not accepted:
+            self.in_a_row += 1
+            return False
+        self.in_a_row = 0
         K = self.P @ H.T @ np.linalg.inv(S)
         self.x = self.x + K @ innovation
         self.P = (np.eye(model.n) - K @ H) @ self.P
-        self.innovation = float(innovation @ np.linalg.solve(S, innovation))
+        return True
 
     def close(self) -> None:
         self.ctx.note(
-            "predictions", f"{self.corrected} corrected, {self.predicted_only} predicted only"
+            "predictions",
+            f"{self.corrected} corrected, {self.predicted_only} predicted only, "
+            f"{self.rejected} readings rejected",
         )

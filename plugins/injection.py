@@ -1,0 +1,85 @@
+"""Fault injection for robustness tests: corrupt a stream part of the time.
+
+``inject`` passes its ``in`` input to ``out`` and, inside its corruption
+windows, adds noise, freezes the value (a stuck sensor), adds an offset, or
+drops the message. Windows are explicit (``windows``) or periodic bursts
+(``every_s`` and ``duty``). The noise comes from the node's seeded generator,
+so a run is repeatable. The report notes how many messages it corrupted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edgeloop.runtime.node import Model, NodeContext, Port
+
+MODES = ("noise", "stuck", "offset", "dropout")
+
+
+@dataclass(frozen=True)
+class InjectConfig:
+    mode: str = "noise"
+    """noise (Gaussian, std ``scale``), stuck, offset (+ ``scale``) or dropout."""
+    scale: float = 1.0
+    windows: list[list[float]] = field(default_factory=list)
+    """[start_s, end_s] pairs when the stream is corrupted."""
+    every_s: float | None = None
+    """Periodic bursts: one every ``every_s`` seconds ..."""
+    duty: float = 0.3
+    """... lasting this share of the period, at its end."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode '{self.mode}' is not one of {MODES}")
+        if any(len(w) != 2 or w[0] >= w[1] for w in self.windows):
+            raise ValueError("each window is [start_s, end_s] with start < end")
+        if self.every_s is not None and not (self.every_s > 0 and 0 < self.duty <= 1):
+            raise ValueError("every_s must be positive and duty in (0, 1]")
+
+
+class FaultInjector(Model):
+    """Corrupts the stream passing through it inside its windows."""
+
+    inputs = (Port("in"),)
+    outputs = (Port("out"),)
+    Config = InjectConfig
+
+    def setup(self, ctx: NodeContext) -> None:
+        super().setup(ctx)
+        self.frozen: Any = None
+        self.corrupted = 0
+
+    def active(self, t: float) -> bool:
+        cfg: InjectConfig = self.config
+        if any(start <= t < end for start, end in cfg.windows):
+            return True
+        if cfg.every_s is not None:
+            return (t % cfg.every_s) >= cfg.every_s * (1 - cfg.duty)
+        return False
+
+    def step(self, inputs: dict[str, Any]) -> dict[str, Any] | None:
+        value = inputs.get("in")
+        if value is None:
+            return None
+        cfg: InjectConfig = self.config
+        if not self.active(self.ctx.now()):
+            self.frozen = None
+            return {"out": value}
+        self.corrupted += 1
+        data = np.asarray(value)
+        if cfg.mode == "dropout":
+            return None
+        if cfg.mode == "stuck":
+            if self.frozen is None:
+                self.frozen = data.copy()
+            return {"out": self.frozen.copy()}
+        if cfg.mode == "offset":
+            return {"out": (data + cfg.scale).astype(data.dtype)}
+        noise = self.ctx.rng.normal(0.0, cfg.scale, data.shape)
+        return {"out": (data + noise).astype(data.dtype)}
+
+    def close(self) -> None:
+        self.ctx.note("corrupted", str(self.corrupted))
