@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from edgeloop.plugins.control import PendulumSwingUp, PidController
 from edgeloop.plugins.fusion import FusionNode
+from edgeloop.plugins.grid_sensor import GridCamera, RoiSelection
 from edgeloop.plugins.guard import CascadeGuard
 from edgeloop.plugins.gym_plant import GymActuator, GymSensor
 from edgeloop.plugins.injection import FaultInjector
@@ -39,4 +40,6 @@ def edgeloop_register_node_types() -> dict[str, type[Node]]:
         "fusion": FusionNode,
         "guard": CascadeGuard,
         "inject": FaultInjector,
+        "grid.camera": GridCamera,
+        "sensing.roi": RoiSelection,
     }
