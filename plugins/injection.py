@@ -1,10 +1,13 @@
 """Fault injection for robustness tests: corrupt a stream part of the time.
 
 ``inject`` passes its ``in`` input to ``out`` and, inside its corruption
-windows, adds noise, freezes the value (a stuck sensor), adds an offset, or
-drops the message. Windows are explicit (``windows``) or periodic bursts
-(``every_s`` and ``duty``). The noise comes from the node's seeded generator,
-so a run is repeatable. The report notes how many messages it corrupted.
+windows, adds noise, freezes the value (a stuck sensor), adds an offset, drops
+the message, or delays it by ``scale`` seconds (the node then needs a
+``rate_hz``, the rate it releases delayed messages at; each keeps the time it
+was sensed, so latency downstream grows by the delay). Windows are explicit
+(``windows``) or periodic bursts (``every_s`` and ``duty``). The noise comes
+from the node's seeded generator, so a run is repeatable. The report notes how
+many messages it corrupted.
 """
 
 from __future__ import annotations
@@ -16,13 +19,14 @@ import numpy as np
 
 from edgeloop.runtime.node import Model, NodeContext, Port
 
-MODES = ("noise", "stuck", "offset", "dropout")
+MODES = ("noise", "stuck", "offset", "dropout", "delay")
 
 
 @dataclass(frozen=True)
 class InjectConfig:
     mode: str = "noise"
-    """noise (Gaussian, std ``scale``), stuck, offset (+ ``scale``) or dropout."""
+    """noise (Gaussian, std ``scale``), stuck, offset (+ ``scale``), dropout, or
+    delay (by ``scale`` seconds)."""
     scale: float = 1.0
     windows: list[list[float]] = field(default_factory=list)
     """[start_s, end_s] pairs when the stream is corrupted."""
@@ -51,6 +55,8 @@ class FaultInjector(Model):
         super().setup(ctx)
         self.frozen: Any = None
         self.corrupted = 0
+        self.seen = -1
+        self.delayed: list[tuple[float, float, Any]] = []  # (due, sensed, value) held back
 
     def active(self, t: float) -> bool:
         cfg: InjectConfig = self.config
@@ -65,6 +71,8 @@ class FaultInjector(Model):
         if value is None:
             return None
         cfg: InjectConfig = self.config
+        if cfg.mode == "delay":
+            return self._delay(value)
         if not self.active(self.ctx.now()):
             self.frozen = None
             return {"out": value}
@@ -80,6 +88,24 @@ class FaultInjector(Model):
             return {"out": (data + cfg.scale).astype(data.dtype)}
         noise = self.ctx.rng.normal(0.0, cfg.scale, data.shape)
         return {"out": (data + noise).astype(data.dtype)}
+
+    def _delay(self, value: Any) -> dict[str, Any] | None:
+        """Hold each new message until ``scale`` seconds after it was sensed (outside
+        the windows: pass it on at once); release the newest one due."""
+        message = self.ctx.message("in")
+        now = self.ctx.now()
+        if message is not None and message.seq != self.seen:
+            self.seen = message.seq
+            wait = self.config.scale if self.active(now) else 0.0
+            self.delayed.append((message.sensed + wait, message.sensed, value))
+            self.corrupted += wait > 0
+        due = [item for item in self.delayed if item[0] <= now + 1e-9]
+        if not due:
+            return None
+        self.delayed = [item for item in self.delayed if item[0] > now + 1e-9]
+        _, sensed, data = due[-1]
+        self.ctx.sensed_at(sensed)
+        return {"out": data}
 
     def close(self) -> None:
         self.ctx.note("corrupted", str(self.corrupted))

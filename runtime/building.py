@@ -131,7 +131,7 @@ class CompiledLoop:
                 size=inp.size,
                 trigger=trigger,
                 stale_s=None if inp.stale_ms is None else inp.stale_ms / 1e3,
-                is_tick=inp.is_timer,
+                not_sensing=inp.is_timer or inp.feedback,
             )
             runner.slots.append(slot)
             runner.ctx._messages[name] = source.last_message
@@ -151,7 +151,8 @@ class CompiledLoop:
                     self.timers.append(watchdog)
         for port in runner.declared_inputs:  # declared but not wired: always None
             runner.inputs.setdefault(port.name, None)
-        if len(runner.slots) == 1 and not runner.slots[0].fifo and not runner.is_source:
+        only = runner.slots[0] if len(runner.slots) == 1 else None
+        if only is not None and not only.fifo and not only.not_sensing and not runner.is_source:
             runner.only_slot = runner.slots[0]
             runner.only_source = runner.only_slot.source
         runner.update_guard()
@@ -165,7 +166,11 @@ class CompiledLoop:
         step that counts readings and their cost, and its ``sensing`` input wired to
         a :class:`SensingControl` that applies each command as it arrives."""
         spec = runner.spec
-        bounds = spec.sensing.model_dump(exclude_none=True) if spec.sensing else None
+        bounds = spec.sensing.model_dump(exclude_none=True) if spec.sensing else {}
+        profile = runner.ctx.profile
+        if "cost_per_reading" not in bounds and profile is not None:
+            if spec.type in profile.sensing_costs:  # the device's figure for this sensor
+                bounds["cost_per_reading"] = profile.sensing_costs[spec.type]
         full = (bounds or {}).get("max_rate_hz") or spec.rate_hz or math.inf
         state = SensingState(
             runner.cls.sensing.narrowed(bounds),  # type: ignore[union-attr]

@@ -281,6 +281,7 @@ class Executor:
             # A sensor's outputs are fresh sensing even when it has inputs (a sensing
             # command, a world's actions): its inputs are read, but not its provenance.
             senses = r.cls.role == "sensor"
+            ctx = r.ctx
             contracts = tuple(r.contracts)
             # The common case, one declared output, is inlined with the port's
             # fixed facts as closure variables.
@@ -319,6 +320,8 @@ class Executor:
                     sensed = sensed_of(r, created)  # marks the inputs read
                     if senses:
                         sensed = created
+                if ctx._sensed_at is not None:  # the node said when its data was sensed
+                    sensed, ctx._sensed_at = ctx._sensed_at, None
                 next_run = None
                 if out is not None:
                     if type(out) is not dict and not isinstance(out, Mapping):
@@ -463,6 +466,7 @@ class Executor:
         # neither fed to it again nor later counted as a drop.
         for slot in r.slots:
             slot.consume()
+        r.ctx._sensed_at = None
         self._faults.handle(r, "exception", f"{type(exc).__name__}: {exc}")
 
     def _guard(self, r: Runner) -> bool:
@@ -485,7 +489,7 @@ class Executor:
         if fresh != math.inf:
             return fresh
         held = min(
-            (s.source.last_sensed for s in r.slots if s.source.seq and not s.is_tick),
+            (s.source.last_sensed for s in r.slots if s.source.seq and not s.not_sensing),
             default=math.inf,
         )
         return held if held != math.inf else created

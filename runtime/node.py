@@ -113,6 +113,7 @@ class NodeContext:
         self.notes: dict[str, str] = {}
         """What the node stated with :meth:`note`, shown in the run report."""
         self._messages: dict[str, Callable[[], Message | None]] = {}
+        self._sensed_at: float | None = None
         self.sensing: SensingState | None = None
         """A steerable sensor's current settings (rate, enabled, region or mask,
         resolution); None for other nodes."""
@@ -154,6 +155,12 @@ class NodeContext:
     def now(self) -> float:
         """Clock time in seconds since the loop started."""
         return self.clock.now_ns() / 1e9
+
+    def sensed_at(self, t: float) -> None:
+        """Say that this step's outputs derive from sensing at clock time ``t``: for a
+        node that publishes older data than it received last (a delay line, a
+        buffer), so latency and staleness downstream are measured from ``t``."""
+        self._sensed_at = float(t)
 
     def shared(self, key: str, factory: Callable[[], Any]) -> Any:
         """Return the loop-wide resource ``key``, creating it with ``factory`` once.

@@ -129,6 +129,10 @@ class HardwareProfile(_Strict):
             raise ValueError(f"a provider is listed twice: {names}")
         return providers
 
+    sensing_costs: dict[str, float] = Field(default_factory=dict)
+    """Energy units of one reading by sensor node type on this device (e.g.
+    ``{grid.camera: 2.5}``); a node's own ``sensing.cost_per_reading`` wins."""
+
     cpu_threads: int | None = Field(default=None, gt=0)
     """ONNX Runtime intra-op threads for the CPU provider (None: ORT's default)."""
     budgets: Budgets = Field(default_factory=Budgets)

@@ -74,8 +74,8 @@ class Slot:
     __slots__ = (
         "drops",
         "fifo",
-        "is_tick",
         "name",
+        "not_sensing",
         "pending",
         "read_seq",
         "runner",
@@ -96,10 +96,12 @@ class Slot:
         size: int,
         trigger: bool,
         stale_s: float | None,
-        is_tick: bool = False,
+        not_sensing: bool = False,
     ) -> None:
         self.runner = runner
-        self.is_tick = is_tick  # fed by a timer: its messages are ticks, not sensing
+        # Fed by a timer (ticks) or a feedback edge (the loop's own past actions):
+        # what arrives there is not sensing, and the sensing time of outputs ignores it.
+        self.not_sensing = not_sensing
         self.name = name
         self.source = source
         self.fifo = fifo
@@ -135,7 +137,7 @@ class Slot:
         if missed > 1:
             self.drops += missed - 1
         self.read_seq = source.seq
-        return math.inf if self.is_tick else source.last_sensed
+        return math.inf if self.not_sensing else source.last_sensed
 
     def unread_overwrites(self) -> int:
         """Latest-queue messages overwritten since the last read (drops not yet counted)."""

@@ -132,3 +132,47 @@ def test_bad_fusion_config_is_named() -> None:
     )
     with pytest.raises(edgeloop.runtime.errors.GraphError, match="late policy 'guess'"):
         Executor(graph, simulated=True).run(1.0)
+
+
+def delayed_fusion(late: str) -> tuple[list, list, dict]:
+    graph = edgeloop.LoopGraph(name="delayed")
+    graph.add_node("fast", Ramp, rate_hz=50)
+    graph.add_node(
+        "lag",
+        "inject",
+        rate_hz=100,
+        inputs={"in": "fast/value"},
+        config={"mode": "delay", "scale": 0.1, "windows": [[0.0, 100.0]]},
+    )
+    graph.add_node(
+        "fusion",
+        "fusion",
+        rate_hz=50,
+        inputs={"lagged": "lag/out"},
+        config={"streams": ["lagged"], "max_skew_ms": 30, "late": late},
+    )
+    graph.add_node("sink", RecordingSink, inputs={"fused": "fusion/fused", "valid": "fusion/valid"})
+    executor = Executor(graph, simulated=True)
+    report = executor.run(2.0)
+    sink = executor.node("sink")
+    return (
+        sink.values("fused"),
+        sink.values("valid"),
+        json.loads(report.node("fusion").notes["streams"]),
+    )
+
+
+def test_a_delayed_stream_is_late_and_each_policy_handles_it() -> None:
+    """Every sample arrives 100 ms after it was sensed: beyond the 30 ms skew."""
+    held, _, counts = delayed_fusion("hold")
+    assert counts["lagged"]["fresh"] == 0 and counts["lagged"]["held"] == len(held)
+    assert np.allclose(
+        [f[0] for f in held], [2.0 * (0.1 + 0.02 * k - 0.1) for k in range(len(held))]
+    )
+    interpolated, _, counts = delayed_fusion("interpolate")
+    t = 0.1 + 0.02 * np.arange(len(interpolated))
+    assert np.allclose([f[0] for f in interpolated][1:], 2.0 * t[1:])  # the delay undone
+    _, valid, counts = delayed_fusion("drop")
+    assert not any(v[0] for v in valid)
+    assert counts["lagged"]["dropped"] == 100  # 5 steps before the first sample: no output
+    assert len(valid) == 95

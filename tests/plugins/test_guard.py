@@ -147,3 +147,32 @@ def test_missed_deadlines_trip_the_guard() -> None:
     report = Executor(graph, simulated=True).run(5.0)
     assert report.series["guard.trip_s"][0] == pytest.approx(0.34)  # 2nd action past 300 ms
     assert report.node("sensor").sensing["rate_hz"] == 50.0  # back to full sensing
+
+
+def test_a_delayed_sensor_misses_deadlines_and_trips_the_guard() -> None:
+    """Readings delayed by 300 ms from 5 s to 8 s: the actions made on them miss
+    their 100 ms sense-to-act deadline; the guard trips, then recovers."""
+    graph = edgeloop.load_graph(EXAMPLES / "fixed.yaml")
+    graph.add_node(
+        "lag",
+        "inject",
+        rate_hz=50,
+        inputs={"in": "sensor/obs"},
+        config={"mode": "delay", "scale": 0.3, "windows": [[5.0, 8.0]]},
+    )
+    graph.node("predictor").inputs["measurement"] = InputSpec.model_validate({"from": "lag/out"})
+    graph.add_node(
+        "guard",
+        "guard",
+        inputs={
+            "action": "controller/action",
+            "trust": {"from": "predictor/trust", "trigger": False},
+        },
+        config={"deadline_ms": 100, "trip_after": 3, "recover_after": 10},
+    )
+    graph.node("safety").inputs["action"] = InputSpec.model_validate({"from": "guard/action"})
+    report = Executor(graph, simulated=True, seed=0).run(10.0)
+    trips, recoveries = report.series["guard.trip_s"], report.series["guard.recover_s"]
+    assert len(trips) == 1 and 5.0 < trips[0] < 5.5
+    assert len(recoveries) == 1 and 8.0 < recoveries[0] < 8.6
+    assert report.node("lag").notes["corrupted"] == "150"  # 3 s of 50 Hz readings
