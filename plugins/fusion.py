@@ -10,8 +10,9 @@ is *late*, and the stream's late policy decides:
 - ``hold``: the last sample is used as it is;
 - ``interpolate``: the last two samples are extended linearly to now.
 
-It publishes ``fused`` (the streams' values concatenated in ``streams`` order)
-and ``valid`` (one flag per stream), and notes per stream how many steps were
+From the first step at which every stream has a sample, it publishes
+``fused`` (the streams' values concatenated in ``streams`` order) and
+``valid`` (one flag per stream), and notes per stream how many steps were
 fresh, held, interpolated and dropped. A stream with ``trust`` below
 ``min_trust`` (a predictor's trust output wired as ``<stream>_trust``) is dropped
 whatever its age: untrusted streams are gated out.
@@ -85,11 +86,9 @@ class FusionNode(Model):
             value, ok = self._align(name, now, inputs.get(f"{name}_trust"))
             parts.append(value)
             valid.append(ok)
-        if all(p is None for p in parts):
+        if any(p is None for p in parts):  # until every stream has a first sample
             return None
-        width = next(p.size for p in parts if p is not None)
-        fused = [p if p is not None else np.zeros(width) for p in parts]
-        return {"fused": np.concatenate(fused), "valid": np.array(valid)}
+        return {"fused": np.concatenate(parts), "valid": np.array(valid)}
 
     def _align(self, name: str, now: float, trust: Any) -> tuple[np.ndarray | None, bool]:
         cfg: FusionConfig = self.config

@@ -59,8 +59,8 @@ class GridCameraConfig:
     """Cells per second."""
 
     def __post_init__(self) -> None:
-        if self.size < 4 or self.size % 2 or self.blobs < 1:
-            raise ValueError("size must be an even number >= 4, blobs >= 1")
+        if self.size != 16 or self.blobs < 1:
+            raise ValueError("size is 16 (its sensing spec is 16x16 and 8x8); blobs >= 1")
 
 
 class GridCamera(Sensor):

@@ -13,7 +13,8 @@ It trips when ``trust`` (a predictor's) stays below ``low`` for ``trip_after``
 steps in a row, or when the action it forwards misses its sense-to-act deadline
 (``deadline_ms``: now minus the sensing time behind the action) that many times
 in a row. It recovers when trust stays at or above ``high`` for
-``recover_after`` steps, then sends the policy's last command again. Every
+``recover_after`` steps, then sends the settings the policy had set (its
+commands merged, one-off ``read`` requests left out). Every
 transition is recorded (series ``<id>.trip_s`` and ``<id>.recover_s``); the
 ``mode`` output is 0 normal, 1 guarded.
 """
@@ -61,6 +62,7 @@ class CascadeGuard(Controller):
         self.good_streak = 0
         self.late_streak = 0
         self.policy_command: Any = None
+        self.settings: dict[str, Any] = {}  # what the policy's commands have set so far
         self.trips = 0
 
     def step(self, inputs: dict[str, Any]) -> dict[str, Any] | None:
@@ -69,6 +71,8 @@ class CascadeGuard(Controller):
         command = inputs.get("command")
         fresh_command = command is not None and command is not self.policy_command
         self.policy_command = command
+        if fresh_command and isinstance(command, dict):
+            self.settings.update({k: v for k, v in command.items() if k != "read"})
         trust = inputs.get("trust")
         trust = None if trust is None else float(np.asarray(trust).ravel()[0])
         self._watch(trust)
@@ -82,8 +86,8 @@ class CascadeGuard(Controller):
             self.guarded = False
             self.low_streak = self.late_streak = 0
             self.ctx.record("recover_s", self.ctx.now())
-            if self.policy_command is not None:
-                out["command"] = self.policy_command
+            if self.settings:
+                out["command"] = dict(self.settings)
         elif fresh_command and not self.guarded:
             out["command"] = command
         action = inputs.get("safe_action") if self.guarded else None
@@ -99,6 +103,8 @@ class CascadeGuard(Controller):
         if trust is not None:
             self.low_streak = self.low_streak + 1 if trust < cfg.low else 0
             self.good_streak = self.good_streak + 1 if trust >= cfg.high else 0
+        elif cfg.deadline_ms is not None:  # no trust wired: steps on time count toward recovery
+            self.good_streak += 1
         if cfg.deadline_ms is not None:
             message = self.ctx.message("action")
             late = message is not None and (self.ctx.now() - message.sensed > cfg.deadline_ms / 1e3)

@@ -102,8 +102,9 @@ class FaultInjector(Model):
         due = [item for item in self.delayed if item[0] <= now + 1e-9]
         if not due:
             return None
-        self.delayed = [item for item in self.delayed if item[0] > now + 1e-9]
         _, sensed, data = due[-1]
+        # Never older after newer: what was sensed before the one going out is dropped.
+        self.delayed = [item for item in self.delayed if item[0] > now + 1e-9 and item[1] > sensed]
         self.ctx.sensed_at(sensed)
         return {"out": data}
 

@@ -50,6 +50,9 @@ class _Pendulum:
     def state_of(self, z: np.ndarray) -> np.ndarray:
         return np.array([math.atan2(z[1], z[0]), z[2]])
 
+    def initial_covariance(self, noise: float) -> np.ndarray:
+        return noise * np.eye(self.n)  # both read
+
 
 class _ConstantVelocity:
     def __init__(self, dt: float, dims: int) -> None:
@@ -65,6 +68,11 @@ class _ConstantVelocity:
 
     def state_of(self, z: np.ndarray) -> np.ndarray:
         return np.concatenate([z, np.zeros(self.dims)])
+
+    def initial_covariance(self, noise: float) -> np.ndarray:
+        # positions read; velocities unknown (a wide start, so the gate lets the
+        # readings of a moving target in)
+        return np.diag([noise] * self.dims + [1e2] * self.dims)
 
 
 def _jacobian(fn: Any, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
@@ -160,6 +168,7 @@ class KalmanPredictor(Model):
         self.predicted_only = 0
         self.rejected = 0
         self.in_a_row = 0
+        self.gate_S: np.ndarray | None = None  # the gate's width during rejections
         self.trust = 1.0
 
     def step(self, inputs: dict[str, Any]) -> dict[str, Any] | None:
@@ -172,8 +181,11 @@ class KalmanPredictor(Model):
             if not fresh:
                 return None
             self.x = model.state_of(np.asarray(message.data, dtype=np.float64))
-            self.P = self.config.measurement_noise * np.eye(model.n)
+            self.P = model.initial_covariance(self.config.measurement_noise)
             self.t = message.sensed
+            self.seen = message.seq  # the first reading made the estimate: used
+            self.corrected += 1
+            fresh, used = False, True
         if fresh:
             self.seen = message.seq
             # A reading taken between two steps (one read on demand, say) belongs to
@@ -213,13 +225,19 @@ class KalmanPredictor(Model):
         R = cfg.measurement_noise * np.eye(z.size)
         innovation = z - model.h(self.x)
         S = H @ self.P @ H.T + R
+        # During a run of rejected readings the gate keeps the width it had when the
+        # disagreement began: uncertainty that grows only because readings are being
+        # rejected must not let the bad ones in at last.
+        gate_S = self.gate_S if self.in_a_row and self.gate_S is not None else S
         finite = bool(np.all(np.isfinite(z)))
-        nis = float(innovation @ np.linalg.solve(S, innovation)) if finite else math.inf
+        nis = float(innovation @ np.linalg.solve(gate_S, innovation)) if finite else math.inf
         accepted = finite and (
             cfg.gate is None or nis <= cfg.gate or self.in_a_row >= cfg.max_rejections
         )
         self.trust = cfg.trust_memory * self.trust + (1 - cfg.trust_memory) * float(accepted)
         if not accepted:
+            if not self.in_a_row:
+                self.gate_S = S
             self.in_a_row += 1
             return False
         self.in_a_row = 0

@@ -162,7 +162,8 @@ class GroupBridge:
 
     def wait(self, due_ns: int, order: int, deliver: Callable[..., None]) -> int | None:
         """Serve the links until ``due_ns`` (real time) or until the supervisor says
-        to fire the timer at ``due_ns`` (simulated); None when the run is over."""
+        to fire the timer at ``due_ns`` (simulated); None when the run is over, -1
+        when a message moved a timer (the executor then looks at its heap again)."""
         if self._stopped_early:
             return None
         assert self._clock is not None
@@ -181,6 +182,7 @@ class GroupBridge:
                 return clock.wait_until(int(command["time"]))
             if kind == "take":  # batches: the outputs of one remote step each
                 clock.wait_until(int(command["time"]))
+                moved = False
                 for batch in command["batches"]:
                     messages = []
                     for link_id in batch:
@@ -190,7 +192,9 @@ class GroupBridge:
                             messages.append(
                                 (runner, port, message.data, message.created, message.sensed)
                             )
-                    deliver(messages)
+                    moved = deliver(messages) or moved
+                if moved:  # a sensing command moved a timer: report the new next due
+                    return -1
                 self._report_idle(due_ns, order)
             elif kind == "stop":
                 self.stop_reason = command.get("reason", self.stop_reason)
@@ -252,7 +256,8 @@ class GroupBridge:
                             (runner, port, message.data, message.created, message.sensed)
                         )
             if arrived:  # everything that came in, then what it triggers
-                deliver(arrived)
+                if deliver(arrived):
+                    return -1  # a sensing command moved a timer
                 arrived = []
 
     def _recv_control(self) -> dict[str, Any]:

@@ -179,28 +179,34 @@ class CompiledLoop:
         )
         runner.ctx.sensing = state
         self.sensing[spec.id] = state
-        step = runner.step
 
         def sensing_step(inputs: dict[str, Any]) -> Any:
             state.readings += 1
             state.cost += state.reading_cost()
-            return step(inputs)
+            return runner.node.step(inputs)  # the node of now: a restart makes a new one
 
-        runner.step = sensing_step
+        runner.step = runner.step_wrapper = sensing_step
         inp = spec.inputs.get("sensing")
         if inp is None:
             return
         timer = runner.timer
         loop = self
+        clock = runner.ctx.clock
+        last_read = [-1]
 
         def replan(rate_hz: float | None) -> None:
-            if timer is None:
-                state.rejected["rate_hz"] = state.rejected.get("rate_hz", 0) + 1
-                state.last_problem = "this sensor runs on no rate_hz of its own"
-            elif loop.replan is not None:
+            if timer is not None and loop.replan is not None:
                 loop.replan(timer, rate_hz)
 
-        control = SensingControl(state, runner.inputs, replan, lambda: runner.run())
+        def read_now() -> None:
+            # One reading on demand per instant: a policy fed by the sensor that asks
+            # again at once would otherwise loop within one instant.
+            now = clock.now_ns()
+            if now != last_read[0]:
+                last_read[0] = now
+                runner.run()
+
+        control = SensingControl(state, runner.inputs, replan, read_now, timed=timer is not None)
         source = self.runners[inp.node].out_ports[inp.port]
         runner.inputs["sensing"] = None
         runner.ctx._messages["sensing"] = source.last_message

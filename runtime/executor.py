@@ -84,6 +84,7 @@ class Executor:
         self._bridge = bridge
         self._heap: list[tuple[int, int, Timer]] = []
         self._firing: Timer | None = None
+        self._replanned = False  # a timer moved since the bridge was last told
 
     # -- running ----------------------------------------------------------------
 
@@ -199,9 +200,11 @@ class Executor:
         """Move ``timer`` to ``rate_hz`` from now, its next tick one new period away,
         or stop it (None): a sensing command's doing."""
         if rate_hz is None:
+            self._replanned = True
             timer.disabled = True
             timer.due = NEVER  # its heap entry is stale now, dropped when it comes up
             return
+        self._replanned = True
         period = max(1, round(1e9 / rate_hz))
         now = self.clock.now_ns()
         timer.period_ns = period
@@ -402,18 +405,22 @@ class Executor:
             else:
                 timer.fire = timer.runner.run
 
-        def deliver(messages: list[tuple[Runner, str, Any, float, float]]) -> None:
+        def deliver(messages: list[tuple[Runner, str, Any, float, float]]) -> bool:
             """Messages from other processes, each published by the node standing in
             for its sender here; then everything they trigger, run to completion
-            (so the outputs of one remote step arrive together, as in one process)."""
+            (so the outputs of one remote step arrive together, as in one process).
+            True when that moved a timer (a sensing command): the next due changed."""
             nonlocal now_s
             now_s = clock_now() * 1e-9
+            self._replanned = False
             for runner, port, data, created, sensed in messages:
                 publish(runner, {port: data}, created, sensed)
             while ready:
                 receiver = popleft()
                 receiver.queued = False
                 receiver.run()
+            replanned, self._replanned = self._replanned, False
+            return replanned
 
         while self._stop_reason is None:
             if heap and heap[0][0] != heap[0][2].due:  # a timer moved to a new rate
@@ -429,8 +436,10 @@ class Executor:
                 if due >= end_ns and not simulated:  # the supervisor ends the run
                     due, order, timer = NEVER, -1, None
                 now = bridge.wait(due, order, deliver)
-                if now is None or timer is None:
+                if now is None:
                     break
+                if now < 0 or timer is None:  # a timer moved: look at the heap again
+                    continue
             now_s = now * 1e-9
             if not simulated:
                 timer.jitter.samples.append(now - due)

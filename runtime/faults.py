@@ -170,5 +170,5 @@ class FaultHandler:
         except Exception as exc:
             self.handle(r, "exception", f"setup after restart: {type(exc).__name__}: {exc}")
             return False
-        r.step = node.step
+        r.step = r.step_wrapper or node.step
         return True

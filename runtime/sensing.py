@@ -158,7 +158,7 @@ class SensingControl:
         read_now: Steps the sensor once, for a ``read`` command.
     """
 
-    __slots__ = ("inputs", "queued", "read_now", "replan", "state")
+    __slots__ = ("inputs", "queued", "read_now", "replan", "state", "timed")
 
     def __init__(
         self,
@@ -166,11 +166,14 @@ class SensingControl:
         inputs: dict[str, Any],
         replan: Callable[[float | None], None],
         read_now: Callable[[], None],
+        *,
+        timed: bool = True,
     ) -> None:
         self.state = state
         self.inputs = inputs
         self.replan = replan
         self.read_now = read_now
+        self.timed = timed  # it has a rate_hz timer that rate and enabled commands move
         self.queued = False
 
     def run(self) -> None:
@@ -181,18 +184,22 @@ class SensingControl:
             self._reject("not a mapping", f"a command is a mapping, got {type(command).__name__}")
             return
         rate, enabled = state.rate_hz, state.enabled
+        read = False
         for key, value in command.items():
             try:
                 self._apply(key, value)
-            except (TypeError, ValueError) as exc:
-                self._reject(key, f"{key}: {exc}")
+                read = read or (key == "read" and bool(value))
+            except Exception as exc:  # whatever a command says, the loop goes on
+                self._reject(str(key), f"{key}: {type(exc).__name__}: {exc}")
         if state.enabled != enabled or (state.enabled and state.rate_hz != rate):
             self.replan(state.rate_hz if state.enabled else None)
-        if command.get("read") is True:
+        if read:
             self.read_now()
 
     def _apply(self, key: str, value: Any) -> None:
         state, spec = self.state, self.state.spec
+        if key in ("rate_hz", "enabled") and not self.timed:
+            raise ValueError("this sensor runs on no rate_hz of its own (fix: give it one)")
         if key == "rate_hz":
             rate = float(value)
             if not math.isfinite(rate) or rate <= 0:
@@ -216,7 +223,12 @@ class SensingControl:
             if not spec.region:
                 raise ValueError("this sensor takes no region of interest")
             if key == "mask":
-                state.mask, state.region = np.asarray(value, dtype=bool), None
+                mask = np.asarray(value, dtype=bool)
+                if mask.ndim != 2 or (spec.grid is not None and mask.shape != tuple(spec.grid)):
+                    raise ValueError(
+                        f"a mask is a {spec.grid or '2-D'} array, got shape {mask.shape}"
+                    )
+                state.mask, state.region = mask, None
             else:
                 r0, c0, r1, c1 = (int(v) for v in value)
                 if not (0 <= r0 < r1 and 0 <= c0 < c1):

@@ -333,6 +333,13 @@ def _check_sensing(spec, i, cls, problem) -> None:
                 "wire sensing commands to a sensor type that declares sensing",
             )
         return
+    command = spec.inputs.get("sensing")
+    if command is not None and command.is_timer:
+        problem(
+            ("nodes", i, "inputs", "sensing"),
+            "sensing commands come from a node, not a timer",
+            "wire sensing to a policy's command output",
+        )
     bounds = spec.sensing.model_dump(exclude_none=True) if spec.sensing else None
     effective = cls.sensing.narrowed(bounds)
     if effective.min_rate_hz > effective.max_rate_hz:

@@ -176,6 +176,7 @@ class Runner:
         "spec",
         "stale_slots",
         "step",
+        "step_wrapper",
         "timer",
     )
 
@@ -208,6 +209,7 @@ class Runner:
         self.skipped = 0
         self.run: Any = None  # the compiled step, set by the executor
         self.timer: Timer | None = None  # the timer of its rate_hz, if it has one
+        self.step_wrapper: Any = None  # replaces node.step (a steerable sensor's counting)
 
     def update_guard(self) -> None:
         self.guarded = bool(self.down_until or self.stale_slots or self.fifo_slots)

@@ -106,12 +106,22 @@ def test_out_of_bounds_and_malformed_commands_are_counted_never_fatal() -> None:
         "1.5": {"zoom": 2},  # unknown field
         "2.0": "faster please",  # not a mapping
         "2.5": {"resolution": [5, 5]},  # not offered
+        "2.6": {"rate_hz": 10**400},  # overflows a float
+        "2.7": {"region": [0, 0, float("inf"), 3]},  # overflows an int
+        "2.8": {"mask": np.ones((3, 3), bool)},  # not the 8x8 grid
     }
     executor, report = run(camera_loop(schedule))
     sensing = report.node("camera").sensing
     assert sensing["clamped"] == 1 and sensing["rate_hz"] == 100.0
-    assert sensing["rejected"] == {"rate_hz": 1, "zoom": 1, "not a mapping": 1, "resolution": 1}
-    assert "not one of" in sensing["last_problem"]
+    assert sensing["rejected"] == {
+        "rate_hz": 2,
+        "zoom": 1,
+        "not a mapping": 1,
+        "resolution": 1,
+        "region": 1,
+        "mask": 1,
+    }
+    assert "mask" in sensing["last_problem"]
     assert report.stop_reason == "duration reached" and not report.fault_log
     assert np.allclose(np.diff([t for t in frame_times(executor) if t > 0.5]), 0.01)
 
@@ -243,3 +253,19 @@ def test_commands_are_recorded_and_replayed_bit_exact(tmp_path: Path) -> None:
     )  # fmt: skip
     assert replay.returncode == 0, replay.stderr
     assert "bit-exact" in replay.stdout
+
+
+def test_a_restarted_sensor_keeps_counting_its_readings() -> None:
+    class Flaky(Camera):
+        def step(self, inputs: dict[str, Any]) -> dict[str, Any]:
+            if abs(self.ctx.now() - 0.5) < 1e-9:
+                raise RuntimeError("glitch")
+            return super().step(inputs)
+
+    graph = camera_loop({})
+    graph.nodes[0].type = "Flaky"
+    graph._local_types["Flaky"] = Flaky
+    _, report = run(graph, duration=2.0)
+    camera = report.node("camera")
+    assert camera.restarts == 1
+    assert camera.sensing["readings"] == 20  # every step counted, before and after
