@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 import edgeloop
 from edgeloop.exporters.parity import Parity, check_parity
-from edgeloop.runtime.bundles import BundleManifest, TensorSpec, sha256_of, write_manifest
+from edgeloop.runtime.bundles import (
+    BundleManifest,
+    StatePair,
+    TensorSpec,
+    sha256_of,
+    write_manifest,
+)
 from edgeloop.runtime.errors import EdgeloopError, MissingDependencyError
 from edgeloop.runtime.profiles import HardwareProfile, load_profile
 
@@ -89,6 +95,7 @@ def export_bundle(
     random_cases: int = 8,
     constants: dict[str, Any] | None = None,
     overwrite: bool = False,
+    state: dict[str, str] | None = None,
 ) -> ExportResult:
     """Export ``module`` to an ONNX bundle and check ONNX Runtime against torch.
 
@@ -108,6 +115,10 @@ def export_bundle(
         random_cases: Random inputs checked besides the samples (batch sizes 1 and 3).
         constants: Pre/post-processing constants recorded in the manifest.
         overwrite: Replace an existing bundle folder.
+        state: State input name -> state output name, for a model exported as one
+            step ``(inputs..., state...) -> (outputs..., new_state...)``: the
+            manifest pairs them (shape from the sample, initial value 0), and the
+            model node carries the state across ticks instead of making ports.
 
     Raises:
         ExportError: the export fails, or parity is above ``tolerance``.
@@ -126,6 +137,12 @@ def export_bundle(
             "a dynamic batch needs every example to have the batch first and at least one "
             "more dimension (fix: e.g. obs=1x3, or export with a static batch)"
         )
+    for state_in, state_out in (state or {}).items():
+        if state_in not in input_names or state_out not in output_names:
+            raise ExportError(
+                f"state pairs '{state_in}' -> '{state_out}', but the inputs are {input_names} "
+                f"and the outputs {output_names} (fix: name a state input and its output)"
+            )
     final = Path(output_dir)
     _check_target_folder(final, overwrite)
     # Build beside the target and move it in at the end: a failed export leaves nothing.
@@ -152,6 +169,7 @@ def export_bundle(
             fp16_tolerance,
             random_cases,
             constants,
+            state or {},
         )
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
@@ -190,6 +208,7 @@ def _export_into(
     fp16_tolerance: float,
     random_cases: int,
     constants: dict[str, Any] | None,
+    state: dict[str, str],
 ) -> ExportResult:
     torch = _torch()
     model_path = folder / "model.onnx"
@@ -273,6 +292,14 @@ def _export_into(
         files=files,
         parity=parity_figures,
         precheck=checked or {},
+        state=[
+            StatePair(
+                input=state_in,
+                output=state_out,
+                shape=[1, *sample_inputs[input_names.index(state_in)].shape[1:]],
+            )
+            for state_in, state_out in state.items()
+        ],
     )
     write_manifest(folder, manifest)
     return ExportResult(folder, manifest, parity, notes)

@@ -16,6 +16,7 @@ from edgeloop.plugins.safety import ActionClamp
 from edgeloop.plugins.sensing_policies import EventTriggered, UrgencyRate
 from edgeloop.plugins.sinks import LogSink
 from edgeloop.plugins.sources import ConstantAction
+from edgeloop.plugins.spiking import SpikingNode
 from edgeloop.plugins.world import WorldNode
 from edgeloop.runtime.hookspecs import hookimpl
 from edgeloop.runtime.node import Node
@@ -42,4 +43,5 @@ def edgeloop_register_node_types() -> dict[str, type[Node]]:
         "inject": FaultInjector,
         "grid.camera": GridCamera,
         "sensing.roi": RoiSelection,
+        "snn.torch": SpikingNode,
     }

@@ -165,12 +165,17 @@ class OnnxModel(Model):
                     f"{config.model} does not have (fix: {hint})"
                 )
         port_of = port_names(config)
+        state_in, state_out = _state_names(config)
 
         def as_port(t: TensorSpec) -> Port:
             shape = tuple(d if isinstance(d, int) else None for d in t.shape)
             return Port(port_of.get(t.name, t.name), dtype=t.dtype, shape=shape)
 
-        return tuple(map(as_port, inputs)), tuple(map(as_port, outputs))
+        in_ports = tuple(as_port(t) for t in inputs if t.name not in state_in)
+        out_ports = tuple(as_port(t) for t in outputs if t.name not in state_out)
+        if state_in:  # a recurrent model: its state stays inside the node
+            in_ports += (Port("reset", doc="any message resets the state"),)
+        return in_ports, out_ports
 
     def setup(self, ctx: NodeContext) -> None:
         super().setup(ctx)
@@ -178,6 +183,15 @@ class OnnxModel(Model):
         self.model_file, self.manifest = open_model(cfg.model, cfg.variant)
         inputs, outputs = model_signature(cfg.model)
         port_of = port_names(cfg)
+        pairs = self.manifest.state if self.manifest is not None else []
+        state_in = {p.input for p in pairs}
+        self.pairs = [(p.input, p.output) for p in pairs]
+        self.initial = {
+            p.input: np.full(p.shape, p.initial, dtype=_dtype_of(inputs, p.input)) for p in pairs
+        }
+        self.state = {name: value.copy() for name, value in self.initial.items()}
+        self.reset_seen = -1
+        inputs = [t for t in inputs if t.name not in state_in]
         self.feeds = [(port_of.get(t.name, t.name), t) for t in inputs]
         self.output_names = [t.name for t in outputs]
         self.output_ports = [port_of.get(t.name, t.name) for t in outputs]
@@ -190,7 +204,7 @@ class OnnxModel(Model):
         self.run = self.session.run
         self.single = (
             (self.feeds[0][0], self.feeds[0][1].name, self.output_ports[0], self.unbatch[0])
-            if len(self.feeds) == 1 and len(self.output_ports) == 1
+            if len(self.feeds) == 1 and len(self.output_ports) == 1 and not self.pairs
             else None
         )
         self.checked = False
@@ -244,6 +258,7 @@ class OnnxModel(Model):
                 continue
             try:
                 probe = {t.name: zeros_for(t) for _, t in self.feeds}
+                probe.update({name: value.copy() for name, value in self.initial.items()})
                 for _ in range(1 + max(0, self.config.warmup)):
                     session.run(self.output_names, probe)
             except Exception as exc:
@@ -280,6 +295,8 @@ class OnnxModel(Model):
             feed[tensor.name] = value
         if not self.checked:
             self._check_first(feed)
+        if self.pairs:
+            return self._step_with_state(feed)
         if self.batched:
             feed = {name: value[None] for name, value in feed.items()}
             results = self.session.run(self.output_names, feed)
@@ -289,6 +306,33 @@ class OnnxModel(Model):
             }
         results = self.session.run(self.output_names, feed)
         return dict(zip(self.output_ports, results, strict=True))
+
+    def _step_with_state(self, feed: dict[str, Any]) -> dict[str, Any]:
+        """One step of a recurrent model: the state goes in beside the inputs and the
+        new state comes back; only the other outputs leave the node."""
+        reset = self.ctx.message("reset")
+        if reset is not None and reset.seq != self.reset_seen:
+            self.reset_seen = reset.seq
+            self.reset_state()
+        if self.batched:
+            feed = {name: value[None] for name, value in feed.items()}
+        feed.update(self.state)
+        results = dict(
+            zip(self.output_names, self.session.run(self.output_names, feed), strict=True)
+        )
+        for state_in, state_out in self.pairs:
+            self.state[state_in] = results.pop(state_out)
+        out = {}
+        for name, port, drop in zip(
+            self.output_names, self.output_ports, self.unbatch, strict=True
+        ):
+            if name in results:
+                out[port] = results[name][0] if self.batched and drop else results[name]
+        return out
+
+    def reset_state(self) -> None:
+        """Every state back to its initial value (an episode's end, a command)."""
+        self.state = {name: value.copy() for name, value in self.initial.items()}
 
     def _check_first(self, feed: dict[str, Any]) -> None:
         """Say exactly how the first inputs differ from what the model expects."""
@@ -327,6 +371,17 @@ class OnnxModel(Model):
             )
         self.batched = bool(batched)
         self.checked = True
+
+
+def _state_names(config: OnnxModelConfig) -> tuple[set[str], set[str]]:
+    """The tensors a bundle's manifest names as state inputs and outputs."""
+    _, manifest = open_model(config.model, config.variant)
+    pairs = manifest.state if manifest is not None else []
+    return {p.input for p in pairs}, {p.output for p in pairs}
+
+
+def _dtype_of(specs: list[TensorSpec], name: str) -> str:
+    return next((t.dtype for t in specs if t.name == name), "float32")
 
 
 def _shape_text(shape: list[int | str | None]) -> str:

@@ -31,6 +31,21 @@ class TensorSpec(BaseModel):
     """Fixed sizes as ints; dynamic dimensions by name (``batch``) or None."""
 
 
+class StatePair(BaseModel):
+    """A recurrent model's state: fed in on ``input``, returned on ``output``, and
+    carried from one step to the next by the model node (a spiking network's
+    membrane potentials, say)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: str
+    output: str
+    shape: list[int]
+    """With the batch dimension (1) first."""
+    initial: float = 0.0
+    """Every element's value at the start and after a reset."""
+
+
 class BundleManifest(BaseModel):
     """``manifest.json``: what is in a bundle and how it was made."""
 
@@ -59,6 +74,8 @@ class BundleManifest(BaseModel):
     """sha256 (hex) of every file in the bundle but the manifest, by name."""
     parity: dict[str, Any] = Field(default_factory=dict)
     precheck: dict[str, Any] = Field(default_factory=dict)
+    state: list[StatePair] = Field(default_factory=list)
+    """State inputs and outputs the model node carries across steps (not ports)."""
 
 
 def sha256_of(path: Path) -> str:

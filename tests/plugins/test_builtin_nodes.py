@@ -36,6 +36,10 @@ REQUIRED_CONFIG = {
     "replay": _recording,
     "predictor.kalman": lambda folder: {"dt": 0.02},
     "fusion": lambda folder: {"streams": ["a"]},
+    "snn.torch": lambda folder: (
+        pytest.importorskip("snntorch"),
+        {"network": "spiking_nets:tiny", "kwargs": {"n_in": 1}},  # the sample input: 1 value
+    )[1],
     "world": lambda folder: {
         "env": "edgeloop.sims.sensing_field:SensingField",
         "agents": ["robot_0", "robot_1"],

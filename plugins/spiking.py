@@ -1,0 +1,119 @@
+"""``snn.torch``: a spiking network (snntorch) stepped once per tick, its state explicit.
+
+The network is a torch module that keeps no state of its own:
+
+- ``forward(x, *state) -> (out, *new_state)``: one time step;
+- ``initial_state(batch) -> tuple of tensors`` and ``state_names``.
+
+The node keeps the state between ticks, per node (two spiking nodes in one
+process never share it; snntorch's class-level hidden state is refused: a
+network built with ``init_hidden=True`` fails setup, saying how to rebuild
+it). A message on ``reset`` (wire it with ``trigger: false``) sets the state
+back to its start, as does ``reset_every`` steps (an episode's length).
+
+Per step it counts spikes per layer, synaptic operations and the MACs a
+non-spiking network of the same shape would do (:mod:`edgeloop.runtime.spiking`),
+and records the energy estimate (series ``<id>.energy_pj``); the report notes
+the run's totals and firing rates. The exported form runs without torch:
+``edgeloop.exporters.spiking.export_spiking`` and the ``onnx.model`` node.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edgeloop.runtime.errors import EdgeloopError, MissingDependencyError
+from edgeloop.runtime.node import Model, NodeContext, Port
+from edgeloop.runtime.spiking import PJ_PER_AC, PJ_PER_MAC, SpikeEnergyMeter, refuse_hidden_state
+
+
+def load_network(path: str, kwargs: dict[str, Any]) -> Any:
+    """The network ``module:factory(**kwargs)`` makes, checked for explicit state."""
+    module_name, _, attr = path.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise EdgeloopError(f"network '{path}' cannot be imported: {exc}") from None
+    network = factory(**kwargs)
+    refuse_hidden_state(network, f"network '{path}'")
+    for needed in ("initial_state", "state_names"):
+        if not hasattr(network, needed):
+            raise EdgeloopError(
+                f"network '{path}' has no {needed} (fix: give it initial_state(batch) and "
+                "state_names, with forward(x, *state) -> (out, *new_state))"
+            )
+    return network
+
+
+@dataclass(frozen=True)
+class SpikingConfig:
+    network: str
+    """``module:factory`` making the network."""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    checkpoint: str | None = None
+    """A state_dict file to load into it."""
+    reset_every: int | None = None
+    """Reset the state every this many steps (an episode's length)."""
+    pj_per_ac: float = PJ_PER_AC
+    pj_per_mac: float = PJ_PER_MAC
+
+
+class SpikingNode(Model):
+    """Steps a spiking network once per tick, its membrane state kept between ticks."""
+
+    inputs = (Port("x", "float32"), Port("reset"))
+    outputs = (Port("out", "float32"),)
+    Config = SpikingConfig
+
+    def setup(self, ctx: NodeContext) -> None:
+        super().setup(ctx)
+        try:
+            import torch
+        except ImportError:
+            raise MissingDependencyError("torch", "train", "the snn.torch node") from None
+        self.torch = torch
+        cfg: SpikingConfig = ctx.config
+        self.network = load_network(cfg.network, dict(cfg.kwargs)).eval()
+        if cfg.checkpoint is not None:
+            self.network.load_state_dict(torch.load(cfg.checkpoint, weights_only=True))
+        self.meter = SpikeEnergyMeter(self.network, cfg.pj_per_ac, cfg.pj_per_mac)
+        self.reset_state()
+        self.reset_seen = -1
+
+    def reset_state(self) -> None:
+        self.state = tuple(self.network.initial_state(1))
+        self.steps_since_reset = 0
+
+    def step(self, inputs: dict[str, Any]) -> dict[str, Any] | None:
+        x = inputs.get("x")
+        if x is None:
+            return None
+        reset = self.ctx.message("reset")
+        every = self.config.reset_every
+        if (reset is not None and reset.seq != self.reset_seen) or (
+            every is not None and self.steps_since_reset >= every
+        ):
+            self.reset_seen = reset.seq if reset is not None else self.reset_seen
+            self.reset_state()
+        torch = self.torch
+        before = self.meter.energy_pj()
+        with torch.no_grad():
+            out, *state = self.network(
+                torch.as_tensor(np.asarray(x, np.float32))[None], *self.state
+            )
+        self.state = tuple(state)
+        self.steps_since_reset += 1
+        self.meter.step_done()
+        self.ctx.record("energy_pj", self.meter.energy_pj() - before)
+        return {"out": out[0].numpy()}
+
+    def close(self) -> None:
+        meter = getattr(self, "meter", None)
+        if meter is not None:
+            self.ctx.note("energy", json.dumps(meter.summary()))
+            meter.close()
