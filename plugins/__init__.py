@@ -4,6 +4,13 @@ point like any third-party plugin."""
 from __future__ import annotations
 
 from edgeloop.plugins.control import PendulumSwingUp, PidController
+from edgeloop.plugins.events import (
+    DeltaEncoder,
+    DvsSensor,
+    LatencyEncoder,
+    MovingEdge,
+    RateEncoder,
+)
 from edgeloop.plugins.fusion import FusionNode
 from edgeloop.plugins.grid_sensor import GridCamera, RoiSelection
 from edgeloop.plugins.guard import CascadeGuard
@@ -44,4 +51,9 @@ def edgeloop_register_node_types() -> dict[str, type[Node]]:
         "grid.camera": GridCamera,
         "sensing.roi": RoiSelection,
         "snn.torch": SpikingNode,
+        "events.dvs": DvsSensor,
+        "scene.edge": MovingEdge,
+        "encode.rate": RateEncoder,
+        "encode.latency": LatencyEncoder,
+        "encode.delta": DeltaEncoder,
     }

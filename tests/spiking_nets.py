@@ -49,3 +49,27 @@ def counted() -> Any:
         net.fc2.weight.fill_(0.1)
         net.fc2.bias.zero_()
     return net
+
+
+def flat_events() -> Any:
+    """(2, 8, 16) event tensors flattened into a 256-32-4 spiking network."""
+    import torch
+    from torch import nn
+
+    net = tiny(n_in=256, hidden=32, n_out=4)
+    forward = net.forward
+
+    class Flat(nn.Module):
+        state_names = net.state_names
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def initial_state(self, batch: int) -> Any:
+            return net.initial_state(batch)
+
+        def forward(self, x: Any, mem1: Any, mem2: Any) -> Any:
+            return forward(torch.flatten(x, 1), mem1, mem2)
+
+    return Flat()
