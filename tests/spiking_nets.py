@@ -7,7 +7,12 @@ from typing import Any
 
 
 def tiny(
-    n_in: int = 3, hidden: int = 16, n_out: int = 2, init_hidden: bool = False, seed: int = 0
+    n_in: int = 3,
+    hidden: int = 16,
+    n_out: int = 2,
+    init_hidden: bool = False,
+    seed: int = 0,
+    reset: str = "subtract",
 ) -> Any:
     import snntorch as snn
     import torch
@@ -20,9 +25,10 @@ def tiny(
             super().__init__()
             torch.manual_seed(seed)
             self.fc1 = nn.Linear(n_in, hidden)
-            self.lif1 = snn.Leaky(beta=0.9, init_hidden=init_hidden)
+            zero = {"reset_mechanism": "zero", "reset_delay": False} if reset == "zero" else {}
+            self.lif1 = snn.Leaky(beta=0.9, init_hidden=init_hidden, **zero)
             self.fc2 = nn.Linear(hidden, n_out)
-            self.lif2 = snn.Leaky(beta=0.9, init_hidden=init_hidden)
+            self.lif2 = snn.Leaky(beta=0.9, init_hidden=init_hidden, **zero)
             with torch.no_grad():  # random weights alone may never spike
                 self.fc1.bias += 0.6
                 self.fc2.bias += 0.4
