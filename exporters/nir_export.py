@@ -40,16 +40,27 @@ def _nir() -> Any:
 def to_nir_graph(network: Any, n_inputs: int) -> Any:
     """The network as a ``nir.NIRGraph``: input -> layers in order -> output.
 
+    The layers must be defined in the order ``forward`` runs them (each linear
+    layer's inputs must match the width before it).
+
     Raises:
-        EdgeloopError: a layer NIR export does not cover.
+        EdgeloopError: a layer NIR export does not cover, a chain that does not fit.
     """
     nir = _nir()
     nodes: dict[str, Any] = {"input": nir.Input(input_type=np.array([n_inputs]))}
     edges = []
     previous, width = "input", n_inputs
+    if not list(network.named_children()):
+        raise EdgeloopError("NIR export: the network has no layers")
     for name, layer in network.named_children():
         kind = type(layer).__name__
         if kind == "Linear":
+            if layer.in_features != width:  # children listed out of forward order, or a
+                raise EdgeloopError(  # wrong n_inputs: either way not a chain we can map
+                    f"NIR export: layer '{name}' takes {layer.in_features} inputs where "
+                    f"{width} come (fix: define the layers in the order forward runs them, "
+                    "and pass the network's input size)"
+                )
             weight = layer.weight.detach().numpy().astype(np.float32)
             bias = (
                 layer.bias.detach().numpy().astype(np.float32)
@@ -67,7 +78,13 @@ def to_nir_graph(network: Any, n_inputs: int) -> Any:
                     "neuromorphic toolchain (fix: build it with reset_mechanism='zero', "
                     "reset_delay=False)"
                 )
-            beta = np.broadcast_to(layer.beta.detach().numpy(), (width,)).astype(np.float32)
+            beta = np.clip(np.broadcast_to(layer.beta.detach().numpy(), (width,)), 0, 1)
+            if np.any(beta >= 1):  # an integrate-and-fire neuron: no finite time constant
+                raise EdgeloopError(
+                    f"NIR export: layer '{name}' has beta 1 (no leak), which NIR's LIF cannot "
+                    "express (fix: beta < 1)"
+                )
+            beta = beta.astype(np.float32)
             threshold = np.broadcast_to(
                 np.asarray(layer.threshold.detach().numpy()), (width,)
             ).astype(np.float32)

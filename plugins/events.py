@@ -60,7 +60,10 @@ class DvsSensor(Model):
         if frame is None:
             return None
         cfg: DvsConfig = self.config
-        level = np.log(np.asarray(frame, dtype=np.float64) + cfg.eps)
+        frame = np.asarray(frame, dtype=np.float64)
+        if frame.ndim != 2:
+            raise ValueError(f"events.dvs takes grey 2-D frames, got shape {frame.shape}")
+        level = np.log(np.clip(np.nan_to_num(frame, nan=0.0), 0.0, None) + cfg.eps)
         now = self.ctx.now()
         if self.reference is None:
             self.reference = level.copy()
@@ -68,12 +71,14 @@ class DvsSensor(Model):
             return None
         ready = now >= self.silent_until
         change = level - self.reference
-        on = ready & (change >= cfg.threshold)
-        off = ready & (change <= -cfg.threshold)
-        fired = on | off
-        self.reference[fired] = level[fired]
+        # A change of several thresholds is several events, as in a real sensor; the
+        # reference moves by what was emitted, the remainder carries over.
+        steps = np.where(ready, np.trunc(change / cfg.threshold), 0.0)
+        on, off = np.clip(steps, 0, None), np.clip(-steps, 0, None)
+        fired = steps != 0
+        self.reference[fired] += steps[fired] * cfg.threshold
         self.silent_until[fired] = now + cfg.refractory_s
-        count = int(fired.sum())
+        count = int(on.sum() + off.sum())
         if not count:
             self.empty += 1
             return None
@@ -116,6 +121,12 @@ class EncoderConfig:
     """``encode.latency``: the window, in ticks."""
     threshold: float = 0.1
     """``encode.delta``: the change that fires."""
+
+    def __post_init__(self) -> None:
+        if not self.high > self.low:
+            raise ValueError("need high > low")
+        if self.steps < 1 or not self.threshold > 0:
+            raise ValueError("steps must be at least 1 and threshold positive")
 
 
 class RateEncoder(Model):

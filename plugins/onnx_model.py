@@ -174,7 +174,9 @@ class OnnxModel(Model):
         in_ports = tuple(as_port(t) for t in inputs if t.name not in state_in)
         out_ports = tuple(as_port(t) for t in outputs if t.name not in state_out)
         if state_in:  # a recurrent model: its state stays inside the node
-            in_ports += (Port("reset", doc="any message resets the state"),)
+            in_ports += (
+                Port("reset", doc="any message resets the state; it never steps the model"),
+            )
         return in_ports, out_ports
 
     def setup(self, ctx: NodeContext) -> None:
@@ -191,6 +193,7 @@ class OnnxModel(Model):
         }
         self.state = {name: value.copy() for name, value in self.initial.items()}
         self.reset_seen = -1
+        self.input_seen: dict[str, int] = {}
         inputs = [t for t in inputs if t.name not in state_in]
         self.feeds = [(port_of.get(t.name, t.name), t) for t in inputs]
         self.output_names = [t.name for t in outputs]
@@ -310,10 +313,13 @@ class OnnxModel(Model):
     def _step_with_state(self, feed: dict[str, Any]) -> dict[str, Any]:
         """One step of a recurrent model: the state goes in beside the inputs and the
         new state comes back; only the other outputs leave the node."""
+        fresh = self._fresh_inputs()
         reset = self.ctx.message("reset")
         if reset is not None and reset.seq != self.reset_seen:
             self.reset_seen = reset.seq
             self.reset_state()
+        if not fresh:  # only a reset arrived: no step on inputs already stepped on
+            return {}
         if self.batched:
             feed = {name: value[None] for name, value in feed.items()}
         feed.update(self.state)
@@ -329,6 +335,16 @@ class OnnxModel(Model):
             if name in results:
                 out[port] = results[name][0] if self.batched and drop else results[name]
         return out
+
+    def _fresh_inputs(self) -> bool:
+        """True when a model input has a message this node has not stepped on."""
+        fresh = False
+        for port, _ in self.feeds:
+            message = self.ctx.message(port)
+            if message is not None and message.seq != self.input_seen.get(port):
+                self.input_seen[port] = message.seq
+                fresh = True
+        return fresh
 
     def reset_state(self) -> None:
         """Every state back to its initial value (an episode's end, a command)."""

@@ -9,7 +9,8 @@ The node keeps the state between ticks, per node (two spiking nodes in one
 process never share it; snntorch's class-level hidden state is refused: a
 network built with ``init_hidden=True`` fails setup, saying how to rebuild
 it). A message on ``reset`` (wire it with ``trigger: false``) sets the state
-back to its start, as does ``reset_every`` steps (an episode's length).
+back to its start (a reset alone never steps the network), as does
+``reset_every`` steps (an episode's length).
 
 Per step it counts spikes per layer, synaptic operations and the MACs a
 non-spiking network of the same shape would do (:mod:`edgeloop.runtime.spiking`),
@@ -62,6 +63,12 @@ class SpikingConfig:
     pj_per_ac: float = PJ_PER_AC
     pj_per_mac: float = PJ_PER_MAC
 
+    def __post_init__(self) -> None:
+        if self.reset_every is not None and self.reset_every < 1:
+            raise ValueError("reset_every must be at least 1 step")
+        if self.pj_per_ac < 0 or self.pj_per_mac < 0:
+            raise ValueError("energies per operation cannot be negative")
+
 
 class SpikingNode(Model):
     """Steps a spiking network once per tick, its membrane state kept between ticks."""
@@ -80,10 +87,13 @@ class SpikingNode(Model):
         cfg: SpikingConfig = ctx.config
         self.network = load_network(cfg.network, dict(cfg.kwargs)).eval()
         if cfg.checkpoint is not None:
-            self.network.load_state_dict(torch.load(cfg.checkpoint, weights_only=True))
+            self.network.load_state_dict(
+                torch.load(cfg.checkpoint, weights_only=True, map_location="cpu")
+            )
         self.meter = SpikeEnergyMeter(self.network, cfg.pj_per_ac, cfg.pj_per_mac)
         self.reset_state()
         self.reset_seen = -1
+        self.x_seen = -1
 
     def reset_state(self) -> None:
         self.state = tuple(self.network.initial_state(1))
@@ -91,8 +101,11 @@ class SpikingNode(Model):
 
     def step(self, inputs: dict[str, Any]) -> dict[str, Any] | None:
         x = inputs.get("x")
-        if x is None:
+        message = self.ctx.message("x")
+        if x is None or message is None:
             return None
+        fresh = message.seq != self.x_seen
+        self.x_seen = message.seq
         reset = self.ctx.message("reset")
         every = self.config.reset_every
         if (reset is not None and reset.seq != self.reset_seen) or (
@@ -100,6 +113,8 @@ class SpikingNode(Model):
         ):
             self.reset_seen = reset.seq if reset is not None else self.reset_seen
             self.reset_state()
+        if not fresh:  # only a reset arrived: no step on an input already stepped on
+            return None
         torch = self.torch
         before = self.meter.energy_pj()
         with torch.no_grad():

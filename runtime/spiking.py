@@ -41,7 +41,8 @@ class SpikeEnergyMeter:
     MACs of every linear and convolution layer, through forward hooks.
 
     A layer whose input is all zeros and ones is fed spikes: it costs one
-    accumulate per spike per output it fans out to. A layer fed real values
+    accumulate per spike per synapse it reaches (its MACs times the share of
+    inputs that spiked). A layer fed real values
     (the first, usually) costs MACs, as a non-spiking network would everywhere.
     """
 
@@ -65,10 +66,13 @@ class SpikeEnergyMeter:
     def _synapses(self, name: str) -> Any:
         def hook(layer: Any, inputs: tuple[Any, ...], output: Any) -> None:
             x = inputs[0]
-            dense = int(x[0].numel()) * _fan_out(layer)  # MACs for one sample
+            batch = x.shape[0] if x.dim() > _sample_dims(layer) else 1
+            dense = _macs(layer, output) // batch  # MACs for one sample
             self.ann_macs += dense
             if bool(((x == 0) | (x == 1)).all()):
-                self.synops += int((x[0] != 0).sum()) * _fan_out(layer)
+                # each spike costs the accumulates of the synapses it reaches
+                share = float((x != 0).sum()) / max(1, x.numel())
+                self.synops += round(dense * share)
             else:
                 self.real_macs += dense
 
@@ -113,18 +117,23 @@ class SpikeEnergyMeter:
             handle.remove()
 
 
-def _fan_out(layer: Any) -> int:
-    """Outputs one input element reaches: a linear layer's outputs, a convolution's
-    output channels times its kernel area (over the stride)."""
-    if hasattr(layer, "out_features"):
-        return int(layer.out_features)
+def _sample_dims(layer: Any) -> int:
+    """Dimensions of one unbatched sample the layer takes."""
+    if hasattr(layer, "in_features"):
+        return 1
+    return 1 + len(tuple(_as_iterable(layer.kernel_size)))  # channels + spatial
+
+
+def _macs(layer: Any, output: Any) -> int:
+    """Multiply-accumulates of the call: each output element of a linear layer sums
+    ``in_features`` products; of a convolution, ``in_channels / groups`` times
+    the kernel area."""
+    if hasattr(layer, "in_features"):
+        return int(output.numel()) * int(layer.in_features)
     kernel = 1
     for k in _as_iterable(layer.kernel_size):
         kernel *= int(k)
-    stride = 1
-    for s in _as_iterable(layer.stride):
-        stride *= int(s)
-    return int(layer.out_channels) * max(1, kernel // stride)
+    return int(output.numel()) * int(layer.in_channels) // int(layer.groups) * kernel
 
 
 def _as_iterable(value: Any) -> Iterable[Any]:

@@ -25,20 +25,24 @@ def edge_events(speed: float, duration: float = 1.0, **dvs: Any) -> tuple[list, 
     return executor.node("sink").values("events"), report
 
 
+# dark 0.05 -> bright 1.0: log-intensity rises 2.97, 14 thresholds of 0.2 (plus eps)
+PER_PIXEL = int(np.log((1.0 + 1e-3) / (0.05 + 1e-3)) / 0.2)
+
+
 def test_a_moving_edge_makes_on_events_in_the_column_it_reaches() -> None:
     events, report = edge_events(speed=20.0, duration=0.79)  # one column per tick, no wrap
     assert len(events) == 15  # ticks 1..15 each light one more column
     for k, ev in enumerate(events, start=1):
         on, off = ev
-        assert on.sum() == 8 and off.sum() == 0
-        assert on[:, k].all()  # exactly the column the edge reached
-    assert report.node("dvs").notes["events"].startswith("120 events")  # 15 columns x 8
+        assert on.sum() == 8 * PER_PIXEL and off.sum() == 0
+        assert (on[:, k] == PER_PIXEL).all()  # exactly the column the edge reached
+    assert report.node("dvs").notes["events"].startswith(f"{15 * 8 * PER_PIXEL} events")
 
 
 def test_a_wrapping_edge_makes_off_events_where_it_left() -> None:
     events, _ = edge_events(speed=20.0, duration=1.2)  # wraps at t = 0.8
     wrap = events[15]  # tick 16: the edge is back at column 0
-    assert wrap[1].sum() == 8 * 15 and wrap[0].sum() == 0
+    assert wrap[1].sum() == 8 * 15 * PER_PIXEL and wrap[0].sum() == 0
 
 
 def test_a_slow_edge_leaves_ticks_without_events_and_the_snn_skips_them() -> None:

@@ -222,3 +222,57 @@ def test_nir_export_refuses_a_reset_nir_cannot_express(tmp_path: Path) -> None:
 
     with pytest.raises(EdgeloopError, match="reset_mechanism='zero'"):
         export_nir(spiking_nets.tiny(), 3, tmp_path / "net.nir")
+
+
+def test_a_reset_alone_does_not_step_the_network(tmp_path: Path) -> None:
+    from edgeloop.exporters.spiking import export_spiking
+
+    bundle = export_spiking(spiking_nets.tiny(), torch.zeros(1, 3), tmp_path / "snn").bundle
+    graph = edgeloop.LoopGraph(name="resets")
+    graph.add_node("wave", Wave, rate_hz=50)
+    graph.add_node("tick", "constant", rate_hz=5, config={"value": [1.0]})
+    both = {"x": "wave/x", "reset": "tick/action"}
+    graph.add_node("torch_snn", "snn.torch", inputs=both, config={"network": "spiking_nets:tiny"})
+    graph.add_node(
+        "onnx_snn",
+        "onnx.model",
+        inputs=both,
+        config={"model": str(bundle), "providers": ["CPUExecutionProvider"]},
+    )
+    got = outputs(graph, "torch_snn", "onnx_snn", duration=1.0)
+    assert len(got["torch_snn"]) == len(got["onnx_snn"]) == 50  # one step per input, not 55
+    assert all(np.array_equal(a, b) for a, b in zip(got["torch_snn"], got["onnx_snn"], strict=True))
+
+
+def test_conv_counts_respect_groups_and_stride() -> None:
+    from edgeloop.runtime.spiking import SpikeEnergyMeter
+
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(8, 8, 3, groups=8), torch.nn.Conv2d(8, 4, 1, stride=2)
+    )
+    meter = SpikeEnergyMeter(net)
+    net(torch.rand(1, 8, 10, 10))
+    # depthwise 3x3 on 8 channels: 8 x 8 x 8 outputs x 9 products; then 1x1 stride 2:
+    # 4 x 4 x 4 outputs x 8 products
+    assert meter.real_macs == 8 * 8 * 8 * 9 + 4 * 4 * 4 * 8
+
+
+def test_nir_export_refuses_layers_out_of_forward_order(tmp_path: Path) -> None:
+    pytest.importorskip("nir")
+    import snntorch as snn
+
+    from edgeloop.exporters.nir_export import export_nir
+
+    class Backwards(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lif = snn.Leaky(beta=0.9, reset_mechanism="zero", reset_delay=False)
+            self.fc = torch.nn.Linear(3, 2)
+
+    with pytest.raises(EdgeloopError, match=r"takes 3 inputs where 2 come"):
+        export_nir(Backwards(), 2, tmp_path / "n.nir")
+    with pytest.raises(EdgeloopError, match="beta 1"):
+        net = spiking_nets.tiny(reset="zero")
+        with torch.no_grad():
+            net.lif1.beta.fill_(1.0)
+        export_nir(net, 3, tmp_path / "n.nir")
