@@ -40,9 +40,11 @@ def cli(*args: str) -> None:
 
 def loop(name: str, bundle: Path, *, with_task: bool, checkpoint: Path | None = None) -> Any:
     graph = edgeloop.LoopGraph(name=name)
-    graph.add_node("sensor", "gym.sensor", rate_hz=20, config={"env": "Pendulum-v1"})
-    if with_task:  # the teacher is told the task (nominal: mass 1, length 1)
+    if with_task:  # the teacher is told the task (nominal: mass 1, length 1), before the
+        # first observation
         graph.add_node("task", "constant", rate_hz=1, config={"value": [1.0, 1.0]})
+    graph.add_node("sensor", "gym.sensor", rate_hz=20, config={"env": "Pendulum-v1"})
+    if with_task:
         inputs = {"obs": "sensor/obs", "task": {"from": "task/action", "trigger": False}}
         out = "policy/action"
     else:
