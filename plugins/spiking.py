@@ -21,7 +21,6 @@ the run's totals and firing rates. The exported form runs without torch:
 
 from __future__ import annotations
 
-import importlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,14 +29,14 @@ import numpy as np
 
 from edgeloop.runtime.errors import EdgeloopError, MissingDependencyError
 from edgeloop.runtime.node import Model, NodeContext, Port
+from edgeloop.runtime.plugins import import_object
 from edgeloop.runtime.spiking import PJ_PER_AC, PJ_PER_MAC, SpikeEnergyMeter, refuse_hidden_state
 
 
 def load_network(path: str, kwargs: dict[str, Any]) -> Any:
     """The network ``module:factory(**kwargs)`` makes, checked for explicit state."""
-    module_name, _, attr = path.partition(":")
     try:
-        factory = getattr(importlib.import_module(module_name), attr)
+        factory = import_object(path)
     except (ImportError, AttributeError) as exc:
         raise EdgeloopError(f"network '{path}' cannot be imported: {exc}") from None
     network = factory(**kwargs)

@@ -17,7 +17,6 @@ fifo queues, so nothing said between two steps is lost).
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ import numpy as np
 
 from edgeloop.runtime.errors import EdgeloopError
 from edgeloop.runtime.node import Node, NodeContext, Port
+from edgeloop.runtime.plugins import import_object
 
 
 def make_world(path: str, kwargs: dict[str, Any]) -> Any:
@@ -35,9 +35,8 @@ def make_world(path: str, kwargs: dict[str, Any]) -> Any:
     Raises:
         EdgeloopError: it cannot be imported or made, or is not a parallel env.
     """
-    module, _, attr = path.partition(":")
     try:
-        factory = getattr(importlib.import_module(module), attr or "parallel_env")
+        factory = import_object(path if ":" in path else f"{path}:parallel_env")
     except (ImportError, AttributeError) as exc:
         raise EdgeloopError(
             f"world '{path}' cannot be imported: {exc} (fix: module:factory of an installed "

@@ -171,7 +171,7 @@ class CompiledLoop:
         if "cost_per_reading" not in bounds and profile is not None:
             if spec.type in profile.sensing_costs:  # the device's figure for this sensor
                 bounds["cost_per_reading"] = profile.sensing_costs[spec.type]
-        full = (bounds or {}).get("max_rate_hz") or spec.rate_hz or math.inf
+        full = bounds.get("max_rate_hz") or spec.rate_hz or math.inf
         state = SensingState(
             runner.cls.sensing.narrowed(bounds),  # type: ignore[union-attr]
             rate_hz=spec.rate_hz,

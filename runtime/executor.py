@@ -49,7 +49,7 @@ class Executor:
         recorder: Record every message into it (``edgeloop.runtime.recording``);
             the caller closes it after the run.
         bridge: Links to the other process groups of a graph split across
-            processes (``edgeloop.runtime.groups``): it sends what local nodes
+            processes (``edgeloop.runtime.bridge``): it sends what local nodes
             publish to remote ones, hands in what arrives, and decides when the
             run ends. Set by the group worker, not by users.
     """
@@ -199,12 +199,11 @@ class Executor:
     def _replan(self, timer: Timer, rate_hz: float | None) -> None:
         """Move ``timer`` to ``rate_hz`` from now, its next tick one new period away,
         or stop it (None): a sensing command's doing."""
+        self._replanned = True
         if rate_hz is None:
-            self._replanned = True
             timer.disabled = True
             timer.due = NEVER  # its heap entry is stale now, dropped when it comes up
             return
-        self._replanned = True
         period = max(1, round(1e9 / rate_hz))
         now = self.clock.now_ns()
         timer.period_ns = period

@@ -162,6 +162,17 @@ class PluginRegistry:
             raise UnknownNodeTypeError(name, sorted(self.node_types)) from None
 
 
+def import_object(path: str) -> Any:
+    """The object at ``module:attribute`` (or a whole module, without ``:``).
+
+    Raises:
+        ImportError, AttributeError: there is no such module or attribute.
+    """
+    module, _, attr = path.partition(":")
+    found = importlib.import_module(module)
+    return getattr(found, attr) if attr else found
+
+
 def import_plugin(path: str) -> Any:
     """The plugin object at ``module:attribute`` (or a whole module), e.g. for the
     processes of a graph split into groups, which load plugins by import path.
@@ -169,10 +180,8 @@ def import_plugin(path: str) -> Any:
     Raises:
         PluginError: it cannot be imported.
     """
-    module, _, attr = path.partition(":")
     try:
-        plugin = importlib.import_module(module)
-        return getattr(plugin, attr) if attr else plugin
+        return import_object(path)
     except (ImportError, AttributeError) as exc:
         raise PluginError(
             f"cannot import plugin '{path}': {exc} (fix: module:attribute of an importable module)",

@@ -110,6 +110,7 @@ class Supervisor:
         }
         self._stop_reason: str | None = None
         self._inbox: dict[str, deque[dict[str, Any]]] = {name: deque() for name in self._groups}
+        self._recording: dict[str, Any] | None = None  # the merged recording's summary
         self._stopped_by_fault = False
         self._epoch_ns = 0
         self._start = time.monotonic()
@@ -400,8 +401,13 @@ class Supervisor:
             for g in self._groups.values()
             if g.report is None and g.process is not None and g.process.poll() is None
         }
+        # what arrived while the lockstep waited on another group comes first
+        held = [(name, m) for name, inbox in self._inbox.items() for m in inbox]
+        for inbox in self._inbox.values():
+            inbox.clear()
         while waiting and time.monotonic() < deadline:
-            for name, message in self._receive(0.1):
+            arrived, held = held + self._receive(0.1), []
+            for name, message in arrived:
                 if message["t"] == "report":
                     self._groups[name].report = message["report"]
                     self._groups[name].links = message["links"]
@@ -491,7 +497,7 @@ class Supervisor:
             )
         else:
             duration = wall_s
-        recording = getattr(self, "_recording", None)
+        recording = self._recording
         if recording is not None:
             failed = sum((r.recording or {}).get("failed", 0) for r in reports.values())
             recording = {**recording, "failed": failed + recording.get("failed", 0)}

@@ -233,8 +233,7 @@ def test_on_crash_stop_ends_the_run(tmp_path: Path) -> None:
 
     report = run_and_hit(graph, 20.0, kill_plant)
     assert report.stopped_by_fault
-    assert "group 'plant' crashed" in report.stop_reason
-    assert report.wall_s < 15  # it did not run out its duration
+    assert "group 'plant' crashed" in report.stop_reason  # not "duration reached"
 
 
 def children(pid: int) -> set[int]:
