@@ -21,7 +21,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 import edgeloop
-from edgeloop.runtime.node import NodeContext, build_config
+from edgeloop.testing import start_node
 
 
 def mlp(path: Path) -> Path:
@@ -97,10 +97,7 @@ def _save(graph: onnx.GraphProto, path: Path) -> Path:
 
 def model_node(path: Path) -> edgeloop.Node:
     cls = edgeloop.PluginRegistry().node_type("onnx.model").cls
-    config = build_config("onnx.model", cls.Config, {"model": str(path)})
-    node = cls()
-    node.setup(NodeContext.standalone("bench", config))
-    return node
+    return start_node(cls, {"model": str(path)}, node_id="bench")
 
 
 def measure(

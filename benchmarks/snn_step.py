@@ -24,7 +24,7 @@ import spiking_nets
 
 from edgeloop.exporters.spiking import export_spiking
 from edgeloop.plugins.onnx_model import OnnxModel
-from edgeloop.runtime.node import NodeContext, build_config
+from edgeloop.testing import start_node
 
 
 def per_step_us(fn, steps: int) -> tuple[float, float]:
@@ -54,13 +54,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         bundle = export_spiking(net, torch.zeros(1, 16), Path(folder) / "snn").bundle
-        config = build_config(
-            "onnx.model",
-            OnnxModel.Config,
-            {"model": str(bundle), "providers": ["CPUExecutionProvider"], "threads": 1},
-        )
-        node = OnnxModel()
-        node.setup(NodeContext.standalone("snn", config))
+        config = {"model": str(bundle), "providers": ["CPUExecutionProvider"], "threads": 1}
+        node = start_node(OnnxModel, config, node_id="snn")
         session = node.session
         feed = {
             "x": x.numpy(),

@@ -35,6 +35,7 @@ from edgeloop.runtime.node import (
 )
 from edgeloop.runtime.plugins import PluginRegistry
 from edgeloop.runtime.profiles import HardwareProfile, load_profile
+from edgeloop.runtime.sensing import SensingSpec, SensingState, sensing_command
 from edgeloop.runtime.validation import validate_graph
 
 __version__ = "0.1.0"
@@ -68,6 +69,8 @@ __all__ = [
     "ProfileError",
     "RealClock",
     "RunReport",
+    "SensingSpec",
+    "SensingState",
     "Sensor",
     "SimClock",
     "UnknownNodeTypeError",
@@ -77,6 +80,7 @@ __all__ = [
     "load_profile",
     "node",
     "run",
+    "sensing_command",
     "validate_graph",
 ]
 

@@ -1326,7 +1326,7 @@ def _cmd_warmup(args: argparse.Namespace) -> int:
 
     from edgeloop.plugins.onnx_model import OnnxModel
     from edgeloop.runtime.bundles import zeros_for
-    from edgeloop.runtime.node import NodeContext, build_config
+    from edgeloop.runtime.node import NodeContext, build_config, new_node
     from edgeloop.runtime.profiles import load_profile
 
     if args.runs < 0:
@@ -1339,7 +1339,7 @@ def _cmd_warmup(args: argparse.Namespace) -> int:
     )
     OnnxModel.ports(config)  # a missing or tampered model is reported before any session
     ctx = NodeContext.standalone("warmup", config, profile=profile)
-    node = OnnxModel()
+    node = new_node(OnnxModel, ctx)
     started = time.perf_counter()
     node.setup(ctx)
     built_s = time.perf_counter() - started

@@ -9,12 +9,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgeloop.runtime.clocks import SimClock
+from edgeloop.runtime.clocks import Clock, SimClock
 from edgeloop.runtime.node import (
     Controller,
     Monitor,
@@ -23,10 +24,14 @@ from edgeloop.runtime.node import (
     Port,
     Sensor,
     build_config,
+    new_node,
     port_list,
 )
 
-__all__ = ["CounterSensor", "RecordingSink", "ScriptedNode", "check_node"]
+if TYPE_CHECKING:
+    from edgeloop.runtime.profiles import HardwareProfile
+
+__all__ = ["CounterSensor", "RecordingSink", "ScriptedNode", "check_node", "start_node"]
 
 
 @dataclass(frozen=True)
@@ -49,7 +54,6 @@ class CounterSensor(Sensor):
     Config = CounterConfig
 
     def setup(self, ctx: NodeContext) -> None:
-        super().setup(ctx)
         self.next_value = ctx.config.start
 
     def step(self, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -64,7 +68,6 @@ class RecordingSink(Monitor):
     accepts_any_inputs = True
 
     def setup(self, ctx: NodeContext) -> None:
-        super().setup(ctx)
         self.received: list[tuple[float, dict[str, Any]]] = []
 
     def step(self, inputs: dict[str, Any]) -> None:
@@ -109,7 +112,6 @@ class ScriptedNode(Controller):
     Config = ScriptedConfig
 
     def setup(self, ctx: NodeContext) -> None:
-        super().setup(ctx)
         self.state = ctx.shared(f"scripted:{ctx.node_id}", lambda: {"steps": 0, "setups": 0})
         self.state["setups"] += 1
         limit = ctx.config.fail_setup_after
@@ -129,6 +131,41 @@ class ScriptedNode(Controller):
         if n in self.config.nan_on:
             return {"value": np.full_like(value, np.nan, dtype=np.float64)}
         return {"value": np.asarray(value, dtype=np.float64) * self.config.gain}
+
+
+def start_node(
+    cls: type[Node],
+    config: Mapping[str, Any] | Any = None,
+    *,
+    node_id: str = "node",
+    profile: HardwareProfile | None = None,
+    clock: Clock | None = None,
+) -> Node:
+    """A node of type ``cls`` set up outside a loop, as the runtime would set it up.
+
+    For unit tests, benchmarks and tools that step one node by hand::
+
+        node = start_node(Gain, {"gain": 2.0})
+        node.step({"obs": np.ones(3)})
+        node.close()
+
+    Args:
+        cls: The node type.
+        config: A config mapping (checked as a graph's would be), an instance of
+            ``cls.Config``, or None for the defaults.
+        node_id: The id the node sees as ``ctx.node_id``.
+        profile: The hardware profile it sees as ``ctx.profile``.
+        clock: Its clock; a fresh simulated clock by default.
+
+    Raises:
+        NodeConfigError: the config mapping does not fit ``cls.Config``.
+    """
+    if config is None or isinstance(config, Mapping):
+        config = build_config(cls.__name__, cls.Config, config)
+    ctx = NodeContext.standalone(node_id, config, profile=profile, clock=clock)
+    node = new_node(cls, ctx)
+    node.setup(ctx)
+    return node
 
 
 def check_node(
@@ -164,15 +201,12 @@ def check_node(
     if not (dataclasses.is_dataclass(cls.Config) and cls.Config.__dataclass_params__.frozen):
         raise AssertionError(f"{cls.__name__}.Config must be a frozen dataclass")
     clock = SimClock()
-    ctx = NodeContext.standalone(
-        "checked", build_config(cls.__name__, cls.Config, config), clock=clock
-    )
-    in_ports, out_ports = cls.ports(ctx.config)
+    built = build_config(cls.__name__, cls.Config, config)
+    in_ports, out_ports = cls.ports(built)
     declared_out = {p.name: p for p in out_ports}
     if inputs is None:
         inputs = [{p.name: _sample(p) for p in in_ports} for _ in range(steps)]
-    node = cls()
-    node.setup(ctx)
+    node = start_node(cls, built, node_id="checked", clock=clock)
     results: list[dict[str, Any] | None] = []
     try:
         for i, step_inputs in enumerate(inputs):

@@ -98,7 +98,6 @@ class PidController(Controller):
     Config = PidConfig
 
     def setup(self, ctx: NodeContext) -> None:
-        super().setup(ctx)
         cfg: PidConfig = ctx.config
         self.pid = Pid(cfg.kp, cfg.ki, cfg.kd, cfg.limit)
         self.last_time: float | None = None
@@ -189,7 +188,6 @@ class PendulumSwingUp(Controller):
     Config = SwingUpConfig
 
     def setup(self, ctx: NodeContext) -> None:
-        super().setup(ctx)
         cfg: SwingUpConfig = ctx.config
         self.pid = Pid(cfg.kp, cfg.ki, cfg.kd, cfg.max_torque)
         self.inertia = cfg.mass * cfg.length**2 / 3.0

@@ -49,7 +49,6 @@ class DvsSensor(Model):
     Config = DvsConfig
 
     def setup(self, ctx: NodeContext) -> None:
-        super().setup(ctx)
         self.reference: np.ndarray | None = None
         self.silent_until: np.ndarray | None = None
         self.empty = 0
@@ -156,7 +155,6 @@ class LatencyEncoder(Model):
     Config = EncoderConfig
 
     def setup(self, ctx: NodeContext) -> None:
-        super().setup(ctx)
         self.tick = 0
         self.fire_at: np.ndarray | None = None
 
@@ -181,7 +179,6 @@ class DeltaEncoder(Model):
     Config = EncoderConfig
 
     def setup(self, ctx: NodeContext) -> None:
-        super().setup(ctx)
         self.last: np.ndarray | None = None
 
     def step(self, inputs: dict[str, Any]) -> dict[str, Any] | None:

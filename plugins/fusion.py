@@ -64,7 +64,6 @@ class FusionNode(Model):
     outputs = (Port("fused", "float64"), Port("valid", "bool"))
 
     def setup(self, ctx: NodeContext) -> None:
-        super().setup(ctx)
         cfg: FusionConfig = ctx.config
         self.history: dict[str, list[tuple[float, np.ndarray]]] = {s: [] for s in cfg.streams}
         self.seen = dict.fromkeys(cfg.streams, -1)

@@ -83,7 +83,6 @@ class GridCamera(Sensor):
     )
 
     def setup(self, ctx: NodeContext) -> None:
-        super().setup(ctx)
         cfg: GridCameraConfig = ctx.config
         self.scene = BlobScene(ctx.rng, cfg.size, cfg.blobs, cfg.sigma, cfg.speed)
 

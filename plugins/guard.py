@@ -56,7 +56,6 @@ class CascadeGuard(Controller):
     Config = GuardConfig
 
     def setup(self, ctx: NodeContext) -> None:
-        super().setup(ctx)
         self.guarded = False
         self.low_streak = 0
         self.good_streak = 0

@@ -226,7 +226,6 @@ class GymSensor(Sensor):
     sensing = SensingSpec(min_rate_hz=0.01, max_rate_hz=1000.0, cost_per_reading=1.0)
 
     def setup(self, ctx: NodeContext) -> None:
-        super().setup(ctx)
         self.plant = _plant(ctx)
 
     def step(self, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -285,7 +284,6 @@ class GymActuator(Actuator):
     Config = PlantConfig
 
     def setup(self, ctx: NodeContext) -> None:
-        super().setup(ctx)
         self.plant = _plant(ctx)
 
     def step(self, inputs: dict[str, Any]) -> None:

@@ -52,7 +52,6 @@ class FaultInjector(Model):
     Config = InjectConfig
 
     def setup(self, ctx: NodeContext) -> None:
-        super().setup(ctx)
         self.frozen: Any = None
         self.corrupted = 0
         self.seen = -1

@@ -180,7 +180,6 @@ class OnnxModel(Model):
         return in_ports, out_ports
 
     def setup(self, ctx: NodeContext) -> None:
-        super().setup(ctx)
         cfg: OnnxModelConfig = ctx.config
         self.model_file, self.manifest = open_model(cfg.model, cfg.variant)
         inputs, outputs = model_signature(cfg.model)

@@ -151,7 +151,6 @@ class KalmanPredictor(Model):
     Config = KalmanConfig
 
     def setup(self, ctx: NodeContext) -> None:
-        super().setup(ctx)
         cfg: KalmanConfig = ctx.config
         dt = cfg.dt
         self.model = (

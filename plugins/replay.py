@@ -94,7 +94,6 @@ class ReplaySource(Sensor):
         return (), outputs
 
     def setup(self, ctx: NodeContext) -> None:
-        super().setup(ctx)
         self._by_time = recorded_outputs(self.config.recording, self.config.node)
 
     def step(self, inputs: dict[str, Any]) -> dict[str, Any] | None:

@@ -67,7 +67,6 @@ class ActionClamp(Controller):
     Config = ClampConfig
 
     def setup(self, ctx: NodeContext) -> None:
-        super().setup(ctx)
         self.previous: np.ndarray | None = None
         self.last_time = 0.0
 

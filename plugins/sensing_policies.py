@@ -56,7 +56,6 @@ class UrgencyRate(Controller):
     Config = UrgencyConfig
 
     def setup(self, ctx: NodeContext) -> None:
-        super().setup(ctx)
         self.sent: float | None = None
 
     def rate_for(self, state: np.ndarray) -> float:
@@ -102,7 +101,6 @@ class EventTriggered(Controller):
     Config = EventConfig
 
     def setup(self, ctx: NodeContext) -> None:
-        super().setup(ctx)
         self.started = False
 
     def step(self, inputs: dict[str, Any]) -> dict[str, Any] | None:

@@ -57,7 +57,6 @@ class LogSink(Monitor):
     Config = LogConfig
 
     def setup(self, ctx: NodeContext) -> None:
-        super().setup(ctx)
         self.count = 0
         self.file: IO[str] | None = open(ctx.config.path, "a") if ctx.config.path else None
 

@@ -59,7 +59,6 @@ class ConstantAction(Controller):
     accepts_any_inputs = True
 
     def setup(self, ctx: NodeContext) -> None:
-        super().setup(ctx)
         self.value = np.asarray(ctx.config.value, dtype=ctx.config.dtype)
 
     def step(self, inputs: dict[str, Any]) -> dict[str, Any]:

@@ -77,7 +77,6 @@ class SpikingNode(Model):
     Config = SpikingConfig
 
     def setup(self, ctx: NodeContext) -> None:
-        super().setup(ctx)
         try:
             import torch
         except ImportError:

@@ -104,7 +104,6 @@ class WorldNode(Node):
         return tuple(inputs), tuple(outputs)
 
     def setup(self, ctx: NodeContext) -> None:
-        super().setup(ctx)
         self.env = make_world(self.config.env, dict(self.config.kwargs))
         unknown = sorted(set(self.config.agents) - set(self.env.possible_agents))
         if unknown:

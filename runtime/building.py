@@ -17,7 +17,7 @@ from edgeloop.runtime.clocks import Clock
 from edgeloop.runtime.errors import EdgeloopError, NodeSetupError
 from edgeloop.runtime.graph import LoopGraph, timer_period_ns
 from edgeloop.runtime.metrics import ContractStats, LatencyRecorder, NodeStats, TimerStats
-from edgeloop.runtime.node import NodeContext, Port, build_config
+from edgeloop.runtime.node import NodeContext, Port, build_config, new_node
 from edgeloop.runtime.plugins import PluginRegistry
 from edgeloop.runtime.profiles import graph_profile
 from edgeloop.runtime.sensing import SensingControl, SensingState
@@ -73,7 +73,7 @@ class CompiledLoop:
                     resources=resources,
                     metrics=series,
                 )
-                node = node_type()
+                node = new_node(node_type, ctx)
                 try:
                     node.setup(ctx)
                 except Exception as exc:

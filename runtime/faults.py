@@ -21,6 +21,7 @@ from typing import Any
 
 from edgeloop.runtime.clocks import Clock
 from edgeloop.runtime.messages import payload_is_finite
+from edgeloop.runtime.node import new_node
 from edgeloop.runtime.wiring import Runner, Slot, close_quietly
 
 Publish = Callable[[Runner, Mapping[str, Any], float, float], None]
@@ -163,8 +164,7 @@ class FaultHandler:
         r.down_until = 0
         r.update_guard()
         r.restarts += 1
-        node = r.cls()
-        r.node = node
+        node = r.node = new_node(r.cls, r.ctx)  # closed on a failure, like any node
         try:
             node.setup(r.ctx)
         except Exception as exc:

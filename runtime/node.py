@@ -16,8 +16,10 @@ A node type is a small class::
         def step(self, inputs):
             return {"action": inputs["obs"] * self.config.gain}
 
-The executor calls ``setup(ctx)`` once, ``step(inputs)`` whenever the node is
-triggered, and ``close()`` at the end (and around a restart). ``inputs`` maps
+The executor gives a node its context (``self.ctx``) and config
+(``self.config``) first, then calls ``setup(ctx)`` once, ``step(inputs)``
+whenever the node is triggered, and ``close()`` at the end (and around a
+restart). None of them needs to call ``super()``. ``inputs`` maps
 each input port to the latest payload (``None`` before the first message) or,
 for a ``fifo`` port, to the list of payloads that arrived since the last step.
 ``step`` returns a mapping of output port to payload, or None for no output.
@@ -216,9 +218,11 @@ class Node:
         return port_list(cls.inputs), port_list(cls.outputs)
 
     def setup(self, ctx: NodeContext) -> None:
-        """Called once before the loop starts (and again after a restart)."""
-        self.ctx = ctx
-        self.config = ctx.config
+        """Called once before the loop starts (and again after a restart).
+
+        ``self.ctx`` and ``self.config`` are set before it runs, so an override
+        need not call ``super().setup(ctx)``.
+        """
 
     def step(self, inputs: dict[str, Any]) -> Mapping[str, Any] | None:
         """Do one step of work; return output payloads by port name, or None."""
@@ -256,6 +260,19 @@ class Monitor(Node):
     """A node that watches streams (logging, health) and acts on nothing."""
 
     role = "monitor"
+
+
+def new_node(cls: type[Node], ctx: NodeContext) -> Node:
+    """A node of type ``cls`` with ``ctx`` and its config bound, ready for ``setup``.
+
+    The one way the runtime (and :mod:`edgeloop.testing`) makes a node: the
+    binding comes before the node's own ``setup``, so no override has to call
+    ``super().setup(ctx)`` first (issue 12).
+    """
+    node = cls()
+    node.ctx = ctx
+    node.config = ctx.config
+    return node
 
 
 def port_list(ports: tuple[Port | str, ...]) -> tuple[Port, ...]:
@@ -381,7 +398,6 @@ def node(
             return dict(zip(out_names, result, strict=True))
 
         def setup(self: Node, ctx: NodeContext) -> None:
-            Node.setup(self, ctx)
             self._kwargs = dataclasses.asdict(ctx.config)
 
         return type(

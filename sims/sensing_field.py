@@ -150,7 +150,6 @@ class FieldSearch(Controller):
         """Publish the cells sensed (the world relays them when its relay is on)."""
 
     def setup(self, ctx: NodeContext) -> None:
-        super().setup(ctx)
         cfg = self.config
         self.cell = cfg.radius * math.sqrt(2.0)  # a reading at a cell's centre covers it
         self.cells_per_side = math.ceil(cfg.size / self.cell)

@@ -34,6 +34,8 @@ def test_the_front_door_exports_exactly_the_public_names():
         "ProfileError",
         "RealClock",
         "RunReport",
+        "SensingSpec",
+        "SensingState",
         "Sensor",
         "SimClock",
         "UnknownNodeTypeError",
@@ -43,6 +45,7 @@ def test_the_front_door_exports_exactly_the_public_names():
         "load_profile",
         "node",
         "run",
+        "sensing_command",
         "validate_graph",
     ]
     for name in edgeloop.__all__:
@@ -55,6 +58,7 @@ def test_the_testing_module_exports_its_fakes_and_check_node():
         "RecordingSink",
         "ScriptedNode",
         "check_node",
+        "start_node",
     ]
 
 

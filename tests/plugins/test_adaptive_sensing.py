@@ -12,9 +12,9 @@ import pytest
 import edgeloop
 from edgeloop import Executor
 from edgeloop.runtime.graph import InputSpec
-from edgeloop.runtime.node import NodeContext, Port, Sensor
+from edgeloop.runtime.node import Port, Sensor
 from edgeloop.runtime.sensing import SensingSpec
-from edgeloop.testing import RecordingSink
+from edgeloop.testing import RecordingSink, start_node
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "adaptive-sensing"
 
@@ -49,8 +49,7 @@ def test_the_urgency_rate_follows_the_angle() -> None:
     assert sensing["rate_hz"] >= 40.0  # balanced upright at the end (20% hysteresis)
     from edgeloop.plugins.sensing_policies import UrgencyRate
 
-    policy = UrgencyRate()
-    policy.setup(NodeContext.standalone("u", UrgencyRate.Config(near=0.5, far=1.5, angle=True)))
+    policy = start_node(UrgencyRate, {"near": 0.5, "far": 1.5, "angle": True})
     assert policy.rate_for(np.array([0.2, 0.0])) == 50.0
     assert policy.rate_for(np.array([1.0, 0.0])) == pytest.approx(27.5)
     assert policy.rate_for(np.array([np.pi, 0.0])) == 5.0

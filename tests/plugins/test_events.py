@@ -10,7 +10,7 @@ import pytest
 
 import edgeloop
 from edgeloop import Executor
-from edgeloop.testing import RecordingSink
+from edgeloop.testing import RecordingSink, start_node
 
 
 def edge_events(speed: float, duration: float = 1.0, **dvs: Any) -> tuple[list, Any]:
@@ -109,10 +109,8 @@ def test_latency_coding_fires_larger_values_first() -> None:
 
 def test_delta_coding_sends_only_changes() -> None:
     from edgeloop.plugins.events import DeltaEncoder
-    from edgeloop.runtime.node import NodeContext
 
-    node = DeltaEncoder()
-    node.setup(NodeContext.standalone("d", DeltaEncoder.Config(threshold=0.1)))
+    node = start_node(DeltaEncoder, {"threshold": 0.1})
     assert node.step({"x": np.array([0.0, 0.0])}) is None  # the first value: a reference
     assert node.step({"x": np.array([0.05, 0.0])}) is None  # below the threshold
     out = node.step({"x": np.array([0.15, -0.2])})["spikes"]

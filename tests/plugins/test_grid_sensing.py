@@ -14,7 +14,7 @@ import edgeloop
 from edgeloop import Executor
 from edgeloop.plugins.grid_sensor import BlobScene, RoiSelection
 from edgeloop.runtime.node import Controller, NodeContext, Port
-from edgeloop.testing import RecordingSink
+from edgeloop.testing import RecordingSink, start_node
 
 
 class Commands(Controller):
@@ -24,7 +24,6 @@ class Commands(Controller):
     outputs = (Port("command"),)
 
     def setup(self, ctx: NodeContext) -> None:
-        super().setup(ctx)
         self.sent = False
 
     def step(self, inputs: dict[str, Any]) -> dict[str, Any] | None:
@@ -63,8 +62,7 @@ def test_blobs_bounce_inside_the_grid() -> None:
 
 
 def test_roi_reads_the_brightest_cells_within_its_budget() -> None:
-    policy = RoiSelection()
-    policy.setup(NodeContext.standalone("roi", RoiSelection.Config(fraction=0.25, explore=0.25)))
+    policy = start_node(RoiSelection, {"fraction": 0.25, "explore": 0.25})
     estimate = np.zeros((16, 16))
     estimate[2:5, 2:5] = np.arange(9).reshape(3, 3) + 1
     mask = policy.select(estimate)

@@ -281,7 +281,6 @@ def test_a_node_can_read_the_message_behind_each_input():
         inputs = (Port("action", dtype="float64"),)
 
         def setup(self, ctx):
-            super().setup(ctx)
             self.latencies: list[tuple[int, float]] = []
 
         def step(self, inputs):

@@ -279,7 +279,6 @@ def test_shared_resources_are_closed_by_the_loop_after_every_node():
         outputs = (Port("value"),)
 
         def setup(self, ctx):
-            super().setup(ctx)
             self.resource = ctx.shared("thing", Resource)
 
         def step(self, inputs):

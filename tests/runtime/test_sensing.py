@@ -50,7 +50,6 @@ class Commander(Controller):
         schedule: dict[str, Any] = field(default_factory=dict)
 
     def setup(self, ctx: NodeContext) -> None:
-        super().setup(ctx)
         self.schedule = {round(float(k), 3): v for k, v in ctx.config.schedule.items()}
 
     def step(self, inputs: dict[str, Any]) -> dict[str, Any] | None:

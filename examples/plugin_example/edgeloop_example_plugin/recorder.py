@@ -54,7 +54,6 @@ class CsvRecorder(edgeloop.Actuator):
     Config = RecorderConfig
 
     def setup(self, ctx: edgeloop.NodeContext) -> None:
-        super().setup(ctx)
         cfg: RecorderConfig = ctx.config
         if cfg.width < 1:
             raise ValueError(f"width must be >= 1, got {cfg.width}")

@@ -54,7 +54,6 @@ class SineSensor(edgeloop.Sensor):
     Config = SineConfig
 
     def setup(self, ctx: edgeloop.NodeContext) -> None:
-        super().setup(ctx)
         if ctx.config.noise_std < 0:
             raise ValueError(f"noise_std must be >= 0, got {ctx.config.noise_std}")
 
