@@ -31,6 +31,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import inspect
+import itertools
 import re
 import textwrap
 import typing
@@ -106,7 +107,9 @@ class NodeTypeDoc:
                 lines += [""]
         if self.config:
             lines += ["**Config**", "", "| key | type | default | meaning |", "|---|---|---|---|"]
-            lines += [f"| `{f.name}` | {' | '.join(_cells(config_row(f)[1:]))} |" for f in self.config]
+            lines += [
+                f"| `{f.name}` | {' | '.join(_cells(config_row(f)[1:]))} |" for f in self.config
+            ]
             lines += [""]
         if self.faults:
             lines += ["**Faults**", "", self.faults, ""]
@@ -132,13 +135,21 @@ def describe_node_type(cls: type[Node], name: str | None = None, plugin: str = "
     inputs = port_list(cls.inputs)
     notes = []
     if cls.sensing is not None:  # every steerable sensor takes commands on `sensing`
-        inputs += (Port("sensing", doc="sensing commands (rate, enabled, read, region, mask, "
-                        "resolution); see the README's action-to-sensing section"),)
+        inputs += (
+            Port(
+                "sensing",
+                doc="sensing commands (rate, enabled, read, region, mask, "
+                "resolution); see the README's action-to-sensing section",
+            ),
+        )
         spec = cls.sensing
         notes.append(
             f"steerable: rate {spec.min_rate_hz:g}..{spec.max_rate_hz:g} Hz"
-            + (f", resolutions {', '.join('x'.join(map(str, r)) for r in spec.resolutions)}"
-               if spec.resolutions else "")
+            + (
+                f", resolutions {', '.join('x'.join(map(str, r)) for r in spec.resolutions)}"
+                if spec.resolutions
+                else ""
+            )
             + (", regions and masks" if spec.region else "")
         )
     if cls.accepts_any_inputs:
@@ -191,7 +202,7 @@ def field_docstrings(cls: type) -> dict[str, str]:
             continue
         tree = ast.parse(source)
         body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
-        for stmt, after in zip(body, body[1:], strict=False):
+        for stmt, after in itertools.pairwise(body):
             if (
                 isinstance(stmt, ast.AnnAssign)
                 and isinstance(stmt.target, ast.Name)
@@ -258,7 +269,8 @@ def _yaml_value(value: Any) -> str:
 
 
 def _shape(shape: tuple[int | None, ...]) -> str:
-    return "(" + ", ".join("n" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+    dims = ", ".join("n" if d is None else str(d) for d in shape)
+    return f"({dims},)" if len(shape) == 1 else f"({dims})"
 
 
 def _cells(values: tuple[str, ...]) -> list[str]:
