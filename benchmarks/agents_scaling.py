@@ -22,7 +22,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from edgeloop.runtime.supervisor import GroupCrashed
+from edgeloop.runtime.processes.supervisor import GroupCrashed
 from edgeloop.sims.scenario import Scenario, load_scenario, run_scenario
 
 SCENARIO = Path(__file__).parents[1] / "examples" / "field-search" / "scenario.yaml"

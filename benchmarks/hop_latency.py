@@ -44,7 +44,7 @@ def receive(kind: str, endpoint: str, count: int, ready: mp.Event, out: mp.Queue
     _pin(RECEIVER_CPU)
     latencies = []
     if kind.startswith("edgeloop"):
-        from edgeloop.runtime.transport import Receiver
+        from edgeloop.runtime.processes.transport import Receiver
 
         receiver = Receiver(endpoint)
         ready.set()
@@ -73,7 +73,7 @@ def send(kind: str, endpoint: str, size: int, count: int, gap: float) -> list[fl
     payload = np.zeros(max(size // 8, 1), np.float64)
     if kind.startswith("edgeloop"):
         from edgeloop.runtime.messages import Message
-        from edgeloop.runtime.transport import Sender
+        from edgeloop.runtime.processes.transport import Sender
 
         sender = Sender(endpoint)
         receiver.start()

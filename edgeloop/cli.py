@@ -25,8 +25,8 @@ from edgeloop.runtime.executor import Executor
 from edgeloop.runtime.graph import LoopGraph
 from edgeloop.runtime.graph_yaml import load_graph
 from edgeloop.runtime.metrics import RunReport
-from edgeloop.runtime.placement import groups_of
 from edgeloop.runtime.plugins import PluginRegistry
+from edgeloop.runtime.processes.placement import groups_of
 from edgeloop.runtime.validation import load_and_check
 
 USER_ERROR = 2
@@ -488,8 +488,8 @@ def _run_metadata(args: argparse.Namespace, duration: float | None) -> dict[str,
 
 def _run_groups(args: argparse.Namespace, graph: LoopGraph, duration: float | None) -> RunReport:
     """Each process group in a process of its own, under a supervisor."""
+    from edgeloop.runtime.processes.supervisor import Supervisor
     from edgeloop.runtime.report_table import print_report
-    from edgeloop.runtime.supervisor import Supervisor
 
     if args.stats is not None:
         raise EdgeloopError(
@@ -539,7 +539,7 @@ def _run_here(
 
         recorder = Recorder(args.record)
     if args.stats is not None:
-        from edgeloop.runtime.introspection import StatsPublisher
+        from edgeloop.runtime.processes.introspection import StatsPublisher
 
         stats = StatsPublisher(args.stats)
     sinks = [s for s in (recorder, stats) if s is not None]
@@ -1065,7 +1065,7 @@ DEFAULT_STATS = "ipc:///tmp/edgeloop-stats"
 def _cmd_top(args: argparse.Namespace) -> int:
     from rich.live import Live
 
-    from edgeloop.runtime.introspection import STATS_TOPIC, StatsSubscriber
+    from edgeloop.runtime.processes.introspection import STATS_TOPIC, StatsSubscriber
 
     feed = StatsSubscriber(args.endpoint, topic=STATS_TOPIC)
     try:
@@ -1131,7 +1131,7 @@ def _micros(value: float | None) -> str:
 
 
 def _cmd_echo(args: argparse.Namespace) -> int:
-    from edgeloop.runtime.introspection import StatsSubscriber
+    from edgeloop.runtime.processes.introspection import StatsSubscriber
 
     feed = StatsSubscriber(args.endpoint, topic=f"msg/{args.port}".encode())
     shown = 0
@@ -1162,7 +1162,7 @@ def _cmd_echo(args: argparse.Namespace) -> int:
 def _cmd_hz(args: argparse.Namespace) -> int:
     import time
 
-    from edgeloop.runtime.introspection import StatsSubscriber
+    from edgeloop.runtime.processes.introspection import StatsSubscriber
 
     if args.window <= 0:
         raise EdgeloopError("--window must be positive")
@@ -1283,7 +1283,7 @@ def _same_message(old: tuple[float, int, Any], new: tuple[float, int, Any]) -> b
 
 
 def _cmd_keys(args: argparse.Namespace) -> int:
-    from edgeloop.runtime.security import generate_keys
+    from edgeloop.runtime.processes.security import generate_keys
 
     public, secret = generate_keys(args.out, args.name)
     _out.print(

@@ -49,7 +49,7 @@ class Executor:
         recorder: Record every message into it (``edgeloop.runtime.recording``);
             the caller closes it after the run.
         bridge: Links to the other process groups of a graph split across
-            processes (``edgeloop.runtime.bridge``): it sends what local nodes
+            processes (``edgeloop.runtime.processes.bridge``): it sends what local nodes
             publish to remote ones, hands in what arrives, and decides when the
             run ends. Set by the group worker, not by users.
     """

@@ -256,7 +256,7 @@ def run_scenario(
                 recorder.add_metadata(metadata | {"duration": duration})
                 recorder.close()
     else:
-        from edgeloop.runtime.supervisor import Supervisor
+        from edgeloop.runtime.processes.supervisor import Supervisor
 
         supervisor = Supervisor(
             graph,

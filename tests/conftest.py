@@ -26,7 +26,7 @@ def group_workers() -> set[int]:
                 cmdline = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
-            if b"edgeloop.runtime.group_worker" in cmdline:
+            if b"edgeloop.runtime.processes.group_worker" in cmdline:
                 found.add(int(entry.name))
     return found
 

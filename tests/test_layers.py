@@ -45,3 +45,13 @@ def test_a_layer_imports_only_the_layers_below_it(layer):
         if name.split(".")[1:2] and name.split(".")[1] not in ALLOWED[layer]
     ]
     assert not wrong, f"{layer} may import only {sorted(ALLOWED[layer])}: {wrong}"
+
+
+def test_the_single_process_core_imports_nothing_of_the_process_layer():
+    wrong = [
+        f"{path.relative_to(ROOT)}:{line}: {name}"
+        for path in sorted((ROOT / "runtime").glob("*.py"))
+        for line, name in _edgeloop_imports(path)
+        if name.startswith("edgeloop.runtime.processes")
+    ]
+    assert not wrong, f"runtime/*.py must work without runtime/processes/: {wrong}"

@@ -22,17 +22,17 @@ import yaml
 from edgeloop.runtime.errors import EdgeloopError, GraphError
 from edgeloop.runtime.graph import LoopGraph
 from edgeloop.runtime.graph_yaml import load_graph
-from edgeloop.runtime.placement import REMOTE_TYPE, split_graph
+from edgeloop.runtime.processes.placement import REMOTE_TYPE, split_graph
 
 pytest.importorskip("gymnasium")
 pytest.importorskip("mcap")
 
 from conftest import group_workers
 
+from edgeloop.runtime.processes.supervisor import GroupCrashed, Supervisor
 from edgeloop.runtime.recording import read_recording
-from edgeloop.runtime.supervisor import GroupCrashed, Supervisor
 
-EXAMPLES = Path(__file__).parents[2] / "examples" / "pendulum"
+EXAMPLES = Path(__file__).parents[3] / "examples" / "pendulum"
 SPLIT = EXAMPLES / "processes.yaml"
 
 

@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("gymnasium")
 
-PENDULUM = Path(__file__).parents[1] / "examples" / "pendulum" / "loop.yaml"
+PENDULUM = Path(__file__).parents[3] / "examples" / "pendulum" / "loop.yaml"
 
 
 def edgeloop(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

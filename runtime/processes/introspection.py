@@ -26,8 +26,8 @@ import zmq
 
 from edgeloop.runtime.errors import EdgeloopError
 from edgeloop.runtime.messages import Message
-from edgeloop.runtime.security import check_bind
-from edgeloop.runtime.wire import WireError, decode, encode
+from edgeloop.runtime.processes.security import check_bind
+from edgeloop.runtime.processes.wire import WireError, decode, encode
 
 STATS_TOPIC = b"stats"
 

@@ -2,7 +2,7 @@
 
 A :class:`Sender` binds a DEALER socket; the :class:`Receiver` at the other end
 connects one. Small messages travel inline in the wire format
-(:mod:`edgeloop.runtime.wire`). An array of ``threshold`` bytes or more goes
+(:mod:`edgeloop.runtime.processes.wire`). An array of ``threshold`` bytes or more goes
 through a shared-memory slot, and only a small notice crosses the socket:
 
 - a node that asks :meth:`Sender.buffer` for its output array writes straight
@@ -18,7 +18,7 @@ travels inline instead (counted as ``inline_fallbacks``); nothing blocks.
 Notices name a slot file under the shared-memory folder; a receiver opens only
 names of the form the senders make, checks the file is large enough, and
 validates dtype and shape like any wire message. Bad messages are counted and
-dropped by the receiver's :class:`~edgeloop.runtime.wire.Decoder`.
+dropped by the receiver's :class:`~edgeloop.runtime.processes.wire.Decoder`.
 """
 
 from __future__ import annotations
@@ -41,8 +41,15 @@ import zmq
 
 from edgeloop.runtime.errors import EdgeloopError
 from edgeloop.runtime.messages import Message
-from edgeloop.runtime.security import CurveClient, CurveServer, check_bind
-from edgeloop.runtime.wire import DEFAULT_MAX_BYTES, DTYPES, MAGIC, Decoder, WireError, encode
+from edgeloop.runtime.processes.security import CurveClient, CurveServer, check_bind
+from edgeloop.runtime.processes.wire import (
+    DEFAULT_MAX_BYTES,
+    DTYPES,
+    MAGIC,
+    Decoder,
+    WireError,
+    encode,
+)
 
 DEFAULT_THRESHOLD = 64 * 1024
 """Arrays of at least this many bytes go through shared memory (see benchmarks/hop_latency.py)."""

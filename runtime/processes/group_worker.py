@@ -1,7 +1,7 @@
-"""One process group's process: ``python -m edgeloop.runtime.group_worker SPEC.json``.
+"""One process group's process: ``python -m edgeloop.runtime.processes.group_worker SPEC.json``.
 
-Started by the :class:`~edgeloop.runtime.supervisor.Supervisor`, never by hand.
-It loads the whole graph, keeps its own group (:mod:`edgeloop.runtime.placement`),
+Started by the :class:`~edgeloop.runtime.processes.supervisor.Supervisor`, never by hand.
+It loads the whole graph, keeps its own group (:mod:`edgeloop.runtime.processes.placement`),
 runs it with a bridge to the other groups and sends its report back.
 """
 
@@ -15,13 +15,13 @@ import sys
 import traceback
 from pathlib import Path
 
-from edgeloop.runtime.bridge import GroupBridge, send_json
 from edgeloop.runtime.clocks import RealClock, SimClock
 from edgeloop.runtime.errors import EdgeloopError
 from edgeloop.runtime.executor import Executor
 from edgeloop.runtime.graph_yaml import load_graph
-from edgeloop.runtime.placement import node_order, split_graph
 from edgeloop.runtime.plugins import PluginRegistry, import_plugin
+from edgeloop.runtime.processes.bridge import GroupBridge, send_json
+from edgeloop.runtime.processes.placement import node_order, split_graph
 
 
 def _die_with_parent(supervisor: int) -> None:

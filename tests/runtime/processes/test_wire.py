@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from edgeloop.runtime.messages import Message
-from edgeloop.runtime.wire import MAGIC, Decoder, WireError, decode, encode
+from edgeloop.runtime.processes.wire import MAGIC, Decoder, WireError, decode, encode
 
 DTYPES = ["<f4", "<f8", ">f8", "<i8", "|u1", "|b1", "<c8", "<i2", "<u4", "<f2"]
 

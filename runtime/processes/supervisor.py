@@ -1,11 +1,11 @@
 """The supervisor: runs a graph's process groups as processes and merges their reports.
 
-It starts one process per group (:mod:`edgeloop.runtime.group_worker`), waits
+It starts one process per group (:mod:`edgeloop.runtime.processes.group_worker`), waits
 until every link is connected, and starts them on one shared time 0. In real
 time it watches their heartbeats: a group that dies or goes quiet is killed and
 restarted by its ``groups:`` policy with backoff, and the groups it feeds are
 told. In simulated time it runs them in lockstep (see
-:mod:`edgeloop.runtime.bridge`). Ctrl-C, the duration or a group that stops the
+:mod:`edgeloop.runtime.processes.bridge`). Ctrl-C, the duration or a group that stops the
 loop ends every process; none is left behind, even if the supervisor itself is
 killed (the workers die with it).
 """
@@ -31,8 +31,8 @@ import zmq
 from edgeloop.runtime.errors import EdgeloopError
 from edgeloop.runtime.graph import GroupSpec, LoopGraph
 from edgeloop.runtime.metrics import RunReport
-from edgeloop.runtime.placement import REMOTE_TYPE, groups_of, split_graph
 from edgeloop.runtime.plugins import PluginRegistry, import_plugin
+from edgeloop.runtime.processes.placement import REMOTE_TYPE, groups_of, split_graph
 from edgeloop.runtime.validation import check_graph
 
 _log = logging.getLogger("edgeloop.supervisor")
@@ -206,7 +206,7 @@ class Supervisor:
         path = self._dir / f"{group.name}.json"
         path.write_text(json.dumps(spec))
         group.process = subprocess.Popen(
-            [sys.executable, "-m", "edgeloop.runtime.group_worker", str(path)],
+            [sys.executable, "-m", "edgeloop.runtime.processes.group_worker", str(path)],
             stdin=subprocess.DEVNULL,
         )
         group.pid = group.process.pid

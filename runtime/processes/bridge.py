@@ -10,7 +10,7 @@ it, in the order they were sent. So a multi-process simulated run is as
 deterministic as a single-process one.
 
 Control messages are small JSON objects on a DEALER socket to the supervisor's
-ROUTER; data travels on the links (:mod:`edgeloop.runtime.transport`).
+ROUTER; data travels on the links (:mod:`edgeloop.runtime.processes.transport`).
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ import zmq
 from edgeloop.runtime.building import CompiledLoop
 from edgeloop.runtime.clocks import Clock
 from edgeloop.runtime.messages import Message
-from edgeloop.runtime.placement import GroupPlan
-from edgeloop.runtime.transport import Receiver, Sender
+from edgeloop.runtime.processes.placement import GroupPlan
+from edgeloop.runtime.processes.transport import Receiver, Sender
 from edgeloop.runtime.wiring import NEVER
 
 HEARTBEAT_S = 0.25

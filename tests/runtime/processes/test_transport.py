@@ -13,8 +13,8 @@ import pytest
 import zmq
 
 from edgeloop.runtime.messages import Message
-from edgeloop.runtime.transport import SHM_DIR, Receiver, Sender
-from edgeloop.runtime.wire import MAGIC
+from edgeloop.runtime.processes.transport import SHM_DIR, Receiver, Sender
+from edgeloop.runtime.processes.wire import MAGIC
 
 
 @pytest.fixture
@@ -107,7 +107,7 @@ def test_an_array_from_another_process_arrives_through_shared_memory(tmp_path):
     receiver = Receiver(endpoint)
     script = (
         "import sys, numpy as np, time\n"
-        "from edgeloop.runtime.transport import Sender\n"
+        "from edgeloop.runtime.processes.transport import Sender\n"
         "from edgeloop.runtime.messages import Message\n"
         f"s = Sender({endpoint!r})\n"
         "out = s.buffer((256, 256), np.float64)\n"
@@ -177,7 +177,7 @@ def test_a_notice_naming_a_file_outside_edgeloop_slots_is_refused(tmp_path):
 
 
 def test_curve_lets_an_allowed_peer_in_and_refuses_one_without_the_key(tmp_path):
-    from edgeloop.runtime.security import CurveClient, CurveServer, generate_keys
+    from edgeloop.runtime.processes.security import CurveClient, CurveServer, generate_keys
 
     _, server_secret = generate_keys(tmp_path / "server", "board")
     client_public, client_secret = generate_keys(tmp_path / "client", "desk")
@@ -232,7 +232,7 @@ def test_binding_beyond_loopback_without_curve_is_refused(endpoint):
 
 def test_keys_are_never_overwritten_and_a_bad_key_file_is_named(tmp_path):
     from edgeloop.runtime.errors import EdgeloopError
-    from edgeloop.runtime.security import CurveServer, generate_keys
+    from edgeloop.runtime.processes.security import CurveServer, generate_keys
 
     generate_keys(tmp_path, "board")
     with pytest.raises(EdgeloopError, match="exists already"):
@@ -268,7 +268,7 @@ def test_sending_never_blocks_a_loop_it_drops_and_counts_instead(tmp_path):
 def test_slot_files_of_a_killed_sender_are_removed_by_the_next_one(tmp_path):
     script = (
         "import numpy as np, os, sys\n"
-        "from edgeloop.runtime.transport import Sender\n"
+        "from edgeloop.runtime.processes.transport import Sender\n"
         "from edgeloop.runtime.messages import Message\n"
         f"s = Sender('ipc://{tmp_path}/killed')\n"
         "s.buffer((64, 1024), np.float32)\n"  # makes a slot file
