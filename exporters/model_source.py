@@ -21,21 +21,21 @@ def load_factory(path: str, *, checkpoint: str | Path | None = None) -> Any:
     torch = _torch()
     module_name, _, attribute = path.partition(":")
     if not module_name or not attribute:
-        raise ExportError(f"'{path}' is not MODULE:NAME (fix: e.g. mypkg.policies:make_policy)")
+        raise ExportError(f"'{path}' is not MODULE:NAME", fix="e.g. mypkg.policies:make_policy")
     try:
         target = getattr(importlib.import_module(module_name), attribute)
     except ImportError as exc:
         raise ExportError(
-            f"cannot import {module_name}: {exc} (fix: check the module path "
-            "and that its package is installed)"
+            f"cannot import {module_name}: {exc}",
+            fix="check the module path and that its package is installed",
         ) from None
     except AttributeError:
-        raise ExportError(f"{module_name} has no '{attribute}' (fix: check the name)") from None
+        raise ExportError(f"{module_name} has no '{attribute}'", fix="check the name") from None
     model = target if isinstance(target, torch.nn.Module) else target()
     if not isinstance(model, torch.nn.Module):
         raise ExportError(
-            f"{path} gave {type(model).__name__}, not a torch.nn.Module "
-            "(fix: point at a module or a function that returns one)"
+            f"{path} gave {type(model).__name__}, not a torch.nn.Module",
+            fix="point at a module or a function that returns one",
         )
     if checkpoint is not None:
         try:  # weights only: a checkpoint never runs code on load
@@ -45,8 +45,8 @@ def load_factory(path: str, *, checkpoint: str | Path | None = None) -> Any:
             )
         except Exception as exc:
             raise ExportError(
-                f"cannot load weights from {checkpoint}: {_first_line(exc)} (fix: "
-                "save it with torch.save(model.state_dict(), path))"
+                f"cannot load weights from {checkpoint}: {_first_line(exc)}",
+                fix="save it with torch.save(model.state_dict(), path)",
             ) from None
     return model
 
@@ -67,7 +67,7 @@ def sample_inputs(specs: list[str]) -> tuple[list[str], tuple[Any, ...]]:
             if not name or any(d <= 0 for d in dims):
                 raise ValueError
         except ValueError:
-            raise ExportError(f"--input '{spec}' is not NAME=SHAPE (fix: e.g. obs=1x3)") from None
+            raise ExportError(f"--input '{spec}' is not NAME=SHAPE", fix="e.g. obs=1x3") from None
         names.append(name)
         samples.append(torch.randn(dims, generator=generator))
     return names, tuple(samples)

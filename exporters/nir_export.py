@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeloop.runtime.errors import EdgeloopError, MissingDependencyError
+from edgeloop.runtime.errors import ExportError, MissingDependencyError
 
 DT = 1e-4
 
@@ -51,15 +51,16 @@ def to_nir_graph(network: Any, n_inputs: int) -> Any:
     edges = []
     previous, width = "input", n_inputs
     if not list(network.named_children()):
-        raise EdgeloopError("NIR export: the network has no layers")
+        raise ExportError("NIR export: the network has no layers")
     for name, layer in network.named_children():
         kind = type(layer).__name__
         if kind == "Linear":
             if layer.in_features != width:  # children listed out of forward order, or a
-                raise EdgeloopError(  # wrong n_inputs: either way not a chain we can map
+                raise ExportError(  # wrong n_inputs: either way not a chain we can map
                     f"NIR export: layer '{name}' takes {layer.in_features} inputs where "
-                    f"{width} come (fix: define the layers in the order forward runs them, "
-                    "and pass the network's input size)"
+                    f"{width} come",
+                    fix="define the layers in the order forward runs them, "
+                    "and pass the network's input size",
                 )
             weight = layer.weight.detach().numpy().astype(np.float32)
             bias = (
@@ -71,18 +72,19 @@ def to_nir_graph(network: Any, n_inputs: int) -> Any:
             width = weight.shape[0]
         elif kind == "Leaky":
             if layer.reset_mechanism != "zero" or getattr(layer, "reset_delay", False):
-                raise EdgeloopError(
+                raise ExportError(
                     f"NIR export: layer '{name}' resets by '{layer.reset_mechanism}'"
                     f"{' with a delay' if getattr(layer, 'reset_delay', False) else ''}; NIR's "
                     "LIF resets to zero at once, so it would run differently on a "
-                    "neuromorphic toolchain (fix: build it with reset_mechanism='zero', "
-                    "reset_delay=False)"
+                    "neuromorphic toolchain",
+                    fix="build it with reset_mechanism='zero', reset_delay=False",
                 )
             beta = np.clip(np.broadcast_to(layer.beta.detach().numpy(), (width,)), 0, 1)
             if np.any(beta >= 1):  # an integrate-and-fire neuron: no finite time constant
-                raise EdgeloopError(
+                raise ExportError(
                     f"NIR export: layer '{name}' has beta 1 (no leak), which NIR's LIF cannot "
-                    "express (fix: beta < 1)"
+                    "express",
+                    fix="beta < 1",
                 )
             beta = beta.astype(np.float32)
             threshold = np.broadcast_to(
@@ -93,9 +95,9 @@ def to_nir_graph(network: Any, n_inputs: int) -> Any:
                 tau=tau, r=tau / DT, v_leak=np.zeros(width, np.float32), v_threshold=threshold
             )
         else:
-            raise EdgeloopError(
-                f"NIR export: layer '{name}' is a {kind}; covered are Linear and Leaky "
-                "(fix: export a sequential network of those)"
+            raise ExportError(
+                f"NIR export: layer '{name}' is a {kind}; covered are Linear and Leaky",
+                fix="export a sequential network of those",
             )
         edges.append((previous, name))
         previous = name

@@ -29,7 +29,7 @@ from edgeloop.runtime.bundles import (
     sha256_of,
     write_manifest,
 )
-from edgeloop.runtime.errors import EdgeloopError, MissingDependencyError
+from edgeloop.runtime.errors import ExportError, MissingDependencyError
 from edgeloop.runtime.profiles import HardwareProfile, load_profile
 
 if TYPE_CHECKING:
@@ -37,10 +37,6 @@ if TYPE_CHECKING:
 
 DEFAULT_OPSET = 18
 """Opset when the profile sets no limit: what current torch exports by default."""
-
-
-class ExportError(EdgeloopError):
-    """Raised when a model cannot be exported, or its ONNX twin does not match it."""
 
 
 @dataclass
@@ -73,7 +69,8 @@ def choose_opset(profile: HardwareProfile | None, requested: int | None) -> int:
         if limit is not None and requested > limit:
             raise ExportError(
                 f"opset {requested} is above {profile.name}'s limit of {limit} (its TensorRT "
-                f"{profile.software.tensorrt} parses no newer) (fix: --opset {limit} or lower)"
+                f"{profile.software.tensorrt} parses no newer)",
+                fix=f"--opset {limit} or lower",
             )
         return requested
     return min(DEFAULT_OPSET, limit) if limit is not None else DEFAULT_OPSET
@@ -129,19 +126,21 @@ def export_bundle(
     opset = choose_opset(target, opset)
     if len(input_names) != len(sample_inputs):
         raise ExportError(
-            f"{len(sample_inputs)} sample inputs but {len(input_names)} input "
-            "names (fix: name every input)"
+            f"{len(sample_inputs)} sample inputs but {len(input_names)} input names",
+            fix="name every input",
         )
     if dynamic_batch and any(s.dim() < 2 for s in sample_inputs):
         raise ExportError(
             "a dynamic batch needs every example to have the batch first and at least one "
-            "more dimension (fix: e.g. obs=1x3, or export with a static batch)"
+            "more dimension",
+            fix="e.g. obs=1x3, or export with a static batch",
         )
     for state_in, state_out in (state or {}).items():
         if state_in not in input_names or state_out not in output_names:
             raise ExportError(
                 f"state pairs '{state_in}' -> '{state_out}', but the inputs are {input_names} "
-                f"and the outputs {output_names} (fix: name a state input and its output)"
+                f"and the outputs {output_names}",
+                fix="name a state input and its output",
             )
     final = Path(output_dir)
     _check_target_folder(final, overwrite)
@@ -151,7 +150,7 @@ def export_bundle(
         work = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
     except OSError as exc:
         raise ExportError(
-            f"cannot create {final}: {exc.strerror} (fix: choose a writable folder)"
+            f"cannot create {final}: {exc.strerror}", fix="choose a writable folder"
         ) from None
     try:
         result = _export_into(
@@ -185,11 +184,11 @@ def _check_target_folder(folder: Path, overwrite: bool) -> None:
     if not folder.exists():
         return
     if not overwrite:
-        raise ExportError(f"{folder} exists (fix: choose another folder, or overwrite)")
+        raise ExportError(f"{folder} exists", fix="choose another folder, or overwrite")
     if not folder.is_dir() or (any(folder.iterdir()) and not (folder / "manifest.json").exists()):
         raise ExportError(
-            f"{folder} is not a bundle: overwriting would delete other files "
-            "(fix: choose another folder)"
+            f"{folder} is not a bundle: overwriting would delete other files",
+            fix="choose another folder",
         )
 
 
@@ -221,8 +220,9 @@ def _export_into(
     if written != opset:  # torch's version converter can fail quietly and keep its own
         raise ExportError(
             f"torch wrote opset {written}, not the {opset} asked for (its version converter "
-            f"could not lower some op) (fix: export at opset {written} for a profile that "
-            "allows it, or replace the op that needs the newer opset)"
+            f"could not lower some op)",
+            fix=f"export at opset {written} for a profile that "
+            "allows it, or replace the op that needs the newer opset",
         )
     parity = check_parity(
         module,
@@ -238,8 +238,9 @@ def _export_into(
         raise ExportError(
             f"ONNX Runtime differs from torch by up to {parity.max_abs_error:.3g} "
             f"(relative {parity.max_rel_error:.3g}) over {parity.cases} inputs, above the "
-            f"tolerance {tolerance:g} (fix: look for ops that export inexactly, or raise the "
-            "tolerance if the difference is acceptable)"
+            f"tolerance {tolerance:g}",
+            fix="look for ops that export inexactly, or raise the "
+            "tolerance if the difference is acceptable",
         )
     files = {model_path.name: sha256_of(model_path)}
     parity_figures: dict[str, Any] = {
@@ -264,7 +265,8 @@ def _export_into(
         if not half.passed:
             raise ExportError(
                 f"the fp16 variant differs from torch by up to {half.max_abs_error:.3g}, above "
-                f"{fp16_tolerance:g} (fix: export without fp16, or raise its tolerance)"
+                f"{fp16_tolerance:g}",
+                fix="export without fp16, or raise its tolerance",
             )
         variants["fp16"] = half_path.name
         files[half_path.name] = sha256_of(half_path)
@@ -385,8 +387,8 @@ def _export(
     except Exception as exc:
         reason = _first_line(exc)
         raise ExportError(
-            f"torch could not export the model at opset {opset}: {reason} "
-            "(fix: see the torch.export docs for the construct it names)"
+            f"torch could not export the model at opset {opset}: {reason}",
+            fix="see the torch.export docs for the construct it names",
         ) from None
     finally:
         for logger, level in zip(quiet, levels, strict=True):
@@ -401,20 +403,22 @@ def _check_outputs(torch: Any, module: Any, samples: tuple[Any, ...], names: lis
             out = module(*samples)
     except Exception as exc:
         raise ExportError(
-            f"the model raised on the example inputs: {type(exc).__name__}: "
-            f"{_first_line(exc)} (fix: check --input shapes)"
+            f"the model raised on the example inputs: {type(exc).__name__}: {_first_line(exc)}",
+            fix="check --input shapes",
         ) from None
     outs = out if isinstance(out, (tuple, list)) else (out,)
     if not all(isinstance(o, torch.Tensor) for o in outs):
         kinds = ", ".join(type(o).__name__ for o in outs)
         raise ExportError(
             f"the model returns {type(out).__name__} ({kinds}); an exported model "
-            "returns a tensor or a flat tuple of tensors (fix: wrap it so it does)"
+            "returns a tensor or a flat tuple of tensors",
+            fix="wrap it so it does",
         )
     if len(outs) != len(names):
         raise ExportError(
             f"the model returns {len(outs)} output(s) but {len(names)} output "
-            f"name(s) were given: {', '.join(names)} (fix: name each output once)"
+            f"name(s) were given: {', '.join(names)}",
+            fix="name each output once",
         )
 
 

@@ -13,7 +13,7 @@ import difflib
 from collections.abc import Mapping
 from typing import Any
 
-from edgeloop.runtime.errors import EdgeloopError
+from edgeloop.runtime.errors import TaskSpaceError
 
 
 def set_env_attributes(env: Any, values: Mapping[str, float]) -> None:
@@ -32,14 +32,14 @@ def set_env_attributes(env: Any, values: Mapping[str, float]) -> None:
             ``l``) to their new values.
 
     Raises:
-        EdgeloopError: ``env.unwrapped`` has no attribute of one of the names (the
+        TaskSpaceError: ``env.unwrapped`` has no attribute of one of the names (the
             fix names close matches, or the env's numeric attributes).
     """
     target = env.unwrapped
     for name in values:
         if not hasattr(target, name):
-            raise EdgeloopError(
-                f"{_env_name(env)} has no attribute '{name}' to set ({_fix(env, name)})"
+            raise TaskSpaceError(
+                f"{_env_name(env)} has no attribute '{name}' to set", fix=_fix(env, name)
             )
     for name, value in values.items():
         current = getattr(target, name)
@@ -78,10 +78,10 @@ def _fix(env: Any, name: str) -> str:
     by_lower = {n.lower(): n for n in numbers}  # Acrobot's are upper case: LINK_MASS_1
     close = [by_lower[n] for n in difflib.get_close_matches(name.lower(), list(by_lower), n=3)]
     if close:
-        return f"fix: did you mean {', '.join(close)}?"
+        return f"did you mean {', '.join(close)}?"
     if numbers:
-        return f"fix: use an attribute of env.unwrapped; numeric ones: {', '.join(numbers)}"
-    return "fix: use an attribute of env.unwrapped; see the env's source"
+        return f"use an attribute of env.unwrapped; numeric ones: {', '.join(numbers)}"
+    return "use an attribute of env.unwrapped; see the env's source"
 
 
 def _env_name(env: Any) -> str:

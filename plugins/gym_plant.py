@@ -20,7 +20,11 @@ from typing import Any
 import numpy as np
 
 from edgeloop.plugins.gym_env import set_env_attributes
-from edgeloop.runtime.errors import EdgeloopError, MissingDependencyError
+from edgeloop.runtime.errors import (
+    MissingDependencyError,
+    NodeConfigError,
+    TaskSpaceError,
+)
 from edgeloop.runtime.node import Actuator, NodeContext, Port, Sensor
 from edgeloop.runtime.sensing import SensingSpec
 
@@ -63,8 +67,10 @@ class GymPlant:
         try:
             self.env = gym.make(env_id, max_episode_steps=max_episode_steps, **(env_kwargs or {}))
         except gym.error.Error as exc:
-            raise EdgeloopError(
-                f"gymnasium cannot make '{env_id}': {exc} (fix: use a registered environment id)"
+            raise NodeConfigError(
+                f"gymnasium cannot make '{env_id}': {exc}",
+                key="env",
+                fix="use a registered environment id",
             ) from None
         self.env_id = env_id
         self.settings = {
@@ -76,16 +82,18 @@ class GymPlant:
         if dt is not None:
             attr = next((a for a in ("dt", "tau") if hasattr(self.env.unwrapped, a)), None)
             if attr is None:
-                raise EdgeloopError(
-                    f"{env_id} has no dt or tau attribute to set (fix: remove 'dt' from the config)"
+                raise NodeConfigError(
+                    f"{env_id} has no dt or tau attribute to set",
+                    key="dt",
+                    fix="remove 'dt' from the config",
                 )
             setattr(self.env.unwrapped, attr, dt)
         if task:
             try:
                 set_env_attributes(self.env, task)
-            except EdgeloopError as exc:  # an attribute the env does not have
+            except TaskSpaceError as exc:  # an attribute the env does not have
                 self.env.close()
-                raise EdgeloopError(f"task: {exc}") from None
+                raise NodeConfigError(exc.message, key="task", fix=exc.fix, where="task") from None
         self.observation, _ = self.env.reset(seed=seed)
         self.episode_return = 0.0
         self.episode_steps = 0
@@ -158,17 +166,20 @@ def _plant(ctx: NodeContext) -> GymPlant:
         ),
     )
     if plant.env_id != cfg.env:
-        raise EdgeloopError(
-            f"plant '{cfg.plant}' is {plant.env_id}, but node '{ctx.node_id}' "
-            f"asks for {cfg.env} (fix: use one env per plant name)"
+        raise NodeConfigError(
+            f"plant '{cfg.plant}' is {plant.env_id}, but node '{ctx.node_id}' asks for {cfg.env}",
+            key="env",
+            fix="use one env per plant name",
         )
     # The first node of a plant makes it; another may leave these out, but not contradict.
     for key, made_with in plant.settings.items():
         wanted = getattr(cfg, key)
         if wanted not in (None, {}) and wanted != made_with:
-            raise EdgeloopError(
+            raise NodeConfigError(
                 f"plant '{cfg.plant}' was made with {key}={made_with!r}, but node "
-                f"'{ctx.node_id}' asks for {key}={wanted!r} (fix: give both nodes the same {key})"
+                f"'{ctx.node_id}' asks for {key}={wanted!r}",
+                key=key,
+                fix=f"give both nodes the same {key}",
             )
     return plant
 

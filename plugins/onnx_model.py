@@ -21,13 +21,12 @@ from typing import Any
 import numpy as np
 
 from edgeloop.runtime.bundles import (
-    BundleError,
     TensorSpec,
     open_model,
     specs_of_session,
     zeros_for,
 )
-from edgeloop.runtime.errors import EdgeloopError
+from edgeloop.runtime.errors import BundleError, MissingDependencyError, NodeConfigError
 from edgeloop.runtime.node import Model, NodeContext, Port
 
 CPU = "CPUExecutionProvider"
@@ -37,9 +36,12 @@ def _onnxruntime() -> Any:
     try:
         import onnxruntime
     except ImportError:
-        raise EdgeloopError(
-            "the onnx.model node needs ONNX Runtime, which is not installed (fix: pip install "
-            "onnxruntime, or on a Jetson NVIDIA's onnxruntime-gpu wheel for its JetPack)"
+        raise MissingDependencyError(
+            "onnxruntime",
+            "",
+            "the onnx.model node",
+            fix="pip install onnxruntime, or on a Jetson NVIDIA's onnxruntime-gpu wheel for "
+            "its JetPack",
         ) from None
     return onnxruntime
 
@@ -160,9 +162,12 @@ class OnnxModel(Model):
                     if close
                     else f"the model's tensors: {', '.join(sorted(names))}"
                 )
-                raise EdgeloopError(
+                raise NodeConfigError(
                     f"ports maps '{port}' to '{tensor}', which the model "
-                    f"{config.model} does not have (fix: {hint})"
+                    f"{config.model} does not have",
+                    node_type="onnx.model",
+                    key="ports",
+                    fix=hint,
                 )
         port_of = port_names(config)
         state_in, state_out = _state_names(config)
@@ -271,11 +276,11 @@ class OnnxModel(Model):
                 ctx.note("skipped", "; ".join(skipped))
                 ctx.logger.info("model runs on %s; skipped %s", short, "; ".join(skipped))
             return session
-        raise EdgeloopError(
-            f"no execution provider could run {self.model_file}: "
-            + "; ".join(skipped)
-            + " (fix: add CPUExecutionProvider to the "
-            "profile's list, or install an ONNX Runtime with the provider)"
+        raise BundleError(
+            "no execution provider could run it: " + "; ".join(skipped),
+            path=self.model_file,
+            fix="add CPUExecutionProvider to the profile's list, or install an ONNX Runtime "
+            "with the provider",
         )
 
     def step(self, inputs: dict[str, Any]) -> dict[str, Any] | None:

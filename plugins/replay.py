@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeloop.runtime.errors import EdgeloopError
+from edgeloop.runtime.errors import RecordingError
 from edgeloop.runtime.node import NodeContext, Port, Sensor
 from edgeloop.runtime.recording import read_recording
 
@@ -47,7 +47,7 @@ def recorded_outputs(path: str | Path, node: str) -> dict[int, dict[str, Any]]:
     try:
         mtime = path.stat().st_mtime
     except OSError as exc:
-        raise EdgeloopError(f"cannot open the recording {path}: {exc.strerror}") from None
+        raise RecordingError(f"cannot open the recording {path}: {exc.strerror}") from None
     return _messages(str(path.resolve()), mtime, node)
 
 
@@ -77,9 +77,9 @@ class ReplaySource(Sensor):
     def ports(cls, config: ReplayConfig) -> tuple[tuple[Port, ...], tuple[Port, ...]]:
         messages = recorded_outputs(config.recording, config.node)
         if not messages:
-            raise EdgeloopError(
-                f"{config.recording} holds no messages of node '{config.node}' "
-                "(fix: record the run with edgeloop run --record, and name a recorded node)"
+            raise RecordingError(
+                f"{config.recording} holds no messages of node '{config.node}'",
+                fix="record the run with edgeloop run --record, and name a recorded node",
             )
         first: dict[str, Any] = {}
         for outputs in messages.values():

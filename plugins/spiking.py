@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeloop.runtime.errors import EdgeloopError, MissingDependencyError
+from edgeloop.runtime.errors import MissingDependencyError, ModelError, NodeConfigError
 from edgeloop.runtime.node import Model, NodeContext, Port
 from edgeloop.runtime.plugins import import_object
 from edgeloop.runtime.spiking import PJ_PER_AC, PJ_PER_MAC, SpikeEnergyMeter, refuse_hidden_state
@@ -38,14 +38,20 @@ def load_network(path: str, kwargs: dict[str, Any]) -> Any:
     try:
         factory = import_object(path)
     except (ImportError, AttributeError) as exc:
-        raise EdgeloopError(f"network '{path}' cannot be imported: {exc}") from None
+        raise NodeConfigError(
+            f"network '{path}' cannot be imported: {exc}",
+            node_type="snn.torch",
+            key="network",
+            fix="module:factory of an importable module",
+        ) from None
     network = factory(**kwargs)
     refuse_hidden_state(network, f"network '{path}'")
     for needed in ("initial_state", "state_names"):
         if not hasattr(network, needed):
-            raise EdgeloopError(
-                f"network '{path}' has no {needed} (fix: give it initial_state(batch) and "
-                "state_names, with forward(x, *state) -> (out, *new_state))"
+            raise ModelError(
+                f"network '{path}' has no {needed}",
+                fix="give it initial_state(batch) and state_names, with "
+                "forward(x, *state) -> (out, *new_state)",
             )
     return network
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeloop.runtime.errors import EdgeloopError
+from edgeloop.runtime.errors import NodeConfigError
 from edgeloop.runtime.node import Node, NodeContext, Port
 from edgeloop.runtime.plugins import import_object
 
@@ -38,22 +38,30 @@ def make_world(path: str, kwargs: dict[str, Any]) -> Any:
     try:
         factory = import_object(path if ":" in path else f"{path}:parallel_env")
     except (ImportError, AttributeError) as exc:
-        raise EdgeloopError(
-            f"world '{path}' cannot be imported: {exc} (fix: module:factory of an installed "
-            "package, e.g. mpe2.simple_spread_v3:parallel_env)"
+        raise NodeConfigError(
+            f"world '{path}' cannot be imported: {exc}",
+            node_type="world",
+            key="env",
+            fix="module:factory of an installed package, e.g. mpe2.simple_spread_v3:parallel_env",
         ) from None
     try:
         env = factory(**kwargs)
     except Exception as exc:
-        raise EdgeloopError(
-            f"world '{path}' could not be made: {type(exc).__name__}: {exc}"
+        raise NodeConfigError(
+            f"world '{path}' could not be made: {type(exc).__name__}: {exc}",
+            node_type="world",
+            key="kwargs",
+            fix="check the world's keyword arguments (kwargs:)",
         ) from None
     missing = [
         a for a in ("reset", "step", "possible_agents", "action_space") if not hasattr(env, a)
     ]
     if missing:
-        raise EdgeloopError(
-            f"world '{path}' is not a PettingZoo parallel env: it has no {', '.join(missing)}"
+        raise NodeConfigError(
+            f"world '{path}' is not a PettingZoo parallel env: it has no {', '.join(missing)}",
+            node_type="world",
+            key="env",
+            fix="name a factory of a PettingZoo ParallelEnv",
         )
     return env
 
@@ -107,8 +115,11 @@ class WorldNode(Node):
         self.env = make_world(self.config.env, dict(self.config.kwargs))
         unknown = sorted(set(self.config.agents) - set(self.env.possible_agents))
         if unknown:
-            raise EdgeloopError(
-                f"world has no agents {unknown} (it has {list(self.env.possible_agents)})"
+            raise NodeConfigError(
+                f"world has no agents {unknown}",
+                node_type="world",
+                key="agents",
+                fix=f"name agents it has: {', '.join(self.env.possible_agents)}",
             )
         self.episode = 0
         self.obs_time = -math.inf  # sensing time of the last observations sent

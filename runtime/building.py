@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from edgeloop.runtime.clocks import Clock
-from edgeloop.runtime.errors import EdgeloopError, NodeSetupError
+from edgeloop.runtime.errors import GraphError, GraphProblem, NodeSetupError
 from edgeloop.runtime.graph import LoopGraph, timer_period_ns
 from edgeloop.runtime.metrics import ContractStats, LatencyRecorder, NodeStats, TimerStats
 from edgeloop.runtime.node import NodeContext, Port, build_config, new_node
@@ -117,7 +117,9 @@ class CompiledLoop:
                 source = OutPort(Port(name))
                 period = timer_period_ns(inp.source)
                 if period is None:  # the schema refuses these; a graph changed after loading
-                    raise EdgeloopError(f"node '{spec.id}': bad timer '{inp.source}'")
+                    raise GraphError(
+                        [GraphProblem(f"bad timer '{inp.source}'", field=f"{spec.id}.inputs")]
+                    )
                 self.timers.append(Timer(inp.source, period, runner, port=source))
             else:
                 runner.is_source = False

@@ -3,18 +3,30 @@
 Exception tree::
 
     EdgeloopError                 base of every error a user can cause
+    +-- UsageError                an option or argument out of range, or two that conflict
     +-- ProblemsError             a YAML file breaks its schema (carries every problem found)
     |   +-- GraphError            ... a loop graph
     |   +-- ProfileError          ... a hardware profile (or none of that name exists)
-    +-- PluginError               a plugin registered something invalid
+    |   +-- ScenarioError         ... a multi-agent scenario
+    +-- PluginError               a plugin cannot be imported or registers something invalid
     +-- UnknownNodeTypeError      a graph names a node type no plugin registered
-    +-- NodeConfigError           a node's config does not match its type's Config
+    +-- NodeConfigError           a node's config does not fit its type's Config
     +-- NodeSetupError            a node's setup raised before the loop started
-    +-- BundleError               a model file or bundle is missing, tampered or invalid
+    +-- ModelError                a model (an ONNX file, a torch or spiking network) cannot be used
+    |   +-- BundleError           ... a model file or bundle is missing, tampered or will not run
+    |   +-- ExportError           ... a model cannot be exported, or its export does not match it
+    +-- RecordingError            a recording cannot be written, read or replayed
+    +-- TransportError            an endpoint cannot be bound or reached, or its keys cannot be used
+    |   +-- WireError             ... a message is not a valid edgeloop wire message
+    +-- GroupCrashed              a process group failed to start, or crashed for good
+    +-- TaskSpaceError            a task space is unknown or invalid, or a task lies outside it
+    +-- TrainingError             a training run, evaluation or comparison cannot start or go on
     +-- MissingDependencyError    an optional dependency is not installed (names the extra)
 
-Each error's message says where, what was expected, what was found and the fix;
-the same facts are kept as attributes so tools need not parse messages.
+Every error keeps what it says as attributes: ``message`` (what was wrong),
+``fix`` (how to put it right) and ``where`` (file:line, node, field or option),
+so tools need not parse text. ``str(error)`` joins them as
+``where: message (fix: fix)``; the CLI prints them without a traceback.
 """
 
 from __future__ import annotations
@@ -26,12 +38,44 @@ from typing import Any
 
 
 class EdgeloopError(Exception):
-    """Raised when a user's input (config, graph, plugin, model file) is wrong."""
+    """Base of every error a user can cause (a config, graph, plugin, model file, option).
+
+    Args:
+        message: What was wrong: what was expected and what was found.
+        fix: How to put it right, or None.
+        where: Where it was: ``file:line``, a node id, a field or an option, or None.
+    """
+
+    def __init__(self, message: str, *, fix: str | None = None, where: str | None = None) -> None:
+        self.message = message
+        self.fix = fix or None
+        self.where = where or None
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        text = f"{self.where}: {self.message}" if self.where else self.message
+        return f"{text} (fix: {self.fix})" if self.fix else text
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Errors cross process boundaries (process pools, Ray): rebuild from the
+        # attributes, whatever a subclass's constructor takes.
+        return (_restore, (type(self), self.message, self.__dict__))
+
+
+def _restore(cls: type[EdgeloopError], message: str, state: dict[str, Any]) -> EdgeloopError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
+
+
+class UsageError(EdgeloopError):
+    """Raised when an option or argument is out of range, or two of them conflict."""
 
 
 @dataclass(frozen=True)
 class GraphProblem:
-    """One thing wrong with a loop graph.
+    """One thing wrong with a loop graph (or another YAML file edgeloop reads).
 
     Attributes:
         message: What is wrong, in one sentence.
@@ -89,26 +133,67 @@ class ProfileError(ProblemsError):
     subject = "hardware profile"
 
 
-class PluginError(EdgeloopError):
-    """Raised when a plugin registers something invalid (e.g. a duplicate node type)."""
+class ScenarioError(ProblemsError):
+    """Raised when a multi-agent scenario file is unreadable or breaks its schema."""
 
-    def __init__(self, message: str, *, plugin: str = "") -> None:
+    subject = "scenario"
+
+
+class PluginError(EdgeloopError):
+    """Raised when a plugin cannot be imported, implements a hook that does not exist,
+    or registers something invalid (a duplicate node type, a class that is no Node).
+
+    Attributes:
+        plugin: The plugin's name or import path.
+    """
+
+    def __init__(self, message: str, *, plugin: str = "", fix: str | None = None) -> None:
         self.plugin = plugin
-        super().__init__(message)
+        super().__init__(message, fix=fix)
 
 
 class UnknownNodeTypeError(EdgeloopError):
-    """Raised when a graph names a node type no plugin registered."""
+    """Raised when a graph names a node type no plugin registered.
+
+    Attributes:
+        name: The type name asked for.
+        close_matches: Registered names close to it.
+    """
 
     def __init__(self, name: str, known: list[str]) -> None:
         self.name = name
         self.close_matches = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-        self.fix = (
+        fix = (
             f"did you mean {', '.join(self.close_matches)}?"
             if self.close_matches
             else "run `edgeloop plugins` to list the registered node types"
         )
-        super().__init__(f"unknown node type '{name}' (fix: {self.fix})")
+        super().__init__(f"unknown node type '{name}'", fix=fix)
+
+
+class NodeConfigError(EdgeloopError):
+    """Raised when a node's config does not fit its type's Config dataclass, or names
+    something its setup cannot use (an environment, a model's tensor, a network).
+
+    Attributes:
+        node_type: The node type.
+        key: The offending config key (dotted for a nested one), or "".
+        problems: Every problem found in the config, this one first.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        node_type: str = "",
+        key: str = "",
+        fix: str | None = None,
+        where: str | None = None,
+    ) -> None:
+        self.node_type = node_type
+        self.key = key
+        self.problems: list[NodeConfigError] = [self]
+        super().__init__(message, fix=fix, where=where)
 
 
 class NodeSetupError(EdgeloopError):
@@ -117,55 +202,94 @@ class NodeSetupError(EdgeloopError):
     Attributes:
         node_id: The node.
         error: What its ``setup`` raised.
-        where: ``file:line`` of the node in its graph file, or "".
+        where: ``file:line`` of the node in its graph file, or None.
     """
 
     def __init__(self, node_id: str, error: BaseException, where: str = "") -> None:
         self.node_id = node_id
         self.error = error
-        self.where = where
-        head = f"{where}: " if where else ""
-        if isinstance(error, EdgeloopError):  # its message already says how to fix it
-            self.fix = ""
-            message = f"{head}node '{node_id}' failed in setup: {error}"
+        if isinstance(error, EdgeloopError):  # it says what to fix itself
+            inner = f"{error.where}: {error.message}" if error.where else error.message
+            fix = error.fix
         else:
-            self.fix = f"check the config of node '{node_id}' and what its setup needs"
-            message = (
-                f"{head}node '{node_id}' failed in setup: {type(error).__name__}: {error} "
-                f"(fix: {self.fix})"
-            )
-        super().__init__(message)
+            inner = f"{type(error).__name__}: {error}"
+            fix = f"check the config of node '{node_id}' and what its setup needs"
+        super().__init__(f"node '{node_id}' failed in setup: {inner}", fix=fix, where=where)
 
 
-class NodeConfigError(EdgeloopError):
-    """Raised when a node's config mapping does not fit its type's Config dataclass."""
-
-    def __init__(self, message: str, *, node_type: str = "", key: str = "", fix: str = "") -> None:
-        self.node_type = node_type
-        self.key = key
-        self.fix = fix
-        self.message = message
-        self.problems: list[NodeConfigError] = [self]
-        """Every problem found in the config, this one first."""
-        super().__init__(message + (f" (fix: {fix})" if fix else ""))
+class ModelError(EdgeloopError):
+    """Raised when a model (an ONNX file, a torch or spiking network) cannot be used
+    as given."""
 
 
-class BundleError(EdgeloopError):
-    """Raised when a model file or bundle is missing, unreadable, tampered or invalid."""
+class BundleError(ModelError):
+    """Raised when a model file or bundle is missing, unreadable, tampered or invalid,
+    or when no execution provider can run it.
+
+    Attributes:
+        path: The file or bundle folder.
+    """
 
     def __init__(self, message: str, *, path: str | Path, fix: str) -> None:
         self.path = str(path)
-        self.fix = fix
-        super().__init__(f"{path}: {message} (fix: {fix})")
+        super().__init__(message, fix=fix, where=str(path))
+
+
+class ExportError(ModelError):
+    """Raised when a model cannot be exported (ONNX, NIR), or its ONNX twin does not
+    match it."""
+
+
+class RecordingError(EdgeloopError):
+    """Raised when a recording cannot be written, read or replayed."""
+
+
+class TransportError(EdgeloopError):
+    """Raised when an endpoint cannot be bound or reached, or its keys cannot be used."""
+
+
+class WireError(TransportError):
+    """Raised when a message is not a valid edgeloop wire message.
+
+    Attributes:
+        reason: The check it failed (``magic``, ``size``, ``dtype``, ...), for counting.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        super().__init__(f"malformed wire message ({reason}): {detail}")
+
+
+class GroupCrashed(EdgeloopError):
+    """Raised when a process group fails to start, or crashes where it cannot be
+    restarted (in simulated time, or past its restarts)."""
+
+
+class TaskSpaceError(EdgeloopError):
+    """Raised for an unknown or invalid task space, a task outside its ranges, or a
+    parameter an environment does not have."""
+
+
+class TrainingError(EdgeloopError):
+    """Raised when a training run, an evaluation or a comparison cannot start or go
+    on: a bad setting, a run folder that does not fit, an unreadable checkpoint, an
+    unreachable cluster."""
 
 
 class MissingDependencyError(EdgeloopError):
-    """Raised when an optional dependency is needed but not installed."""
+    """Raised when an optional dependency is needed but not installed.
 
-    def __init__(self, package: str, extra: str, needed_for: str) -> None:
+    Attributes:
+        package: The missing package.
+        extra: The edgeloop extra that installs it, or "" when none does.
+    """
+
+    def __init__(
+        self, package: str, extra: str, needed_for: str, *, fix: str | None = None
+    ) -> None:
         self.package = package
         self.extra = extra
         super().__init__(
-            f"{needed_for} needs the '{package}' package, which is not installed "
-            f"(fix: pip install 'edgeloop[{extra}]')"
+            f"{needed_for} needs the '{package}' package, which is not installed",
+            fix=fix or f"pip install 'edgeloop[{extra}]'",
         )

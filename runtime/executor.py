@@ -22,13 +22,13 @@ from typing import Any
 
 from edgeloop.runtime.building import CompiledLoop
 from edgeloop.runtime.clocks import Clock, RealClock, SimClock
-from edgeloop.runtime.errors import EdgeloopError
+from edgeloop.runtime.errors import UsageError
 from edgeloop.runtime.faults import FaultHandler
 from edgeloop.runtime.graph import LoopGraph
 from edgeloop.runtime.messages import payload_is_finite
 from edgeloop.runtime.metrics import RunReport
 from edgeloop.runtime.node import Node
-from edgeloop.runtime.plugins import PluginRegistry
+from edgeloop.runtime.plugins import PluginRegistry, fire_hook
 from edgeloop.runtime.validation import check_graph
 from edgeloop.runtime.wiring import NEVER, ContractState, OutPort, Runner, Timer
 
@@ -66,7 +66,7 @@ class Executor:
         bridge: Any = None,
     ) -> None:
         if not isinstance(seed, int) or seed < 0:
-            raise EdgeloopError(f"seed must be a whole number >= 0, got {seed!r} (fix: pass one)")
+            raise UsageError(f"seed must be a whole number >= 0, got {seed!r}", fix="pass one")
         self.graph = graph
         self.registry = registry if registry is not None else PluginRegistry()
         self.clock: Clock = clock or (SimClock() if simulated else RealClock())
@@ -98,14 +98,13 @@ class Executor:
             EdgeloopError: a bad duration, or a second run of this executor.
         """
         if self._started:
-            raise EdgeloopError("this Executor has run already (fix: make a new one per run)")
+            raise UsageError("this Executor has run already", fix="make a new one per run")
         if duration_s is None and self.simulated:
-            raise EdgeloopError(
-                "a simulated run needs a duration (fix: pass duration_s / --duration)"
-            )
+            raise UsageError("a simulated run needs a duration", fix="pass duration_s / --duration")
         if duration_s is not None and not (math.isfinite(duration_s) and duration_s > 0):
-            raise EdgeloopError(
-                f"the duration must be a positive number of seconds, got {duration_s}"
+            raise UsageError(
+                f"the duration must be a positive number of seconds, got {duration_s}",
+                fix="e.g. duration_s=10",
             )
         self._started = True
         check_graph(self.graph, self.registry)
@@ -222,19 +221,8 @@ class Executor:
 
     def _event(self, hook: str, **kwargs: Any) -> None:
         """Fire a lifecycle or event hook; a plugin raising is logged, never fatal."""
-        try:
-            getattr(self.registry.hook, hook)(**kwargs)
-        except Exception as exc:
-            _log.error("a plugin's %s raised %s: %s", hook, type(exc).__name__, exc)
-            self._fault_log.append(
-                {
-                    "node": "(plugins)",
-                    "kind": "hook_error",
-                    "error": f"{hook}: {type(exc).__name__}: {exc}",
-                    "action": "ignored",
-                    "time_s": self.clock.now_ns() / 1e9,
-                }
-            )
+        time_s = self.clock.now_ns() / 1e9
+        fire_hook(self.registry, hook, kwargs, fault_log=self._fault_log, time_s=time_s)
 
     def _close_resources(self) -> None:
         """Close what nodes shared through ``ctx.shared`` (a plant's environment, say),

@@ -40,7 +40,7 @@ from typing import Any
 
 from edgeloop.runtime.node import Node, Port, port_list
 
-_SECTION = re.compile(r"^(Faults|YAML|Example):{1,2}\s*$")
+_SECTION = re.compile(r"^(Faults|YAML|Example):{1,2}(?:\s+(.*))?$")
 
 
 @dataclass(frozen=True)
@@ -230,6 +230,8 @@ def _split_docstring(doc: str) -> tuple[str, str, dict[str, str]]:
         match = _SECTION.match(line)
         if match:
             current = sections.setdefault(match.group(1), [])
+            if match.group(2):  # "Faults: text" on the heading's line
+                current.append("    " + match.group(2))
         else:
             current.append(line)
     return (

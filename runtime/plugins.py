@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib.metadata
 import inspect
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +16,7 @@ from edgeloop.runtime.errors import PluginError, UnknownNodeTypeError
 from edgeloop.runtime.node import Node
 
 ENTRY_POINT_GROUP = "edgeloop"
+_log = logging.getLogger("edgeloop.plugins")
 
 
 @dataclass(frozen=True)
@@ -94,17 +97,43 @@ class PluginRegistry:
         """Register a plugin object and the node types it contributes, all or nothing.
 
         Raises:
-            PluginError: its registration hook raised, or it registers a name
-                another plugin already has, or something that is not a Node subclass.
+            PluginError: it implements a hook that does not exist (a typo) or with
+                an argument its spec lacks; its registration hook raised; or it
+                registers a name another plugin already has, or something that is
+                not a Node subclass.
         """
-        self.manager.register(plugin, name=name)
         try:
+            self.manager.register(plugin, name=name)
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(
+                f"plugin '{name}': {exc}",
+                plugin=name,
+                fix="take only the arguments the hook spec lists (runtime/hookspecs.py)",
+            ) from None
+        try:
+            self._check_hook_names(plugin, name)
             contributed = self._contributed_types(plugin, name)
         except BaseException:
             self.manager.unregister(plugin)
             raise
         for type_name, cls in contributed.items():
             self.node_types[type_name] = NodeTypeInfo(type_name, cls, name)
+
+    def _check_hook_names(self, plugin: Any, name: str) -> None:
+        """A ``@hookimpl`` named after no spec would never be called: refuse it."""
+        specs = [n for n in dir(hookspecs) if n.startswith("edgeloop_")]
+        for hook_name, caller in vars(self.manager.hook).items():
+            if caller.spec is not None or not any(
+                impl.plugin is plugin for impl in caller.get_hookimpls()
+            ):
+                continue
+            close = difflib.get_close_matches(hook_name, specs, n=1, cutoff=0.6)
+            raise PluginError(
+                f"plugin '{name}' implements '{hook_name}', which is no edgeloop hook, so it "
+                "would never be called",
+                plugin=name,
+                fix=f"rename it {close[0]}" if close else f"use one of {', '.join(specs)}",
+            )
 
     def _contributed_types(self, plugin: Any, name: str) -> dict[str, type[Node]]:
         impls = [
@@ -116,15 +145,18 @@ class PluginRegistry:
             if callable(getattr(plugin, "edgeloop_register_node_types", None)):
                 raise PluginError(
                     f"plugin '{name}' defines edgeloop_register_node_types without "
-                    "@edgeloop.hookimpl, so it is not a hook (fix: decorate it)",
+                    "@edgeloop.hookimpl, so it is not a hook",
                     plugin=name,
+                    fix="decorate it",
                 )
             return {}
         try:
             contributed = dict(impls[0].function() or {})
         except Exception as exc:
             raise PluginError(
-                f"plugin '{name}' failed in edgeloop_register_node_types: {exc}", plugin=name
+                f"plugin '{name}' failed in edgeloop_register_node_types: "
+                f"{type(exc).__name__}: {exc}",
+                plugin=name,
             ) from exc
         for type_name, cls in contributed.items():
             if not (isinstance(cls, type) and issubclass(cls, Node)):
@@ -132,6 +164,7 @@ class PluginRegistry:
                     f"plugin '{name}' registered node type '{type_name}' as {cls!r}, "
                     "which is not a subclass of edgeloop.Node",
                     plugin=name,
+                    fix="register Node subclasses only",
                 )
             self._refuse_duplicate(type_name, cls, name)
         return contributed
@@ -146,8 +179,9 @@ class PluginRegistry:
         if existing is not None and existing.cls is not cls:
             raise PluginError(
                 f"node type '{name}' is registered twice: by plugin '{existing.plugin}' "
-                f"and by plugin '{plugin}' (fix: rename one of them)",
+                f"and by plugin '{plugin}'",
                 plugin=plugin,
+                fix="rename one of them",
             )
 
     def node_type(self, name: str) -> NodeTypeInfo:
@@ -184,6 +218,32 @@ def import_plugin(path: str) -> Any:
         return import_object(path)
     except (ImportError, AttributeError) as exc:
         raise PluginError(
-            f"cannot import plugin '{path}': {exc} (fix: module:attribute of an importable module)",
+            f"cannot import plugin '{path}': {exc}",
             plugin=path,
+            fix="module:attribute of an importable module",
         ) from None
+
+
+def fire_hook(
+    registry: PluginRegistry,
+    hook: str,
+    arguments: dict[str, Any],
+    *,
+    fault_log: list[dict[str, Any]],
+    time_s: float,
+) -> None:
+    """Fire a notification hook with ``arguments``; a plugin raising is logged and
+    recorded in ``fault_log`` (kind ``hook_error``, at ``time_s``), never fatal."""
+    try:
+        getattr(registry.hook, hook)(**arguments)
+    except Exception as exc:
+        _log.error("a plugin's %s raised %s: %s", hook, type(exc).__name__, exc)
+        fault_log.append(
+            {
+                "node": "(plugins)",
+                "kind": "hook_error",
+                "error": f"{hook}: {type(exc).__name__}: {exc}",
+                "action": "ignored",
+                "time_s": time_s,
+            }
+        )

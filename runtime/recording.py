@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeloop.runtime.errors import EdgeloopError, MissingDependencyError
+from edgeloop.runtime.errors import MissingDependencyError, RecordingError
 
 
 def mcap_module() -> Any:
@@ -110,8 +110,8 @@ class Recorder:
         try:
             self._file = self.path.open("wb")
         except OSError as exc:
-            raise EdgeloopError(
-                f"cannot write the recording {path}: {exc.strerror} (fix: a writable path)"
+            raise RecordingError(
+                f"cannot write the recording {path}: {exc.strerror}", fix="a writable path"
             ) from None
         # Crash-safe (a process group's part): no chunks, and every message flushed
         # to the file at once, so a killed process loses nothing it recorded.
@@ -180,7 +180,7 @@ def read_recording(path: str | Path) -> Iterator[tuple[str, float, dict[str, Any
     try:
         stream = Path(path).open("rb")
     except OSError as exc:
-        raise EdgeloopError(f"cannot open the recording {path}: {exc.strerror}") from None
+        raise RecordingError(f"cannot open the recording {path}: {exc.strerror}") from None
     with stream:
         try:
             reader = mcap.reader.make_reader(stream)
@@ -196,10 +196,10 @@ def read_recording(path: str | Path) -> Iterator[tuple[str, float, dict[str, Any
                     },
                 )
         except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
-            raise EdgeloopError(f"{path} is not a readable edgeloop recording: {exc}") from None
+            raise RecordingError(f"{path} is not a readable edgeloop recording: {exc}") from None
         except Exception as exc:  # mcap raises its own error types for damaged files
             if type(exc).__module__.startswith(("mcap", "struct")) or isinstance(exc, EOFError):
-                raise EdgeloopError(f"{path} is not a readable MCAP file: {exc}") from None
+                raise RecordingError(f"{path} is not a readable MCAP file: {exc}") from None
             raise
 
 
@@ -264,9 +264,9 @@ def read_metadata(path: str | Path) -> dict[str, str]:
                 if record.name == "edgeloop.run":
                     return dict(record.metadata)
     except FileNotFoundError:
-        raise EdgeloopError(f"cannot open the recording {path}: no such file") from None
+        raise RecordingError(f"cannot open the recording {path}: no such file") from None
     except Exception as exc:  # mcap and struct errors, short reads: a damaged file
-        raise EdgeloopError(f"{path} is not a readable MCAP file: {exc}") from None
+        raise RecordingError(f"{path} is not a readable MCAP file: {exc}") from None
     return {}
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from edgeloop.runtime.errors import EdgeloopError
+from edgeloop.runtime.errors import ModelError
 
 PJ_PER_AC = 0.9
 PJ_PER_MAC = 4.6
@@ -27,12 +27,13 @@ def refuse_hidden_state(module: Any, where: str) -> None:
     class-level state lists with every other network in the process."""
     for name, sub in module.named_modules():
         if getattr(sub, "init_hidden", False):
-            raise EdgeloopError(
-                f"{where}: layer '{name or type(sub).__name__}' ({type(sub).__name__}) is built "
-                "with init_hidden=True, which hides its state (fix: build it with "
-                "init_hidden=False, keep the state yourself, e.g. spk, mem = lif(cur, mem), and "
-                "write the step as forward(x, *state) -> (out, *new_state) with "
-                "initial_state(batch) and state_names)"
+            raise ModelError(
+                f"layer '{name or type(sub).__name__}' ({type(sub).__name__}) is built "
+                "with init_hidden=True, which hides its state",
+                fix="build it with init_hidden=False, keep the state yourself, e.g. spk, "
+                "mem = lif(cur, mem), and write the step as forward(x, *state) -> "
+                "(out, *new_state) with initial_state(batch) and state_names",
+                where=where,
             )
 
 

@@ -72,7 +72,7 @@ def validate_graph(graph: LoopGraph, registry: PluginRegistry) -> list[GraphProb
                 problem(
                     ("nodes", i, "config", key) if key else ("nodes", i, "config"),
                     each.message,
-                    each.fix,
+                    each.fix or "",
                 )
             if cls.ports.__func__ is not Node.ports.__func__:
                 continue  # its ports come from its config: unknown without one
@@ -83,11 +83,8 @@ def validate_graph(graph: LoopGraph, registry: PluginRegistry) -> list[GraphProb
             else:
                 in_ports, out_ports = cls.ports(config)
         except EdgeloopError as exc:  # ports read from a file the config names (a model)
-            problem(
-                ("nodes", i, "config"),
-                str(exc).split(" (fix: ")[0],
-                getattr(exc, "fix", "") or _fix_of(exc),
-            )
+            where = f"{exc.where}: " if exc.where else ""
+            problem(("nodes", i, "config"), where + exc.message, exc.fix or "")
             continue
         ports_of[spec.id] = [p.name for p in out_ports]
         declared_in = [p.name for p in in_ports]
@@ -213,7 +210,7 @@ def _node_class(graph, registry, spec, loc, problem) -> type[Node] | None:
     try:
         return node_class(graph, registry, spec)
     except UnknownNodeTypeError as exc:
-        problem(loc, f"unknown node type '{spec.type}'", exc.fix)
+        problem(loc, exc.message, exc.fix or "")
         return None
 
 
@@ -303,11 +300,6 @@ def _unmarked_cycles(
                 path.append(nxt)
                 pending.append(iter(edges[nxt]))
     return cycles
-
-
-def _fix_of(exc: Exception) -> str:
-    text = str(exc)
-    return text.split(" (fix: ", 1)[1].rstrip(")") if " (fix: " in text else ""
 
 
 def _choices(value: str, known: list[str], what: str) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeloop.runtime.errors import EdgeloopError, MissingDependencyError
+from edgeloop.runtime.errors import MissingDependencyError, TrainingError
 
 
 def ray_map(
@@ -33,9 +33,9 @@ def ray_map(
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise EdgeloopError(
-                f"cannot reach the Ray cluster at {address}: {exc} (fix: check the address "
-                "that `ray start --head` printed, or use 'local')"
+            raise TrainingError(
+                f"cannot reach the Ray cluster at {address}: {exc}",
+                fix="check the address that `ray start --head` printed, or use 'local'",
             ) from None
     try:
         remote = ray.remote(num_cpus=1)(job)

@@ -21,11 +21,9 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from edgeloop.runtime.errors import EdgeloopError
-from edgeloop.sims.ppo import SAMPLERS, TrainConfig, check_config
-
-EVAL_SEED = 10_000
-"""First episode seed of the final evaluations (the same for every run)."""
+from edgeloop.runtime.errors import TrainingError
+from edgeloop.sims.evaluation import EVAL_SEED
+from edgeloop.sims.ppo import SAMPLERS, TrainConfig, check_config, typed_settings
 
 
 @dataclass(frozen=True)
@@ -46,27 +44,18 @@ class CompareConfig:
 
     def __post_init__(self) -> None:
         if len(set(self.samplers)) != len(self.samplers) or len(set(self.seeds)) != len(self.seeds):
-            raise EdgeloopError("a sampler or seed is named twice (fix: name each once)")
+            raise TrainingError("a sampler or seed is named twice", fix="name each once")
         if self.grid < 1 or self.episodes < 1:
-            raise EdgeloopError("--grid and --episodes must be at least 1")
+            raise TrainingError("--grid and --episodes must be at least 1")
         unknown = [s for s in self.samplers if s not in SAMPLERS]
         if unknown:
-            raise EdgeloopError(
-                f"unknown sampler {', '.join(unknown)} (fix: choose from {', '.join(SAMPLERS)})"
+            raise TrainingError(
+                f"unknown sampler {', '.join(unknown)}", fix=f"choose from {', '.join(SAMPLERS)}"
             )
         if not self.samplers or not self.seeds:
-            raise EdgeloopError("a comparison needs at least one sampler and one seed")
-        names = {f.name for f in dataclasses.fields(TrainConfig)}
-        fixed = {"task_space", "sampler", "seed", "total_steps"}
-        bad = sorted(set(self.train) - (names - fixed))
-        if bad:
-            raise EdgeloopError(
-                f"unknown or fixed training setting {', '.join(bad)} (fix: one of "
-                f"{', '.join(sorted(names - fixed))})"
-            )
-        defaults = TrainConfig()
-        typed = {k: _as_type(k, v, type(getattr(defaults, k))) for k, v in self.train.items()}
-        object.__setattr__(self, "train", typed)
+            raise TrainingError("a comparison needs at least one sampler and one seed")
+        fixed = ("task_space", "sampler", "seed", "total_steps")  # set per run by the comparison
+        object.__setattr__(self, "train", typed_settings(self.train, fixed=fixed))
         for sampler in self.samplers:
             check_config(self.run_config(sampler, self.seeds[0]))
 
@@ -83,37 +72,12 @@ class CompareConfig:
         return [(s, seed) for s in self.samplers for seed in self.seeds]
 
 
-def _as_type(name: str, value: Any, kind: type) -> Any:
-    """A --set value as its TrainConfig field's type (YAML reads 1e-3 as a string)."""
-    try:
-        if kind is bool:
-            if not isinstance(value, bool):
-                raise ValueError
-            return value
-        if kind is int:
-            number = float(value)
-            if not number.is_integer():
-                raise ValueError
-            return int(number)
-        return kind(value)
-    except (TypeError, ValueError):
-        raise EdgeloopError(
-            f"training setting {name} = {value!r} is not a {kind.__name__}"
-        ) from None
-
-
 def run_job(config: dict[str, Any], folder: str, grid: int, episodes: int) -> dict[str, Any]:
     """Train one run (or resume it, or reuse it when finished) and evaluate it.
 
-    Module-level and plain-data in and out, so process pools and Ray can ship it.
+    Module-level and plain-data in and out, so process pools and Ray can ship it
+    (an error too: every edgeloop error pickles with its attributes).
     """
-    try:
-        return _run_job(config, folder, grid, episodes)
-    except EdgeloopError as exc:  # as the base class: subclasses may not survive pickling
-        raise EdgeloopError(str(exc)) from None
-
-
-def _run_job(config: dict[str, Any], folder: str, grid: int, episodes: int) -> dict[str, Any]:
     from edgeloop.sims.evaluation import evaluate
     from edgeloop.sims.ppo import _torch, as_policy_function
     from edgeloop.sims.runs import train_run

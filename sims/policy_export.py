@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgeloop.runtime.errors import EdgeloopError
+from edgeloop.runtime.errors import TrainingError
 from edgeloop.sims.task_space import TaskSpace, load_task_space
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ def export_run(
         overwrite: Replace an existing bundle folder.
 
     Raises:
-        EdgeloopError: ``run_folder`` is not a run; ExportError (a subclass) when
+        TrainingError: ``run_folder`` is not a run. ExportError: when
             the export or its parity check fails.
     """
     from edgeloop.exporters.onnx_export import export_bundle
@@ -99,14 +99,14 @@ def export_run(
     torch = _torch()
     folder = Path(run_folder)
     if not folder.is_dir():
-        raise EdgeloopError(
-            f"{folder} is not a training run: no such folder (fix: point at a folder "
-            "written by edgeloop train)"
+        raise TrainingError(
+            f"{folder} is not a training run: no such folder",
+            fix="point at a folder written by edgeloop train",
         )
     if not (folder / "policy.pt").exists() and (folder / "checkpoint.pt").exists():
-        raise EdgeloopError(
-            f"{folder} is a run still in training: it has a checkpoint but no policy.pt yet "
-            f"(fix: let it finish, or continue it with edgeloop train --resume {folder})"
+        raise TrainingError(
+            f"{folder} is a run still in training: it has a checkpoint but no policy.pt yet",
+            fix=f"let it finish, or continue it with edgeloop train --resume {folder}",
         )
     run = load_run(folder)
     space = load_task_space(run.config.task_space)

@@ -13,16 +13,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgeloop.runtime.errors import EdgeloopError, MissingDependencyError
+from edgeloop.runtime.errors import MissingDependencyError, TrainingError
 from edgeloop.sims.risk import cvar
-from edgeloop.sims.samplers import DrmSampler, ErmSampler, GdrmSampler, Sampler
+from edgeloop.sims.samplers import SAMPLERS, DrmSampler, ErmSampler, GdrmSampler, Sampler
 from edgeloop.sims.task_space import TaskSpace, load_task_space
 
 
@@ -111,6 +111,44 @@ class TrainResult:
         self.seconds = float(history.get("seconds", 0.0))
 
 
+def typed_settings(values: Mapping[str, Any], *, fixed: Collection[str] = ()) -> dict[str, Any]:
+    """Training settings given on a command line (``--set gamma=0.99``), checked
+    against :class:`TrainConfig` and converted to its fields' types.
+
+    Raises:
+        TrainingError: a name TrainConfig does not have (or one in ``fixed``, which
+            the caller sets itself), or a value of the wrong type.
+    """
+    names = {f.name for f in dataclasses.fields(TrainConfig)} - set(fixed)
+    bad = sorted(set(values) - names)
+    if bad:
+        raise TrainingError(
+            f"unknown or fixed training setting {', '.join(bad)}",
+            fix=f"one of {', '.join(sorted(names))}",
+        )
+    defaults = TrainConfig()
+    return {k: _as_type(k, v, type(getattr(defaults, k))) for k, v in values.items()}
+
+
+def _as_type(name: str, value: Any, kind: type) -> Any:
+    """A --set value as its TrainConfig field's type (YAML reads 1e-3 as a string)."""
+    try:
+        if kind is bool:
+            if not isinstance(value, bool):
+                raise ValueError
+            return value
+        if kind is int:
+            number = float(value)
+            if not number.is_integer():
+                raise ValueError
+            return int(number)
+        return kind(value)
+    except (TypeError, ValueError):
+        raise TrainingError(
+            f"training setting {name} = {value!r} is not a {kind.__name__}"
+        ) from None
+
+
 def _torch() -> Any:
     try:
         import torch
@@ -194,16 +232,13 @@ def _sampler(
     raise _unknown_sampler(name)
 
 
-def _unknown_sampler(name: str) -> EdgeloopError:
-    return EdgeloopError(
-        f"unknown sampler '{name}' (fix: one of {', '.join(SAMPLERS)}; mpts takes the "
-        "options +div and +regret, e.g. mpts+div+regret)"
+def _unknown_sampler(name: str) -> TrainingError:
+    return TrainingError(
+        f"unknown sampler '{name}'",
+        fix=f"one of {', '.join(SAMPLERS)}; mpts takes the "
+        "options +div and +regret, e.g. mpts+div+regret",
     )
 
-
-SAMPLERS = ("erm", "drm", "gdrm", "mpts", "mpts+div", "mpts+regret", "mpts+div+regret")
-"""The samplers ``TrainConfig.sampler`` names: the paper's four, and MPTS with the
-diversity term and/or the regret risk (see :class:`~edgeloop.sims.mpts.MptsConfig`)."""
 
 
 def train(
@@ -224,7 +259,7 @@ def train(
             as if it had never stopped.
 
     Raises:
-        EdgeloopError: an unknown sampler, a budget too small for one iteration, or
+        TrainingError: an unknown sampler, a budget too small for one iteration, or
             a checkpoint that does not belong to this config.
     """
     torch = _torch()
@@ -327,7 +362,7 @@ def check_config(config: TrainConfig) -> None:
     """Refuse, before any work, what :func:`train` would refuse.
 
     Raises:
-        EdgeloopError: an unknown task space or sampler, or a budget smaller than
+        TrainingError: an unknown task space or sampler, or a budget smaller than
             one iteration.
     """
     space = load_task_space(config.task_space)
@@ -345,15 +380,15 @@ def check_config(config: TrainConfig) -> None:
     }
     for name, low in at_least.items():
         if getattr(config, name) < low:
-            raise EdgeloopError(f"{name} = {getattr(config, name)} must be at least {low}")
+            raise TrainingError(f"{name} = {getattr(config, name)} must be at least {low}")
     cost = iteration_cost(config, space)
     if config.total_steps < cost:
-        raise EdgeloopError(
+        raise TrainingError(
             f"a budget of {config.total_steps:,} steps is less than one iteration of "
             f"{config.sampler} ({cost:,} steps at most: {config.num_tasks} tasks x "
             f"{space.max_episode_steps or 1000} steps"
-            f"{', plus twice that evaluating candidates' if _evaluates(config) else ''}) "
-            "(fix: raise total_steps)"
+            f"{', plus twice that evaluating candidates' if _evaluates(config) else ''})",
+            fix="raise total_steps",
         )
 
 
@@ -466,14 +501,14 @@ class _Training:
         try:
             state = self.torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises many kinds for a damaged file
-            raise EdgeloopError(
-                f"cannot read the checkpoint {path}: {exc} (fix: delete it to start over)"
+            raise TrainingError(
+                f"cannot read the checkpoint {path}: {exc}", fix="delete it to start over"
             ) from None
         changed = changed_settings(state["config"], self.config)
         if changed:
-            raise EdgeloopError(
-                f"the checkpoint {path} was made with other settings ({', '.join(changed)} "
-                "differ) (fix: resume with the run's own settings, or start a new run)"
+            raise TrainingError(
+                f"the checkpoint {path} was made with other settings ({', '.join(changed)} differ)",
+                fix="resume with the run's own settings, or start a new run",
             )
         self.policy.load_state_dict(state["policy"])
         self.optimizer.load_state_dict(state["optimizer"])

@@ -8,7 +8,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from edgeloop.runtime.errors import EdgeloopError
+from edgeloop.runtime.errors import TrainingError
 from edgeloop.sims.ppo import (
     TrainConfig,
     TrainResult,
@@ -53,16 +53,16 @@ def train_run(
     folder = Path(folder)
     started = (folder / "config.json").exists()
     if started and not resume:
-        raise EdgeloopError(
-            f"{folder} already holds a run (fix: edgeloop train --resume {folder} to go on "
-            "with it, another folder, or delete it)"
+        raise TrainingError(
+            f"{folder} already holds a run",
+            fix=f"edgeloop train --resume {folder} to go on with it, another folder, or delete it",
         )
     if started:
         changed = changed_settings(dataclasses.asdict(read_config(folder)), config)
         if changed:
-            raise EdgeloopError(
-                f"{folder} holds a run with other settings ({', '.join(changed)} differ) "
-                "(fix: use another folder, or delete it to train it again)"
+            raise TrainingError(
+                f"{folder} holds a run with other settings ({', '.join(changed)} differ)",
+                fix="use another folder, or delete it to train it again",
             )
         if (folder / "policy.pt").exists():
             return load_run(folder)
@@ -79,25 +79,25 @@ def read_config(folder: str | Path) -> TrainConfig:
     """The config a run folder was started with (to resume it).
 
     Raises:
-        EdgeloopError: the folder holds no run config, or one this version cannot read.
+        TrainingError: the folder holds no run config, or one this version cannot read.
     """
     path = Path(folder) / "config.json"
     try:
         return TrainConfig(**json.loads(path.read_text()))
     except FileNotFoundError:
-        raise EdgeloopError(
-            f"{folder} holds no run to resume: config.json is missing "
-            "(fix: point at a folder edgeloop train wrote)"
+        raise TrainingError(
+            f"{folder} holds no run to resume: config.json is missing",
+            fix="point at a folder edgeloop train wrote",
         ) from None
     except (OSError, ValueError, TypeError) as exc:
-        raise EdgeloopError(f"cannot read {path}: {exc} (fix: start the run again)") from None
+        raise TrainingError(f"cannot read {path}: {exc}", fix="start the run again") from None
 
 
 def load_run(folder: str | Path) -> TrainResult:
     """Read a run written by :func:`save_run` (weights loaded weights-only).
 
     Raises:
-        EdgeloopError: the folder is not a run, or its files are unreadable.
+        TrainingError: the folder is not a run, or its files are unreadable.
     """
     torch = _torch()
     folder = Path(folder)
@@ -106,13 +106,13 @@ def load_run(folder: str | Path) -> TrainResult:
         history = json.loads((folder / "history.json").read_text())
         state = torch.load(folder / "policy.pt", map_location="cpu", weights_only=True)
     except FileNotFoundError as exc:
-        raise EdgeloopError(
-            f"{folder} is not a training run: {Path(exc.filename).name} is "
-            "missing (fix: point at a folder written by edgeloop train)"
+        raise TrainingError(
+            f"{folder} is not a training run: {Path(exc.filename).name} is missing",
+            fix="point at a folder written by edgeloop train",
         ) from None
     except (OSError, ValueError, TypeError, RuntimeError) as exc:
-        raise EdgeloopError(
-            f"cannot read the run in {folder}: {exc} (fix: train it again)"
+        raise TrainingError(
+            f"cannot read the run in {folder}: {exc}", fix="train it again"
         ) from None
     space = load_task_space(config.task_space)
     env = space.make_env()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edgeloop.plugins.world import make_world
-from edgeloop.runtime.errors import EdgeloopError
+from edgeloop.runtime.errors import GraphProblem, ScenarioError, UsageError
 from edgeloop.runtime.graph import LoopGraph
-from edgeloop.runtime.graph_yaml import load_graph
+from edgeloop.runtime.graph_yaml import load_graph, parse_with_lines, problem_from_pydantic
 from edgeloop.runtime.metrics import RunReport
 
 
@@ -65,21 +66,35 @@ def load_scenario(path: str | Path) -> Scenario:
     """Read and check a scenario file.
 
     Raises:
-        EdgeloopError: it is missing, not YAML, or breaks the schema (each field named).
+        ScenarioError: it is missing, not YAML, or breaks the schema; every problem
+            with its file, line, field and fix, as for a loop graph.
     """
+    file = str(path)
     try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as exc:
-        raise EdgeloopError(f"cannot read scenario {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise EdgeloopError(f"{path} is not valid YAML: {exc}") from None
-    try:
-        return Scenario.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors()
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        problem = GraphProblem(
+            f"cannot read scenario file: {reason}", file=file, fix="check the path"
         )
-        raise EdgeloopError(f"{path}: {problems}") from None
+        raise ScenarioError([problem]) from None
+    data, lines, duplicates = parse_with_lines(text, file, ScenarioError)
+    if not isinstance(data, dict):
+        problem = GraphProblem(
+            "a scenario must be a mapping with 'name', 'world' and 'agent'",
+            file=file,
+            line=1,
+            fix="see examples/field-search/scenario.yaml",
+        )
+        raise ScenarioError([problem])
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as exc:
+        problems = [problem_from_pydantic(e, file, lines, root=Scenario) for e in exc.errors()]
+        raise ScenarioError(duplicates + problems) from None
+    if duplicates:
+        raise ScenarioError(duplicates)
+    return scenario
 
 
 def world_agents(scenario: Scenario, n_agents: int) -> tuple[dict[str, Any], list[str]]:
@@ -95,9 +110,9 @@ def world_agents(scenario: Scenario, n_agents: int) -> tuple[dict[str, Any], lis
         if callable(close):
             close()
     if n_agents > len(agents):
-        raise EdgeloopError(
-            f"the world has {len(agents)} agents, {n_agents} asked for "
-            "(fix: fewer agents, or set world.agents_kwarg)"
+        raise UsageError(
+            f"the world has {len(agents)} agents, {n_agents} asked for",
+            fix="fewer agents, or set world.agents_kwarg",
         )
     return kwargs, agents[:n_agents]
 
@@ -107,7 +122,8 @@ def build_graph(scenario: Scenario, n_agents: int | None = None) -> LoopGraph:
     ``agents_per_process`` agents) and one for the world.
 
     Raises:
-        EdgeloopError, GraphError: the world cannot be made or the agent's loop is invalid.
+        NodeConfigError, GraphError: the world cannot be made or the agent's loop is invalid.
+        ScenarioError: the world relays shares but the agent names no port to share.
     """
     n = n_agents if n_agents is not None else scenario.agents
     kwargs, agents = world_agents(scenario, n)
@@ -146,7 +162,12 @@ def build_graph(scenario: Scenario, n_agents: int | None = None) -> LoopGraph:
         }
         if scenario.world.relay:
             if spec.share is None:
-                raise EdgeloopError("world.relay is on but agent.share names no port to relay")
+                problem = GraphProblem(
+                    "world.relay is on but agent.share names no port to relay",
+                    field="agent.share",
+                    fix="name the agent's output to share, e.g. share: search/share",
+                )
+                raise ScenarioError([problem])
             world["inputs"][f"share_{agent}"] = {
                 "from": _prefixed(spec.share, agent),
                 "feedback": True,
@@ -229,6 +250,7 @@ def run_scenario(
     duration_s: float | None = None,
     record: str | Path | None = None,
     one_process: bool = False,
+    plugins: Sequence[str] = (),
     on_started: Any = None,
 ) -> tuple[RunReport, dict[str, Any]]:
     """Run a scenario (lockstep simulated time unless ``realtime``); the report and
@@ -236,6 +258,8 @@ def run_scenario(
 
     Args:
         one_process: Every agent in this process (no ZeroMQ; for debugging).
+        plugins: Plugins that are not installed, as ``module:attribute`` import
+            paths, loaded in every process (node types of the agent's loop).
         on_started: Called with ``{group: pid}`` once every process runs.
     """
     graph = build_graph(scenario, agents)
@@ -244,13 +268,16 @@ def run_scenario(
     metadata = {"scenario": scenario.name, "seed": seed, "simulated": not realtime}
     if one_process:
         from edgeloop.runtime.executor import Executor
+        from edgeloop.runtime.plugins import PluginRegistry, import_plugin
         from edgeloop.runtime.recording import Recorder
 
+        registry = PluginRegistry(plugins={p: import_plugin(p) for p in plugins})
         recorder = Recorder(record) if record is not None else None
         try:
-            report = Executor(graph, simulated=not realtime, seed=seed, recorder=recorder).run(
-                duration
+            executor = Executor(
+                graph, registry=registry, simulated=not realtime, seed=seed, recorder=recorder
             )
+            report = executor.run(duration)
         finally:
             if recorder is not None:
                 recorder.add_metadata(metadata | {"duration": duration})
@@ -262,6 +289,7 @@ def run_scenario(
             graph,
             simulated=not realtime,
             seed=seed,
+            plugins=list(plugins),
             record=record,
             metadata=metadata | {"duration": duration},
             on_started=on_started,

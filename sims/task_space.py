@@ -27,12 +27,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from edgeloop.plugins.gym_env import set_env_attributes
-from edgeloop.runtime.errors import EdgeloopError, MissingDependencyError
-
-
-class TaskSpaceError(EdgeloopError):
-    """Raised for an unknown task space, a task outside its ranges, or a parameter an
-    environment does not have."""
+from edgeloop.runtime.errors import MissingDependencyError, TaskSpaceError
 
 
 class TaskParameter(BaseModel):
@@ -149,8 +144,9 @@ class TaskSpace(BaseModel):
             if not (p.low - 1e-12 <= value <= p.high + 1e-12):
                 raise TaskSpaceError(
                     f"{p.name} = {value:g} is outside [{p.low:g}, {p.high:g}] "
-                    f"of task space {self.name} (fix: pick a value in range"
-                    f"{'' if ood else ', or evaluate out of distribution'})"
+                    f"of task space {self.name}",
+                    fix=f"pick a value in range"
+                    f"{'' if ood else ', or evaluate out of distribution'}",
                 )
         return task
 
@@ -169,7 +165,8 @@ class TaskSpace(BaseModel):
                 hint = f"did you mean {', '.join(close)}?" if close else "see the env's source"
                 raise TaskSpaceError(
                     f"{self.env_id} has no attribute '{p.attribute}' for "
-                    f"parameter {p.name} of {self.name} (fix: {hint})"
+                    f"parameter {p.name} of {self.name}",
+                    fix=f"{hint}",
                 )
         if task is not None:
             self.apply(env, task, ood=True)
@@ -215,8 +212,9 @@ class TaskSpace(BaseModel):
             ):
                 raise TaskSpaceError(
                     f"setting {p.attribute} on {self.env_id} does not change its dynamics "
-                    f"(parameter {p.name} of {self.name}) (fix: the env may copy it at "
-                    "construction or reset; choose the attribute its step() reads)"
+                    f"(parameter {p.name} of {self.name})",
+                    fix="the env may copy it at "
+                    "construction or reset; choose the attribute its step() reads",
                 )
 
     def task_of(self, env: Any) -> np.ndarray:
@@ -332,12 +330,12 @@ def load_task_space(name_or_path: str | Path) -> TaskSpace:
     if path.suffix not in (".yaml", ".yml"):
         close = difflib.get_close_matches(name, list(BUILTIN), n=3)
         hint = f"did you mean {', '.join(close)}?" if close else f"built-ins: {', '.join(BUILTIN)}"
-        raise TaskSpaceError(f"unknown task space '{name}' (fix: {hint}, or a YAML file)")
+        raise TaskSpaceError(f"unknown task space '{name}'", fix=f"{hint}, or a YAML file")
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise TaskSpaceError(
-            f"cannot read task space {path}: {exc} (fix: check the file)"
+            f"cannot read task space {path}: {exc}", fix="check the file"
         ) from None
     try:
         return TaskSpace.model_validate(data)
@@ -345,6 +343,6 @@ def load_task_space(name_or_path: str | Path) -> TaskSpace:
         err = exc.errors()[0]
         where = ".".join(str(x) for x in err["loc"])
         raise TaskSpaceError(
-            f"{path}: {where}: {err['msg'].removeprefix('Value error, ')} "
-            "(fix: see sims/task_space.py for the fields)"
+            f"{path}: {where}: {err['msg'].removeprefix('Value error, ')}",
+            fix="see sims/task_space.py for the fields",
         ) from None

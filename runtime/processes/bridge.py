@@ -97,7 +97,7 @@ class GroupBridge:
         the supervisor's start (called by the executor once its nodes are set up).
 
         Raises:
-            EdgeloopError: a link cannot bind.
+            TransportError: a link cannot bind.
         """
         self._clock = clock
         for link in self.plan.outbound:

@@ -24,10 +24,10 @@ from typing import Any
 
 import zmq
 
-from edgeloop.runtime.errors import EdgeloopError
+from edgeloop.runtime.errors import TransportError, WireError
 from edgeloop.runtime.messages import Message
 from edgeloop.runtime.processes.security import check_bind
-from edgeloop.runtime.processes.wire import WireError, decode, encode
+from edgeloop.runtime.processes.wire import decode, encode
 
 STATS_TOPIC = b"stats"
 
@@ -50,8 +50,8 @@ class StatsPublisher:
             self.socket.bind(endpoint)
         except zmq.ZMQError as exc:
             self.socket.close(linger=0)
-            raise EdgeloopError(
-                f"cannot publish stats on {endpoint}: {exc} (fix: another endpoint)"
+            raise TransportError(
+                f"cannot publish stats on {endpoint}: {exc}", fix="another endpoint"
             ) from None
         self.published = 0
         self.failed = 0
@@ -115,9 +115,9 @@ class StatsSubscriber:
             self.socket.connect(endpoint)
         except zmq.ZMQError as exc:
             self.socket.close(linger=0)
-            raise EdgeloopError(
-                f"cannot connect to {endpoint}: {exc} (fix: e.g. ipc:///tmp/edgeloop-stats "
-                "or tcp://127.0.0.1:PORT)"
+            raise TransportError(
+                f"cannot connect to {endpoint}: {exc}",
+                fix="e.g. ipc:///tmp/edgeloop-stats or tcp://127.0.0.1:PORT",
             ) from None
         self.endpoint = endpoint
 

@@ -21,7 +21,7 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
-from edgeloop.runtime.errors import EdgeloopError
+from edgeloop.runtime.errors import TransportError, UsageError
 
 
 def generate_keys(folder: str | Path, name: str) -> tuple[Path, Path]:
@@ -31,17 +31,19 @@ def generate_keys(folder: str | Path, name: str) -> tuple[Path, Path]:
         EdgeloopError: the files exist already (keys are never overwritten).
     """
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
-        raise EdgeloopError(f"key name {name!r}: use letters, digits, '.', '_' and '-'")
+        raise UsageError(f"bad key name {name!r}", fix="use letters, digits, '.', '_' and '-'")
     folder = Path(folder)
     public, secret = folder / f"{name}.key", folder / f"{name}.key_secret"
     if public.exists() or secret.exists():
-        raise EdgeloopError(f"{public} or {secret} exists already (fix: choose another name)")
+        raise UsageError(f"{public} or {secret} exists already", fix="choose another name")
     old = os.umask(0o077)  # the secret is never readable by others, not even briefly
     try:
         folder.mkdir(parents=True, exist_ok=True)
         zmq.auth.create_certificates(str(folder), name)
     except OSError as exc:
-        raise EdgeloopError(f"cannot write keys into {folder}: {exc.strerror}") from None
+        raise TransportError(
+            f"cannot write keys into {folder}: {exc.strerror}", fix="a writable folder (-o DIR)"
+        ) from None
     finally:
         os.umask(old)
     public.chmod(0o644)
@@ -52,11 +54,11 @@ def _load(path: Path, secret: bool) -> tuple[bytes, bytes | None]:
     try:
         public_key, secret_key = zmq.auth.load_certificate(str(path))
     except (OSError, ValueError) as exc:
-        raise EdgeloopError(
-            f"cannot read the key {path}: {exc} (fix: make one with edgeloop keys NAME)"
+        raise TransportError(
+            f"cannot read the key {path}: {exc}", fix="make one with edgeloop keys NAME"
         ) from None
     if secret and secret_key is None:
-        raise EdgeloopError(f"{path} holds no secret key (fix: give the NAME.key_secret file)")
+        raise TransportError(f"{path} holds no secret key", fix="give the NAME.key_secret file")
     return public_key, secret_key
 
 
@@ -70,7 +72,10 @@ class CurveServer:
     def apply(self, socket: zmq.Socket) -> ThreadAuthenticator:
         public, secret = _load(Path(self.secret_key), secret=True)
         if not Path(self.allowed).is_dir():
-            raise EdgeloopError(f"the allowed-keys folder {self.allowed} does not exist")
+            raise TransportError(
+                f"the allowed-keys folder {self.allowed} does not exist",
+                fix="copy the public keys (NAME.key) of the peers to accept into it",
+            )
         auth = ThreadAuthenticator(socket.context)
         auth.start()
         auth.configure_curve(domain="*", location=str(self.allowed))
@@ -109,7 +114,7 @@ def check_bind(endpoint: str, encrypted: bool) -> None:
     except ValueError:  # "*", an interface or a host name
         loopback = False
     if not loopback:
-        raise EdgeloopError(
-            f"binding {endpoint} without CURVE would open the loop to the network (fix: bind "
-            "tcp://127.0.0.1:PORT, or give keys made with edgeloop keys)"
+        raise TransportError(
+            f"binding {endpoint} without CURVE would open the loop to the network",
+            fix="bind tcp://127.0.0.1:PORT, or give keys made with edgeloop keys",
         )

@@ -28,10 +28,10 @@ from typing import Any
 
 import zmq
 
-from edgeloop.runtime.errors import EdgeloopError
+from edgeloop.runtime.errors import GraphError, GraphProblem, GroupCrashed, UsageError
 from edgeloop.runtime.graph import GroupSpec, LoopGraph
 from edgeloop.runtime.metrics import RunReport
-from edgeloop.runtime.plugins import PluginRegistry, import_plugin
+from edgeloop.runtime.plugins import PluginRegistry, fire_hook, import_plugin
 from edgeloop.runtime.processes.placement import REMOTE_TYPE, groups_of, split_graph
 from edgeloop.runtime.validation import check_graph
 
@@ -40,10 +40,6 @@ START_TIMEOUT_S = 60.0  # plus START_PER_GROUP_S per group: each imports numpy, 
 START_PER_GROUP_S = 2.0
 STOP_TIMEOUT_S = 10.0
 _START_MARGIN_NS = 50_000_000  # time 0 a little after the start message, so every group is there
-
-
-class GroupCrashed(EdgeloopError):
-    """A process group failed to start or crashed where it cannot be restarted."""
 
 
 class _Group:
@@ -92,10 +88,10 @@ class Supervisor:
     ) -> None:
         if graph.local_types:
             names = ", ".join(sorted(graph.local_types))
-            raise EdgeloopError(
+            raise UsageError(
                 f"node types passed as classes ({names}) cannot be placed in process "
-                "groups: each process loads the graph again (fix: register them in a "
-                "plugin and pass it as plugins=['module:attribute'])"
+                "groups: each process loads the graph again",
+                fix="register them in a plugin and pass it as plugins=['module:attribute']",
             )
         self.graph = graph
         self.simulated = simulated
@@ -125,13 +121,23 @@ class Supervisor:
             GroupCrashed: a group failed to start (its error is in the message).
         """
         if duration_s is None and self.simulated:
-            raise EdgeloopError("a simulated run needs a duration (fix: pass --duration)")
+            raise UsageError("a simulated run needs a duration", fix="pass --duration")
         registry = PluginRegistry(plugins={p: import_plugin(p) for p in self.plugin_paths})
+        self._registry = registry
         check_graph(self.graph, registry)
         unknown = sorted(set(self.graph.groups) - set(self._groups))
         if unknown:
-            raise EdgeloopError(
-                f"groups: {unknown} name no group of any node (fix: one of {list(self._groups)})"
+            raise GraphError(
+                [
+                    GraphProblem(
+                        f"{name} names no group of any node",
+                        field=f"groups.{name}",
+                        file=self.graph.file,
+                        line=self.graph.line_of(("groups", name)),
+                        fix=f"one of {', '.join(self._groups)}",
+                    )
+                    for name in unknown
+                ]
             )
         plans = split_graph(self.graph)
         self._duration = duration_s
@@ -364,26 +370,40 @@ class Supervisor:
         backoff_ms = min(
             policy.restart.backoff_ms * 2**group.restarts, policy.restart.max_backoff_ms
         )
+        self._event(group, "crash", why, f"restart in {backoff_ms:g} ms")
         group.restarts += 1
         group.restart_at = time.monotonic() + backoff_ms / 1e3
-        self._event(group, "crash", why, f"restart in {backoff_ms:g} ms")
 
     def _downstream(self, name: str) -> list[_Group]:
         dests = dict.fromkeys(link.dest_group for link in self._plans[name].outbound)
         return [self._groups[d] for d in dests]
 
     def _event(self, group: _Group, kind: str, why: str, action: str) -> None:
+        time_s = (time.perf_counter_ns() - self._epoch_ns) / 1e9 if not self.simulated else 0.0
         entry = {
             "node": f"(group {group.name})",
             "kind": kind,
             "error": why,
             "action": action,
-            "time_s": (time.perf_counter_ns() - self._epoch_ns) / 1e9
-            if not self.simulated
-            else 0.0,
+            "time_s": time_s,
         }
         self.events.append(entry)
         _log.warning("group '%s': %s: %s", group.name, why, action)
+        if kind == "crash":
+            arguments = {
+                "group": group.name,
+                "reason": why,
+                "action": action,
+                "restarts": group.restarts,
+                "time_s": time_s,
+            }
+            fire_hook(
+                self._registry,
+                "edgeloop_group_crashed",
+                arguments,
+                fault_log=self.events,
+                time_s=time_s,
+            )
 
     # -- stopping -----------------------------------------------------------------------
 

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import zmq
 
-from edgeloop.runtime.errors import EdgeloopError
+from edgeloop.runtime.errors import EdgeloopError, TransportError, WireError
 from edgeloop.runtime.messages import Message
 from edgeloop.runtime.processes.security import CurveClient, CurveServer, check_bind
 from edgeloop.runtime.processes.wire import (
@@ -47,7 +47,6 @@ from edgeloop.runtime.processes.wire import (
     DTYPES,
     MAGIC,
     Decoder,
-    WireError,
     encode,
 )
 
@@ -174,7 +173,7 @@ class Sender:
             self.close()
             if isinstance(exc, EdgeloopError):
                 raise
-            raise EdgeloopError(f"cannot bind {endpoint}: {exc} (fix: another endpoint)") from None
+            raise TransportError(f"cannot bind {endpoint}: {exc}", fix="another endpoint") from None
         self.sent = 0
         self.dropped = 0
         """Messages dropped because no receiver was connected or its queue was full."""

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeloop.runtime.errors import EdgeloopError
+from edgeloop.runtime.errors import WireError
 from edgeloop.runtime.messages import Message
 
 MAGIC = b"ELW1"
@@ -61,14 +61,6 @@ DTYPES = frozenset(
     for order in "<>"
 ) | {"|b1", "|i1", "|u1"}
 """Array dtypes that travel: booleans, integers, floats and complex, either byte order."""
-
-
-class WireError(EdgeloopError):
-    """A message that is not a valid edgeloop wire message; ``reason`` names the check."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"malformed wire message ({reason}): {detail}")
-        self.reason = reason
 
 
 def encode(message: Message) -> list[Any]:

@@ -170,4 +170,11 @@ def test_cli_sim_prints_the_table_plots_and_writes_json(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60, cwd=tmp_path,
     )  # fmt: skip
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
-    assert "cannot read scenario" in bad.stderr
+    assert "missing.yaml: cannot read scenario file" in bad.stderr
+    (tmp_path / "broken.yaml").write_text("name: s\nworld: {env: x\nagent: {}\n")
+    broken = subprocess.run(
+        [sys.executable, "-m", "edgeloop", "sim", "broken.yaml"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert broken.returncode == 2 and "Traceback" not in broken.stderr
+    assert "broken.yaml:3: not valid YAML" in broken.stderr and "(fix: " in broken.stderr

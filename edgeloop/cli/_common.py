@@ -1,0 +1,162 @@
+"""What every command family shares: the consoles, options defined once, checks.
+
+An option two commands take (``--seed``, ``--duration``, ``--json``, ...) is
+defined here, once, with its help text and its check, so ``edgeloop run`` and
+``edgeloop sim`` cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+
+from edgeloop.runtime.errors import UsageError
+from edgeloop.runtime.plugins import PluginRegistry, import_plugin
+
+out = Console(soft_wrap=True)
+"""Results: tables, reports."""
+err = Console(stderr=True, soft_wrap=True)
+"""Everything else: progress, warnings, errors."""
+if not out.is_terminal:  # piped or redirected: no terminal width to fit tables into
+    out.width = 160
+
+DEFAULT_STATS = "ipc:///tmp/edgeloop-stats"
+"""Where ``edgeloop run --stats`` publishes and ``top``/``echo``/``hz`` listen."""
+
+
+# -- value types: argparse calls them, and prints their message on a bad value -----------
+
+
+def positive_seconds(text: str) -> float:
+    """A duration: a finite number of seconds above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(
+            f"must be a positive number of seconds, got {text!r} (fix: e.g. 10)"
+        )
+    return value
+
+
+def whole_number(low: int) -> Any:
+    """An int type of at least ``low``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    parse.__name__ = f"whole number >= {low}"
+    return parse
+
+
+# -- options defined once -------------------------------------------------------------------
+
+
+def add_seed(parser: argparse.ArgumentParser, *, default: int | None = 0, what: str = "") -> None:
+    shown = f" (default {default})" if default is not None else ""
+    parser.add_argument(
+        "--seed",
+        type=whole_number(0),
+        default=default,
+        metavar="N",
+        help=(what or "seed for node random generators and simulated plants") + shown,
+    )
+
+
+def add_duration(parser: argparse.ArgumentParser, *, default_help: str) -> None:
+    parser.add_argument(
+        "--duration",
+        type=positive_seconds,
+        default=None,
+        metavar="S",
+        help=f"seconds of clock time to run (default: {default_help})",
+    )
+
+
+def add_json(parser: argparse.ArgumentParser, what: str = "the report") -> None:
+    parser.add_argument(
+        "--json", type=Path, default=None, metavar="FILE", help=f"also write {what} as JSON to FILE"
+    )
+
+
+def add_record(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--record",
+        type=Path,
+        metavar="FILE.mcap",
+        help="record every message (topic /NODE/PORT) into an MCAP file Foxglove opens; "
+        "needs the record extra",
+    )
+
+
+def add_plugins(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE:ATTR",
+        dest="plugins",
+        help="load a plugin that is not installed, by import path (repeatable); "
+        "the current folder is importable",
+    )
+
+
+def add_quiet(parser: argparse.ArgumentParser, what: str = "no progress bar and no table") -> None:
+    parser.add_argument("--quiet", action="store_true", help=f"print {what}")
+
+
+def add_endpoint(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--endpoint",
+        default=DEFAULT_STATS,
+        help=f"where the loop publishes: its --stats endpoint (default {DEFAULT_STATS})",
+    )
+
+
+# -- shared steps ---------------------------------------------------------------------------
+
+
+def registry(plugins: list[str] | tuple[str, ...] = ()) -> PluginRegistry:
+    """Installed plugins plus ``plugins`` (import paths); each that failed to load is
+    named on stderr, and the others still load."""
+    loaded = PluginRegistry(plugins={path: import_plugin(path) for path in plugins})
+    for failure in loaded.failures:
+        err.print(
+            f"[yellow]warning:[/] plugin '{failure.name}' failed to load: {escape(failure.error)}",
+            highlight=False,
+        )
+    return loaded
+
+
+def check_writable(path: Path, option: str = "--json") -> None:
+    """Refuse an output path that cannot be written before the work, not after it."""
+    if path.is_dir():
+        raise UsageError(
+            f"{option} {path} is a folder", fix=f"name a file, e.g. {path / 'report.json'}"
+        )
+    if not path.parent.is_dir():
+        raise UsageError(
+            f"{option} {path}: {path.parent} is not an existing folder", fix="create it first"
+        )
+
+
+def write_text(path: Path, text: str, option: str = "--json") -> None:
+    """Write an output file, as a user error if it cannot be written."""
+    try:
+        path.write_text(text)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write {option} {path}: {exc.strerror}", fix="choose another path"
+        ) from None

@@ -1,0 +1,265 @@
+"""``edgeloop export``, ``precheck`` and ``warmup``: models on their way to a board."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+from edgeloop.cli._common import add_json, check_writable, err, out, whole_number, write_text
+from edgeloop.runtime.errors import UsageError
+
+_STATUS_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "info": "cyan"}
+
+
+def register(commands: Any) -> None:
+    export = commands.add_parser(
+        "export",
+        help="export a torch model or a trained run to an ONNX bundle checked against a profile",
+        description="Export a torch.nn.Module, or the policy of a run from edgeloop train, to a "
+        "bundle folder (model.onnx + manifest.json) at an opset the target profile's TensorRT "
+        "accepts, and check ONNX Runtime against torch on the sample inputs and random "
+        "batches. A run's bundle takes the raw observation 'obs' and the physical task 'task' "
+        "and returns 'action': the task normalisation and the action clamp are in the graph. "
+        "Modules in the current folder import as with python -m. Needs the 'train' extra.",
+        epilog="examples: edgeloop export runs/pendulum-mpts --profile jetson-orin-nano-8gb "
+        "-o bundle; edgeloop export mypkg.policies:make_policy --input obs=1x3 "
+        "--output action --profile jetson-orin-nano-8gb -o policy_bundle",
+    )
+    export.add_argument(
+        "factory",
+        metavar="MODULE:FACTORY|RUN",
+        help="import path of a torch.nn.Module or of a function returning one, or a run folder",
+    )
+    export.add_argument(
+        "--input",
+        action="append",
+        metavar="NAME=SHAPE",
+        help="a model input and its example shape, e.g. obs=1x3 (repeatable; not for a run)",
+    )
+    export.add_argument(
+        "--output",
+        action="append",
+        metavar="NAME",
+        help="a model output name (repeatable, in the model's order; not for a run)",
+    )
+    export.add_argument(
+        "-o", "--out", type=Path, required=True, metavar="DIR", help="bundle folder to create"
+    )
+    export.add_argument("--profile", metavar="NAME", help="target hardware profile name or file")
+    export.add_argument(
+        "--opset", type=whole_number(7), help="opset (default: the profile's limit, at most 18)"
+    )
+    export.add_argument(
+        "--checkpoint",
+        type=Path,
+        metavar="FILE",
+        help="a state_dict saved with torch.save, loaded (weights only) first",
+    )
+    export.add_argument(
+        "--tolerance",
+        type=float,
+        default=1e-4,
+        help="largest torch/ONNX Runtime difference allowed (default 1e-4)",
+    )
+    export.add_argument(
+        "--fp16",
+        action="store_true",
+        help="also write an fp16 variant (fp32 inputs and outputs), checked for parity too",
+    )
+    export.add_argument(
+        "--static-batch",
+        action="store_true",
+        help="keep the example batch size instead of a dynamic one",
+    )
+    export.add_argument("--overwrite", action="store_true", help="replace an existing folder")
+    export.set_defaults(handler=export_command)
+
+    precheck = commands.add_parser(
+        "precheck",
+        help="check an ONNX model or bundle against a hardware profile",
+        description="Check a model against a profile before it reaches the board: ONNX checker "
+        "and shape inference, opset against the profile's TensorRT, every op against that "
+        "TensorRT's ONNX parser, dynamic dimensions, memory against the budget, compute, and "
+        "latency on this host. Exits 1 if a check fails (with --strict, also on warnings).",
+    )
+    precheck.add_argument("model", type=Path, help=".onnx file or bundle folder")
+    precheck.add_argument(
+        "--profile", required=True, metavar="NAME", help="hardware profile name or file"
+    )
+    add_json(precheck)
+    precheck.add_argument("--strict", action="store_true", help="fail on warnings too")
+    precheck.set_defaults(handler=precheck_command)
+
+    warmup = commands.add_parser(
+        "warmup",
+        help="build a model's sessions (and TensorRT engines) ahead of time",
+        description="Build the ONNX Runtime session for a model or bundle with a profile's "
+        "execution providers, run it, and keep what can be cached (TensorRT engines go to the "
+        "profile's trt_engine_cache_path). On a Jetson the first engine build takes minutes; "
+        "do it here rather than at the first loop start. Prints the provider that runs.",
+    )
+    warmup.add_argument("model", type=Path, help=".onnx file or bundle folder")
+    warmup.add_argument(
+        "--profile",
+        required=True,
+        metavar="NAME",
+        help="hardware profile name or file (its providers and options are used)",
+    )
+    warmup.add_argument("--variant", metavar="NAME", help="a bundle's other model, e.g. fp16")
+    warmup.add_argument(
+        "--runs",
+        type=whole_number(0),
+        default=20,
+        metavar="N",
+        help="inferences after the first, timed (default 20)",
+    )
+    warmup.set_defaults(handler=warmup_command)
+
+
+def export_command(args: argparse.Namespace) -> int:
+    is_run = Path(args.factory).is_dir()
+    if ":" not in args.factory and not is_run:
+        raise UsageError(
+            f"{args.factory} is neither a run folder nor MODULE:FACTORY",
+            fix="check the path of the run, or name a factory as package.module:function",
+        )
+    if is_run:
+        from edgeloop.sims.policy_export import export_run
+
+        if args.input or args.output or args.checkpoint:
+            raise UsageError(
+                f"{args.factory} is a run folder: its inputs, outputs and weights come from "
+                "the run",
+                fix="drop --input, --output and --checkpoint",
+            )
+        result = export_run(args.factory, args.out, profile=args.profile, overwrite=args.overwrite)
+    else:
+        from edgeloop.exporters.model_source import load_factory, sample_inputs
+        from edgeloop.exporters.onnx_export import export_bundle
+
+        if not args.input or not args.output:
+            raise UsageError(
+                f"exporting {args.factory} needs --input NAME=SHAPE and --output NAME",
+                fix="name the model's inputs with example shapes, and its outputs",
+            )
+        module = load_factory(args.factory, checkpoint=args.checkpoint)
+        names, samples = sample_inputs(args.input)
+        result = export_bundle(
+            module,
+            samples,
+            args.out,
+            input_names=names,
+            output_names=args.output,
+            profile=args.profile,
+            opset=args.opset,
+            dynamic_batch=not args.static_batch,
+            tolerance=args.tolerance,
+            fp16=args.fp16,
+            overwrite=args.overwrite,
+        )
+    m, p = result.manifest, result.parity
+    table = Table(title=f"exported {args.factory} -> {result.bundle}", title_justify="left")
+    table.add_column("")
+    table.add_column("")
+    table.add_row("profile", m.profile or "-")
+    table.add_row("opset", str(m.opset))
+    for kind, specs in (("input", m.inputs), ("output", m.outputs)):
+        for t in specs:
+            table.add_row(kind, f"{t.name}: {t.dtype} {tuple(t.shape)}")
+    table.add_row(
+        "parity",
+        f"max abs {p.max_abs_error:.3g}, max rel {p.max_rel_error:.3g} over "
+        f"{p.cases} inputs (tolerance {p.tolerance:g})",
+    )
+    if "fp16" in m.parity:
+        half = m.parity["fp16"]
+        table.add_row(
+            "fp16 parity",
+            f"max abs {half['max_abs_error']:.3g} over {half['cases']} "
+            f"inputs (tolerance {half['tolerance']:g}), file {m.variants['fp16']}",
+        )
+    if m.precheck:
+        verdict = "passed" if m.precheck["passed"] else "FAILED"
+        table.add_row("precheck", f"{verdict} for {m.profile} (details: edgeloop precheck)")
+    out.print(table)
+    if m.precheck and not m.precheck["passed"]:
+        err.print(
+            f"[bold red]precheck failed[/] for {m.profile}: the bundle is written but "
+            f"will not run as the profile asks (run edgeloop precheck {result.bundle} "
+            f"--profile {m.profile})",
+            highlight=False,
+        )
+        return 1
+    return 0
+
+
+def precheck_command(args: argparse.Namespace) -> int:
+    from edgeloop.exporters.precheck import precheck
+    from edgeloop.runtime.profiles import load_profile
+
+    if args.json is not None:
+        check_writable(args.json)
+    report = precheck(args.model, load_profile(args.profile))
+    table = Table(title=f"precheck of {args.model} for {report.profile}", title_justify="left")
+    for col in ("check", "result", "detail"):
+        table.add_column(col)
+    for check in report.checks:
+        detail = check.detail + (f": {', '.join(check.items)}" if check.items else "")
+        table.add_row(
+            check.name, Text(check.status, style=_STATUS_STYLE[check.status]), Text(detail)
+        )
+    out.print(table)
+    failed = not report.passed or (args.strict and any(c.status == "warn" for c in report.checks))
+    out.print("[bold red]FAIL[/]" if failed else "[green]PASS[/]")
+    if args.json is not None:
+        write_text(args.json, json.dumps(report.to_dict(), indent=2))
+    return 1 if failed else 0
+
+
+def warmup_command(args: argparse.Namespace) -> int:
+    import time
+
+    import numpy as np
+
+    from edgeloop.plugins.onnx_model import OnnxModel
+    from edgeloop.runtime.bundles import zeros_for
+    from edgeloop.runtime.node import NodeContext, build_config, new_node
+    from edgeloop.runtime.profiles import load_profile
+
+    profile = load_profile(args.profile)
+    config = build_config(
+        "onnx.model",
+        OnnxModel.Config,
+        {"model": str(args.model), "warmup": 0, "variant": args.variant},
+    )
+    OnnxModel.ports(config)  # a missing or tampered model is reported before any session
+    ctx = NodeContext.standalone("warmup", config, profile=profile)
+    node = new_node(OnnxModel, ctx)
+    started = time.perf_counter()
+    node.setup(ctx)
+    built_s = time.perf_counter() - started
+    feed = {t.name: zeros_for(t) for _, t in node.feeds}
+    times = []
+    for _ in range(args.runs):
+        t0 = time.perf_counter()
+        node.session.run(node.output_names, feed)
+        times.append((time.perf_counter() - t0) * 1e6)
+    out.print(
+        f"{args.model}: runs on {ctx.notes['provider']} (profile {profile.name}); "
+        f"session and first inference took {built_s:.2f} s",
+        highlight=False,
+    )
+    if "skipped" in ctx.notes:
+        out.print(Text(f"skipped: {ctx.notes['skipped']}"))
+    if times:
+        out.print(
+            f"{args.runs} runs: p50 {np.percentile(times, 50):.1f} µs, "
+            f"p99 {np.percentile(times, 99):.1f} µs",
+            highlight=False,
+        )
+    return 0
