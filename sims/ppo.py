@@ -240,7 +240,6 @@ def _unknown_sampler(name: str) -> TrainingError:
     )
 
 
-
 def train(
     config: TrainConfig,
     progress: Callable[[TrainResult], None] | None = None,
