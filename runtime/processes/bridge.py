@@ -9,13 +9,13 @@ graph order, as one executor would) or to take the messages other groups sent
 it, in the order they were sent. So a multi-process simulated run is as
 deterministic as a single-process one.
 
-Control messages are small JSON objects on a DEALER socket to the supervisor's
-ROUTER; data travels on the links (:mod:`edgeloop.runtime.processes.transport`).
+Control messages (:mod:`edgeloop.runtime.processes.control`) travel on a DEALER
+socket to the supervisor's ROUTER; data travels on the links
+(:mod:`edgeloop.runtime.processes.transport`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
@@ -26,8 +26,20 @@ import zmq
 from edgeloop.runtime.building import CompiledLoop
 from edgeloop.runtime.clocks import Clock
 from edgeloop.runtime.messages import Message
+from edgeloop.runtime.processes.control import (
+    Beat,
+    ControlMessage,
+    Fire,
+    Idle,
+    Ready,
+    Start,
+    Stop,
+    Take,
+    Upstream,
+)
 from edgeloop.runtime.processes.placement import GroupPlan
 from edgeloop.runtime.processes.transport import Receiver, Sender
+from edgeloop.runtime.processes.wire import decode_control, encode_control
 from edgeloop.runtime.wiring import NEVER
 
 HEARTBEAT_S = 0.25
@@ -35,8 +47,8 @@ RECEIVE_TIMEOUT_S = 30.0  # lockstep: a message the supervisor said was sent
 _SPIN_NS = 300_000  # poll without a timeout this close to a timer (zmq timeouts are in ms)
 
 
-def send_json(socket: zmq.Socket, message: dict[str, Any]) -> None:
-    socket.send(json.dumps(message, separators=(",", ":")).encode())
+def send_control(socket: zmq.Socket, message: ControlMessage) -> None:
+    socket.send(encode_control(message))
 
 
 class GroupBridge:
@@ -66,7 +78,8 @@ class GroupBridge:
         self.plan = plan
         self.stop_reason = "stopped by the supervisor"
         self.events: list[dict[str, Any]] = []
-        """What the supervisor told this group (an upstream group restarted)."""
+        """What the supervisor told this group (an upstream group restarted), as
+        fault-log entries."""
         self._endpoints = endpoints
         self._order = order
         self._first_start = first_start
@@ -120,16 +133,18 @@ class GroupBridge:
             self._ranks.append([self._order[node_id], per_node[node_id]])
         if self._stopped_early:
             return
-        send_json(self.control, {"t": "ready", "pid": os.getpid()})
+        send_control(self.control, Ready(pid=os.getpid()))
         start = self._recv_control()
-        if start.get("t") == "stop":
-            self.stop_reason = start.get("reason", self.stop_reason)
+        while not isinstance(start, (Start, Stop)):  # a notice before the start
+            self._note(start)
+            start = self._recv_control()
+        if isinstance(start, Stop):
+            self.stop_reason = start.reason
             self._stopped_early = True
             return
-        epoch = start.get("epoch_ns")
-        if epoch is not None and hasattr(clock, "epoch_ns"):
-            clock.epoch_ns = int(epoch)  # every group's time 0 is the same instant
-        self.resume_ns = int(start.get("resume_ns", 0))
+        if hasattr(clock, "epoch_ns"):
+            clock.epoch_ns = start.epoch_ns  # every group's time 0 is the same instant
+        self.resume_ns = start.resume_ns
 
     def _wait_for_receivers(self) -> None:
         """Until every link has its receiver (a message sent before is dropped), or
@@ -141,9 +156,9 @@ class GroupBridge:
                 if sender.wait_for_receiver(0.05):
                     del waiting[link_id]
             if self.control.poll(0):
-                command = json.loads(self.control.recv())
-                if command.get("t") == "stop":
-                    self.stop_reason = command.get("reason", self.stop_reason)
+                command = self._recv_control()
+                if isinstance(command, Stop):
+                    self.stop_reason = command.reason
                     self._stopped_early = True
                     return
             if os.getppid() != self._parent:
@@ -177,13 +192,12 @@ class GroupBridge:
         self._report_idle(due_ns, order)
         while True:
             command = self._recv_control()
-            kind = command.get("t")
-            if kind == "fire":
-                return clock.wait_until(int(command["time"]))
-            if kind == "take":  # batches: the outputs of one remote step each
-                clock.wait_until(int(command["time"]))
+            if isinstance(command, Fire):
+                return clock.wait_until(command.time)
+            if isinstance(command, Take):  # batches: the outputs of one remote step each
+                clock.wait_until(command.time)
                 moved = False
-                for batch in command["batches"]:
+                for batch in command.batches:
                     messages = []
                     for link_id in batch:
                         message = self.receivers[link_id].recv(timeout=RECEIVE_TIMEOUT_S)
@@ -196,22 +210,19 @@ class GroupBridge:
                 if moved:  # a sensing command moved a timer: report the new next due
                     return -1
                 self._report_idle(due_ns, order)
-            elif kind == "stop":
-                self.stop_reason = command.get("reason", self.stop_reason)
+            elif isinstance(command, Stop):
+                self.stop_reason = command.reason
                 return None
             else:
                 self._note(command)
 
     def _report_idle(self, due_ns: int, order: int) -> None:
-        send_json(
-            self.control,
-            {
-                "t": "idle",
-                "due": None if due_ns >= NEVER else due_ns,
-                "rank": self._ranks[order] if order >= 0 else None,
-                "sent": list(self._sent),
-            },
+        idle = Idle(
+            due=None if due_ns >= NEVER else due_ns,
+            rank=self._ranks[order] if order >= 0 else None,
+            sent=list(self._sent),
         )
+        send_control(self.control, idle)
         self._sent.clear()
 
     def _wait_real(self, due_ns: int, deliver: Callable[..., None]) -> int | None:
@@ -231,7 +242,7 @@ class GroupBridge:
             beat = time.monotonic()
             if beat - self._last_beat >= HEARTBEAT_S:
                 self._last_beat = beat
-                send_json(self.control, {"t": "beat"})
+                send_control(self.control, Beat())
                 if os.getppid() != self._parent:  # the supervisor died: no orphans
                     self.stop_reason = "the supervisor is gone"
                     return None
@@ -240,9 +251,9 @@ class GroupBridge:
             for socket, _ in poller.poll(max(0, left_ns // 1_000_000)):
                 if socket is self.control:
                     while self.control.poll(0):
-                        command = json.loads(self.control.recv())
-                        if command.get("t") == "stop":
-                            self.stop_reason = command.get("reason", self.stop_reason)
+                        command = self._recv_control()
+                        if isinstance(command, Stop):
+                            self.stop_reason = command.reason
                             return None
                         self._note(command)
                     continue
@@ -260,20 +271,21 @@ class GroupBridge:
                     return -1  # a sensing command moved a timer
                 arrived = []
 
-    def _recv_control(self) -> dict[str, Any]:
-        """The supervisor's next command; a vanished supervisor ends the group."""
+    def _recv_control(self) -> ControlMessage:
+        """The supervisor's next command; a vanished supervisor ends the group (only
+        the supervisor, on this machine's ipc, can send them: a bad one is a bug)."""
         while not self.control.poll(1000):
             if os.getppid() != self._parent:
                 raise SystemExit("edgeloop group: the supervisor is gone")
-        return json.loads(self.control.recv())
+        return decode_control(self.control.recv())
 
-    def _note(self, command: dict[str, Any]) -> None:
-        if command.get("t") == "upstream":
+    def _note(self, command: ControlMessage) -> None:
+        if isinstance(command, Upstream):
             self.events.append(
                 {
                     "node": f"(group {self.plan.name})",
                     "kind": "upstream_restarted",
-                    "error": f"its upstream group '{command['group']}' {command['why']}",
+                    "error": f"its upstream group '{command.group}' {command.why}",
                     "action": "reconnected",
                     "time_s": self._clock.now_ns() / 1e9 if self._clock else 0.0,
                 }

@@ -20,7 +20,8 @@ from edgeloop.runtime.errors import EdgeloopError
 from edgeloop.runtime.executor import Executor
 from edgeloop.runtime.graph_yaml import load_graph
 from edgeloop.runtime.plugins import PluginRegistry, import_plugin
-from edgeloop.runtime.processes.bridge import GroupBridge, send_json
+from edgeloop.runtime.processes.bridge import GroupBridge, send_control
+from edgeloop.runtime.processes.control import Failed, Report
 from edgeloop.runtime.processes.placement import node_order, split_graph
 
 
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         report = executor.run(spec["duration"])
     except Exception as exc:  # told to the supervisor, which reports it and stops the run
         message = str(exc) if isinstance(exc, EdgeloopError) else traceback.format_exc(limit=8)
-        send_json(bridge.control, {"t": "error", "message": message})
+        send_control(bridge.control, Failed(message))
         bridge.close()
         bridge.control.close(linger=2000)
         return 2
@@ -75,9 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         if recorder is not None:
             recorder.close()
     report.fault_log.extend(bridge.events)
-    send_json(
-        bridge.control, {"t": "report", "report": report.to_dict(), "links": bridge.link_stats()}
-    )
+    send_control(bridge.control, Report(report.to_dict(), bridge.link_stats()))
     bridge.control.close(linger=5000)
     return 0
 

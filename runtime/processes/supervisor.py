@@ -28,11 +28,25 @@ from typing import Any
 
 import zmq
 
-from edgeloop.runtime.errors import GraphError, GraphProblem, GroupCrashed, UsageError
+from edgeloop.runtime.errors import GraphError, GraphProblem, GroupCrashed, UsageError, WireError
 from edgeloop.runtime.graph import GroupSpec, LoopGraph
 from edgeloop.runtime.metrics import RunReport
 from edgeloop.runtime.plugins import PluginRegistry, fire_hook, import_plugin
+from edgeloop.runtime.processes.control import (
+    Beat,
+    ControlMessage,
+    Failed,
+    Fire,
+    Idle,
+    Ready,
+    Report,
+    Start,
+    Stop,
+    Take,
+    Upstream,
+)
 from edgeloop.runtime.processes.placement import REMOTE_TYPE, groups_of, split_graph
+from edgeloop.runtime.processes.wire import decode_control, encode_control
 from edgeloop.runtime.validation import check_graph
 
 _log = logging.getLogger("edgeloop.supervisor")
@@ -164,7 +178,7 @@ class Supervisor:
                 self._abort("interrupted while the groups were starting")
             self._epoch_ns = time.perf_counter_ns() + _START_MARGIN_NS
             for group in self._groups.values():
-                self._send(group, {"t": "start", "epoch_ns": self._epoch_ns})
+                self._send(group, Start(epoch_ns=self._epoch_ns))
                 group.running, group.last_beat = True, time.monotonic()
             if self.on_started is not None:
                 self.on_started({g.name: g.pid for g in self._groups.values()})
@@ -224,10 +238,10 @@ class Supervisor:
         deadline = time.monotonic() + limit
         while waiting:
             for name, message in self._receive(0.1):
-                if message["t"] == "ready":
+                if isinstance(message, Ready):
                     waiting.discard(name)
-                elif message["t"] == "error":
-                    self._abort(f"group '{name}' failed to start: {message['message']}")
+                elif isinstance(message, Failed):
+                    self._abort(f"group '{name}' failed to start: {message.message}")
             for name in list(waiting):
                 code = self._groups[name].process.poll()  # type: ignore[union-attr]
                 if code is not None:
@@ -237,7 +251,7 @@ class Supervisor:
 
     def _abort(self, why: str) -> None:
         for group in self._groups.values():
-            self._send(group, {"t": "stop", "reason": why})
+            self._send(group, Stop(why))
         raise GroupCrashed(why)
 
     # -- simulated time: lockstep ------------------------------------------------------
@@ -252,7 +266,7 @@ class Supervisor:
         while self._stop_reason is None:
             if pending:
                 group, batches = pending.popleft()
-                self._send(group, {"t": "take", "time": now, "batches": batches})
+                self._send(group, Take(time=now, batches=batches))
             else:
                 due = [(g.due, g.rank, g.name) for g in self._groups.values() if g.due is not None]
                 if not due:
@@ -263,13 +277,13 @@ class Supervisor:
                     self._stop("duration reached")
                     break
                 group = self._groups[name]
-                self._send(group, {"t": "fire", "time": now})
+                self._send(group, Fire(time=now))
             sent = self._idle_report(group)
             if sent is None:
                 break
             pending.extend((self._groups[d], b) for d, b in self._batches(sent).items())
 
-    def _batches(self, sent: list[list[Any]]) -> dict[str, list[list[int]]]:
+    def _batches(self, sent: list[tuple[int, float]]) -> dict[str, list[list[int]]]:
         """Per destination group, the links sent on, in order, cut into batches: the
         outputs of one step of one node (same node, same time, each link once)."""
         out: dict[str, list[list[int]]] = {}
@@ -285,7 +299,7 @@ class Supervisor:
             last[link.dest_group] = key
         return out
 
-    def _idle_report(self, group: _Group) -> list[int] | None:
+    def _idle_report(self, group: _Group) -> list[tuple[int, float]] | None:
         """Wait for ``group`` to finish its work; the links it sent on (None: crashed)."""
         while True:
             if not self._inbox[group.name]:
@@ -293,11 +307,12 @@ class Supervisor:
                     self._inbox[name].append(message)
             while self._inbox[group.name]:
                 message = self._inbox[group.name].popleft()
-                if message["t"] == "idle":
-                    group.due, group.rank = message["due"], message["rank"]
-                    return message["sent"]
-                if message["t"] in ("error", "report"):
-                    self._crash_in_lockstep(group, message.get("message", "its loop stopped"))
+                if isinstance(message, Idle):
+                    group.due, group.rank = message.due, message.rank
+                    return message.sent
+                if isinstance(message, (Failed, Report)):
+                    why = message.message if isinstance(message, Failed) else "its loop stopped"
+                    self._crash_in_lockstep(group, why)
                     return None
             code = group.process.poll()  # type: ignore[union-attr]
             if code is not None:
@@ -338,22 +353,21 @@ class Supervisor:
                 ):
                     self._crashed(group, f"no heartbeat for {now - group.last_beat:.1f} s")
 
-    def _on_message(self, group: _Group, message: dict[str, Any]) -> None:
-        kind = message["t"]
-        if kind == "beat":
+    def _on_message(self, group: _Group, message: ControlMessage) -> None:
+        if isinstance(message, Beat):
             group.last_beat = time.monotonic()
-        elif kind == "ready":  # a restarted group: same time 0 as the others, resumes now
+        elif isinstance(message, Ready):  # a restarted group: same time 0, resumes now
             resume_ns = time.perf_counter_ns() - self._epoch_ns + _START_MARGIN_NS
-            self._send(group, {"t": "start", "epoch_ns": self._epoch_ns, "resume_ns": resume_ns})
+            self._send(group, Start(epoch_ns=self._epoch_ns, resume_ns=resume_ns))
             group.running, group.last_beat = True, time.monotonic()
             for dest in self._downstream(group.name):
-                self._send(dest, {"t": "upstream", "group": group.name, "why": "restarted"})
-        elif kind == "error":
-            self._crashed(group, message["message"].strip().splitlines()[-1])
-        elif kind == "report":  # its loop stopped by itself (a node's `stop` policy)
-            group.report, group.links = message["report"], message["links"]
-            self._stopped_by_fault = bool(message["report"]["stopped_by_fault"])
-            self._stop(f"group '{group.name}': {message['report']['stop_reason']}")
+                self._send(dest, Upstream(group=group.name, why="restarted"))
+        elif isinstance(message, Failed):
+            self._crashed(group, message.message.strip().splitlines()[-1])
+        elif isinstance(message, Report):  # its loop stopped by itself (a `stop` policy)
+            group.report, group.links = message.report, message.links
+            self._stopped_by_fault = bool(message.report["stopped_by_fault"])
+            self._stop(f"group '{group.name}': {message.report['stop_reason']}")
 
     def _crashed(self, group: _Group, why: str) -> None:
         group.crashes += 1
@@ -412,7 +426,7 @@ class Supervisor:
             self._stop_reason = reason
         for group in self._groups.values():
             if group.process is not None and group.process.poll() is None:
-                self._send(group, {"t": "stop", "reason": reason})
+                self._send(group, Stop(reason))
 
     def _collect_reports(self) -> None:
         deadline = time.monotonic() + STOP_TIMEOUT_S
@@ -428,9 +442,9 @@ class Supervisor:
         while waiting and time.monotonic() < deadline:
             arrived, held = held + self._receive(0.1), []
             for name, message in arrived:
-                if message["t"] == "report":
-                    self._groups[name].report = message["report"]
-                    self._groups[name].links = message["links"]
+                if isinstance(message, Report):
+                    self._groups[name].report = message.report
+                    self._groups[name].links = message.links
                     waiting.discard(name)
             waiting = {
                 n
@@ -452,22 +466,24 @@ class Supervisor:
 
     # -- messages -----------------------------------------------------------------------
 
-    def _send(self, group: _Group, message: dict[str, Any]) -> None:
+    def _send(self, group: _Group, message: ControlMessage) -> None:
         try:
-            self._router.send_multipart(
-                [group.name.encode(), json.dumps(message).encode()], zmq.NOBLOCK
-            )
+            self._router.send_multipart([group.name.encode(), encode_control(message)], zmq.NOBLOCK)
         except zmq.ZMQError:  # that process is gone; its crash is handled elsewhere
             pass
 
-    def _receive(self, timeout_s: float) -> list[tuple[str, dict[str, Any]]]:
+    def _receive(self, timeout_s: float) -> list[tuple[str, ControlMessage]]:
         out = []
         if self._router.poll(int(timeout_s * 1000)):
             while self._router.poll(0):
                 identity, body = self._router.recv_multipart()
-                name = identity.decode()
-                if name in self._groups:
-                    out.append((name, json.loads(body)))
+                name = identity.decode(errors="replace")
+                if name not in self._groups:
+                    continue
+                try:
+                    out.append((name, decode_control(body)))
+                except WireError as exc:  # a group that lost its mind: its heartbeat tells
+                    _log.warning("group '%s' sent a bad control message: %s", name, exc)
         return out
 
     # -- the report ---------------------------------------------------------------------

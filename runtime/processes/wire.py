@@ -28,6 +28,7 @@ as read-only views of the received frames.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import struct
@@ -36,9 +37,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from pydantic import TypeAdapter, ValidationError
 
 from edgeloop.runtime.errors import WireError
 from edgeloop.runtime.messages import Message
+from edgeloop.runtime.processes.control import KINDS, ControlMessage
 
 MAGIC = b"ELW1"
 """Format identifier and version; a new version gets a new magic."""
@@ -284,3 +287,46 @@ class Decoder:
             return None
         self.received += 1
         return message
+
+
+# -- control messages -------------------------------------------------------------------------
+
+_CONTROL_TAGS = {cls: tag for tag, cls in KINDS.items()}
+_CONTROL_ADAPTERS: dict[type, TypeAdapter[Any]] = {}
+
+
+def encode_control(message: ControlMessage) -> bytes:
+    """A control message as one frame: UTF-8 JSON ``{"t": tag, field: value, ...}``."""
+    fields = {f.name: getattr(message, f.name) for f in dataclasses.fields(message)}
+    return json.dumps({"t": _CONTROL_TAGS[type(message)], **fields}, separators=(",", ":")).encode()
+
+
+def decode_control(frame: bytes | memoryview) -> ControlMessage:
+    """The control message in ``frame``, its fields checked against their types.
+
+    Raises:
+        WireError: not JSON, an unknown tag, or fields missing, unknown or of the
+            wrong type (reason ``control``).
+    """
+    if len(frame) > MAX_HEADER_BYTES * 64:  # a report with its series is the largest
+        raise WireError("oversized", f"control message of {len(frame)} bytes")
+    try:
+        body = json.loads(bytes(frame))
+    except (ValueError, RecursionError) as exc:
+        raise WireError("control", f"control message is not JSON: {exc}") from None
+    if not isinstance(body, dict) or body.get("t") not in KINDS:
+        tag = body.get("t") if isinstance(body, dict) else body
+        raise WireError("control", f"unknown control message {str(tag)[:40]!r}")
+    cls = KINDS[body.pop("t")]
+    unknown = set(body) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise WireError("control", f"{cls.__name__} has no field(s) {', '.join(sorted(unknown))}")
+    adapter = _CONTROL_ADAPTERS.get(cls)
+    if adapter is None:
+        adapter = _CONTROL_ADAPTERS[cls] = TypeAdapter(cls)
+    try:
+        return adapter.validate_python(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        raise WireError("control", f"{cls.__name__}.{where}: {first['msg']}") from None

@@ -13,7 +13,16 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from edgeloop.runtime.messages import Message
-from edgeloop.runtime.processes.wire import MAGIC, Decoder, WireError, decode, encode
+from edgeloop.runtime.processes import control
+from edgeloop.runtime.processes.wire import (
+    MAGIC,
+    Decoder,
+    WireError,
+    decode,
+    decode_control,
+    encode,
+    encode_control,
+)
 
 DTYPES = ["<f4", "<f8", ">f8", "<i8", "|u1", "|b1", "<c8", "<i2", "<u4", "<f2"]
 
@@ -187,3 +196,47 @@ def test_hostile_headers_are_counted_not_raised(header):
     decoder = Decoder()
     assert decoder.decode([header, b""]) is None and decoder.decode([header]) is None
     assert sum(decoder.dropped.values()) == 2
+
+
+# -- control messages between the supervisor and its groups ----------------------------------
+
+CONTROL = [
+    control.Ready(pid=4242),
+    control.Start(epoch_ns=123_456_789, resume_ns=20_000_000),
+    control.Fire(time=40_000_000),
+    control.Take(time=40_000_000, batches=[[0, 2], [1]]),
+    control.Idle(due=60_000_000, rank=[3, 0], sent=[(0, 0.04), (2, 0.04)]),
+    control.Idle(due=None, rank=None),
+    control.Beat(),
+    control.Upstream(group="plant", why="restarted"),
+    control.Stop(reason="duration reached"),
+    control.Failed(message="node 'x' failed in setup"),
+    control.Report(report={"graph": "g", "nodes": []}, links={"out": {}, "in": {}}),
+]
+
+
+@pytest.mark.parametrize("message", CONTROL, ids=lambda m: type(m).__name__)
+def test_every_control_message_round_trips_as_its_own_type(message):
+    frame = encode_control(message)
+    assert frame.startswith(b'{"t":"')
+    assert decode_control(frame) == message
+
+
+@pytest.mark.parametrize(
+    ("frame", "says"),
+    [
+        (b"not json", "not JSON"),
+        (b"[1, 2]", "unknown control message"),
+        (b'{"t": "launch"}', "unknown control message 'launch'"),
+        (b'{"t": "fire"}', "Fire.time: Field required"),
+        (b'{"t": "fire", "time": "soon"}', "Fire.time"),
+        (b'{"t": "fire", "time": 1.5}', "Fire.time"),
+        (b'{"t": "take", "time": 1, "batches": [["a"]]}', "Take.batches"),
+        (b'{"t": "beat", "extra": 1}', "Beat has no field(s) extra"),
+    ],
+)
+def test_a_malformed_control_message_is_a_wire_error_naming_what_is_wrong(frame, says):
+    with pytest.raises(WireError, match="control") as caught:
+        decode_control(frame)
+    assert says in str(caught.value)
+    assert caught.value.reason == "control"
