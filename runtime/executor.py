@@ -26,7 +26,7 @@ from edgeloop.runtime.errors import UsageError
 from edgeloop.runtime.faults import FaultHandler
 from edgeloop.runtime.graph import LoopGraph
 from edgeloop.runtime.messages import payload_is_finite
-from edgeloop.runtime.metrics import RunReport
+from edgeloop.runtime.metrics import ReportBuilder, RunReport, run_duration
 from edgeloop.runtime.node import Node
 from edgeloop.runtime.plugins import PluginRegistry, fire_hook
 from edgeloop.runtime.validation import check_graph
@@ -160,13 +160,7 @@ class Executor:
             if self._bridge is not None:
                 self._bridge.close()
         wall_s = time.perf_counter() - wall_start
-        if not self.simulated:
-            duration = wall_s
-        elif self._stop_reason == "duration reached":
-            duration = end_ns / 1e9
-        else:
-            duration = self.clock.now_ns() / 1e9
-        report = self._report(duration, wall_s)
+        report = self._report(duration_s, wall_s)
         self._event("edgeloop_loop_stopped", graph=self.graph, report=report)
         return report
 
@@ -555,20 +549,29 @@ class Executor:
 
     # -- report -------------------------------------------------------------------
 
-    def _report(self, duration_s: float, wall_s: float) -> RunReport:
+    def _report(self, asked_s: float | None, wall_s: float) -> RunReport:
         loop = self._loop_parts
-        return RunReport(
-            graph=self.graph.name,
+        reached_s = self.clock.now_ns() / 1e9
+        figures_s = run_duration(  # sensing figures count against the time that ran
             simulated=self.simulated,
-            seed=self.seed,
             stop_reason=self._stop_reason or "",
-            stopped_by_fault=self._stopped_by_fault,
-            duration_s=duration_s,
+            asked_s=asked_s,
+            reached_s=reached_s,
             wall_s=wall_s,
-            nodes=loop.node_stats(duration_s),
+        )
+        builder = ReportBuilder(self.graph, simulated=self.simulated, seed=self.seed)
+        builder.add(
+            nodes=loop.node_stats(figures_s),
             contracts=loop.contract_stats(),
             timers=loop.timer_stats(),
-            series={k: list(v) for k, v in self._series.items()},
+            series=self._series,
             fault_log=self._fault_log,
+            reached_s=reached_s,
+        )
+        return builder.build(
+            stop_reason=self._stop_reason or "",
+            stopped_by_fault=self._stopped_by_fault,
+            asked_s=asked_s,
+            wall_s=wall_s,
             recording=self._recorder.summary() if self._recorder is not None else None,
         )

@@ -11,9 +11,12 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from edgeloop.runtime.graph import LoopGraph
 
 _FOLD_AT = 1 << 15
 _BIN_RATIO = 1.01
@@ -197,6 +200,110 @@ class RunReport:
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
+
+
+def run_duration(
+    *, simulated: bool, stop_reason: str, asked_s: float | None, reached_s: float, wall_s: float
+) -> float:
+    """How long a run ran, as its report says: the duration asked for when a simulated
+    run reached it, the clock time reached when it stopped early, the wall clock's in
+    real time."""
+    if not simulated:
+        return wall_s
+    if stop_reason == "duration reached" and asked_s is not None:
+        return asked_s
+    return reached_s
+
+
+class ReportBuilder:
+    """Assembles a :class:`RunReport` from the parts of a run: one executor's
+    figures, or the reports of every process group of a run split across processes.
+
+    One place decides what a report says: nodes in graph order, contracts with
+    their full paths, the fault log in time order, and the duration
+    (:func:`run_duration`).
+    """
+
+    def __init__(self, graph: LoopGraph, *, simulated: bool, seed: int) -> None:
+        self.graph = graph
+        self.simulated = simulated
+        self.seed = seed
+        self.nodes: list[NodeStats] = []
+        self.contracts: list[ContractStats] = []
+        self.timers: list[TimerStats] = []
+        self.series: dict[str, list[float]] = {}
+        self.fault_log: list[dict[str, Any]] = []
+        self.reached_s = 0.0
+        """The latest clock time any part reached, seconds."""
+
+    def add(
+        self,
+        *,
+        nodes: list[NodeStats],
+        contracts: list[ContractStats],
+        timers: list[TimerStats],
+        series: dict[str, list[float]],
+        fault_log: list[dict[str, Any]],
+        reached_s: float,
+    ) -> None:
+        """The figures of one executor (of the whole graph, or of one group)."""
+        self.nodes += nodes
+        self.contracts += contracts
+        self.timers += timers
+        self.series.update(series)
+        self.fault_log += fault_log
+        self.reached_s = max(self.reached_s, reached_s)
+
+    def add_report(self, report: RunReport, *, leave_out_types: tuple[str, ...] = ()) -> None:
+        """The report of one process group, without its nodes of ``leave_out_types``
+        (stand-ins for nodes another group runs)."""
+        self.add(
+            nodes=[n for n in report.nodes if n.type not in leave_out_types],
+            contracts=report.contracts,
+            timers=report.timers,
+            series=report.series,
+            fault_log=report.fault_log,
+            reached_s=report.duration_s,
+        )
+
+    def build(
+        self,
+        *,
+        stop_reason: str,
+        stopped_by_fault: bool,
+        asked_s: float | None,
+        wall_s: float,
+        recording: dict[str, Any] | None = None,
+        groups: list[dict[str, Any]] | None = None,
+    ) -> RunReport:
+        """The report; ``asked_s`` is the duration the run was asked for (None: none)."""
+        duration = run_duration(
+            simulated=self.simulated,
+            stop_reason=stop_reason,
+            asked_s=asked_s,
+            reached_s=self.reached_s,
+            wall_s=wall_s,
+        )
+        order = {spec.id: i for i, spec in enumerate(self.graph.nodes)}
+        paths = {c.name: list(c.path) for c in self.graph.contracts}
+        for contract in self.contracts:  # a group's contract keeps the whole graph's path
+            contract.path = paths.get(contract.name, contract.path)
+        return RunReport(
+            graph=self.graph.name,
+            simulated=self.simulated,
+            seed=self.seed,
+            stop_reason=stop_reason,
+            stopped_by_fault=stopped_by_fault,
+            duration_s=duration if math.isfinite(duration) else wall_s,
+            wall_s=wall_s,
+            nodes=sorted(self.nodes, key=lambda n: order.get(n.id, len(order))),
+            contracts=self.contracts,
+            timers=self.timers,
+            series={k: list(v) for k, v in self.series.items()},
+            fault_log=sorted(self.fault_log, key=lambda f: f.get("time_s") or 0.0),
+            recording=recording,
+            groups=groups,
+        )
 
 
 def _json_safe(value: Any) -> Any:

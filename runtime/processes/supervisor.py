@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import shutil
 import subprocess
@@ -30,7 +29,7 @@ import zmq
 
 from edgeloop.runtime.errors import GraphError, GraphProblem, GroupCrashed, UsageError, WireError
 from edgeloop.runtime.graph import GroupSpec, LoopGraph
-from edgeloop.runtime.metrics import RunReport
+from edgeloop.runtime.metrics import ReportBuilder, RunReport
 from edgeloop.runtime.plugins import PluginRegistry, fire_hook, import_plugin
 from edgeloop.runtime.processes.control import (
     Beat,
@@ -489,26 +488,11 @@ class Supervisor:
     # -- the report ---------------------------------------------------------------------
 
     def _merged_report(self, duration_s: float | None, wall_s: float) -> RunReport:
-        reports = {
-            name: RunReport.from_dict(g.report) for name, g in self._groups.items() if g.report
-        }
-        order = {spec.id: i for i, spec in enumerate(self.graph.nodes)}
-        nodes = sorted(
-            (n for r in reports.values() for n in r.nodes if n.type != REMOTE_TYPE),
-            key=lambda n: order[n.id],
-        )
-        contracts = []
-        for r in reports.values():
-            for c in r.contracts:
-                for full in self.graph.contracts:
-                    if full.name == c.name:
-                        c.path = list(full.path)
-                contracts.append(c)
-        series: dict[str, list[float]] = {}
-        for r in reports.values():
-            series.update(r.series)
-        fault_log = [f for r in reports.values() for f in r.fault_log] + self.events
-        fault_log.sort(key=lambda f: f.get("time_s") or 0.0)
+        reports = [RunReport.from_dict(g.report) for g in self._groups.values() if g.report]
+        builder = ReportBuilder(self.graph, simulated=self.simulated, seed=self.seed)
+        for report in reports:
+            builder.add_report(report, leave_out_types=(REMOTE_TYPE,))
+        builder.fault_log += self.events
         groups = []
         for g in self._groups.values():
             out = g.links.get("out", {}).values()
@@ -525,31 +509,15 @@ class Supervisor:
                     "bad": sum(s["bad"] for s in g.links.get("in", {}).values()),
                 }
             )
-        if self.simulated:
-            duration = (
-                duration_s
-                if self._stop_reason == "duration reached"
-                else max((r.duration_s for r in reports.values()), default=0.0)
-            )
-        else:
-            duration = wall_s
         recording = self._recording
         if recording is not None:
-            failed = sum((r.recording or {}).get("failed", 0) for r in reports.values())
+            failed = sum((r.recording or {}).get("failed", 0) for r in reports)
             recording = {**recording, "failed": failed + recording.get("failed", 0)}
-        return RunReport(
-            graph=self.graph.name,
-            simulated=self.simulated,
-            seed=self.seed,
+        return builder.build(
             stop_reason=self._stop_reason or "",
             stopped_by_fault=self._stopped_by_fault,
-            duration_s=duration if duration is not None and math.isfinite(duration) else wall_s,
+            asked_s=duration_s,
             wall_s=wall_s,
-            nodes=nodes,
-            contracts=contracts,
-            timers=[t for r in reports.values() for t in r.timers],
-            series=series,
-            fault_log=fault_log,
             recording=recording,
             groups=groups,
         )
