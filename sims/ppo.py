@@ -11,7 +11,6 @@ to it. torch is imported when training starts.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from edgeloop.runtime.errors import MissingDependencyError, TrainingError
+from edgeloop.sims.checkpoint import SeedCounter, TrainingState
 from edgeloop.sims.risk import cvar
 from edgeloop.sims.samplers import SAMPLERS, DrmSampler, ErmSampler, GdrmSampler, Sampler
 from edgeloop.sims.task_space import TaskSpace, load_task_space
@@ -48,7 +48,13 @@ class TrainConfig:
     minibatch_size: int = 400
     """Samples per PPO minibatch."""
     clip: float = 0.2
-    """PPO ratio clip."""
+    """PPO's ratio clip (CleanRL's ``clip_coef``)."""
+    vf_coef: float = 0.5
+    """Weight of the value loss (half the squared error of the critic) in the loss."""
+    ent_coef: float = 0.0
+    """Weight of the entropy bonus in the loss (0: none, as in the pilot)."""
+    adam_eps: float = 1e-5
+    """Adam's epsilon."""
     gamma: float = 0.95
     """Discount."""
     gae_lambda: float = 0.95
@@ -291,8 +297,8 @@ def _train(
     probe = vector.envs.single_observation_space
     obs_dim = int(np.prod(probe.shape)) + space.dim
     policy = make_policy(obs_dim, vector.envs.single_action_space, config.hidden)
-    optimizer = torch.optim.Adam(policy.parameters(), lr=config.learning_rate, eps=1e-5)
-    seeds = _SeedCounter(config.seed * 1_000_003)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=config.learning_rate, eps=config.adam_eps)
+    seeds = SeedCounter(config.seed * 1_000_003)
 
     def act(obs: np.ndarray, tasks: np.ndarray) -> np.ndarray:
         x = torch.as_tensor(
@@ -311,7 +317,7 @@ def _train(
         config.total_steps * (k + 1) / config.curve_points for k in range(config.curve_points)
     ]
     curve_grid = space.grid(config.curve_grid)
-    training = _Training(torch, config, policy, optimizer, rng, seeds, sampler, result)
+    training = TrainingState(torch, config, policy, optimizer, rng, seeds, sampler, result)
     used = 0
     if resume and checkpoint is not None and Path(checkpoint).exists():
         used = training.restore(checkpoint)
@@ -407,19 +413,8 @@ CURVE_SEED = 20_000
 """Episode seed of the learning-curve evaluations (the same every time, so points compare)."""
 
 
-class _SeedCounter:
-    """Hands out fresh episode seeds, one after another."""
-
-    def __init__(self, start: int) -> None:
-        self.next = start
-
-    def take(self, n: int) -> list[int]:
-        self.next += n
-        return list(range(self.next - n + 1, self.next + 1))
-
-
 def _rollout(
-    torch: Any, policy: Any, vector: Any, space: TaskSpace, tasks: np.ndarray, seeds: _SeedCounter
+    torch: Any, policy: Any, vector: Any, space: TaskSpace, tasks: np.ndarray, seeds: SeedCounter
 ) -> tuple[list[dict[str, Any]], np.ndarray]:
     """One stochastic episode per task, all environments stepped together, recorded for PPO."""
     units = space.normalise(tasks).astype(np.float32)
@@ -462,71 +457,6 @@ def _rollout(
                 b["last_obs"] = np.concatenate([obs[i], units[i]])
         live &= ~(terminated | truncated)
     return buffers, returns
-
-
-@dataclass
-class _Training:
-    """The whole state of a run in progress: what a checkpoint saves and restores."""
-
-    torch: Any
-    config: TrainConfig
-    policy: Any
-    optimizer: Any
-    rng: np.random.Generator
-    seeds: _SeedCounter
-    sampler: Sampler
-    result: TrainResult
-
-    def save(self, path: str | Path, used: int) -> None:
-        """Everything a resumed run needs to go on bit-identically, written atomically."""
-        path = Path(path)
-        state = {
-            "config": dataclasses.asdict(self.config),
-            "used": used,
-            "policy": self.policy.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "torch_rng": self.torch.get_rng_state(),
-            "numpy_rng": json.dumps(self.rng.bit_generator.state),
-            "next_seed": self.seeds.next,
-            "sampler": self.sampler.state_dict(),
-            "history": json.dumps(self.result.history()),
-        }
-        partial = path.with_name(path.name + ".partial")
-        self.torch.save(state, partial)
-        partial.replace(path)
-
-    def restore(self, path: str | Path) -> int:
-        """Load a checkpoint of this config; returns the steps it had used."""
-        try:
-            state = self.torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises many kinds for a damaged file
-            raise TrainingError(
-                f"cannot read the checkpoint {path}: {exc}", fix="delete it to start over"
-            ) from None
-        changed = changed_settings(state["config"], self.config)
-        if changed:
-            raise TrainingError(
-                f"the checkpoint {path} was made with other settings ({', '.join(changed)} differ)",
-                fix="resume with the run's own settings, or start a new run",
-            )
-        self.policy.load_state_dict(state["policy"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.torch.set_rng_state(state["torch_rng"])
-        self.rng.bit_generator.state = json.loads(state["numpy_rng"])
-        self.seeds.next = int(state["next_seed"])
-        self.sampler.load_state_dict(state["sampler"])
-        self.result.load_history(json.loads(state["history"]))
-        return int(state["used"])
-
-
-def changed_settings(saved: dict[str, Any], config: TrainConfig) -> list[str]:
-    """The settings that differ between a saved config and ``config``, or that only one
-    of them has (sorted names)."""
-    current = dataclasses.asdict(config)
-    missing = object()
-    return sorted(
-        k for k in saved.keys() | current.keys() if saved.get(k, missing) != current.get(k, missing)
-    )
 
 
 def _ppo_update(
@@ -576,11 +506,18 @@ def _ppo_update(
                 ratio * adv, ratio.clamp(1 - config.clip, 1 + config.clip) * adv
             ).mean()
             value_loss = 0.5 * (policy.critic(obs_t[idx]).squeeze(-1) - ret_t[idx]).pow(2).mean()
-            loss = policy_loss + 0.5 * value_loss
+            loss = policy_loss + config.vf_coef * value_loss
+            if config.ent_coef:
+                loss = loss - config.ent_coef * _entropy(dist, policy.discrete).mean()
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
             optimizer.step()
+
+
+def _entropy(dist: Any, discrete: bool) -> Any:
+    entropy = dist.entropy()
+    return entropy if discrete else entropy.sum(-1)
 
 
 def as_policy_function(result: TrainResult) -> Callable[[np.ndarray, np.ndarray], Any]:

@@ -9,14 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from edgeloop.runtime.errors import TrainingError
-from edgeloop.sims.ppo import (
-    TrainConfig,
-    TrainResult,
-    _torch,
-    changed_settings,
-    make_policy,
-    train,
-)
+from edgeloop.sims.checkpoint import changed_settings
+from edgeloop.sims.ppo import TrainConfig, TrainResult, _torch, make_policy, train
 from edgeloop.sims.task_space import load_task_space
 
 

@@ -61,7 +61,10 @@ class TaskVector:
     def __init__(self, space: TaskSpace, size: int, *, processes: bool = False) -> None:
         fns = [lambda i=i: TaskEnv(space, i) for i in range(size)]
         kind = gym.vector.AsyncVectorEnv if processes else gym.vector.SyncVectorEnv
-        self.envs = kind(fns)
+        # Set, not left to the gymnasium version's default: a finished environment is
+        # reset on the vector's next step, which TaskEnv ignores (no task), so it
+        # idles until the next explicit reset and its steps count for nothing.
+        self.envs = kind(fns, autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
         self.space = space
         self.size = size
         space_ = self.envs.single_action_space

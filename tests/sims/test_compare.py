@@ -98,6 +98,18 @@ def test_compare_from_the_command_line_writes_the_report_and_reuses_finished_run
     assert again.returncode == 0, again.stderr
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing retrained
     assert json.loads((out / "report.json").read_text())["table"] == report["table"]
+    # `edgeloop evaluate` of one of the runs, at the comparison's grid and episodes,
+    # gives the figures the comparison recorded for it: same tasks, same seeds.
+    evaluated = edgeloop(
+        tmp_path, "evaluate", "report/runs/erm-seed1", "--grid", "2", "--episodes", "1",
+        "--json", "e.json",
+    )  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "from seeds 10000" in " ".join(evaluated.stdout.split())
+    mine = json.loads((tmp_path / "e.json").read_text())
+    for label, key in (("in range", "in_range"), ("out of distribution", "ood")):
+        assert mine[label]["returns"] == runs["erm-seed1"][key]["returns"]
+        assert mine[label]["cvar"] == runs["erm-seed1"][key]["cvar"]
 
 
 def test_bad_comparisons_are_refused_with_a_clear_message(tmp_path):

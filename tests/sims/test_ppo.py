@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,7 @@ pytest.importorskip("gymnasium")
 
 from edgeloop.runtime.errors import EdgeloopError
 from edgeloop.sims import evaluate, load_task_space
+from edgeloop.sims.checkpoint import changed_settings
 from edgeloop.sims.ppo import TrainConfig, as_policy_function, train
 
 
@@ -91,10 +94,21 @@ def test_train_and_evaluate_from_the_command_line(tmp_path):
             cwd=tmp_path,
         )
 
-    trained = edgeloop("train", "--sampler", "gdrm", "--steps", "19200", "-o", "run")
+    trained = edgeloop(
+        "train", "--sampler", "gdrm", "--steps", "19200", "--set", "vf_coef=0.25", "-o", "run"
+    )
     assert trained.returncode == 0, trained.stderr
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert history["steps"] == [9_600, 19_200]  # GDRM's evaluations are charged
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["vf_coef"] == 0.25
+    unknown = edgeloop("train", "--set", "vf_coeff=0.5", "-o", "other")
+    assert (
+        unknown.returncode == 2 and "unknown or fixed training setting vf_coeff" in unknown.stderr
+    )
+    fixed = edgeloop("train", "--set", "seed=3", "-o", "other")  # --seed is the option for it
+    assert fixed.returncode == 2 and "setting seed" in fixed.stderr
+    again = edgeloop("train", "--resume", "run", "--set", "gamma=0.9")
+    assert again.returncode == 2 and "drop --set" in again.stderr
     evaluated = edgeloop("evaluate", "run", "--grid", "2", "--episodes", "1", "--json", "e.json")
     assert evaluated.returncode == 0, evaluated.stderr
     report = json.loads((tmp_path / "e.json").read_text())
@@ -236,3 +250,45 @@ def test_ctrl_c_keeps_a_checkpoint_and_resume_finishes_the_same_run(tmp_path):
         timeout=300,
     )
     assert flags.returncode == 2 and "drop --total-steps" in flags.stderr
+
+
+def test_the_loss_coefficients_are_settings_that_change_the_update():
+    # One iteration of 16 Pendulum episodes learns nothing (the learning rate anneals
+    # to 0 over the budget); two learn in the first.
+    one = TrainConfig(total_steps=3_200, seed=0)
+    two = dataclasses.replace(one, total_steps=6_400)
+
+    def weights(config: TrainConfig, part: str) -> list:
+        state = train(config).policy.state_dict()
+        return [v.clone() for k, v in state.items() if k.startswith(part)]
+
+    def same(a: list, b: list) -> bool:
+        return all(bool((x == y).all()) for x, y in zip(a, b, strict=True))
+
+    # vf_coef 0: the critic gets no gradient, so a second iteration leaves it where the
+    # first did (Adam moves nothing without one); with the default it learns.
+    critic = "critic."
+    no_value = dataclasses.replace
+    assert same(
+        weights(no_value(one, vf_coef=0.0), critic), weights(no_value(two, vf_coef=0.0), critic)
+    )
+    assert not same(weights(one, critic), weights(two, critic))
+    # An entropy bonus widens the Gaussian policy: it moves log_std (its only input).
+    wider = weights(no_value(two, ent_coef=0.05), "log_std")[0]
+    assert bool((wider > weights(two, "log_std")[0]).all())
+
+
+def test_a_checkpoint_saved_before_a_setting_existed_still_resumes():
+    saved = dataclasses.asdict(TrainConfig())
+    del saved["vf_coef"], saved["ent_coef"]  # as a run of an older version saved it
+    assert changed_settings(saved, TrainConfig()) == []
+    assert changed_settings(saved, TrainConfig(vf_coef=0.25)) == ["vf_coef"]
+
+
+def test_the_vector_environments_autoreset_mode_is_set_not_left_to_the_default():
+    import gymnasium as gym
+
+    from edgeloop.sims.task_env import TaskVector
+
+    with TaskVector(load_task_space("pendulum"), 2) as vector:
+        assert vector.envs.autoreset_mode == gym.vector.AutoresetMode.NEXT_STEP
