@@ -45,12 +45,19 @@ class CounterConfig:
 class CounterSensor(Sensor):
     """Emits start, start+increment, ... as a float64 array of shape (1,).
 
-    Outputs:
-        | port | dtype/shape | meaning |
-        | value | float64 (1,) | the count |
+    A fake sensor for tests: each step publishes the next count. It has no
+    inputs and runs on its ``rate_hz``. The count carries over between steps;
+    a restart starts again from ``start``.
+
+    Faults:
+        none of its own.
+
+    Example::
+
+        graph.add_node("source", CounterSensor, rate_hz=10, config={"start": 1.0})
     """
 
-    outputs = (Port("value", dtype="float64", shape=(1,)),)
+    outputs = (Port("value", dtype="float64", shape=(1,), doc="the count"),)
     Config = CounterConfig
 
     def setup(self, ctx: NodeContext) -> None:
@@ -63,7 +70,23 @@ class CounterSensor(Sensor):
 
 
 class RecordingSink(Monitor):
-    """Keeps every step's clock time and inputs (any ports) in ``received``."""
+    """Keeps every step's clock time and inputs (any ports) in ``received``.
+
+    A fake sink for tests: it takes inputs of any name and keeps, per step, the
+    clock time (s) and a copy of the inputs mapping (``None`` for an input with
+    no message yet); ``values(port)`` lists what arrived on one port. It has no
+    outputs and no config. A restart starts a new, empty ``received``.
+
+    Faults:
+        none of its own.
+
+    Example::
+
+        graph.add_node("sink", RecordingSink, inputs={"obs": "sensor/obs"})
+        executor = Executor(graph, simulated=True)
+        executor.run(1.0)
+        observations = executor.node("sink").values("obs")
+    """
 
     accepts_any_inputs = True
 
@@ -95,20 +118,26 @@ class ScriptedConfig:
 class ScriptedNode(Controller):
     """Multiplies its input by a gain, and misbehaves on the steps it is told to.
 
-    Inputs:
-        | port | dtype/shape | meaning |
-        | value | float64 (n,) | input |
+    A fake controller for fault tests: each step publishes ``value * gain`` as
+    float64, after sleeping ``sleep_ms`` of wall time when set. The step and
+    setup counters are shared by every instance with the same node id, so they
+    keep counting across restarts.
 
-    Outputs:
-        | port | dtype/shape | meaning |
-        | value | float64 (n,) | input * gain, or NaN on ``nan_on`` steps |
+    Faults:
+        on purpose: a step numbered in ``raise_on`` raises RuntimeError (an
+        ``exception`` fault), one in ``nan_on`` returns NaN (a ``non_finite``
+        fault), and ``setup`` raises RuntimeError once ``fail_setup_after``
+        setups have run. No output until the first value.
 
-    The step counter is shared by every instance with the same node id, so it
-    keeps counting across restarts.
+    Example::
+
+        graph.add_node(
+            "flaky", ScriptedNode, inputs={"value": "source/value"}, config={"raise_on": [3]}
+        )
     """
 
-    inputs = (Port("value", dtype="float64"),)
-    outputs = (Port("value", dtype="float64"),)
+    inputs = (Port("value", dtype="float64", doc="value to scale"),)
+    outputs = (Port("value", dtype="float64", doc="``value * gain``, or NaN on ``nan_on`` steps"),)
     Config = ScriptedConfig
 
     def setup(self, ctx: NodeContext) -> None:

@@ -49,41 +49,30 @@ class PidConfig:
     index: int = 0
     """Element of ``measurement`` to control."""
     limit: float | None = None
-    """Symmetric output limit; the integrator holds while saturated."""
+    """Symmetric output limit (None: unlimited); the integrator holds while saturated."""
 
 
 class PidController(Controller):
     """PID control of one element of a measurement vector.
 
-    The error is the target minus ``measurement[index]``; the target is the
-    first element of the ``setpoint`` input when it is wired and has arrived,
-    else ``config.setpoint``. ``dt`` is the clock time between steps (0 on the
-    first), so the law is the same in real and simulated time. The derivative
-    is a difference of errors; while the output is at ``limit`` the integrator
-    holds (anti-windup).
+    The error is the target minus ``measurement[index]`` (the measurement is
+    flattened first); the target is the first element of the ``setpoint`` input
+    once a setpoint has arrived, else ``config.setpoint``. The law is
+    ``kp * e + ki * integral(e dt) + kd * de/dt``, so the units of ``action`` are
+    those of the measurement times the gains. ``dt`` is the clock time between
+    steps (0 on the first), so the law is the same in real and simulated time.
+    The derivative is a difference of errors (0 on the first step). While the
+    output is at ``+-limit`` the integrator holds (anti-windup).
 
-    Inputs:
-        | port | dtype/shape | units | meaning |
-        | measurement | float (n,) | as measured | measured state; ``index`` picks the element |
-        | setpoint | float (1,) or scalar | as ``measurement`` | optional target |
+    It steps when an input arrives, or on its ``rate_hz`` with the latest
+    inputs. The integral and the previous error carry over between steps; a
+    restart starts them again from zero.
 
-    Outputs:
-        | port | dtype/shape | units | meaning |
-        | action | float64 (1,) | set by the gains | control effort |
-
-    Config:
-        | key | type | default | meaning |
-        | kp | float | 1.0 | proportional gain |
-        | ki | float | 0.0 | integral gain (1/s) |
-        | kd | float | 0.0 | derivative gain (s) |
-        | setpoint | float | 0.0 | target when the ``setpoint`` input is not wired |
-        | index | int | 0 | element of ``measurement`` to control |
-        | limit | float or None | None | symmetric output limit; None for none |
-
-    Faults: none of its own; no output until the first measurement. An
-    ``index`` past the end of ``measurement`` is an ``exception`` fault. A
-    non-finite measurement or setpoint raises (an ``exception`` fault) before
-    it can reach the integrator.
+    Faults:
+        none of its own; no output until the first measurement. An ``index`` past
+        the end of ``measurement`` is an ``exception`` fault. A non-finite
+        measurement or setpoint raises (an ``exception`` fault) before it can
+        reach the integrator.
 
     YAML::
 
@@ -93,8 +82,13 @@ class PidController(Controller):
           config: {kp: 2.0, kd: 0.1, index: 0, limit: 1.0}
     """
 
-    inputs = (Port("measurement", dtype="float64"), Port("setpoint", dtype="float64"))
-    outputs = (Port("action", dtype="float64", shape=(1,)),)
+    inputs = (
+        Port("measurement", dtype="float64", doc="measured state; ``index`` picks the element"),
+        Port("setpoint", dtype="float64", doc="optional target, in the measurement's units"),
+    )
+    outputs = (
+        Port("action", dtype="float64", shape=(1,), doc="control effort, within +-``limit``"),
+    )
     Config = PidConfig
 
     def setup(self, ctx: NodeContext) -> None:
@@ -124,7 +118,7 @@ class SwingUpConfig:
     energy_gain: float = 1.0
     """Gain of the energy pump far from upright; torque is bang-bang, so only its sign counts."""
     switch_angle: float = 0.5
-    """|angle| (rad) under which the PID balances instead of pumping."""
+    """abs(theta) (rad) under which the PID balances instead of pumping."""
     kp: float = 20.0
     """PID proportional gain near upright (N*m/rad)."""
     ki: float = 0.0
@@ -134,7 +128,7 @@ class SwingUpConfig:
     mass: float = 1.0
     """Pendulum mass (kg), for the energy estimate."""
     length: float = 1.0
-    """Pendulum length (m)."""
+    """Pendulum length (m), for the energy estimate."""
     gravity: float = 10.0
     """Gravity (m/s^2); Pendulum-v1 uses 10."""
 
@@ -149,31 +143,16 @@ class PendulumSwingUp(Controller):
     it; its integrator is cleared while pumping. ``theta`` is the angle from
     upright, ``atan2(sin, cos)``. The energy estimate treats the pendulum as a
     uniform rod (inertia ``mass * length**2 / 3``), as Pendulum-v1 does. ``dt``
-    is the clock time between steps.
+    is the clock time between steps (0 on the first).
 
-    Inputs:
-        | port | dtype/shape | units | meaning |
-        | obs | float32 (3,) | -, -, rad/s | ``[cos(theta), sin(theta), theta_dot]`` |
+    It steps on each observation, or on its ``rate_hz`` with the latest one. The
+    balance PID's integral and previous error carry over between steps; a
+    restart clears them.
 
-    Outputs:
-        | port | dtype/shape | units | meaning |
-        | action | float32 (1,) | N*m | torque, within +-``max_torque`` |
-
-    Config:
-        | key | type | default | meaning |
-        | max_torque | float | 2.0 | torque limit (N*m); Pendulum-v1's is 2 |
-        | energy_gain | float | 1.0 | pump gain; the torque is bang-bang, so only its sign counts |
-        | switch_angle | float | 0.5 | abs(theta) (rad) under which the PID balances |
-        | kp | float | 20.0 | PID proportional gain (N*m/rad) |
-        | ki | float | 0.0 | PID integral gain (N*m/(rad*s)) |
-        | kd | float | 4.0 | PID derivative gain (N*m*s/rad) |
-        | mass | float | 1.0 | pendulum mass (kg), for the energy estimate |
-        | length | float | 1.0 | pendulum length (m), for the energy estimate |
-        | gravity | float | 10.0 | gravity (m/s^2); Pendulum-v1 uses 10 |
-
-    Faults: none of its own; no output until the first observation. An
-    ``obs`` with fewer than 3 elements, or a non-finite one, raises (an
-    ``exception`` fault) rather than turn into full torque.
+    Faults:
+        none of its own; no output until the first observation. An ``obs`` with
+        fewer than 3 elements, or a non-finite one, raises (an ``exception``
+        fault) rather than turn into full torque.
 
     YAML::
 
@@ -183,8 +162,23 @@ class PendulumSwingUp(Controller):
           config: {max_torque: 2.0, switch_angle: 0.5}
     """
 
-    inputs = (Port("obs", dtype="float32", shape=(3,)),)
-    outputs = (Port("action", dtype="float32", shape=(1,), units="N*m"),)
+    inputs = (
+        Port(
+            "obs",
+            dtype="float32",
+            shape=(3,),
+            doc="pendulum state ``[cos(theta), sin(theta), theta_dot]``, theta_dot in rad/s",
+        ),
+    )
+    outputs = (
+        Port(
+            "action",
+            dtype="float32",
+            shape=(1,),
+            units="N*m",
+            doc="torque, within +-``max_torque``",
+        ),
+    )
     Config = SwingUpConfig
 
     def setup(self, ctx: NodeContext) -> None:

@@ -1,20 +1,10 @@
 """Event sensing: a DVS-style event sensor, a synthetic moving edge, and encoders.
 
-``events.dvs`` turns a stream of frames into ON/OFF events, as an event camera
-does: a pixel fires ON when its log intensity has risen by ``threshold`` since
-its last event, OFF when it has fallen by as much, and then stays silent for
-``refractory_s``. Events are binned per tick into a (2, H, W) tensor of counts
-(ON, OFF). A tick without events publishes nothing, so a spiking node fed by it
-runs only on ticks that carry events (event-driven execution); the report notes
-how many ticks were empty.
-
-``scene.edge`` is a synthetic scene for it: a bright vertical edge sweeping
-across a dark frame. The encoders turn low-dimensional observations into spikes:
-
-- ``encode.rate``: each value in [low, high] fires with that probability per step;
-- ``encode.latency``: within a window of ``steps`` ticks, larger values fire earlier;
-- ``encode.delta``: send-on-change, +1 / -1 when a value moved by ``threshold``
-  since it last fired (nothing is published when nothing changed).
+``events.dvs`` (:class:`DvsSensor`) turns frames into ON/OFF events as an event
+camera does; ``scene.edge`` (:class:`MovingEdge`) is a synthetic scene for it.
+The encoders turn low-dimensional observations into spikes: ``encode.rate``
+(:class:`RateEncoder`), ``encode.latency`` (:class:`LatencyEncoder`) and
+``encode.delta`` (:class:`DeltaEncoder`). Each class documents its node type.
 """
 
 from __future__ import annotations
@@ -42,10 +32,40 @@ class DvsConfig:
 
 
 class DvsSensor(Model):
-    """Frames in, ON/OFF event counts per tick out (nothing on a tick without events)."""
+    """Frames in, ON/OFF event counts per tick out (nothing on a tick without events).
 
-    inputs = (Port("frame"),)
-    outputs = (Port("events", "float32", doc="(2, H, W): ON and OFF counts this tick"),)
+    It turns a stream of grey frames into events, as an event camera (DVS)
+    does: a pixel fires ON when its log intensity has risen by ``threshold``
+    since its last event, OFF when it has fallen by as much, and then stays
+    silent for ``refractory_s`` of clock time. A change of several thresholds
+    is several events; the pixel's reference moves by what was emitted and the
+    remainder carries over. Intensities are clipped at 0 (NaN read as 0) and
+    offset by ``eps`` before the log. Events are binned per step into a (2, H,
+    W) array of counts (ON, OFF).
+
+    It steps on each frame, or on its ``rate_hz``. The first frame sets the
+    references and publishes nothing. A step without events publishes nothing,
+    so a spiking node fed by it runs only on steps that carry events
+    (event-driven execution). The references carry over between steps; a
+    restart starts again from the next frame. The report notes the events and
+    the steps without any.
+
+    Faults:
+        a ``threshold`` or ``eps`` that is not positive, or a negative
+        ``refractory_s``, is a config error, reported when the graph is
+        validated. A frame that is not 2-D is an ``exception`` fault; so is a
+        frame of another shape than the first.
+
+    YAML::
+
+        - id: dvs
+          type: events.dvs
+          inputs: {frame: edge/frame}
+          config: {threshold: 0.2, refractory_s: 0.0}
+    """
+
+    inputs = (Port("frame", doc="grey intensity image (H, W), non-negative"),)
+    outputs = (Port("events", "float32", doc="(2, H, W): ON and OFF event counts this step"),)
     Config = DvsConfig
 
     def setup(self, ctx: NodeContext) -> None:
@@ -93,15 +113,36 @@ class DvsSensor(Model):
 @dataclass(frozen=True)
 class EdgeConfig:
     width: int = 16
+    """Frame width (pixels)."""
     height: int = 8
+    """Frame height (pixels)."""
     speed: float = 8.0
     """Pixels per second the edge moves right (it wraps around)."""
 
 
 class MovingEdge(Sensor):
-    """A bright vertical edge sweeping right over a dark frame."""
+    """A bright vertical edge sweeping right over a dark frame.
 
-    outputs = (Port("frame", "float32"),)
+    A synthetic scene for ``events.dvs``: each step draws a ``height`` x
+    ``width`` frame, bright (1.0) from the left up to the edge's column and dark
+    (0.05) to its right. The edge moves ``speed`` pixels per second of clock
+    time and wraps around to column 0, so the frame is a function of time
+    alone; the node keeps no state.
+
+    It runs on its ``rate_hz``.
+
+    Faults:
+        none of its own.
+
+    YAML::
+
+        - id: edge
+          type: scene.edge
+          rate_hz: 100
+          config: {width: 16, height: 8, speed: 8.0}
+    """
+
+    outputs = (Port("frame", "float32", doc="grey image (height, width), intensities in [0, 1]"),)
     Config = EdgeConfig
 
     def step(self, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -115,7 +156,11 @@ class MovingEdge(Sensor):
 @dataclass(frozen=True)
 class EncoderConfig:
     low: float = -1.0
+    """``encode.rate`` and ``encode.latency``: the value that never fires or fires
+    last."""
     high: float = 1.0
+    """``encode.rate`` and ``encode.latency``: the value that always fires or fires
+    first."""
     steps: int = 10
     """``encode.latency``: the window, in ticks."""
     threshold: float = 0.1
@@ -129,10 +174,29 @@ class EncoderConfig:
 
 
 class RateEncoder(Model):
-    """Each value, scaled from [low, high] to [0, 1], fires with that probability."""
+    """Each value, scaled from [low, high] to [0, 1], fires with that probability.
 
-    inputs = (Port("x"),)
-    outputs = (Port("spikes", "float32"),)
+    Rate coding: every step each element of ``x`` fires a spike (1.0) with
+    probability ``(x - low) / (high - low)``, clipped to [0, 1], drawn from the
+    node's seeded generator; the spikes have the shape of ``x``. Only ``low``
+    and ``high`` apply. It steps on each ``x``, or on its ``rate_hz``, and keeps
+    no state between steps.
+
+    Faults:
+        ``high`` not above ``low``, a ``steps`` below 1 or a ``threshold`` that
+        is not positive is a config error, reported when the graph is
+        validated. No output until the first value. A NaN value never fires.
+
+    YAML::
+
+        - id: spikes
+          type: encode.rate
+          inputs: {x: sensor/obs}
+          config: {low: -1.0, high: 1.0}
+    """
+
+    inputs = (Port("x", doc="values to encode, in [low, high]"),)
+    outputs = (Port("spikes", "float32", doc="1 where an element fired, else 0; the shape of x"),)
     Config = EncoderConfig
 
     def step(self, inputs: dict[str, Any]) -> dict[str, Any] | None:
@@ -148,10 +212,33 @@ class RateEncoder(Model):
 
 
 class LatencyEncoder(Model):
-    """Within each window of ``steps`` ticks, a value fires once, larger ones earlier."""
+    """Within each window of ``steps`` ticks, a value fires once, larger ones earlier.
 
-    inputs = (Port("x"),)
-    outputs = (Port("spikes", "float32"),)
+    Latency coding: at the first step of each window of ``steps`` steps, each
+    element of ``x`` is scaled from [low, high] to p in [0, 1] (clipped) and
+    set to fire at step ``round((1 - p) * (steps - 1))`` of the window: ``high``
+    fires first, ``low`` last. Values arriving later in the window are not
+    read. Every step publishes the spikes of that step, often all zero. Only
+    ``low``, ``high`` and ``steps`` apply. It steps on each ``x``, or on its
+    ``rate_hz``; the window position carries over between steps, and a restart
+    starts a new window.
+
+    Faults:
+        ``high`` not above ``low``, a ``steps`` below 1 or a ``threshold`` that
+        is not positive is a config error, reported when the graph is
+        validated. No output until the first value. A NaN value never fires in
+        its window.
+
+    YAML::
+
+        - id: spikes
+          type: encode.latency
+          inputs: {x: sensor/obs}
+          config: {low: -1.0, high: 1.0, steps: 10}
+    """
+
+    inputs = (Port("x", doc="values to encode, in [low, high]"),)
+    outputs = (Port("spikes", "float32", doc="1 where an element fires this step, else 0"),)
     Config = EncoderConfig
 
     def setup(self, ctx: NodeContext) -> None:
@@ -172,10 +259,32 @@ class LatencyEncoder(Model):
 
 
 class DeltaEncoder(Model):
-    """Send-on-change: +1 or -1 where a value moved by ``threshold`` since it fired."""
+    """Send-on-change: +1 or -1 where a value moved by ``threshold`` since it fired.
 
-    inputs = (Port("x"),)
-    outputs = (Port("spikes", "float32"),)
+    Delta coding: each element of ``x`` fires +1 when it has risen by
+    ``threshold`` or more since it last fired, -1 when it has fallen by as much;
+    the elements that fired take their new value as the reference. A step where
+    nothing fired publishes nothing. Only ``threshold`` applies, in the units of
+    ``x``. It steps on each ``x``, or on its ``rate_hz``. The first value sets
+    the references and publishes nothing; they carry over between steps, and a
+    restart starts again from the next value.
+
+    Faults:
+        ``high`` not above ``low``, a ``steps`` below 1 or a ``threshold`` that
+        is not positive is a config error, reported when the graph is
+        validated. A value of another shape than the first is an ``exception``
+        fault. A NaN value never fires.
+
+    YAML::
+
+        - id: spikes
+          type: encode.delta
+          inputs: {x: sensor/obs}
+          config: {threshold: 0.1}
+    """
+
+    inputs = (Port("x", doc="values to encode"),)
+    outputs = (Port("spikes", "float32", doc="+1 or -1 where an element fired, else 0"),)
     Config = EncoderConfig
 
     def setup(self, ctx: NodeContext) -> None:

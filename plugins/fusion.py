@@ -1,21 +1,7 @@
 """Multi-rate fusion: streams at different rates, aligned to one time with a bounded skew.
 
-``fusion`` runs on its own rate. Each step it takes the latest sample of every
-stream named in ``streams`` and checks its age (now minus the time it was
-sensed). A sample no older than ``max_skew_ms`` is used as it is; an older one
-is *late*, and the stream's late policy decides:
-
-- ``drop``: the stream is left out (its ``valid`` flag false, its values zero:
-  a float output with NaN would be a fault);
-- ``hold``: the last sample is used as it is;
-- ``interpolate``: the last two samples are extended linearly to now.
-
-From the first step at which every stream has a sample, it publishes
-``fused`` (the streams' values concatenated in ``streams`` order) and
-``valid`` (one flag per stream), and notes per stream how many steps were
-fresh, held, interpolated and dropped. A stream with ``trust`` below
-``min_trust`` (a predictor's trust output wired as ``<stream>_trust``) is dropped
-whatever its age: untrusted streams are gated out.
+The ``fusion`` node type (:class:`FusionNode`) documents the alignment and the
+late policies (``LATE_POLICIES``).
 """
 
 from __future__ import annotations
@@ -36,6 +22,7 @@ class FusionConfig:
     streams: tuple[str, ...] = ()
     """The inputs to fuse, in output order."""
     max_skew_ms: float = 50.0
+    """Age (ms) up to which a sample counts as fresh: now minus its sensing time."""
     late: str = "hold"
     """Policy for a late sample: drop, hold or interpolate."""
     late_by_stream: dict[str, str] = field(default_factory=dict)
@@ -57,11 +44,54 @@ class FusionConfig:
 
 
 class FusionNode(Model):
-    """Aligns streams of different rates to now, within a skew bound."""
+    """Aligns streams of different rates to now, within a skew bound.
+
+    It takes inputs of any name: one per stream named in ``streams``, and
+    optionally ``<stream>_trust`` (a predictor's ``trust`` output, say). It is
+    meant to run on its own ``rate_hz``; each step it takes the latest sample of
+    every stream (flattened) and checks its age: now minus the time it was
+    sensed. A sample no older than ``max_skew_ms`` is used as it is; an older
+    one is *late*, and the stream's late policy (``late_by_stream``, else
+    ``late``) decides:
+
+    - ``drop``: the stream is left out (its ``valid`` flag false, its values
+      zero: a float output with NaN would be a fault);
+    - ``hold``: the last sample is used as it is;
+    - ``interpolate``: the last two samples are extended linearly to now (held
+      while there is only one).
+
+    A stream whose ``<stream>_trust`` is below ``min_trust`` is dropped whatever
+    its age: untrusted streams are gated out. From the first step at which every
+    stream has a sample, it publishes ``fused`` and ``valid``; before, nothing.
+    Values keep their streams' units. The last two samples of each stream carry
+    over between steps; a restart starts again from the latest samples. The run
+    report notes per stream how many steps were fresh, held, interpolated and
+    dropped.
+
+    Faults:
+        no ``streams``, an unknown late policy, a ``late_by_stream`` entry for a
+        stream not in ``streams`` or a ``max_skew_ms`` that is not positive is a
+        config error, reported when the graph is validated. A trust input that
+        is not a number is an ``exception`` fault.
+
+    YAML::
+
+        - id: fusion
+          type: fusion
+          rate_hz: 50
+          inputs:
+            imu: imu/obs
+            camera: camera/obs
+            camera_trust: {from: predictor/trust, trigger: false}
+          config: {streams: [imu, camera], max_skew_ms: 20, late: interpolate}
+    """
 
     Config = FusionConfig
     accepts_any_inputs = True  # the streams and their trust inputs
-    outputs = (Port("fused", "float64"), Port("valid", "bool"))
+    outputs = (
+        Port("fused", "float64", doc="the streams' values concatenated in ``streams`` order"),
+        Port("valid", "bool", doc="one flag per stream: false where it was dropped"),
+    )
 
     def setup(self, ctx: NodeContext) -> None:
         cfg: FusionConfig = ctx.config

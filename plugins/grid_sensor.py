@@ -1,15 +1,9 @@
 """A synthetic grid sensor that senses only what it is told to, and a policy that tells it.
 
-``grid.camera`` looks at a scene of Gaussian blobs moving across a square grid
-and bouncing off its edges (:class:`BlobScene`, deterministic from the seed and
-the time). It takes sensing commands: a region or a mask (only those cells are
-read; the others come out as 0), and a resolution (16x16 or 8x8: cells read in
-2x2 blocks, a quarter of the cost). It publishes the ``frame``, the ``mask`` of
-cells read, and, for evaluation only, the true ``scene`` and blob ``positions``.
-
-``sensing.roi`` picks the cells to read: those where the current estimate of the
-full view (a predictor's) is brightest, plus a share of random cells to find
-what moved in, within a budget (a fraction of the grid).
+``grid.camera`` (:class:`GridCamera`) reads the cells of a scene of moving
+Gaussian blobs (:class:`BlobScene`) that its sensing commands select;
+``sensing.roi`` (:class:`RoiSelection`) picks those cells from an estimate of
+the full view. Each class documents its node type.
 """
 
 from __future__ import annotations
@@ -53,8 +47,11 @@ class BlobScene:
 @dataclass(frozen=True)
 class GridCameraConfig:
     size: int = 16
+    """Cells per side of the grid; only 16 is supported (its sensing spec is 16x16)."""
     blobs: int = 2
+    """Blobs in the scene."""
     sigma: float = 1.5
+    """Standard deviation of each blob (cells)."""
     speed: float = 3.0
     """Cells per second."""
 
@@ -64,13 +61,43 @@ class GridCameraConfig:
 
 
 class GridCamera(Sensor):
-    """Reads the cells of a synthetic scene that it is told to read."""
+    """Reads the cells of a synthetic scene that it is told to read.
+
+    The scene is ``blobs`` Gaussian blobs (peak 1, standard deviation ``sigma``
+    cells) on a dark 16x16 grid, each moving in a straight line at ``speed``
+    cells/s and bouncing off the edges. Start positions and directions come
+    from the node's seeded generator; positions are a function of clock time,
+    so a run is repeatable. Each step renders the scene at the clock time and
+    reads the cells its sensing settings allow.
+
+    It runs on its ``rate_hz``. It is a steerable sensor: commands on its
+    ``sensing`` input change its rate, turn it off and on, take one reading
+    now, set a region or a mask (only those cells are read; the others come out
+    as 0) and pick a resolution (16x16, or 8x8: cells read as the mean of 2x2
+    blocks, the frame still 16x16). A reading costs 1 energy unit at full
+    region and resolution, scaled by the share of cells and pixels read. The
+    scene carries over between steps; a restart draws a new one from the
+    generator.
+
+    Faults:
+        a ``size`` other than 16 or fewer than one blob is a config error,
+        reported when the graph is validated. None at run time: commands the
+        sensor cannot follow are rejected and counted by the runtime.
+
+    YAML::
+
+        - id: camera
+          type: grid.camera
+          rate_hz: 20
+          inputs: {sensing: roi/command}
+          config: {blobs: 2, speed: 3.0}
+    """
 
     outputs = (
-        Port("frame", "float32", doc="the cells read; 0 where not read"),
-        Port("mask", "float32", doc="1 where read"),
+        Port("frame", "float32", doc="intensities of the cells read, 0 where not read"),
+        Port("mask", "float32", doc="1 where a cell was read, 0 elsewhere"),
         Port("scene", "float32", doc="the whole true scene (for evaluation only)"),
-        Port("positions", "float64", doc="true blob positions, row/col (evaluation only)"),
+        Port("positions", "float64", doc="true blob positions, (blobs, 2) row and column in cells"),
     )
     Config = GridCameraConfig
     sensing = SensingSpec(
@@ -133,12 +160,34 @@ class RoiConfig:
 class RoiSelection(Controller):
     """Reads the cells the estimate says matter (the brightest), plus a few at random.
 
-    Inputs: ``estimate`` (the full view, e.g. a masked autoencoder's
-    reconstruction). Outputs: ``command`` with the next reading's ``mask``.
+    Each step it picks the cells of a sensor's next reading: a budget of
+    ``fraction`` of the grid (at least one cell), of which the share
+    ``explore`` is drawn at random from the rest (from the node's seeded
+    generator), to find what moved in, and the others are the cells where the
+    estimate is brightest. The estimate is a full view (a masked autoencoder's
+    reconstruction, say), reshaped to ``isqrt(size)`` rows. Wire ``command`` to
+    a steerable sensor's ``sensing`` input, e.g. ``grid.camera``'s.
+
+    It steps when an estimate arrives, or on its ``rate_hz``. It keeps no
+    state between steps.
+
+    Faults:
+        a ``fraction`` outside (0, 1] or an ``explore`` outside [0, 1] is a
+        config error, reported when the graph is validated. No output until the
+        first estimate. An estimate whose size does not split into
+        ``isqrt(size)`` rows is an ``exception`` fault; a mask the sensor cannot
+        take (another grid) is rejected and counted by the runtime.
+
+    YAML::
+
+        - id: roi
+          type: sensing.roi
+          inputs: {estimate: mae/recon}
+          config: {fraction: 0.25, explore: 0.25}
     """
 
-    inputs = (Port("estimate"),)
-    outputs = (Port("command"),)
+    inputs = (Port("estimate", doc="estimated full view of the grid"),)
+    outputs = (Port("command", doc="sensing command with the next reading's ``mask``"),)
     Config = RoiConfig
 
     def step(self, inputs: dict[str, Any]) -> dict[str, Any] | None:

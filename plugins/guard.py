@@ -1,22 +1,7 @@
 """The cascade guard: back to full sensing and a safe controller when trust fails.
 
-Adaptive sensing trades readings for predictions, and a feedback loop amplifies
-what goes wrong: a corrupted stream, a predictor that drifts, actions made on
-stale data. ``guard`` sits between the adaptive parts and the plant:
-
-- *normal*: it forwards the adaptive sensing policy's ``command`` and the
-  controller's ``action``;
-- *guarded*: it commands the sensor back to ``full_rate_hz`` and forwards
-  ``safe_action`` instead (when wired).
-
-It trips when ``trust`` (a predictor's) stays below ``low`` for ``trip_after``
-steps in a row, or when the action it forwards misses its sense-to-act deadline
-(``deadline_ms``: now minus the sensing time behind the action) that many times
-in a row. It recovers when trust stays at or above ``high`` for
-``recover_after`` steps, then sends the settings the policy had set (its
-commands merged, one-off ``read`` requests left out). Every
-transition is recorded (series ``<id>.trip_s`` and ``<id>.recover_s``); the
-``mode`` output is 0 normal, 1 guarded.
+The ``guard`` node type (:class:`CascadeGuard`) documents when it trips and
+recovers.
 """
 
 from __future__ import annotations
@@ -33,9 +18,13 @@ from edgeloop.runtime.sensing import sensing_command
 @dataclass(frozen=True)
 class GuardConfig:
     low: float = 0.5
+    """Trust below this counts toward a trip."""
     high: float = 0.8
+    """Trust at or above this counts toward recovery."""
     trip_after: int = 3
+    """Steps in a row of low trust, or of missed deadlines, that trip the guard."""
     recover_after: int = 25
+    """Steps in a row of high trust (or on time) after which it recovers."""
     deadline_ms: float | None = None
     """Sense-to-act deadline of the forwarded action (None: not watched)."""
     full_rate_hz: float = 50.0
@@ -49,10 +38,61 @@ class GuardConfig:
 
 
 class CascadeGuard(Controller):
-    """Full sensing and a safe controller while trust is low or deadlines are missed."""
+    """Full sensing and a safe controller while trust is low or deadlines are missed.
 
-    inputs = (Port("action"), Port("safe_action"), Port("trust"), Port("command"))
-    outputs = (Port("action"), Port("command"), Port("mode"))
+    Adaptive sensing trades readings for predictions, and a feedback loop
+    amplifies what goes wrong: a corrupted stream, a predictor that drifts,
+    actions made on stale data. The guard sits between the adaptive parts and
+    the plant, in one of two modes:
+
+    - *normal*: it forwards the adaptive sensing policy's ``command`` (each new
+      one, once) and the controller's ``action``;
+    - *guarded*: it commands the sensor back to ``full_rate_hz`` (and enabled)
+      and forwards ``safe_action`` instead of ``action`` once one has arrived;
+      the policy's commands are held back.
+
+    It trips when ``trust`` (the first element) stays below ``low`` for
+    ``trip_after`` steps in a row, or when the action it forwards misses its
+    sense-to-act deadline (``deadline_ms``: now minus the sensing time behind
+    the action) at that many steps in a row. It recovers when trust stays at or
+    above ``high`` for ``recover_after`` steps (without a trust value, with
+    ``deadline_ms`` set, each step whose action is on time counts), then sends
+    the settings the policy had set (its commands merged, one-off ``read``
+    requests left out). Every transition is recorded (series ``<id>.trip_s``
+    and ``<id>.recover_s``, clock times in s) and the report notes the trips.
+    Without a trust input and without ``deadline_ms`` it never trips.
+
+    It steps when an input arrives, or on its ``rate_hz``, and publishes
+    ``mode`` at every step. The mode, the streaks and the policy's settings
+    carry over between steps; a restart starts normal with none.
+
+    Faults:
+        a config without ``0 <= low <= high <= 1``, or a ``trip_after`` or
+        ``recover_after`` below 1, is a config error, reported when the graph is
+        validated. A ``trust`` that is not a number is an ``exception`` fault.
+
+    YAML::
+
+        - id: guard
+          type: guard
+          inputs:
+            action: controller/action
+            trust: {from: predictor/trust, trigger: false}
+            command: trigger/command
+          config: {low: 0.5, high: 0.8, trip_after: 2, recover_after: 25, full_rate_hz: 50}
+    """
+
+    inputs = (
+        Port("action", doc="controller's action, forwarded while normal"),
+        Port("safe_action", doc="safe controller's action, forwarded while guarded (optional)"),
+        Port("trust", doc="predictor's trust in its readings, 0..1 (optional)"),
+        Port("command", doc="adaptive sensing policy's command, forwarded while normal"),
+    )
+    outputs = (
+        Port("action", doc="action to apply"),
+        Port("command", doc="sensing command for the sensor's ``sensing`` input"),
+        Port("mode", doc="guard mode, an int8 array (1,): 0 normal, 1 guarded"),
+    )
     Config = GuardConfig
 
     def setup(self, ctx: NodeContext) -> None:

@@ -129,7 +129,8 @@ class PlantConfig:
     plant: str = "plant"
     """Name that pairs a sensor with its actuator."""
     dt: float | None = None
-    """Integration step (s) to set on the env; match it to the loop rate."""
+    """Integration step (s) to set on the env's ``dt`` (or ``tau``); match it to the
+    loop rate. None keeps the env's own."""
     max_episode_steps: int | None = None
     """Episode length before a reset; None keeps the env's default."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -193,36 +194,29 @@ class GymSensor(Sensor):
     Pendulum-v1, ``obs`` is float32 (3,): ``[cos(theta), sin(theta), theta_dot]``
     in -, -, rad/s.
 
-    Inputs: ``sensing`` (optional): sensing commands (:mod:`edgeloop.runtime.sensing`)
-    that change its rate (0.01 to 1000 Hz), turn it off and on, or take one reading
-    now; the sensor otherwise runs on its ``rate_hz``. A reading costs 1 energy
-    unit unless the node's ``sensing: {cost_per_reading: ...}`` says otherwise.
+    It runs on its ``rate_hz``. It is a steerable sensor: commands on its
+    ``sensing`` input change its rate (0.01 to 1000 Hz, narrowed by the node's
+    ``sensing:`` bounds), turn it off and on, or take one reading now. A reading
+    costs 1 energy unit unless the node's ``sensing: {cost_per_reading: ...}``
+    says otherwise.
 
-    Outputs:
-        | port | dtype/shape | units | meaning |
-        | obs | env's observation dtype/shape | as the env | the latest observation |
+    The sensor and its ``gym.actuator`` share one environment through the
+    ``plant`` name, and their config. The first node of a plant to set up makes
+    the environment from its own config; the other must name the same ``env``
+    and may leave ``dt``, ``max_episode_steps``, ``env_kwargs`` and ``task``
+    out, but not contradict them. A task is written before the first reset and
+    stays for every episode; its values are not range-checked (the plant knows
+    no task space). The environment lives as long as the loop: a restart of
+    the node finds the same one, mid-episode.
 
-    Config (shared with ``gym.actuator``, see :class:`PlantConfig`):
-        | key | type | default | meaning |
-        | env | str | ``Pendulum-v1`` | gymnasium environment id |
-        | plant | str | ``plant`` | name that pairs a sensor with its actuator |
-        | dt | float or None | None | integration step (s) set on the env; None keeps its own |
-        | max_episode_steps | int or None | None | episode length; None keeps the env's |
-        | env_kwargs | dict[str, Any] | ``{}`` | extra arguments to ``gymnasium.make`` |
-        | task | dict[str, float] | ``{}`` | values by ``env.unwrapped`` attribute: ``{m: 1.5}`` |
-
-    The first node of a plant to set up makes the environment from its own
-    config; the other must name the same ``env`` and may leave ``dt``,
-    ``max_episode_steps``, ``env_kwargs`` and ``task`` out, but not contradict
-    them. A task is written before the first reset and stays for every episode;
-    its values are not range-checked (the plant knows no task space).
-
-    Faults: ``setup`` raises MissingDependencyError (naming the ``gym`` extra)
-    without gymnasium, and EdgeloopError for an unregistered ``env``, a ``dt``
-    the env has no ``dt`` or ``tau`` to take, or a ``plant`` already made with
-    another ``env`` or other settings, or a ``task`` attribute the env does not
-    have (the fix names close matches). A ``task`` value that is not a finite
-    number is a config error, reported when the graph is validated.
+    Faults:
+        ``setup`` raises MissingDependencyError (naming the ``gym`` extra)
+        without gymnasium, and EdgeloopError for an unregistered ``env``, a
+        ``dt`` the env has no ``dt`` or ``tau`` to take, a ``plant`` already made
+        with another ``env`` or other settings, or a ``task`` attribute the env
+        does not have (the fix names close matches). A ``task`` value that is
+        not a finite number is a config error, reported when the graph is
+        validated.
 
     YAML::
 
@@ -232,7 +226,9 @@ class GymSensor(Sensor):
           config: {env: Pendulum-v1, dt: 0.02}
     """
 
-    outputs = (Port("obs", dtype="float32", doc="environment observation"),)
+    outputs = (
+        Port("obs", dtype="float32", doc="latest observation, in the env's own dtype and shape"),
+    )
     Config = PlantConfig
     sensing = SensingSpec(min_rate_hz=0.01, max_rate_hz=1000.0, cost_per_reading=1.0)
 
@@ -251,37 +247,27 @@ class GymActuator(Actuator):
     clipped to its bounds. When an episode terminates or is truncated, the
     node adds its return to the report series ``<node id>.episode_return`` and
     the environment resets. Without ``rate_hz`` it steps once per action; with
-    it, once per tick with the latest action held.
+    it, once per tick with the latest action held. It has no outputs.
 
-    Inputs:
-        | port | dtype/shape | units | meaning |
-        | action | env's action dtype/shape | as the env | action to apply (Pendulum-v1: N*m) |
+    The actuator and its ``gym.sensor`` share one environment through the
+    ``plant`` name, and their config. The first node of a plant to set up makes
+    the environment from its own config; the other must name the same ``env``
+    and may leave ``dt``, ``max_episode_steps``, ``env_kwargs`` and ``task``
+    out, but not contradict them. A task is written before the first reset and
+    stays for every episode; its values are not range-checked (the plant knows
+    no task space). The environment and the running episode's return live as
+    long as the loop: a restart of the node finds them as they were.
 
-    Outputs: none.
-
-    Config (shared with ``gym.sensor``, see :class:`PlantConfig`):
-        | key | type | default | meaning |
-        | env | str | ``Pendulum-v1`` | gymnasium environment id |
-        | plant | str | ``plant`` | name that pairs a sensor with its actuator |
-        | dt | float or None | None | integration step (s) set on the env; None keeps its own |
-        | max_episode_steps | int or None | None | episode length; None keeps the env's |
-        | env_kwargs | dict[str, Any] | ``{}`` | extra arguments to ``gymnasium.make`` |
-        | task | dict[str, float] | ``{}`` | values by ``env.unwrapped`` attribute: ``{m: 1.5}`` |
-
-    The first node of a plant to set up makes the environment from its own
-    config; the other must name the same ``env`` and may leave ``dt``,
-    ``max_episode_steps``, ``env_kwargs`` and ``task`` out, but not contradict
-    them. A task is written before the first reset and stays for every episode;
-    its values are not range-checked (the plant knows no task space).
-
-    Faults: ``setup`` raises MissingDependencyError (naming the ``gym`` extra)
-    without gymnasium, and EdgeloopError for an unregistered ``env``, a ``dt``
-    the env has no ``dt`` or ``tau`` to take, or a ``plant`` already made with
-    another ``env`` or other settings, or a ``task`` attribute the env does not
-    have (the fix names close matches). A ``task`` value that is not a finite
-    number is a config error, reported when the graph is validated. An action the env
-    cannot take (e.g. one that cannot be reshaped to a ``Box`` space) is an
-    ``exception`` fault. No action yet means no env step.
+    Faults:
+        ``setup`` raises MissingDependencyError (naming the ``gym`` extra)
+        without gymnasium, and EdgeloopError for an unregistered ``env``, a
+        ``dt`` the env has no ``dt`` or ``tau`` to take, a ``plant`` already made
+        with another ``env`` or other settings, or a ``task`` attribute the env
+        does not have (the fix names close matches). A ``task`` value that is
+        not a finite number is a config error, reported when the graph is
+        validated. An action the env cannot take (e.g. one that cannot be
+        reshaped to a ``Box`` space) is an ``exception`` fault. No action yet
+        means no env step.
 
     YAML::
 
@@ -291,7 +277,13 @@ class GymActuator(Actuator):
           config: {env: Pendulum-v1, dt: 0.02}
     """
 
-    inputs = (Port("action", dtype="float32", doc="action to apply"),)
+    inputs = (
+        Port(
+            "action",
+            dtype="float32",
+            doc="action to apply, in the env's action space (Pendulum-v1: torque in N*m)",
+        ),
+    )
     Config = PlantConfig
 
     def setup(self, ctx: NodeContext) -> None:

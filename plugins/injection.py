@@ -1,13 +1,7 @@
 """Fault injection for robustness tests: corrupt a stream part of the time.
 
-``inject`` passes its ``in`` input to ``out`` and, inside its corruption
-windows, adds noise, freezes the value (a stuck sensor), adds an offset, drops
-the message, or delays it by ``scale`` seconds (the node then needs a
-``rate_hz``, the rate it releases delayed messages at; each keeps the time it
-was sensed, so latency downstream grows by the delay). Windows are explicit
-(``windows``) or periodic bursts (``every_s`` and ``duty``). The noise comes
-from the node's seeded generator, so a run is repeatable. The report notes how
-many messages it corrupted.
+The ``inject`` node type (:class:`FaultInjector`) documents its modes
+(``MODES``) and windows.
 """
 
 from __future__ import annotations
@@ -28,8 +22,9 @@ class InjectConfig:
     """noise (Gaussian, std ``scale``), stuck, offset (+ ``scale``), dropout, or
     delay (by ``scale`` seconds)."""
     scale: float = 1.0
+    """Noise standard deviation, offset, or delay (s), in the stream's units."""
     windows: list[list[float]] = field(default_factory=list)
-    """[start_s, end_s] pairs when the stream is corrupted."""
+    """[start_s, end_s] pairs of clock time (s) when the stream is corrupted."""
     every_s: float | None = None
     """Periodic bursts: one every ``every_s`` seconds ..."""
     duty: float = 0.3
@@ -45,10 +40,48 @@ class InjectConfig:
 
 
 class FaultInjector(Model):
-    """Corrupts the stream passing through it inside its windows."""
+    """Corrupts the stream passing through it inside its windows.
 
-    inputs = (Port("in"),)
-    outputs = (Port("out"),)
+    For robustness tests: it passes ``in`` to ``out`` unchanged outside its
+    corruption windows, and inside them (by ``mode``):
+
+    - ``noise``: adds Gaussian noise of standard deviation ``scale``, from the
+      node's seeded generator, so a run is repeatable;
+    - ``stuck``: repeats the first value of the window (a stuck sensor);
+    - ``offset``: adds ``scale``;
+    - ``dropout``: publishes nothing;
+    - ``delay``: holds each message until ``scale`` seconds after it was
+      sensed. Each keeps the time it was sensed, so latency downstream grows
+      by the delay; it releases the newest message due and drops those sensed
+      before it. The node then needs a ``rate_hz``, the rate it releases
+      delayed messages at.
+
+    ``noise`` and ``offset`` keep the payload's dtype (an integer payload is
+    truncated). ``scale`` is in the stream's units (seconds for ``delay``).
+    Windows are explicit (``windows``, clock times in s) or periodic bursts
+    (``every_s`` and ``duty``); a time in either is corrupted.
+
+    It steps when ``in`` arrives, or on its ``rate_hz``. The stuck value and
+    the delayed messages carry over between steps; a restart drops them. The
+    report notes how many messages it corrupted.
+
+    Faults:
+        an unknown ``mode``, a window that is not ``[start_s, end_s]`` with
+        start before end, or a non-positive ``every_s`` or a ``duty`` outside
+        (0, 1] is a config error, reported when the graph is validated.
+        ``noise`` or ``offset`` on a payload that is not numeric is an
+        ``exception`` fault.
+
+    YAML::
+
+        - id: corrupt
+          type: inject
+          inputs: {in: sensor/obs}
+          config: {mode: noise, scale: 0.5, every_s: 4.0, duty: 0.25}
+    """
+
+    inputs = (Port("in", doc="stream to corrupt"),)
+    outputs = (Port("out", doc="stream as passed on: unchanged, corrupted, held or dropped"),)
     Config = InjectConfig
 
     def setup(self, ctx: NodeContext) -> None:

@@ -1,11 +1,8 @@
 """The ONNX model node: runs a ``.onnx`` file or an exported bundle in a loop.
 
-Its ports are the model's inputs and outputs (renamed with ``ports``). The
-session is built from the graph's hardware profile: execution providers in
-the profile's order with its options; one that is missing from this ONNX
-Runtime build, that ONNX Runtime silently replaces, or that fails a first
-real inference is skipped, and the run report says which provider runs and
-why the others were skipped. The board needs onnxruntime and numpy only.
+The ``onnx.model`` node type (:class:`OnnxModel`) takes its ports from the model
+and picks the execution provider from the graph's hardware profile. The board
+needs onnxruntime and numpy only.
 """
 
 from __future__ import annotations
@@ -115,30 +112,38 @@ def _cpu_session(model_file: Path) -> Any:
 class OnnxModel(Model):
     """Runs an ONNX model (file or bundle) with the profile's execution providers.
 
-    Inputs and outputs: the model's, one port per tensor, named after it or as
-    ``ports`` maps them; dtypes and shapes are the model's.
-        | port | dtype/shape | units | meaning |
-        | <model input> | the model's | as the model | fed to the model |
-        | <model output> | the model's | as the model | what the model returns |
+    Its ports come from the model: one input port per model input and one
+    output port per model output, with the tensor's dtype and shape (named or
+    None dimensions are free). A port is named after its tensor unless a bundle
+    manifest's ``ports`` or the config's ``ports`` (port name -> tensor name,
+    the config's taking precedence) gives it another name. A bundle whose
+    manifest pairs state inputs with state outputs (a recurrent model) keeps
+    that state inside the node: those tensors are not ports, the state starts
+    at the manifest's initial values and carries over between steps, and the
+    node gets a ``reset`` input. Units and meaning are the model's.
 
-    Config:
-        | key | type | default | meaning |
-        | model | str | (required) | ``.onnx`` file or bundle folder |
-        | ports | dict[str, str] | ``{}`` | port name -> tensor name |
-        | providers | list[str] or None | None | providers to try instead of the profile's |
-        | warmup | int | 3 | inferences at setup after the provider check |
-        | add_batch_dim | bool | True | add/drop a missing leading batch dimension |
-        | threads | int or None | None | intra-op threads (None: the profile's cpu_threads) |
-        | variant | str or None | None | a bundle's other model version to run (``fp16``) |
+    The session is built at setup. Providers are tried in the order of
+    ``providers``, else the hardware profile's list with its options, else the
+    CPU alone. A provider missing from this ONNX Runtime build, one that ONNX
+    Runtime silently replaces, or one that fails a first real inference on
+    zeros is skipped; then ``warmup`` more inferences run. The run report
+    notes ``provider`` (the one that runs) and ``skipped`` (each provider passed
+    over and why).
 
-    Faults: a missing, tampered or unloadable model, or no provider that runs
-    it, fails setup (and ``edgeloop validate``, for the first ones). On the
-    first step, an input of the wrong dtype or shape raises, saying what the
-    model expects and what came. Non-finite float outputs are ``non_finite``
-    faults.
+    It steps when an input arrives, or on its ``rate_hz``, and runs the model
+    once every input has a message (no output before). With ``add_batch_dim``,
+    inputs that lack the model's leading batch dimension get one, and outputs
+    lose it again. A recurrent model steps only on a fresh model input; a
+    ``reset`` message alone sets the state back to its initial values without
+    stepping. A restart starts the state again from its initial values.
 
-    Notes in the run report: ``provider`` (the one that runs), ``skipped``
-    (each provider passed over and why).
+    Faults:
+        a missing, tampered or unloadable model, or no provider that runs it,
+        fails setup (and ``edgeloop validate``, for the first ones). A ``ports``
+        entry naming a tensor the model does not have is a config error (the
+        fix names close matches). On the first step, an input of the wrong dtype
+        or shape raises (an ``exception`` fault), saying what the model expects
+        and what came. Non-finite float outputs are ``non_finite`` faults.
 
     YAML::
 

@@ -1,18 +1,7 @@
 """Predictors that fill in what was not sensed: a Kalman filter over a known model.
 
-``predictor.kalman`` runs on its own rate (the control rate). Every tick it
-predicts the state one step on, with the last action applied; when a fresh
-reading has arrived it corrects the prediction with it. It publishes the
-estimate in the sensor's own format (``obs``), so a controller written for the
-sensor runs on it unchanged, and its uncertainty, which sensing policies use to
-decide when to read again.
-
-Models (``model``):
-
-- ``pendulum``: Pendulum-v1's dynamics, state ``[theta, theta_dot]``, torque in,
-  observation ``[cos theta, sin theta, theta_dot]`` (an extended Kalman filter).
-- ``constant_velocity``: ``dims`` positions and their velocities; the reading is
-  the positions (a linear Kalman filter).
+The ``predictor.kalman`` node type (:class:`KalmanPredictor`) documents its
+models and its gate.
 """
 
 from __future__ import annotations
@@ -125,28 +114,65 @@ class KalmanConfig:
 class KalmanPredictor(Model):
     """Predicts the state between readings and corrects it with each fresh one.
 
-    Inputs:
-        | port | meaning |
-        | measurement | the sensor's reading (read when fresh, never waited for) |
-        | action | the last action applied, for the prediction (optional) |
+    It runs on its own rate (the control rate; ``dt`` should be its period).
+    Every tick it predicts the state one step on, with the first element of the
+    last ``action`` applied (0 before any); when a fresh reading has arrived it
+    corrects the prediction with it. A reading sensed more than ``dt / 2``
+    before the tick (one read on demand between ticks, say) corrects the
+    estimate before the prediction instead. It publishes the estimate in the
+    sensor's own format (``obs``), so a controller written for the sensor runs
+    on it unchanged, and its uncertainty, which sensing policies use to decide
+    when to read again.
 
-    Outputs:
-        | port | dtype/shape | meaning |
-        | obs | float32, the reading's shape | the estimate in the sensor's format |
-        | state | float32 (n,) | the state estimate |
-        | uncertainty | float | the largest standard deviation of the state |
-    | trust | float | how far recent readings agreed with the predictions, 0..1 |
+    Models (``model``):
 
-    It publishes nothing before its first reading. The report notes how many
-    predictions ran on a fresh reading and how many on prediction alone.
+    - ``pendulum``: Pendulum-v1's dynamics (an extended Kalman filter), state
+      ``[theta, theta_dot]`` in rad and rad/s, torque in N*m (clipped to +-2, and
+      theta_dot to +-8, as Pendulum-v1 does), reading
+      ``[cos(theta), sin(theta), theta_dot]``; ``mass`` and ``length`` set the
+      model, gravity is 10 m/s^2.
+    - ``constant_velocity``: ``dims`` positions and their velocities (a linear
+      Kalman filter); the reading is the positions, ``action`` is not used.
+
+    The first reading sets the state (velocities 0 for ``constant_velocity``)
+    and its covariance; it publishes nothing before. With ``gate``, a reading
+    whose normalised innovation squared passes the gate is rejected (the gate
+    keeps its width through a run of rejections), and after ``max_rejections``
+    in a row one is accepted again. ``trust`` averages 1 per accepted and 0 per
+    rejected reading. The estimate, its covariance and trust carry over between
+    ticks; a restart starts again from the latest reading. The report notes how
+    many predictions ran on a fresh reading, how many on prediction alone, and
+    how many readings were rejected.
+
+    Faults:
+        an unknown ``model``, a ``dt`` that is not positive or a negative noise
+        is a config error, reported when the graph is validated. A later reading
+        that is not finite is rejected like an outlier (trust drops), never
+        used. A reading whose size differs from the model's is an ``exception``
+        fault. A non-finite first reading, or a non-finite ``action`` with the
+        ``pendulum`` model, makes the estimate non-finite: a ``non_finite`` fault
+        on its outputs.
+
+    YAML::
+
+        - id: predictor
+          type: predictor.kalman
+          rate_hz: 50
+          inputs:
+            measurement: sensor/obs
+            action: {from: safety/action, feedback: true}
+          config: {model: pendulum, dt: 0.02}
     """
 
-    inputs = (Port("measurement"), Port("action"))
+    inputs = (
+        Port("measurement", doc="the sensor's reading (used when fresh, never waited for)"),
+        Port("action", doc="the last action applied, for the prediction (optional)"),
+    )
     outputs = (
-        Port("obs", "float32"),
-        Port("state", "float32"),
-        Port("uncertainty", "float64"),
-        Port("trust", "float64"),
+        Port("obs", "float32", doc="estimate in the reading's format and shape"),
+        Port("state", "float32", doc="state estimate, (2,) or (2 * dims,)"),
+        Port("uncertainty", "float64", doc="largest standard deviation of the state"),
+        Port("trust", "float64", doc="agreement of recent readings with the predictions, 0..1"),
     )
     Config = KalmanConfig
 

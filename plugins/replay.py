@@ -1,11 +1,7 @@
 """Playing a recorded node back: the ``replay`` node type.
 
-``edgeloop replay`` puts one in place of every recorded source node (a sensor,
-say): it keeps the node's id, rate and place in the graph, and at each step
-emits exactly the messages that node published at that clock time in the
-recording (nothing where it published nothing). Every other node runs again on
-those inputs, so with nothing replaced a deterministic loop reproduces its
-recorded outputs bit for bit.
+``edgeloop replay`` puts one (:class:`ReplaySource`) in place of every recorded
+source node; the class documents how it plays the recording back.
 """
 
 from __future__ import annotations
@@ -54,14 +50,23 @@ def recorded_outputs(path: str | Path, node: str) -> dict[int, dict[str, Any]]:
 class ReplaySource(Sensor):
     """Emits a recorded node's outputs at the clock times it published them.
 
-    Outputs: the recorded node's ports, with the dtype and shape recorded.
+    ``edgeloop replay`` puts one in place of every recorded source node (a
+    sensor, say): it keeps the node's id, rate and place in the graph. Its
+    ports come from the recording: one output per port the recorded node
+    published (topics ``/<node>/<port>``), with the dtype and shape of that
+    port's first recorded array (an untyped port for other payloads). It has no
+    inputs; units and meaning are those of the recorded node's outputs.
 
-    Config:
-        | key | type | default | meaning |
-        | recording | str | required | the MCAP file |
-        | node | str | required | the recorded node's id |
+    It runs on its ``rate_hz``, which should be the recorded node's. At each
+    step it emits exactly the messages the node published at that clock time
+    (to the nanosecond) in the recording, and nothing where it published
+    nothing, so with nothing else replaced a deterministic loop reproduces its
+    recorded outputs bit for bit. It keeps no state between steps: the
+    recording is read once per file version and shared.
 
-    Faults: a recording without that node's messages is a config error.
+    Faults:
+        a recording that cannot be opened or read, or that holds no messages of
+        ``node``, is a RecordingError when the graph is validated or built.
 
     YAML::
 

@@ -17,7 +17,7 @@ class ClampConfig:
     high: float = 1.0
     """Highest allowed value of every element."""
     max_rate: float | None = None
-    """Largest change per second of any element; None means no rate limit."""
+    """Largest change per second of any element (action units/s); None means no rate limit."""
 
     def __post_init__(self) -> None:
         if self.low > self.high:
@@ -32,27 +32,21 @@ class ActionClamp(Controller):
     Every element is clipped to ``[low, high]``. With ``max_rate``, each element
     may then move at most ``max_rate * dt`` from the previous safe action, where
     ``dt`` is the clock time between steps; the first action is only clipped.
+    The limits are in the action's own units (``max_rate`` in those units per
+    second), the same for every element. The safe action has the input's
+    shape, and a float32 action stays float32.
 
-    Inputs:
-        | port | dtype/shape | units | meaning |
-        | action | float (n,) | as input | requested action |
+    It steps on each action, or on its ``rate_hz`` with the latest one. The
+    previous safe action and its time carry over between steps; a restart
+    forgets them, so the next action is only clipped.
 
-    Outputs:
-        | port | dtype/shape | units | meaning |
-        | action | same as input | as input | safe action |
-
-    Config:
-        | key | type | default | meaning |
-        | low | float | -1.0 | lowest allowed value of every element |
-        | high | float | 1.0 | highest allowed value of every element |
-        | max_rate | float or None | None | largest change per second (units/s); None for none |
-
-    Faults: ``low`` above ``high`` or a ``max_rate`` that is not positive is a
-    config error, reported when the graph is validated. No output until the
-    first action. A non-finite action raises (an ``exception`` fault) and is
-    neither passed on nor kept as the previous action. With ``max_rate``, an
-    action whose shape does not broadcast against the previous one is an
-    ``exception`` fault.
+    Faults:
+        ``low`` above ``high`` or a ``max_rate`` that is not positive is a
+        config error, reported when the graph is validated. No output until the
+        first action. A non-finite action raises (an ``exception`` fault) and is
+        neither passed on nor kept as the previous action. With ``max_rate``, an
+        action whose shape does not broadcast against the previous one is an
+        ``exception`` fault.
 
     YAML::
 
@@ -62,8 +56,8 @@ class ActionClamp(Controller):
           config: {low: -2.0, high: 2.0, max_rate: 40.0}
     """
 
-    inputs = (Port("action", dtype="float64"),)
-    outputs = (Port("action", dtype="float64"),)
+    inputs = (Port("action", dtype="float64", doc="requested action"),)
+    outputs = (Port("action", dtype="float64", doc="safe action, within the limits"),)
     Config = ClampConfig
 
     def setup(self, ctx: NodeContext) -> None:

@@ -27,6 +27,7 @@ class UrgencyConfig:
     index: int = 0
     """Element of ``state`` whose distance from ``center`` sets the urgency."""
     center: float = 0.0
+    """Value of the element where sensing matters most (e.g. an unstable equilibrium)."""
     angle: bool = False
     """The element is an angle: distances wrap around 2 pi."""
     near: float = 0.3
@@ -34,7 +35,9 @@ class UrgencyConfig:
     far: float = 1.5
     """At this distance or farther: ``min_rate_hz``; linear in between."""
     max_rate_hz: float = 50.0
+    """Rate (Hz) at ``near`` or closer."""
     min_rate_hz: float = 5.0
+    """Rate (Hz) at ``far`` or farther."""
     change: float = 0.2
     """Send a new rate only when it differs from the last by this fraction."""
 
@@ -48,11 +51,38 @@ class UrgencyConfig:
 class UrgencyRate(Controller):
     """Sets a sensor's rate from the state: fast where it matters, slow elsewhere.
 
-    Inputs: ``state`` (a predictor's estimate). Outputs: ``command``.
+    The urgency is the distance of ``state[index]`` from ``center`` (wrapped to
+    [-pi, pi] when ``angle``): the sensor gets ``max_rate_hz`` at ``near`` or
+    closer, ``min_rate_hz`` at ``far`` or farther, and a rate linear in the
+    distance between (near an unstable equilibrium, say, full rate; far from
+    it, the floor). Distances are in the state's units. Wire ``command`` to a
+    steerable sensor's ``sensing`` input; the sensor clamps the rate to its own
+    bounds.
+
+    It steps when a state arrives, or on its ``rate_hz``. It sends the first
+    rate, then a new one only when it differs from the last one sent by more
+    than ``change`` of it, so the sensor is not re-planned at every step. The
+    last rate sent carries over between steps; a restart forgets it, so the
+    next step sends again.
+
+    Faults:
+        ``near`` and ``far`` outside ``0 <= near < far``, or rates outside
+        ``0 < min_rate_hz <= max_rate_hz``, are a config error, reported when the
+        graph is validated. No output until the first state. An ``index`` past
+        the end of ``state`` is an ``exception`` fault. A non-finite state gives
+        a non-finite rate, which the sensor rejects and counts (its rate stays
+        as it was).
+
+    YAML::
+
+        - id: urgency
+          type: sensing.urgency
+          inputs: {state: predictor/state}
+          config: {index: 0, angle: true, near: 0.3, far: 1.5, max_rate_hz: 50, min_rate_hz: 5}
     """
 
-    inputs = (Port("state"),)
-    outputs = (Port("command"),)
+    inputs = (Port("state", doc="state estimate, e.g. a predictor's"),)
+    outputs = (Port("command", doc="sensing command setting ``rate_hz``"),)
     Config = UrgencyConfig
 
     def setup(self, ctx: NodeContext) -> None:
@@ -92,12 +122,33 @@ class EventConfig:
 class EventTriggered(Controller):
     """Reads the sensor when the predictor is no longer sure enough.
 
-    Inputs: ``uncertainty`` (a predictor's). Outputs: ``command``. Its first
-    command sets the sensor to ``floor_rate_hz``.
+    Event-triggered sensing: the sensor idles at ``floor_rate_hz`` and takes one
+    reading whenever the predictor's uncertainty passes ``threshold`` (in the
+    uncertainty's units, e.g. the state's standard deviation). Wire
+    ``command`` to a steerable sensor's ``sensing`` input and ``uncertainty``
+    to a predictor's, e.g. ``predictor.kalman``'s.
+
+    It steps when an uncertainty arrives, or on its ``rate_hz``. Its first step
+    sends a command that sets the sensor to ``floor_rate_hz``; every later step
+    whose uncertainty is above ``threshold`` sends a one-off ``read`` command.
+    A restart sends the floor rate again.
+
+    Faults:
+        a ``threshold`` or ``floor_rate_hz`` that is not positive is a config
+        error, reported when the graph is validated. An uncertainty that is not
+        a single number is an ``exception`` fault. A NaN uncertainty never
+        triggers a reading.
+
+    YAML::
+
+        - id: trigger
+          type: sensing.event
+          inputs: {uncertainty: predictor/uncertainty}
+          config: {threshold: 0.05, floor_rate_hz: 1}
     """
 
-    inputs = (Port("uncertainty"),)
-    outputs = (Port("command"),)
+    inputs = (Port("uncertainty", doc="predictor's uncertainty, a single number"),)
+    outputs = (Port("command", doc="sensing command: the floor rate, then ``read`` requests"),)
     Config = EventConfig
 
     def setup(self, ctx: NodeContext) -> None:

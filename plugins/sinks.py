@@ -28,22 +28,19 @@ class LogSink(Monitor):
 
     One step in ``every`` is logged (the first, then every ``every``-th) as a
     record ``{"t": clock time (s), "inputs": {port: value}}``, numpy values as
-    plain lists and numbers.
-    Without ``path`` the record goes to the ``edgeloop.node.<id>`` logger at
-    INFO; with it, it is appended to the file as one JSON object per line.
+    plain lists and numbers, an input with no message yet as ``None``. Without
+    ``path`` the record goes to the ``edgeloop.node.<id>`` logger at INFO; with
+    it, it is appended to the file as one JSON object per line. It has no
+    outputs.
 
-    Inputs: any ports; each is logged by name (``None`` before its first message).
+    It steps when an input arrives, or on its ``rate_hz``. The step count
+    carries over between steps; a restart starts it again (its first step is
+    logged) and appends to the same file.
 
-    Outputs: none.
-
-    Config:
-        | key | type | default | meaning |
-        | every | int | 1 | log one step in this many |
-        | path | str or None | None | JSON-lines file to append to; None logs to the logger |
-
-    Faults: ``every`` below 1 is a config error, reported when the graph is
-    validated; ``setup`` raises OSError when ``path`` cannot be opened. With
-    ``path``, a value JSON cannot encode is an ``exception`` fault.
+    Faults:
+        ``every`` below 1 is a config error, reported when the graph is
+        validated; ``setup`` raises OSError when ``path`` cannot be opened. With
+        ``path``, a value JSON cannot encode is an ``exception`` fault.
 
     YAML::
 

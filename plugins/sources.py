@@ -27,25 +27,20 @@ class ConstantConfig:
 class ConstantAction(Controller):
     """Emits a fixed action: a safe default, and the usual ``fallback`` target.
 
-    Each step publishes a copy of ``value`` as a ``dtype`` array. As the
-    ``fallback`` of another node it is stepped on that node's inputs in its
-    place.
+    Each step publishes a copy of ``value`` as a 1-D array of the configured
+    ``dtype``, one element per number (the port's declared float32 is only the
+    default). The value means what its consumer takes it to mean: a torque in
+    N*m for the pendulum's actuator, say.
 
-    Inputs: any ports, all ignored; they trigger steps like any input. Without
-    them the node runs on its ``rate_hz``, or only as a fault fallback.
+    It takes inputs of any name and ignores their values; they only trigger
+    steps, like any input. Without inputs it runs on its ``rate_hz``, or only as
+    the ``fallback`` of another node, which steps it on that node's inputs in
+    its place. It keeps no state between steps.
 
-    Outputs:
-        | port | dtype/shape | units | meaning |
-        | action | ``dtype`` (len(value),) | as the consumer expects | ``config.value`` |
-
-    Config:
-        | key | type | default | meaning |
-        | value | list[float] | ``[0.0]`` | the action, one number per element |
-        | dtype | str | ``float32`` | numpy dtype of the action |
-
-    Faults: a ``dtype`` numpy does not know is a config error, reported when
-    the graph is validated. A
-    non-finite ``value`` is a ``non_finite`` fault on every step.
+    Faults:
+        a ``dtype`` numpy does not know is a config error, reported when the
+        graph is validated. A non-finite ``value`` is a ``non_finite`` fault on
+        every step.
 
     YAML::
 
@@ -54,7 +49,7 @@ class ConstantAction(Controller):
           config: {value: [0.0]}
     """
 
-    outputs = (Port("action", dtype="float32"),)
+    outputs = (Port("action", dtype="float32", doc="``value`` as an array of ``dtype``"),)
     Config = ConstantConfig
     accepts_any_inputs = True
 

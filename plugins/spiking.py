@@ -1,22 +1,7 @@
 """``snn.torch``: a spiking network (snntorch) stepped once per tick, its state explicit.
 
-The network is a torch module that keeps no state of its own:
-
-- ``forward(x, *state) -> (out, *new_state)``: one time step;
-- ``initial_state(batch) -> tuple of tensors`` and ``state_names``.
-
-The node keeps the state between ticks, per node (two spiking nodes in one
-process never share it; snntorch's class-level hidden state is refused: a
-network built with ``init_hidden=True`` fails setup, saying how to rebuild
-it). A message on ``reset`` (wire it with ``trigger: false``) sets the state
-back to its start (a reset alone never steps the network), as does
-``reset_every`` steps (an episode's length).
-
-Per step it counts spikes per layer, synaptic operations and the MACs a
-non-spiking network of the same shape would do (:mod:`edgeloop.runtime.spiking`),
-and records the energy estimate (series ``<id>.energy_pj``); the report notes
-the run's totals and firing rates. The exported form runs without torch:
-``edgeloop.exporters.spiking.export_spiking`` and the ``onnx.model`` node.
+:class:`SpikingNode` documents the node type; :func:`load_network` makes a
+network and checks that it keeps no state of its own.
 """
 
 from __future__ import annotations
@@ -61,12 +46,16 @@ class SpikingConfig:
     network: str
     """``module:factory`` making the network."""
     kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments for the factory."""
     checkpoint: str | None = None
     """A state_dict file to load into it."""
     reset_every: int | None = None
     """Reset the state every this many steps (an episode's length)."""
     pj_per_ac: float = PJ_PER_AC
+    """Energy of one synaptic operation (an accumulate) in pJ; the default is a 45 nm figure."""
     pj_per_mac: float = PJ_PER_MAC
+    """Energy of one multiply-accumulate in pJ: a layer fed real values, and the
+    non-spiking network it is compared with."""
 
     def __post_init__(self) -> None:
         if self.reset_every is not None and self.reset_every < 1:
@@ -76,10 +65,53 @@ class SpikingConfig:
 
 
 class SpikingNode(Model):
-    """Steps a spiking network once per tick, its membrane state kept between ticks."""
+    """Steps a spiking network once per tick, its membrane state kept between ticks.
 
-    inputs = (Port("x", "float32"), Port("reset"))
-    outputs = (Port("out", "float32"),)
+    The network comes from ``network`` (``module:factory``, called with
+    ``kwargs``, then ``checkpoint`` loaded into it): a torch module (snntorch)
+    that keeps no state of its own, with ``forward(x, *state) -> (out,
+    *new_state)`` for one time step, ``initial_state(batch)`` and
+    ``state_names``. Each step feeds ``x`` with a batch dimension of 1 added and
+    publishes ``out`` without it. The node keeps the state between steps, per
+    node: two spiking nodes in one process never share it.
+
+    It steps on a fresh ``x`` (or on its ``rate_hz``, stepping the network only
+    when ``x`` is new). A message on ``reset`` (wire it with ``trigger:
+    false``) sets the state back to its start, as does every ``reset_every``
+    steps (an episode's length); a reset alone never steps the network. A
+    restart rebuilds the network and starts from the initial state.
+
+    Per step it counts spikes per layer, synaptic operations (spikes reaching
+    synapses), the MACs of layers fed real values (the first, usually) and the
+    MACs a non-spiking network of the same shape would do, and records the
+    energy estimate (series ``<id>.energy_pj``: ``pj_per_ac`` per synaptic
+    operation plus ``pj_per_mac`` per real-valued MAC); the report notes the
+    run's totals and firing rates. The exported form runs without torch:
+    ``edgeloop.exporters.spiking.export_spiking`` and the ``onnx.model`` node.
+
+    Faults:
+        ``setup`` raises MissingDependencyError (naming the ``train`` extra)
+        without torch, and EdgeloopError for a ``network`` that cannot be
+        imported, one built with snntorch's ``init_hidden=True`` (class-level
+        hidden state; the message says how to rebuild it) or one without
+        ``initial_state`` and ``state_names``. A ``reset_every`` below 1 or a
+        negative energy is a config error, reported when the graph is
+        validated. An ``x`` the network cannot take is an ``exception`` fault;
+        non-finite outputs are ``non_finite`` faults.
+
+    YAML::
+
+        - id: snn
+          type: snn.torch
+          inputs: {x: encoder/spikes}
+          config: {network: mylab.nets:policy, kwargs: {n_in: 3}, reset_every: 1000}
+    """
+
+    inputs = (
+        Port("x", "float32", doc="network input for one step, without the batch dimension"),
+        Port("reset", doc="any message resets the state; it never steps the network"),
+    )
+    outputs = (Port("out", "float32", doc="network output for the step, batch dimension removed"),)
     Config = SpikingConfig
 
     def setup(self, ctx: NodeContext) -> None:

@@ -1,18 +1,8 @@
 """The ``world`` node: hosts a multi-agent world that follows the PettingZoo Parallel API.
 
-Any PettingZoo parallel environment can be a world (``env: module:factory``);
-edgeloop ships one, :mod:`edgeloop.sims.sensing_field`. At its rate the node
-steps the world with the latest action of every agent and publishes each
-agent's observation on ``obs_<agent>``; agents run their own loops (one
-process each under ``edgeloop sim``) and answer on ``action_<agent>``.
-
-Per agent it measures the sense-to-act latency (an action's creation time minus
-the sensing time of the observation it answers) and counts a deadline miss when
-the answer to the last observation has not arrived by the next step (the agent
-then gets a no-op). With ``relay: true`` it is also the team's radio: what an
-agent publishes on ``share`` reaches every other agent on ``shared`` at the
-next step, as a list of the teammates' payloads (its ``share_<agent>`` inputs are
-fifo queues, so nothing said between two steps is lost).
+Any PettingZoo parallel environment can be a world (:func:`make_world`);
+edgeloop ships one, :mod:`edgeloop.sims.sensing_field`. :class:`WorldNode`
+documents the node type.
 """
 
 from __future__ import annotations
@@ -88,15 +78,69 @@ def as_action(space: Any, data: Any) -> Any:
 
 
 class WorldNode(Node):
-    """Steps a PettingZoo parallel world with every agent's latest action."""
+    """Steps a PettingZoo parallel world with every agent's latest action.
+
+    Its ports come from ``agents``: an input ``action_<agent>`` and an output
+    ``obs_<agent>`` for each agent, and with ``relay`` also an input
+    ``share_<agent>`` and an output ``shared_<agent>``. Payloads are the world's
+    own (its observation and action spaces set their dtype, shape and units).
+    ``edgeloop sim`` adds the node and its wiring from a scenario's ``world:``.
+
+    It runs on its ``rate_hz`` (its role is sensor). At the first step it resets
+    the world with the run seed and publishes every wired agent's observation;
+    at each later step it steps the world with the latest action of every
+    wired agent (a no-op for an agent that is not wired) and publishes the new
+    observations. When the episode ends (no agents left), the next step resets
+    it with the run seed plus the episodes finished, and the node records
+    ``<id>.episode_end`` (steps so far) and each agent's return
+    ``<id>.return.<agent>``. Each numeric entry of a wired agent's ``infos`` is
+    recorded as the series ``<id>.<key>.<agent>``.
+
+    Per agent it measures the sense-to-act latency (an action's creation time
+    minus the sensing time of the observation it answers), recorded as
+    ``<id>.latency_ms.<agent>``, and counts a deadline miss when the answer to
+    the last observation has not arrived by the next step: the agent then gets
+    a no-op (zeros, or action 0 of a discrete space). With ``relay`` it is also
+    the team's radio: what an agent publishes on ``share`` reaches every other
+    agent on ``shared`` at the next step, as a list of the teammates' payloads
+    (``edgeloop sim`` wires the ``share_<agent>`` inputs as fifo queues, so
+    nothing said between two steps is lost). The run report notes each agent's
+    misses, the steps and the returns of the episode under way.
+
+    The episode count, returns and misses carry over between steps; a restart
+    makes the world anew and starts again from the first episode.
+
+    Faults:
+        a world that cannot be imported or made, that is not a PettingZoo
+        parallel env, or that lacks one of ``agents`` fails setup, saying which.
+        An action that does not fit the agent's action space, or is not finite,
+        is counted as a miss and replaced with a no-op, not a fault. An
+        exception raised by the world's ``reset`` or ``step`` is an
+        ``exception`` fault.
+
+    YAML::
+
+        - id: world
+          type: world
+          rate_hz: 20
+          config:
+            env: edgeloop.sims.sensing_field:SensingField
+            kwargs: {n_agents: 2, size: 20.0}
+            agents: [robot_0, robot_1]
+          inputs:
+            action_robot_0: {from: robot_0_search/action, feedback: true}
+            action_robot_1: {from: robot_1_search/action, feedback: true}
+    """
 
     role = "sensor"
 
     @dataclass(frozen=True)
     class Config:
         env: str
-        """``module:factory`` of a PettingZoo parallel environment."""
+        """``module:factory`` of a PettingZoo parallel environment (a module alone
+        means its ``parallel_env``)."""
         kwargs: dict[str, Any] = field(default_factory=dict)
+        """Keyword arguments for the factory (e.g. ``{n_agents: 4, size: 20.0}``)."""
         agents: tuple[str, ...] = ()
         """The agents wired to this node (ports ``obs_<agent>``, ``action_<agent>``)."""
         relay: bool = False
@@ -104,11 +148,13 @@ class WorldNode(Node):
 
     @classmethod
     def ports(cls, config: Any) -> tuple[tuple[Port, ...], tuple[Port, ...]]:
-        inputs = [Port(f"action_{a}") for a in config.agents]
-        outputs = [Port(f"obs_{a}") for a in config.agents]
+        inputs = [Port(f"action_{a}", doc=f"{a}'s action") for a in config.agents]
+        outputs = [Port(f"obs_{a}", doc=f"{a}'s observation") for a in config.agents]
         if config.relay:
-            inputs += [Port(f"share_{a}") for a in config.agents]
-            outputs += [Port(f"shared_{a}") for a in config.agents]
+            inputs += [Port(f"share_{a}", doc=f"what {a} shares") for a in config.agents]
+            outputs += [
+                Port(f"shared_{a}", doc=f"what {a}'s teammates shared") for a in config.agents
+            ]
         return tuple(inputs), tuple(outputs)
 
     def setup(self, ctx: NodeContext) -> None:

@@ -130,22 +130,53 @@ class SensingField:
 
 
 class FieldSearch(Controller):
-    """Covers the field cell by cell, sensing once per cell; shares what it sensed."""
+    """Covers the field cell by cell, sensing once per cell; shares what it sensed.
+
+    A robot's loop in the :class:`SensingField` world. The field is split into
+    square cells as wide as a reading covers (``radius * sqrt(2)``). Each step
+    the robot heads for the centre of the nearest cell not yet known, as a unit
+    direction (the world scales it by its speed); on the step that reaches the
+    centre it senses there, marks the cell known and, with ``share``, publishes
+    its index. Cells its teammates shared (the world relays them on
+    ``shared``) are known too and skipped, so the team senses less for the same
+    result. When every cell is known it stays. ``size``, ``radius`` and
+    ``speed`` must match the world's; distances are in the world's units.
+
+    It steps when an input arrives, or on its ``rate_hz``. The known cells and
+    the goal carry over between steps; a drop in the team's found fraction
+    means a new episode and clears them, and so does a restart.
+
+    Faults:
+        none of its own; no output until the first observation. An ``obs`` with
+        fewer than 3 elements, or ``shared`` cells that cannot be read as
+        integers, is an ``exception`` fault; cell indices outside the field are
+        ignored.
+
+    YAML::
+
+        - id: search      # in a scenario's agent nodes: world/obs is this robot's
+          type: field.search
+          inputs: {obs: world/obs, shared: world/shared}
+          config: {size: 20.0, radius: 2.0, speed: 0.5, share: true}
+    """
 
     inputs = (
-        Port("obs", "float32", (3,), doc="x, y and the team's found fraction"),
+        Port("obs", "float32", (3,), doc="robot position x, y and the team's found fraction"),
         Port("shared", doc="cells teammates sensed: a list of int arrays"),
     )
     outputs = (
-        Port("action", "float32", (3,), doc="vx, vy in [-1, 1]; sense if > 0.5"),
-        Port("share", "int32", (None,), doc="cells sensed this step"),
+        Port("action", "float32", (3,), doc="move vx, vy in [-1, 1]; sense if the third > 0.5"),
+        Port("share", "int32", (None,), doc="indices of the cells sensed this step"),
     )
 
     @dataclass(frozen=True)
     class Config:
         size: float = 20.0
+        """Side of the square field, as the world's ``size``."""
         radius: float = 2.0
+        """Reach of one reading, as the world's ``radius``; sets the cell width."""
         speed: float = 0.5
+        """Distance moved per step at full action, as the world's ``speed``."""
         share: bool = True
         """Publish the cells sensed (the world relays them when its relay is on)."""
 

@@ -21,26 +21,20 @@ class RecorderConfig:
 class CsvRecorder(edgeloop.Actuator):
     """Appends each command it receives to a CSV file as a ``t,value...`` line.
 
-    ``t`` is the loop clock in seconds. A new (or empty) file gets the header
-    ``t,value`` (``t,value_0,value_1,...`` when ``width`` > 1) at setup; an
-    existing one is appended to, so a restarted node keeps its earlier lines.
-    At close the node records its last command's first element as the series
-    ``<node id>.last_command`` of the run report.
+    ``t`` is the loop clock in seconds; the values are written as they come, in
+    the command's units. A new (or empty) file gets the header ``t,value``
+    (``t,value_0,value_1,...`` when ``width`` > 1) at setup; an existing one is
+    appended to, so a restarted node keeps its earlier lines. It has no
+    outputs. At close the node records its last command's first element as the
+    series ``<node id>.last_command`` of the run report.
 
-    Inputs:
-        | port | dtype/shape | units | meaning |
-        | command | float64 (width,) | any | the command to record |
+    It steps on each command, or on its ``rate_hz`` with the latest one. The
+    file stays open between steps; a restart opens it again.
 
-    Outputs: none.
-
-    Config:
-        | key | type | default | meaning |
-        | path | str | ``commands.csv`` | CSV file to append to |
-        | width | int | 1 | elements in each command |
-
-    Faults: ``setup`` raises ValueError for ``width`` < 1 and OSError when
-    ``path`` cannot be opened; a command with other than ``width`` elements is
-    an ``exception`` fault.
+    Faults:
+        ``setup`` raises ValueError for ``width`` < 1 and OSError when ``path``
+        cannot be opened; a command with other than ``width`` elements is an
+        ``exception`` fault.
 
     YAML::
 
@@ -50,7 +44,9 @@ class CsvRecorder(edgeloop.Actuator):
           config: {path: commands.csv}
     """
 
-    inputs = (edgeloop.Port("command", dtype="float64", doc="the command to record"),)
+    inputs = (
+        edgeloop.Port("command", dtype="float64", doc="command to record, ``width`` elements"),
+    )
     Config = RecorderConfig
 
     def setup(self, ctx: edgeloop.NodeContext) -> None:

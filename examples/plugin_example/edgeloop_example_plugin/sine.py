@@ -26,21 +26,12 @@ class SineSensor(edgeloop.Sensor):
 
     ``t`` is the loop clock (``ctx.now()``), so a simulated run samples the same
     wave as a real-time one, and the noise comes from ``ctx.rng``, so a run is
-    repeatable for a given seed.
+    repeatable for a given seed. The sample is in the units of ``amplitude``.
+    The sensor has no inputs and runs on its ``rate_hz``; it keeps no state
+    between steps.
 
-    Inputs: none; the sensor runs on its ``rate_hz``.
-
-    Outputs:
-        | port | dtype/shape | units | meaning |
-        | signal | float64 (1,) | as ``amplitude`` | the noisy sample |
-
-    Config:
-        | key | type | default | meaning |
-        | amplitude | float | 1.0 | peak value |
-        | frequency_hz | float | 0.5 | frequency (Hz) |
-        | noise_std | float | 0.0 | std of the gaussian noise; 0 for none |
-
-    Faults: ``setup`` raises ValueError for a negative ``noise_std``.
+    Faults:
+        ``setup`` raises ValueError for a negative ``noise_std``.
 
     YAML::
 
@@ -50,7 +41,9 @@ class SineSensor(edgeloop.Sensor):
           config: {amplitude: 1.0, frequency_hz: 0.5, noise_std: 0.01}
     """
 
-    outputs = (edgeloop.Port("signal", dtype="float64", shape=(1,), doc="the noisy sample"),)
+    outputs = (
+        edgeloop.Port("signal", dtype="float64", shape=(1,), doc="wave sample, noise included"),
+    )
     Config = SineConfig
 
     def setup(self, ctx: edgeloop.NodeContext) -> None:
