@@ -27,6 +27,7 @@ from edgeloop.runtime.node import (
     new_node,
     port_list,
 )
+from edgeloop.runtime.node_docs import describe_node_type
 
 if TYPE_CHECKING:
     from edgeloop.runtime.profiles import HardwareProfile
@@ -206,10 +207,12 @@ def check_node(
 ) -> list[dict[str, Any] | None]:
     """Check that a node type keeps the node contract, and return its outputs.
 
-    Checks: a docstring; ports declared as unique :class:`Port` objects or
-    names; a frozen dataclass ``Config`` that builds from ``config``;
-    ``setup``, ``step`` and ``close`` run on a simulated clock; every output
-    is a declared port; float outputs are finite.
+    Checks: a docstring of its own, and a doc for every declared port and config
+    field (the type's reference is generated from them: ``edgeloop plugins show``);
+    ports declared as unique :class:`Port` objects or names; a frozen dataclass
+    ``Config`` that builds from ``config``; ``setup``, ``step`` and ``close`` run
+    on a simulated clock; every output is a declared port; float outputs are
+    finite.
 
     Args:
         cls: The node type.
@@ -229,6 +232,12 @@ def check_node(
             raise AssertionError(f"{cls.__name__}.{kind} repeats a port name: {names}")
     if not (dataclasses.is_dataclass(cls.Config) and cls.Config.__dataclass_params__.frozen):
         raise AssertionError(f"{cls.__name__}.Config must be a frozen dataclass")
+    undocumented = describe_node_type(cls).missing_docs()
+    if undocumented:
+        raise AssertionError(
+            f"{cls.__name__} documents no {', no '.join(undocumented)}: give each port a "
+            "Port(..., doc=...) and each Config field a docstring under it"
+        )
     clock = SimClock()
     built = build_config(cls.__name__, cls.Config, config)
     in_ports, out_ports = cls.ports(built)

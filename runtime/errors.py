@@ -59,13 +59,14 @@ class EdgeloopError(Exception):
     def __reduce__(self) -> tuple[Any, ...]:
         # Errors cross process boundaries (process pools, Ray): rebuild from the
         # attributes, whatever a subclass's constructor takes.
-        return (_restore, (type(self), self.message, self.__dict__))
+        # The state goes third, set after the object exists: it may refer to the error
+        # itself (a NodeConfigError's ``problems``).
+        return (_restore, (type(self), self.message), dict(self.__dict__))
 
 
-def _restore(cls: type[EdgeloopError], message: str, state: dict[str, Any]) -> EdgeloopError:
+def _restore(cls: type[EdgeloopError], message: str) -> EdgeloopError:
     error = cls.__new__(cls)
     Exception.__init__(error, message)
-    error.__dict__.update(state)
     return error
 
 

@@ -222,6 +222,10 @@ class Node:
 
         ``self.ctx`` and ``self.config`` are set before it runs, so an override
         need not call ``super().setup(ctx)``.
+
+        .. versionchanged:: 0.2
+            The runtime binds ``ctx`` and ``config`` before ``setup`` (issue 12);
+            before, an override had to call ``super().setup(ctx)`` first.
         """
 
     def step(self, inputs: dict[str, Any]) -> Mapping[str, Any] | None:
@@ -358,10 +362,21 @@ def node(
 
     Positional parameters become input ports; keyword-only parameters with
     defaults become config keys. The return value is the payload of the
-    single output, a tuple with one payload per output, or None::
+    single output, a tuple with one payload per output, or None. The
+    docstring's ``Args:`` entries document the ports and config keys, and its
+    ``Returns:`` the single output (or pass documented Ports as ``outputs``)::
 
         @edgeloop.node(outputs=("action",))
         def gain(obs, *, k: float = 2.0):
+            '''Scales the observation.
+
+            Args:
+                obs: The observation.
+                k: The gain.
+
+            Returns:
+                The scaled observation.
+            '''
             return obs * k
 
     Returns:
@@ -369,21 +384,28 @@ def node(
     """
 
     def wrap(fn: Callable[..., Any]) -> type[Node]:
+        from edgeloop.runtime.node_docs import argument_docs
+
+        docs, returns = argument_docs(fn)
         sig = inspect.signature(fn)
-        in_names: list[str] = []
+        in_ports: list[Port] = []
         fields: list[tuple[str, Any, Any]] = []
         for p in sig.parameters.values():
             if p.kind is p.KEYWORD_ONLY:
                 if p.default is p.empty:
                     raise TypeError(f"config parameter '{p.name}' of {fn.__name__} needs a default")
                 ann = p.annotation if p.annotation is not p.empty else Any
-                fields.append((p.name, ann, dataclasses.field(default=p.default)))
+                doc = {"doc": docs.get(p.name, "")}
+                fields.append((p.name, ann, dataclasses.field(default=p.default, metadata=doc)))
             elif p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-                in_names.append(p.name)
+                in_ports.append(Port(p.name, doc=docs.get(p.name, "")))
             else:
                 raise TypeError(f"{fn.__name__}: *args/**kwargs cannot be ports or config")
+        in_names = [p.name for p in in_ports]
         config_cls = dataclasses.make_dataclass(f"{fn.__name__}_config", fields, frozen=True)
         out_ports = port_list(outputs)
+        if len(out_ports) == 1 and not out_ports[0].doc and returns:
+            out_ports = (dataclasses.replace(out_ports[0], doc=returns),)
         out_names = tuple(p.name for p in out_ports)
         single = len(out_names) == 1
 
@@ -406,7 +428,7 @@ def node(
             {
                 "__doc__": fn.__doc__ or f"Function node {fn.__name__}.",
                 "__module__": fn.__module__,
-                "inputs": tuple(in_names),
+                "inputs": tuple(in_ports),
                 "outputs": out_ports,
                 "Config": config_cls,
                 "role": role,

@@ -127,7 +127,12 @@ class PluginRegistry:
                 impl.plugin is plugin for impl in caller.get_hookimpls()
             ):
                 continue
-            close = difflib.get_close_matches(hook_name, specs, n=1, cutoff=0.6)
+            # Matched without the shared prefix, which makes any two names look alike.
+            bare = {name.removeprefix("edgeloop_"): name for name in specs}
+            close = [
+                bare[m]
+                for m in difflib.get_close_matches(hook_name.removeprefix("edgeloop_"), bare, n=1)
+            ]
             raise PluginError(
                 f"plugin '{name}' implements '{hook_name}', which is no edgeloop hook, so it "
                 "would never be called",

@@ -353,6 +353,70 @@ def test_plugins_lists_the_built_in_node_types():
         assert name in result.stdout
 
 
+def test_plugins_show_prints_a_type_in_full_from_its_code():
+    result = edgeloop("plugins", "show", "pid")
+
+    assert result.returncode == 0, result.stderr
+    text = words(result.stdout)
+    assert text.startswith("pid (controller, plugin builtin) PID control of one element")
+    for fragment in (
+        "measurement │ float64",  # an input with its dtype
+        "action │ float64 │ (1,)",  # an output with its shape
+        "kp │ float │ 1.0 │ Proportional gain.",  # a config key: type, default, doc
+        "limit │ float | None │ null",
+        "faults",
+        "- id: pid type: pid",  # the YAML snippet
+    ):
+        assert fragment in text, fragment
+    typo = edgeloop("plugins", "show", "pdi")
+    assert_user_error(typo)
+    assert "did you mean pid?" in typo.stderr
+
+
+def test_plugins_docs_writes_the_markdown_reference(tmp_path: Path):
+    result = edgeloop("plugins", "docs", "--only", "builtin", "-o", tmp_path / "n.md")
+
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "n.md").read_text()
+    assert text.startswith("# Node types") and "## `gym.sensor`" in text
+    assert "## `field.search`" not in text  # registered by the worlds plugin, not builtin
+    unknown = edgeloop("plugins", "docs", "--only", "nosuch")
+    assert_user_error(unknown)
+    assert "--only nosuch: no such plugin" in unknown.stderr
+
+
+def test_profiles_help_shows_show_as_optional():
+    result = edgeloop("profiles", "--help")
+
+    assert result.returncode == 0, result.stderr
+    assert "usage: edgeloop profiles [-h] [show NAME]" in result.stdout
+
+
+def installed_script() -> Path:
+    script = Path(sys.executable).parent / "edgeloop"
+    if not script.exists():
+        found = shutil.which("edgeloop")
+        if found is None:
+            pytest.skip("the edgeloop console script is not installed")
+        script = Path(found)
+    return script
+
+
+def test_the_installed_script_exports_a_factory_from_the_current_folder(tmp_path: Path):
+    pytest.importorskip("torch")
+    (tmp_path / "mypolicies.py").write_text(
+        "import torch\n\ndef make_policy():\n    return torch.nn.Linear(3, 1)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # no PYTHONPATH=.
+    result = subprocess.run(
+        [str(installed_script()), "export", "mypolicies:make_policy",
+         "--input", "obs=1x3", "--output", "action", "-o", "bundle"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "bundle" / "model.onnx").exists()
+
+
 def check_pendulum_report(report: dict) -> None:
     assert report["graph"] == "pendulum"
     assert report["simulated"] is True
@@ -394,12 +458,7 @@ def test_the_installed_edgeloop_script_runs_the_pendulum_example(
     pendulum_yaml: Path, tmp_path: Path
 ):
     pytest.importorskip("gymnasium")
-    script = Path(sys.executable).parent / "edgeloop"
-    if not script.exists():
-        found = shutil.which("edgeloop")
-        if found is None:
-            pytest.skip("the edgeloop console script is not installed")
-        script = Path(found)
+    script = installed_script()
     out = tmp_path / "out.json"
 
     result = subprocess.run(

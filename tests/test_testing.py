@@ -15,8 +15,8 @@ from edgeloop.testing import check_node
 class Good(edgeloop.Controller):
     """Doubles its input."""
 
-    inputs = (Port("obs", dtype="float64", shape=(2,)),)
-    outputs = (Port("action", dtype="float64", shape=(2,)),)
+    inputs = (Port("obs", dtype="float64", shape=(2,), doc="what it doubles"),)
+    outputs = (Port("action", dtype="float64", shape=(2,), doc="twice the observation"),)
 
     def step(self, inputs):
         return {"action": inputs["obs"] * 2}
@@ -65,6 +65,7 @@ def test_a_config_that_is_not_a_frozen_dataclass_fails_the_check():
         @dataclass
         class Config:
             gain: float = 1.0
+            """Unused."""
 
     with pytest.raises(AssertionError, match="must be a frozen dataclass"):
         check_node(Mutable)
@@ -78,3 +79,17 @@ def test_repeated_port_names_fail_the_check():
 
     with pytest.raises(AssertionError, match="repeats a port name"):
         check_node(Twice)
+
+
+def test_an_undocumented_port_or_config_field_fails_the_check():
+    class Quiet(Good):
+        """Documents neither its new port nor its config."""
+
+        outputs = (Port("action", dtype="float64", shape=(2,)),)
+
+        @dataclass(frozen=True)
+        class Config:
+            gain: float = 1.0
+
+    with pytest.raises(AssertionError, match="documents no output 'action', no config 'gain'"):
+        check_node(Quiet)

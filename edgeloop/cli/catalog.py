@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from rich.markup import escape
@@ -11,8 +12,16 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from edgeloop.cli._common import add_plugins, out, registry
-from edgeloop.runtime.node_docs import NodeTypeDoc, config_row, describe_node_type, port_row
+from edgeloop.cli._common import add_plugins, check_writable, out, registry, write_text
+from edgeloop.runtime.errors import UsageError
+from edgeloop.runtime.node_docs import (
+    NodeTypeDoc,
+    config_row,
+    describe_node_type,
+    literal,
+    port_row,
+    reference_markdown,
+)
 
 
 def register(commands: Any) -> None:
@@ -23,7 +32,7 @@ def register(commands: Any) -> None:
         "group, and plugins that failed to load with why. `edgeloop plugins show TYPE` "
         "prints one type's ports, config (types, defaults, meaning), faults and a YAML "
         "snippet, read from its code.",
-        usage="edgeloop plugins [-h] [--plugin MODULE:ATTR] [show TYPE]",
+        usage="edgeloop plugins [-h] [--plugin MODULE:ATTR] [show TYPE | docs [-o FILE]]",
     )
     add_plugins(plugins)
     plugins.set_defaults(handler=plugins_command)
@@ -37,6 +46,24 @@ def register(commands: Any) -> None:
     show.add_argument("type", help="a node type name (see `edgeloop plugins`)")
     add_plugins(show)
     show.set_defaults(handler=plugin_show_command)
+    docs = plugins_sub.add_parser(
+        "docs",
+        help="write the Markdown reference of node types",
+        description="Write every registered node type's reference (ports, config, faults, "
+        "YAML) as Markdown, generated from the code. edgeloop's own docs/node-types.md is "
+        "`edgeloop plugins docs --only builtin --only worlds -o docs/node-types.md`.",
+    )
+    docs.add_argument("-o", "--out", type=Path, metavar="FILE", help="file (default: stdout)")
+    docs.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="PLUGIN",
+        help="only the types of this plugin (repeatable; see the plugin column of "
+        "`edgeloop plugins`)",
+    )
+    add_plugins(docs)
+    docs.set_defaults(handler=plugin_docs_command)
 
     profiles = commands.add_parser(
         "profiles",
@@ -84,13 +111,36 @@ def plugin_show_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def plugin_docs_command(args: argparse.Namespace) -> int:
+    loaded = registry(args.plugins)
+    unknown = sorted(set(args.only) - {info.plugin for info in loaded.node_types.values()})
+    if unknown:
+        raise UsageError(
+            f"--only {', '.join(unknown)}: no such plugin registered node types",
+            fix="see the plugin column of `edgeloop plugins`",
+        )
+    docs = [
+        describe_node_type(info.cls, name, info.plugin)
+        for name, info in sorted(loaded.node_types.items())
+        if not args.only or info.plugin in args.only
+    ]
+    text = reference_markdown(docs)
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        check_writable(args.out, "-o")
+        write_text(args.out, text, "-o")
+        out.print(f"{len(docs)} node types written to {args.out}", highlight=False)
+    return 0
+
+
 def print_node_type(doc: NodeTypeDoc) -> None:
     """A node type's documentation on the terminal."""
     out.print(f"[bold]{escape(doc.name)}[/]  ({doc.role}, plugin {escape(doc.plugin)})")
-    out.print(Text(doc.summary))
+    out.print(Text(literal(doc.summary)))
     if doc.description:
         out.print()
-        out.print(Text(doc.description))
+        out.print(Text(literal(doc.description)))
     for note in doc.notes:
         out.print(Text(f"- {note}"))
     for title, ports in (("inputs", doc.inputs), ("outputs", doc.outputs)):
@@ -99,18 +149,18 @@ def print_node_type(doc: NodeTypeDoc) -> None:
             for col in ("port", "dtype", "shape", "units", "meaning"):
                 table.add_column(col)
             for port in ports:
-                table.add_row(*(Text(cell) for cell in port_row(port)))
+                table.add_row(*(Text(literal(cell)) for cell in port_row(port)))
             out.print(table)
     if doc.config:
         table = Table(title="config", title_justify="left")
         for col in ("key", "type", "default", "meaning"):
             table.add_column(col)
         for field in doc.config:
-            table.add_row(*(Text(cell) for cell in config_row(field)))
+            table.add_row(*(Text(literal(cell)) for cell in config_row(field)))
         out.print(table)
     if doc.faults:
         out.print("[bold]faults[/]")
-        out.print(Text(doc.faults))
+        out.print(Text(literal(doc.faults)))
     if doc.yaml:
         out.print("[bold]YAML[/]")
         out.print(Syntax(doc.yaml, "yaml", theme="ansi_dark", background_color="default"))

@@ -172,16 +172,21 @@ def test_a_group_that_fails_to_start_is_reported(tmp_path: Path) -> None:
 # -- real time: crashes, restarts, stopping ------------------------------------------
 
 
-def run_and_hit(graph: LoopGraph, duration: float, hit: Any, record: Path | None = None) -> Any:
+def run_and_hit(
+    graph: LoopGraph, duration: float, hit: Any, record: Path | None = None, **options: Any
+) -> Any:
     """Run in real time; once every group runs, ``hit({group: pid})`` in a thread."""
 
     def started(pids: dict[str, int]) -> None:
         threading.Thread(target=hit, args=(pids,), daemon=True).start()
 
-    return Supervisor(graph, seed=2, on_started=started, record=record).run(duration)
+    supervisor = Supervisor(graph, seed=2, on_started=started, record=record, **options)
+    return supervisor.run(duration)
 
 
-def test_a_killed_group_is_restarted_and_reported(tmp_path: Path) -> None:
+def test_a_killed_group_is_restarted_and_reported(tmp_path: Path, monkeypatch) -> None:
+    import crash_probe
+
     graph = split_pendulum(tmp_path)
     killed: list[int] = []
 
@@ -190,8 +195,16 @@ def test_a_killed_group_is_restarted_and_reported(tmp_path: Path) -> None:
         os.kill(pids["control"], signal.SIGKILL)
         killed.append(pids["control"])
 
-    report = run_and_hit(graph, 3.0, kill_control, record=tmp_path / "run.mcap")
+    monkeypatch.setenv("PYTHONPATH", str(Path(crash_probe.__file__).parent))
+    crash_probe.CRASHES.clear()
+    report = run_and_hit(
+        graph, 3.0, kill_control, record=tmp_path / "run.mcap", plugins=["crash_probe"]
+    )
     assert killed
+    # The plugin heard of the crash, in the supervisor's process (this one).
+    (crash,) = crash_probe.CRASHES
+    assert crash["group"] == "control" and crash["restarts"] == 0
+    assert crash["action"].startswith("restart in") and crash["time_s"] > 0
     assert report.stop_reason == "duration reached" and not report.stopped_by_fault
     control = next(g for g in report.groups if g["name"] == "control")
     assert control["crashes"] == 1 and control["restarts"] == 1
