@@ -260,22 +260,31 @@ def _compute(proto: Any, profile: HardwareProfile) -> Check:
     flops = 2 * macs
     peak = profile.throughput.fp16_tflops
     line = (
-        f"about {macs:,} MACs ({flops / 1e6:.2f} MFLOP) in MatMul, Gemm and Conv per "
+        f"about {macs:,} MACs ({flops:,} FLOP) in MatMul, Gemm and Conv per "
         "batch-1 inference (other ops not counted)"
     )
     if peak:
         line += (
             f"; at {profile.name}'s peak {peak:g} FP16 TFLOPS that is at least "
-            f"{flops / (peak * 1e12) * 1e6:.2f} µs (real runs take longer)"
+            f"{_seconds(flops / (peak * 1e12))} (real runs take longer)"
         )
     elif profile.throughput.int8_tops:
         tops = profile.throughput.int8_tops
         line += (
             f"; at {profile.name}'s peak {tops:g} INT8 TOPS"
             f"{' (sparse)' if profile.throughput.int8_tops_sparse else ''} that is at least "
-            f"{flops / (tops * 1e12) * 1e6:.3f} µs (a bound, not a prediction)"
+            f"{_seconds(flops / (tops * 1e12))} (a bound, not a prediction)"
         )
     return Check("compute", "info", line)
+
+
+def _seconds(value: float) -> str:
+    """A duration with three significant digits in a unit that suits it: a tiny
+    model's bound reads 0.955 ps, not 0.000 µs."""
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9)):
+        if value >= scale:
+            return f"{value / scale:.3g} {unit}"
+    return f"{value / 1e-12:.3g} ps"
 
 
 def _host_latency(model_file: Path) -> Check:
