@@ -34,6 +34,8 @@ from edgeloop.runtime.errors import EdgeloopError
 
 USER_ERROR = 2
 """Exit code of a run that a user's input stopped (a bad graph, option or file)."""
+INTERRUPTED = 130
+"""Exit code after a Ctrl-C (128 + SIGINT, as shells report it)."""
 
 _FAMILIES = (loops, scenarios, catalog, models, training, live, keys)
 
@@ -76,6 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EdgeloopError as exc:  # GraphError and every other user error
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return USER_ERROR
+    except KeyboardInterrupt:  # a Ctrl-C before a command's own handling of it
+        err.print("interrupted", highlight=False)
+        return INTERRUPTED
 
 
 __all__ = ["USER_ERROR", "main", "parser"]

@@ -162,6 +162,11 @@ def _run_groups(args: argparse.Namespace, graph: LoopGraph, duration: float | No
         from edgeloop.runtime.recording import mcap_module
 
         mcap_module()  # the record extra is there, before any process starts
+    def started(pids: dict[str, int]) -> None:
+        if not args.quiet:
+            each = ", ".join(f"{name} (pid {pid})" for name, pid in pids.items())
+            err.print(f"started: {each}", highlight=False)
+
     supervisor = Supervisor(
         graph,
         simulated=args.sim,
@@ -169,6 +174,7 @@ def _run_groups(args: argparse.Namespace, graph: LoopGraph, duration: float | No
         plugins=args.plugins,
         record=args.record,
         metadata=_run_metadata(args, duration),
+        on_started=started,
     )
     if not args.quiet:
         names = ", ".join(groups_of(graph))

@@ -66,6 +66,7 @@ class _Group:
         self.last_beat = 0.0
         self.restart_at: float | None = None
         self.running = False  # started and beating
+        self.ready = False  # its process said Ready: it hears a Stop from here on
         self.report: dict[str, Any] | None = None
         self.links: dict[str, Any] = {"out": {}, "in": {}}
         self.due: int | None = None  # lockstep: next timer due and its rank
@@ -173,8 +174,9 @@ class Supervisor:
                 self._spawn(group, first_start=True)
             try:
                 self._await_ready()
-            except KeyboardInterrupt:
-                self._abort("interrupted while the groups were starting")
+            except KeyboardInterrupt:  # stop what started; the caller hears the Ctrl-C
+                self._stop("interrupted while the groups were starting")
+                raise
             self._epoch_ns = time.perf_counter_ns() + _START_MARGIN_NS
             for group in self._groups.values():
                 self._send(group, Start(epoch_ns=self._epoch_ns))
@@ -229,7 +231,7 @@ class Supervisor:
             stdin=subprocess.DEVNULL,
         )
         group.pid = group.process.pid
-        group.running = False
+        group.running = group.ready = False
 
     def _await_ready(self) -> None:
         waiting = set(self._groups)
@@ -239,6 +241,7 @@ class Supervisor:
             for name, message in self._receive(0.1):
                 if isinstance(message, Ready):
                     waiting.discard(name)
+                    self._groups[name].ready = True
                 elif isinstance(message, Failed):
                     self._abort(f"group '{name}' failed to start: {message.message}")
             for name in list(waiting):
@@ -356,6 +359,7 @@ class Supervisor:
         if isinstance(message, Beat):
             group.last_beat = time.monotonic()
         elif isinstance(message, Ready):  # a restarted group: same time 0, resumes now
+            group.ready = True
             resume_ns = time.perf_counter_ns() - self._epoch_ns + _START_MARGIN_NS
             self._send(group, Start(epoch_ns=self._epoch_ns, resume_ns=resume_ns))
             group.running, group.last_beat = True, time.monotonic()
@@ -452,13 +456,20 @@ class Supervisor:
             }
 
     def _end_processes(self) -> None:
-        """Every group's process ends: asked first, killed after ``STOP_TIMEOUT_S``."""
+        """Every group's process ends. One that said Ready was told to stop and has
+        ``STOP_TIMEOUT_S`` (for all of them together) to send its report and exit. One
+        still starting cannot hear a Stop (it may not have connected yet) and has
+        nothing to report: it is killed at once, so a Ctrl-C while starting never
+        waits on a process that is still importing."""
+        deadline = time.monotonic() + STOP_TIMEOUT_S
         for group in self._groups.values():
             process = group.process
             if process is None:
                 continue
+            if not group.ready and process.poll() is None:
+                process.kill()
             try:
-                process.wait(timeout=STOP_TIMEOUT_S)
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
