@@ -124,8 +124,9 @@ class GraphError(ProblemsError):
     def __init__(self, problems: list[GraphProblem]) -> None:
         super().__init__(problems)
         self.partial: Any = None
-        """For a file that broke the schema: a LoopGraph of the entries that did not,
-        so :func:`~edgeloop.runtime.validation.load_and_check` can report the rest."""
+        """For a file that broke the schema: the LoopGraph as far as it passed (each
+        entry without the fields that broke it, see ``LoopGraph.dropped_fields``), so
+        :func:`~edgeloop.runtime.validation.load_and_check` can report the rest."""
 
 
 class ProfileError(ProblemsError):

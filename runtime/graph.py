@@ -228,8 +228,10 @@ class LoopGraph(_Strict):
     _file: str | None = PrivateAttr(default=None)
     _lines: dict[tuple[Any, ...], int] = PrivateAttr(default_factory=dict)
     # Set on the partial graph of a file that broke the schema: the file's index
-    # of each kept node and contract, and the ids of the nodes left out.
+    # of each kept node and contract, the fields left out of each, and the ids of
+    # the nodes left out whole.
     _source_index: dict[str, list[int]] = PrivateAttr(default_factory=dict)
+    _dropped: dict[tuple[str, int], dict[tuple[Any, ...], Any]] = PrivateAttr(default_factory=dict)
     _unparsed_ids: frozenset[str] = PrivateAttr(default=frozenset())
     _local_types: dict[str, type[Node]] = PrivateAttr(default_factory=dict)
 
@@ -349,6 +351,14 @@ class LoopGraph(_Strict):
     def unparsed_ids(self) -> frozenset[str]:
         """Ids of nodes a partial graph left out (their problems are reported already)."""
         return self._unparsed_ids
+
+    def dropped_fields(self, kind: str, index: int) -> dict[tuple[Any, ...], Any]:
+        """Fields a partial graph left out of its entry ``index`` of ``kind``
+        (``"nodes"`` or ``"contracts"``) because they broke the schema, by location
+        within the entry (``("rate_hz",)``, ``("inputs", "obs")``), with the value
+        written (None for a required field that is missing). Their problems are
+        reported already: a check that would read one of them is skipped."""
+        return self._dropped.get((kind, index), {})
 
     # -- serialisation ------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 from edgeloop.runtime.errors import GraphError, GraphProblem, ProblemsError
 from edgeloop.runtime.graph import (
     ContractSpec,
+    InputSpec,
     LoopGraph,
     NodeSpec,
     field_path,
@@ -30,7 +31,9 @@ def load_graph(source: str | Path, *, text: str | None = None) -> LoopGraph:
 
     Raises:
         GraphError: the file is missing, is not YAML, or breaks the schema; it
-            lists every problem with file, line and field.
+            lists every problem with file, line and field. For a YAML mapping its
+            ``partial`` is the graph as far as it passed the schema, for the
+            checks against a registry to report the rest.
     """
     file = str(source)
     if text is None:
@@ -68,10 +71,12 @@ def load_graph(source: str | Path, *, text: str | None = None) -> LoopGraph:
         error = GraphError(duplicates + problems)
         error.partial = _partial_graph(data, file, lines)
         raise error from None
-    if duplicates:
-        raise GraphError(duplicates)
     graph._file = file
     graph._lines = lines
+    if duplicates:
+        error = GraphError(duplicates)
+        error.partial = graph  # the rest of it passed: the registry's checks still run
+        raise error
     return graph
 
 
@@ -129,25 +134,113 @@ def _parse(text: str) -> tuple[yaml.Node | None, Any]:
 
 
 def _partial_graph(data: dict[str, Any], file: str, lines: dict[tuple[Any, ...], int]) -> LoopGraph:
-    """The nodes and contracts of a file that pass the schema on their own, so the
-    checks against the registry can still report everything else."""
+    """The graph of a file that broke the schema, as far as it passes, so the checks
+    against the registry can still report everything else.
+
+    Each node and contract keeps every field that passed; the fields that broke it
+    are left out and remembered (:meth:`LoopGraph.dropped_fields`), so the checks
+    that would read one are skipped rather than report a problem that is not
+    there. An entry without a usable id (a node) or path (a contract) is left out
+    whole; a node's id then goes to :attr:`LoopGraph.unparsed_ids`.
+    """
     kept: dict[str, list[Any]] = {"nodes": [], "contracts": []}
     index: dict[str, list[int]] = {"nodes": [], "contracts": []}
+    dropped: dict[tuple[str, int], dict[tuple[Any, ...], Any]] = {}
     unparsed: set[str] = set()
     for key, model in (("nodes", NodeSpec), ("contracts", ContractSpec)):
         entries = data.get(key)
         for i, entry in enumerate(entries if isinstance(entries, list) else []):
-            try:
-                kept[key].append(model.model_validate(entry))
-                index[key].append(i)
-            except ValidationError:
+            salvaged = _salvage(model, entry)
+            if salvaged is None:
                 if key == "nodes" and isinstance(entry, dict) and isinstance(entry.get("id"), str):
                     unparsed.add(entry["id"])
-    name = data.get("name")
-    graph = LoopGraph(name=name if isinstance(name, str) else "?", **kept)
+                continue
+            spec, gone = salvaged
+            if gone:
+                dropped[(key, len(kept[key]))] = gone
+            kept[key].append(spec)
+            index[key].append(i)
+    name, profile = data.get("name"), data.get("profile")
+    graph = LoopGraph(
+        name=name if isinstance(name, str) else "?",
+        profile=profile if isinstance(profile, str) else None,
+        **kept,
+    )
     graph._file, graph._lines = file, lines
-    graph._source_index, graph._unparsed_ids = index, frozenset(unparsed)
+    graph._source_index, graph._dropped = index, dropped
+    graph._unparsed_ids = frozenset(unparsed)
     return graph
+
+
+# Without this field an entry says nothing the checks can use.
+_VITAL = {NodeSpec: "id", ContractSpec: "path", InputSpec: "from"}
+# Fields that map names to entries of their own, salvaged one by one.
+_ENTRIES: dict[type[BaseModel], dict[str, type[BaseModel]]] = {NodeSpec: {"inputs": InputSpec}}
+# Stand-ins for required fields that broke the schema. No check reads them: a
+# check that depends on a dropped field is skipped.
+_STAND_INS: dict[str, Any] = {"type": "", "name": "", "deadline_ms": 1.0}
+
+
+def _salvage(
+    model: type[BaseModel], entry: Any
+) -> tuple[BaseModel, dict[tuple[Any, ...], Any]] | None:
+    """``entry`` as a ``model`` without the fields that break the schema, and those
+    fields by location with the values written; None when nothing useful is left.
+
+    A field is left out whole, except a node's inputs: each is salvaged on its own
+    (``inputs.obs`` without its bad ``queue``, or without ``inputs.obs``). An
+    unknown field counts as a misspelling of its close match, if that is not
+    written: ``rate: 50`` leaves ``rate_hz`` unknown, not absent.
+    """
+    if not isinstance(entry, dict):
+        return None
+    try:
+        return model.model_validate(entry), {}
+    except ValidationError as exc:
+        errors = exc.errors()
+    entry, gone = dict(entry), {}
+    known = [f.alias or name for name, f in model.model_fields.items()]
+    nested = _ENTRIES.get(model, {})
+    broken: dict[str, set[Any]] = {}  # entries of a field in ``nested`` that broke it
+    for err in errors:
+        loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and "[" in x))
+        if not loc:
+            return None
+        field, value = loc[0], entry.get(loc[0])
+        if (field,) in gone:
+            continue  # a second problem of a field left out already
+        if err["type"] == "extra_forbidden" and len(loc) == 1:
+            entry.pop(field)
+            close = difflib.get_close_matches(str(field), known, n=1)
+            if close and close[0] not in entry:
+                gone[(close[0],)] = value
+        elif field in nested and len(loc) > 1 and isinstance(value, dict) and loc[1] in value:
+            broken.setdefault(field, set()).add(loc[1])
+        else:
+            gone[(field,)] = entry.pop(field, None)
+    for field, keys in broken.items():
+        if (field,) in gone:
+            continue
+        entries = dict(entry[field])
+        for key in keys:
+            salvaged = _salvage(nested[field], entries[key])
+            if salvaged is None:
+                gone[(field, key)] = entries.pop(key)
+            else:
+                entries[key] = salvaged[0]
+                gone.update({(field, key, *loc): v for loc, v in salvaged[1].items()})
+        entry[field] = entries
+    required = [f.alias or name for name, f in model.model_fields.items() if f.is_required()]
+    for field in required:
+        if field not in entry:
+            if field == _VITAL[model] or field not in _STAND_INS:
+                return None
+            entry[field] = _STAND_INS[field]
+            gone.setdefault((field,), None)
+    try:
+        return model.model_validate(entry), gone
+    except ValidationError:
+        return None
 
 
 def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
@@ -233,6 +326,11 @@ def problem_from_pydantic(
     elif kind in ("less_than", "less_than_equal"):
         message = f"must be {err['msg'].removeprefix('Input should be ')}, got {err.get('input')!r}"
         fix = "use a smaller value"
+    elif kind == "too_short":
+        least = (err.get("ctx") or {}).get("min_length")
+        entries = "entry" if least == 1 else "entries"
+        message = f"needs at least {least} {entries}, got {len(err.get('input') or [])}"
+        fix = f"list at least {least} {entries}"
     elif kind == "string_pattern_mismatch":
         message = f"'{err.get('input')}' is not a valid id"
         fix = "use letters, digits, '_' and '-', starting with a letter or '_'"

@@ -1,9 +1,20 @@
-"""Checking a loop graph against the registered node types: every problem at once."""
+"""Checking a loop graph against the registered node types: every problem at once.
+
+Each problem is reported whatever else is wrong, and nothing that is not there:
+
+* A node of an unknown type is checked against the one registered type its name
+  is a slip of, if there is one; what that finds is marked "(if 'gym.sensr' means
+  gym.sensor)". Without one, its ports and config cannot be known, nor checked.
+* The partial graph of a file that broke the schema keeps each node without the
+  fields that broke it (:meth:`~edgeloop.runtime.graph.LoopGraph.dropped_fields`);
+  a check that would read a dropped field is skipped, its problem being reported.
+"""
 
 from __future__ import annotations
 
 import difflib
 import itertools
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +33,31 @@ from edgeloop.runtime.plugins import PluginRegistry
 from edgeloop.runtime.profiles import graph_profile
 
 RESERVED_IDS = frozenset({"timer"})
+_SLIP = 0.8  # similarity of a one- or two-letter slip: 'gym.sensr' to gym.sensor is 0.95
+
+
+@dataclass
+class _Facts:
+    """What the registry tells about one node, as far as it can be known."""
+
+    cls: type[Node] | None = None
+    """Its class; None when its type is unknown (and no slip of a registered one)."""
+    outputs: list[str] | None = None
+    """The outputs it offers (its ``outputs:``, else its type's); None when unknown."""
+    assumed: str = ""
+    """"'gym.sensr' means gym.sensor" when ``cls`` is that of a close match."""
+
+
+def _if(*facts: _Facts) -> str:
+    """The condition a problem found through guessed types holds under, or ""."""
+    assumed = [f.assumed for f in facts if f.assumed]
+    return f" (if {' and '.join(assumed)})" if assumed else ""
+
+
+def _outputs_if(graph: LoopGraph, facts: list[_Facts], *nodes: int) -> str:
+    """The condition on the outputs of ``nodes``: outputs a node lists are known;
+    those of a guessed type hold only if the guess does."""
+    return _if(*(facts[j] for j in nodes if graph.nodes[j].outputs is None))
 
 
 def validate_graph(graph: LoopGraph, registry: PluginRegistry) -> list[GraphProblem]:
@@ -49,72 +85,17 @@ def validate_graph(graph: LoopGraph, registry: PluginRegistry) -> list[GraphProb
         if spec.id in RESERVED_IDS:
             problem(("nodes", i, "id"), f"'{spec.id}' is reserved", "choose another id")
         elif spec.id in by_id:
+            first = graph.source_loc(("nodes", by_id[spec.id]))[1]
             problem(
                 ("nodes", i, "id"),
-                f"duplicate node id '{spec.id}' (first at nodes[{by_id[spec.id]}])",
+                f"duplicate node id '{spec.id}' (first at nodes[{first}])",
                 "give every node a unique id",
             )
         else:
             by_id[spec.id] = i
 
-    classes: dict[str, type[Node]] = {}
-    ports_of: dict[str, list[str]] = {}  # output port names of each node whose type is known
-    for i, spec in enumerate(graph.nodes):
-        cls = _node_class(graph, registry, spec, ("nodes", i, "type"), problem)
-        if cls is None:
-            continue
-        classes.setdefault(spec.id, cls)
-        try:
-            config = build_config(spec.type, cls.Config, spec.config)
-        except NodeConfigError as exc:
-            for each in exc.problems:
-                key = each.key.split(".")[0] if each.key else ""
-                problem(
-                    ("nodes", i, "config", key) if key else ("nodes", i, "config"),
-                    each.message,
-                    each.fix or "",
-                )
-            if cls.ports.__func__ is not Node.ports.__func__:
-                continue  # its ports come from its config: unknown without one
-            config = None
-        try:
-            if config is None:
-                in_ports, out_ports = port_list(cls.inputs), port_list(cls.outputs)
-            else:
-                in_ports, out_ports = cls.ports(config)
-        except EdgeloopError as exc:  # ports read from a file the config names (a model)
-            where = f"{exc.where}: " if exc.where else ""
-            problem(("nodes", i, "config"), where + exc.message, exc.fix or "")
-            continue
-        ports_of[spec.id] = [p.name for p in out_ports]
-        declared_in = [p.name for p in in_ports]
-        if cls.sensing is not None:  # every steerable sensor takes commands on `sensing`
-            declared_in.append("sensing")
-        _check_sensing(spec, i, cls, problem)
-        for port in spec.inputs:
-            if port not in declared_in and not cls.accepts_any_inputs:
-                problem(
-                    ("nodes", i, "inputs", port),
-                    f"node type '{spec.type}' has no input '{port}'",
-                    _choices(port, declared_in, "inputs"),
-                )
-        declared_out = ports_of[spec.id]
-        for port in spec.outputs or []:
-            if port not in declared_out:
-                problem(
-                    ("nodes", i, "outputs"),
-                    f"node type '{spec.type}' has no output '{port}'",
-                    _choices(port, declared_out, "outputs"),
-                )
-
-    def outputs_of(node_id: str) -> list[str] | None:
-        """The outputs a node offers; None when they cannot be known (a bad config)."""
-        spec = graph.nodes[by_id[node_id]]
-        if spec.outputs is not None:
-            return list(spec.outputs)
-        return ports_of.get(node_id)
-
-    fallback_targets = {s.on_fault.fallback for s in graph.nodes if s.on_fault.action == "fallback"}
+    facts = [_check_node(graph, registry, i, spec, problem) for i, spec in enumerate(graph.nodes)]
+    targets = _fallback_targets(graph)
     for i, spec in enumerate(graph.nodes):
         for port, inp in spec.inputs.items():
             loc = ("nodes", i, "inputs", port)
@@ -126,21 +107,25 @@ def validate_graph(graph: LoopGraph, registry: PluginRegistry) -> list[GraphProb
                     f"input wired to missing node '{inp.node}'",
                     _choices(inp.node, [*by_id, *sorted(graph.unparsed_ids)], "nodes"),
                 )
-            elif (offered := outputs_of(inp.node)) is not None and inp.port not in offered:
+                continue
+            source = by_id[inp.node]
+            offered = facts[source].outputs
+            if offered is not None and inp.port not in offered:
                 problem(
                     loc,
-                    f"node '{inp.node}' has no output '{inp.port}'",
+                    f"node '{inp.node}' has no output '{inp.port}'"
+                    + _outputs_if(graph, facts, source),
                     _choices(inp.port, offered, "outputs"),
                 )
         triggers = any(
             inp.is_timer or (inp.trigger and not inp.feedback) for inp in spec.inputs.values()
         )
-        external = getattr(classes.get(spec.id), "external", False)  # fed from outside
         if (
             spec.rate_hz is None
             and not triggers
-            and spec.id not in fallback_targets
-            and not external
+            and spec.id not in targets
+            and not getattr(facts[i].cls, "external", False)  # fed from outside
+            and not _unsure_when_it_runs(graph, i)
         ):
             problem(
                 ("nodes", i),
@@ -148,10 +133,12 @@ def validate_graph(graph: LoopGraph, registry: PluginRegistry) -> list[GraphProb
                 "give it rate_hz, wire an input, or a timer input such as timer/20ms",
             )
         if spec.on_fault.action == "fallback":
-            _check_fallback(spec, i, by_id, outputs_of, problem, graph.unparsed_ids, graph.nodes)
+            _check_fallback(graph, i, by_id, facts, problem)
 
     commands = {  # a sensing command never makes its sensor step: no cycle through it
-        spec.id for spec in graph.nodes if getattr(classes.get(spec.id), "sensing", None)
+        spec.id
+        for spec, each in zip(graph.nodes, facts, strict=True)
+        if getattr(each.cls, "sensing", None)
     }
     for cycle in _unmarked_cycles(graph, by_id, commands):
         spec_index = by_id[cycle[0]]
@@ -206,61 +193,161 @@ def node_class(graph: LoopGraph, registry: PluginRegistry, spec: NodeSpec) -> ty
     return graph.local_types.get(spec.type) or registry.node_type(spec.type).cls
 
 
-def _node_class(graph, registry, spec, loc, problem) -> type[Node] | None:
+def _check_node(graph, registry, i, spec, problem) -> _Facts:
+    """Check a node against its type (config keys, input and output ports, sensing)
+    and return what its type tells."""
+    gone = _left_out(graph, i)
+    facts = _Facts(outputs=list(spec.outputs) if spec.outputs is not None else None)
+    if "type" in gone:
+        return facts
     try:
-        return node_class(graph, registry, spec)
+        facts.cls, type_name = node_class(graph, registry, spec), spec.type
     except UnknownNodeTypeError as exc:
-        problem(loc, exc.message, exc.fix or "")
-        return None
+        problem(("nodes", i, "type"), exc.message, exc.fix or "")
+        known = [*registry.node_types, *graph.local_types]
+        close = difflib.get_close_matches(spec.type, known, n=2, cutoff=_SLIP)
+        if len(close) != 1:
+            return facts  # nothing it could mean, or more than one thing
+        type_name = close[0]
+        facts.cls = graph.local_types.get(type_name) or registry.node_type(type_name).cls
+        facts.assumed = f"'{spec.type}' means {type_name}"
+    cls, note = facts.cls, _if(facts)
+
+    def found(loc: tuple[Any, ...], message: str, fix: str) -> None:
+        problem(loc, message + note, fix)
+
+    config = None
+    if "config" not in gone:
+        try:
+            config = build_config(type_name, cls.Config, spec.config)
+        except NodeConfigError as exc:
+            for each in exc.problems:
+                key = each.key.split(".")[0] if each.key else ""
+                loc = ("nodes", i, "config", key) if key else ("nodes", i, "config")
+                found(loc, each.message, each.fix or "")
+    if config is None and cls.ports.__func__ is not Node.ports.__func__:
+        return facts  # its ports come from its config: unknown without one
+    try:
+        if config is None:
+            in_ports, out_ports = port_list(cls.inputs), port_list(cls.outputs)
+        else:
+            in_ports, out_ports = cls.ports(config)
+    except EdgeloopError as exc:  # ports read from a file the config names (a model)
+        where = f"{exc.where}: " if exc.where else ""
+        found(("nodes", i, "config"), where + exc.message, exc.fix or "")
+        return facts
+    declared_out = [p.name for p in out_ports]
+    if facts.outputs is None:
+        facts.outputs = declared_out
+    # A port whose source broke the schema still has a name to check.
+    dropped = graph.dropped_fields("nodes", i)
+    lost = [loc[1] for loc in dropped if len(loc) == 2 and loc[0] == "inputs"]
+    ports = [*spec.inputs, *(port for port in lost if isinstance(port, str))]
+    _check_sensing(spec, i, cls, type_name, ports, found)
+    declared_in = [p.name for p in in_ports]
+    for port in ports:
+        if port != "sensing" and port not in declared_in and not cls.accepts_any_inputs:
+            found(
+                ("nodes", i, "inputs", port),
+                f"node type '{type_name}' has no input '{port}'",
+                _choices(str(port), declared_in, "inputs"),
+            )
+    for port in spec.outputs or []:
+        if port not in declared_out:
+            found(
+                ("nodes", i, "outputs"),
+                f"node type '{type_name}' has no output '{port}'",
+                _choices(port, declared_out, "outputs"),
+            )
+    return facts
 
 
-def _check_fallback(spec, i, by_id, outputs_of, problem, graph_unparsed, graph_nodes) -> None:
+def _left_out(graph: LoopGraph, i: int) -> set[str]:
+    """The fields of node ``i`` a partial graph left out, whole or in part."""
+    return {loc[0] for loc in graph.dropped_fields("nodes", i)}
+
+
+def _unsure_wiring(graph: LoopGraph, i: int) -> bool:
+    """Whether node ``i`` lost an input whose source is unknown (a partial graph's)."""
+    return any(loc[0] == "inputs" and len(loc) <= 2 for loc in graph.dropped_fields("nodes", i))
+
+
+def _unsure_when_it_runs(graph: LoopGraph, i: int) -> bool:
+    """Whether what makes node ``i`` step broke the schema: its rate, an input, or
+    an input's ``trigger`` or ``feedback``."""
+    dropped = graph.dropped_fields("nodes", i)
+    return _unsure_wiring(graph, i) or any(
+        loc == ("rate_hz",) or (loc[0] == "inputs" and loc[2:] in (("trigger",), ("feedback",)))
+        for loc in dropped
+    )
+
+
+def _fallback_targets(graph: LoopGraph) -> set[str]:
+    """Nodes some node falls back to: they run when it faults. A node named in an
+    ``on_fault`` that broke the schema may be one."""
+    targets = {s.on_fault.fallback for s in graph.nodes if s.on_fault.action == "fallback"}
+    for i in range(len(graph.nodes)):
+        written = graph.dropped_fields("nodes", i).get(("on_fault",))
+        values = written.values() if isinstance(written, dict) else [written]
+        targets.update(v for v in values if isinstance(v, str))
+    return {t for t in targets if t}
+
+
+def _check_fallback(graph, i, by_id, facts, problem) -> None:
+    spec = graph.nodes[i]
     target = spec.on_fault.fallback
     loc = ("nodes", i, "on_fault")
     if target == spec.id:
         problem(loc, "a node cannot be its own fallback", "name another node")
-    elif target in graph_unparsed:
         return
-    elif target not in by_id:
+    if target in graph.unparsed_ids:
+        return
+    if target not in by_id:
         problem(
             loc, f"fallback node '{target}' does not exist", _choices(target, list(by_id), "nodes")
         )
-    elif (group := graph_nodes[by_id[target]].group) != spec.group:
+        return
+    j = by_id[target]
+    if "group" in _left_out(graph, i) | _left_out(graph, j):
+        return  # one of the groups broke the schema: where it runs is unknown
+    if (group := graph.nodes[j].group) != spec.group:
         problem(
             loc,
             f"fallback node '{target}' is in process group '{group}', "
             f"'{spec.id}' in '{spec.group}'",
             "place a node and its fallback in the same group",
         )
-    else:
-        own, offered = outputs_of(spec.id), outputs_of(target)
-        if own is None or offered is None:
-            return
-        missing = sorted(set(own) - set(offered))
-        if missing:
-            problem(
-                loc,
-                f"fallback node '{target}' lacks output(s) {', '.join(missing)} of '{spec.id}'",
-                "use a fallback node with the same outputs",
-            )
+        return
+    own, offered = facts[i].outputs, facts[j].outputs
+    if own is None or offered is None or "outputs" in _left_out(graph, i):
+        return
+    missing = sorted(set(own) - set(offered))
+    if missing:
+        problem(
+            loc,
+            f"fallback node '{target}' lacks output(s) {', '.join(missing)} of '{spec.id}'"
+            + _outputs_if(graph, facts, i, j),
+            "use a fallback node with the same outputs",
+        )
 
 
 def _check_contract(graph, c, path, by_id, problem) -> None:
     loc = ("contracts", c, "path")
-    missing = [(j, node_id) for j, node_id in enumerate(path) if node_id not in by_id]
-    if any(node_id in graph.unparsed_ids for _, node_id in missing):
-        return  # a node of the path broke the schema: reported already
-    for j, node_id in missing:
-        problem(
-            (*loc, j),
-            f"contract path names missing node '{node_id}'",
-            _choices(node_id, list(by_id), "nodes"),
-        )
-    if missing:
-        return
+    for j, node_id in enumerate(path):
+        if node_id not in by_id and node_id not in graph.unparsed_ids:
+            problem(
+                (*loc, j),
+                f"contract path names missing node '{node_id}'",
+                _choices(node_id, list(by_id), "nodes"),
+            )
     for j, (upstream, downstream) in enumerate(itertools.pairwise(path), start=1):
+        if upstream not in by_id or downstream not in by_id:
+            continue  # a missing node, reported above, or one that broke the schema
         spec = graph.nodes[by_id[downstream]]
-        if not any(not inp.is_timer and inp.node == upstream for inp in spec.inputs.values()):
+        wired = [inp.node for inp in spec.inputs.values() if not inp.is_timer]
+        if _unsure_wiring(graph, by_id[downstream]) or any(n not in by_id for n in wired):
+            continue  # the edge may be an input that broke the schema, or a misspelt one
+        if upstream not in wired:
             problem(
                 (*loc, j),
                 f"contract path has no edge {upstream} -> {downstream}",
@@ -272,10 +359,12 @@ def _unmarked_cycles(
     graph: LoopGraph, by_id: dict[str, int], steerable: set[str]
 ) -> list[list[str]]:
     edges: dict[str, list[str]] = {node_id: [] for node_id in by_id}
-    for spec in graph.nodes:
+    for i, spec in enumerate(graph.nodes):
         for port, inp in spec.inputs.items():
             if port == "sensing" and spec.id in steerable:
                 continue
+            if ("inputs", port, "feedback") in graph.dropped_fields("nodes", i):
+                continue  # its feedback mark broke the schema: it may close a cycle
             if not inp.is_timer and not inp.feedback and inp.node in by_id and spec.id in edges:
                 edges[inp.node].append(spec.id)
     cycles: list[list[str]] = []
@@ -309,19 +398,20 @@ def _choices(value: str, known: list[str], what: str) -> str:
     return f"known {what}: {', '.join(known)}" if known else f"there are no {what} to wire to"
 
 
-def _check_sensing(spec, i, cls, problem) -> None:
-    """A ``sensing:`` block only on steerable sensors, and a rate within its bounds."""
+def _check_sensing(spec, i, cls, type_name, ports, problem) -> None:
+    """A ``sensing:`` block and input only on steerable sensors, and a rate within
+    its bounds."""
     if cls.sensing is None:
         if spec.sensing is not None:
             problem(
                 ("nodes", i, "sensing"),
-                f"node type '{spec.type}' takes no sensing commands",
+                f"node type '{type_name}' takes no sensing commands",
                 "remove the sensing block, or use a sensor type that declares sensing",
             )
-        elif "sensing" in spec.inputs and not cls.accepts_any_inputs:
+        if "sensing" in ports and not cls.accepts_any_inputs:
             problem(
                 ("nodes", i, "inputs", "sensing"),
-                f"node type '{spec.type}' takes no sensing commands",
+                f"node type '{type_name}' takes no sensing commands",
                 "wire sensing commands to a sensor type that declares sensing",
             )
         return

@@ -162,6 +162,7 @@ def _run_groups(args: argparse.Namespace, graph: LoopGraph, duration: float | No
         from edgeloop.runtime.recording import mcap_module
 
         mcap_module()  # the record extra is there, before any process starts
+
     def started(pids: dict[str, int]) -> None:
         if not args.quiet:
             each = ", ".join(f"{name} (pid {pid})" for name, pid in pids.items())

@@ -236,6 +236,13 @@ def test_node_finds_a_spec_by_id_and_raises_key_error_for_an_unknown_one():
         graph.node("nope")
 
 
+def test_a_whole_graph_has_no_dropped_fields_and_no_unparsed_ids(pendulum_yaml: Path):
+    # Only the partial graph of a file that broke the schema has them (test_graph_yaml).
+    for graph in (build_pendulum(), load_graph(pendulum_yaml)):
+        assert graph.dropped_fields("nodes", 0) == {}
+        assert graph.unparsed_ids == frozenset()
+
+
 # -- any graph the schema accepts survives to_yaml -> load_graph ------------------------
 
 _ids = st.from_regex(r"[A-Za-z_][A-Za-z0-9_\-]{0,6}", fullmatch=True)

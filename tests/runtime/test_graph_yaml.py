@@ -56,32 +56,49 @@ def test_text_is_read_instead_of_the_file_and_problems_name_the_source_given():
     assert (problem.file, problem.line) == ("inline.yaml", 5)
 
 
-def test_a_missing_file_is_a_graph_error_that_names_it(tmp_path: Path):
-    path = tmp_path / "nowhere.yaml"
-
-    problem = only_problem(path)
-
-    assert problem.file == str(path)
-    assert "cannot read" in problem.message and "No such file" in problem.message
-    assert "path" in problem.fix
-    assert str(path) in str(problem)
+def _missing(tmp_path: Path) -> Path:
+    return tmp_path / "nowhere.yaml"
 
 
-def test_a_directory_instead_of_a_file_is_a_graph_error(tmp_path: Path):
-    problem = only_problem(tmp_path)
-
-    assert "cannot read" in problem.message
-
-
-def test_a_file_that_is_not_text_is_a_graph_error(tmp_path: Path):
+def _binary(tmp_path: Path) -> Path:
     path = tmp_path / "binary.yaml"
     path.write_bytes(b"name: x\n\xff\xfe\x00nodes: []\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "message", "fix"),
+    [
+        pytest.param(
+            _missing,
+            "cannot read graph file: No such file or directory",
+            "check the path",
+            id="a missing file",
+        ),
+        pytest.param(
+            lambda tmp_path: tmp_path,
+            "cannot read graph file: Is a directory",
+            "check the path",
+            id="a directory instead of a file",
+        ),
+        pytest.param(
+            _binary,
+            "not a text file: invalid start byte at byte 8",
+            "save the graph as UTF-8 YAML",
+            id="a file that is not text",
+        ),
+    ],
+)
+def test_a_file_that_cannot_be_read_as_text_is_a_graph_error_that_names_it(
+    tmp_path: Path, make: Callable[[Path], Path], message: str, fix: str
+):
+    path = make(tmp_path)
 
     problem = only_problem(path)
 
-    assert problem.file == str(path)
-    assert "not a text file" in problem.message
-    assert "UTF-8" in problem.fix
+    assert (problem.file, problem.line, problem.field) == (str(path), None, "")
+    assert (problem.message, problem.fix) == (message, fix)
+    assert str(path) in str(problem)
 
 
 @pytest.mark.parametrize(
@@ -120,60 +137,6 @@ def test_a_file_that_is_not_a_mapping_is_reported_with_an_example_to_follow(
     assert "must be a mapping" in problem.message
     assert problem.line == 1
     assert "examples/pendulum" in problem.fix
-
-
-def test_an_unknown_node_field_is_reported_with_a_close_match(
-    write_graph: WriteGraph, line_of: LineOf
-):
-    path = write_graph(
-        """
-        name: typo
-        nodes:
-          - id: sensor
-            type: gym.sensor
-            rate: 50
-        """
-    )
-
-    problem = only_problem(path)
-
-    assert problem.message == "unknown field 'rate'"
-    assert problem.field == "nodes[0].rate"
-    assert (problem.file, problem.line) == (str(path), line_of(path, "rate: 50"))
-    assert "rate_hz" in problem.fix
-
-
-def test_an_unknown_top_level_field_is_reported_with_a_close_match(
-    write_graph: WriteGraph, line_of: LineOf
-):
-    path = write_graph(
-        """
-        name: typo
-        nodes:
-          - id: a
-            type: constant
-            rate_hz: 10
-        contract:
-          - name: c
-        """
-    )
-
-    problem = only_problem(path)
-
-    assert problem.field == "contract"
-    assert problem.line == line_of(path, "contract:")
-    assert "contracts" in problem.fix
-
-
-def test_an_unknown_top_level_field_without_a_close_match_lists_the_known_fields(
-    write_graph: WriteGraph,
-):
-    path = write_graph("name: x\nnodes: []\ncolour: blue\n")
-
-    problem = only_problem(path)
-
-    assert (problem.field, problem.line) == ("colour", 3)
-    assert all(f in problem.fix for f in ("name", "profile", "nodes", "contracts"))
 
 
 @pytest.mark.parametrize(
@@ -284,10 +247,46 @@ def test_bad_timer_syntax_is_reported_with_how_to_write_a_timer(
     assert "timer/20ms" in problem.fix and "us, ms, s or hz" in problem.fix
 
 
-def test_a_source_that_is_neither_node_output_nor_timer_is_reported(
-    write_graph: WriteGraph, line_of: LineOf
-):
-    path = write_graph(
+# One schema mistake each: the graph, then every problem expected as (field, its line
+# (a snippet of it, or its number), message, fix), exactly.
+SCHEMA_MISTAKES = [
+    pytest.param(
+        """
+        name: typo
+        nodes:
+          - id: sensor
+            type: gym.sensor
+            rate: 50
+        """,
+        [("nodes[0].rate", "rate: 50", "unknown field 'rate'", "did you mean 'rate_hz'?")],
+        id="an unknown node field, with a close match",
+    ),
+    pytest.param(
+        """
+        name: typo
+        nodes:
+          - id: a
+            type: constant
+            rate_hz: 10
+        contract:
+          - name: c
+        """,
+        [("contract", "contract:", "unknown field 'contract'", "did you mean 'contracts'?")],
+        id="an unknown top-level field, with a close match",
+    ),
+    pytest.param(
+        "name: x\nnodes: []\ncolour: blue\n",
+        [
+            (
+                "colour",
+                3,
+                "unknown field 'colour'",
+                "known fields: name, profile, nodes, contracts, groups",
+            )
+        ],
+        id="an unknown top-level field without a close match, listing the known fields",
+    ),
+    pytest.param(
         """
         name: sources
         nodes:
@@ -297,20 +296,18 @@ def test_a_source_that_is_neither_node_output_nor_timer_is_reported(
           - id: b
             type: clamp
             inputs: {action: a}
-        """
-    )
-
-    problem = only_problem(path)
-
-    assert problem.field == "nodes[1].inputs.action.from"
-    assert problem.line == line_of(path, "{action: a}")
-    assert "other_node/output" in problem.fix
-
-
-def test_a_fallback_without_a_node_is_reported_with_how_to_name_one(
-    write_graph: WriteGraph, line_of: LineOf
-):
-    path = write_graph(
+        """,
+        [
+            (
+                "nodes[1].inputs.action.from",
+                "{action: a}",
+                "bad source 'a'",
+                "write other_node/output or timer/20ms",
+            )
+        ],
+        id="a source that is neither node output nor timer",
+    ),
+    pytest.param(
         """
         name: fallback
         nodes:
@@ -318,70 +315,69 @@ def test_a_fallback_without_a_node_is_reported_with_how_to_name_one(
             type: constant
             rate_hz: 10
             on_fault: fallback
-        """
-    )
-
-    problem = only_problem(path)
-
-    assert problem.field == "nodes[0].on_fault"
-    assert problem.line == line_of(path, "on_fault:")
-    assert "{fallback: <node id>}" in problem.fix
-
-
-def test_an_unknown_fault_action_lists_the_actions(write_graph: WriteGraph, line_of: LineOf):
-    path = write_graph("name: x\nnodes:\n  - id: a\n    type: constant\n    on_fault: explode\n")
-
-    problem = only_problem(path)
-
-    assert (problem.field, problem.line) == ("nodes[0].on_fault.action", 5)
-    assert all(a in problem.fix for a in ("restart", "hold_last", "fallback", "stop"))
-
-
-def test_missing_required_fields_are_reported_at_their_entry(write_graph: WriteGraph):
-    path = write_graph(
+        """,
+        [
+            (
+                "nodes[0].on_fault",
+                "on_fault:",
+                "fallback needs a node",
+                "write on_fault: {fallback: <node id>}",
+            )
+        ],
+        id="a fallback without a node, with how to name one",
+    ),
+    pytest.param(
+        "name: x\nnodes:\n  - id: a\n    type: constant\n    on_fault: explode\n",
+        [
+            (
+                "nodes[0].on_fault.action",
+                5,
+                "got 'explode'",
+                "use 'restart', 'hold_last', 'fallback' or 'stop'",
+            )
+        ],
+        id="an unknown fault action, listing the actions",
+    ),
+    pytest.param(
         """
         nodes:
           - type: constant
             rate_hz: 10
           - id: b
             rate_hz: 10
-        """
-    )
-
-    problems = load_problems(path)
-
-    assert {(p.field, p.line) for p in problems} == {
-        ("name", 1),
-        ("nodes[0].id", 2),
-        ("nodes[1].type", 4),
-    }
-    assert all(p.fix.startswith("add '") for p in problems)
-
-
-def test_an_id_that_is_not_a_name_is_reported(write_graph: WriteGraph, line_of: LineOf):
-    path = write_graph("name: x\nnodes:\n  - id: 9 lives\n    type: constant\n")
-
-    problem = only_problem(path)
-
-    assert (problem.field, problem.line) == ("nodes[0].id", 3)
-    assert "not a valid id" in problem.message
-    assert "letters" in problem.fix
-
-
-def test_a_node_written_as_a_bare_word_is_reported_as_needing_fields(write_graph: WriteGraph):
-    path = write_graph("name: x\nnodes:\n  - sensor\n")
-
-    problem = only_problem(path)
-
-    assert (problem.field, problem.line) == ("nodes[0]", 3)
-    assert "sensor" in problem.message
-    assert problem.fix
-
-
-def test_a_contract_needs_two_nodes_and_a_positive_deadline(
-    write_graph: WriteGraph, line_of: LineOf
-):
-    path = write_graph(
+        """,
+        [
+            ("name", 1, "required field 'name' is missing", "add 'name:'"),
+            ("nodes[0].id", 2, "required field 'id' is missing", "add 'id:'"),
+            ("nodes[1].type", 4, "required field 'type' is missing", "add 'type:'"),
+        ],
+        id="missing required fields, at their entry",
+    ),
+    pytest.param(
+        "name: x\nnodes:\n  - id: 9 lives\n    type: constant\n",
+        [
+            (
+                "nodes[0].id",
+                3,
+                "'9 lives' is not a valid id",
+                "use letters, digits, '_' and '-', starting with a letter or '_'",
+            )
+        ],
+        id="an id that is not a name",
+    ),
+    pytest.param(
+        "name: x\nnodes:\n  - sensor\n",
+        [
+            (
+                "nodes[0]",
+                3,
+                "expected a mapping of fields, got 'sensor'",
+                "write it as 'key: value' lines; see examples/pendulum/loop.yaml",
+            )
+        ],
+        id="a node written as a bare word, as needing fields",
+    ),
+    pytest.param(
         """
         name: contracts
         nodes:
@@ -392,15 +388,54 @@ def test_a_contract_needs_two_nodes_and_a_positive_deadline(
           - name: c
             path: [a]
             deadline_ms: 0
-        """
-    )
+        """,
+        [
+            (
+                "contracts[0].path",
+                "path:",
+                "needs at least 2 entries, got 1",
+                "list at least 2 entries",
+            ),
+            (
+                "contracts[0].deadline_ms",
+                "deadline_ms:",
+                "must be greater than 0, got 0",
+                "use a positive value",
+            ),
+        ],
+        id="a contract with one node and a deadline of zero",
+    ),
+    pytest.param(
+        "name: twice\nnodes:\n  - id: a\n    type: constant\n    rate_hz: 5\n    rate_hz: 50\n",
+        [
+            (
+                "nodes[0].rate_hz",
+                6,
+                "'rate_hz' is written twice (first at line 5)",
+                "keep one of them",
+            )
+        ],
+        id="a key written twice in one mapping, at its second line",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), SCHEMA_MISTAKES)
+def test_a_schema_mistake_is_reported_with_its_field_line_message_and_fix(
+    write_graph: WriteGraph,
+    line_of: LineOf,
+    text: str,
+    expected: list[tuple[str, str | int, str, str]],
+):
+    path = write_graph(text)
 
     problems = load_problems(path)
 
-    assert {(p.field, p.line) for p in problems} == {
-        ("contracts[0].path", line_of(path, "path:")),
-        ("contracts[0].deadline_ms", line_of(path, "deadline_ms:")),
-    }
+    assert sorted((p.field, p.line, p.message, p.fix) for p in problems) == sorted(
+        (field, line if isinstance(line, int) else line_of(path, line), message, fix)
+        for field, line, message, fix in expected
+    )
+    assert all(p.file == str(path) for p in problems)
 
 
 def test_every_schema_problem_in_a_file_is_reported_at_once(
@@ -440,18 +475,6 @@ def test_every_schema_problem_in_a_file_is_reported_at_once(
     assert f"{path}:{line_of(path, 'rate: 50')}: nodes[0].rate" in message
 
 
-def test_a_key_written_twice_in_one_mapping_is_reported_at_its_second_line(tmp_path):
-    path = tmp_path / "twice.yaml"
-    path.write_text(
-        "name: twice\nnodes:\n  - id: a\n    type: constant\n    rate_hz: 5\n    rate_hz: 50\n"
-    )
-    with pytest.raises(GraphError) as caught:
-        load_graph(path)
-    (problem,) = caught.value.problems
-    assert problem.line == 6 and problem.field == "nodes[0].rate_hz"
-    assert "written twice (first at line 5)" in problem.message
-
-
 @pytest.mark.parametrize(
     ("entry", "field"),
     [
@@ -489,3 +512,69 @@ def test_a_yaml_alias_bomb_is_refused_quickly(write_graph: WriteGraph):
     path = write_graph("name: bomb\nx:\n" + "\n".join(levels) + "\nnodes: []\n")
     problem = only_problem(path)
     assert "expands to more than 100,000 entries" in problem.message
+
+
+def test_the_partial_graph_keeps_each_entry_without_the_fields_that_broke_it(
+    write_graph: WriteGraph,
+):
+    path = write_graph(
+        """
+        name: partial
+        profile: desktop-cpu
+        nodes:
+          - id: 9 lives
+            type: constant
+          - id: sensor
+            type: gym.sensor
+            rate_hz: fast
+            config: {dt: 0.02}
+          - id: ctl
+            rate: 10
+            inputs:
+              obs: sensor/obs
+              tick: timer/20xs
+              hint: {from: sensor/obs, queu: fifo}
+          - sensor
+        contracts:
+          - name: c
+            path: [sensor, ctl]
+            deadline_ms: 0
+          - name: short
+            path: [sensor]
+            deadline_ms: 5
+        """
+    )
+    with pytest.raises(GraphError) as caught:
+        load_graph(path)
+
+    partial = caught.value.partial
+    assert (partial.name, partial.profile) == ("partial", "desktop-cpu")
+    assert [n.id for n in partial.nodes] == ["sensor", "ctl"]
+    assert partial.unparsed_ids == {"9 lives"}
+    assert partial.nodes[0].config == {"dt": 0.02} and partial.nodes[0].rate_hz is None
+    assert partial.dropped_fields("nodes", 0) == {("rate_hz",): "fast"}
+    assert list(partial.nodes[1].inputs) == ["obs", "hint"]
+    assert partial.nodes[1].inputs["hint"].source == "sensor/obs"
+    assert partial.dropped_fields("nodes", 1) == {
+        ("rate_hz",): 10,  # written as 'rate', its close match
+        ("type",): None,  # missing
+        ("inputs", "tick"): "timer/20xs",
+        ("inputs", "hint", "queue"): "fifo",  # written as 'queu'
+    }
+    assert [c.path for c in partial.contracts] == [["sensor", "ctl"]]
+    assert partial.dropped_fields("contracts", 0) == {("deadline_ms",): 0}
+    # Problems found in the partial graph point at the file's entries.
+    assert partial.source_loc(("nodes", 1, "inputs")) == ("nodes", 2, "inputs")
+
+
+def test_a_file_whose_only_problem_is_a_key_written_twice_carries_its_graph(
+    write_graph: WriteGraph,
+):
+    path = write_graph("name: x\nnodes:\n  - id: a\n    type: clmp\n    type: clamp\n")
+
+    with pytest.raises(GraphError) as caught:
+        load_graph(path)
+
+    assert [p.field for p in caught.value.problems] == ["nodes[0].type"]
+    assert caught.value.partial.node("a").type == "clamp"
+    assert caught.value.partial.file == str(path)
