@@ -20,18 +20,13 @@ from typing import Any
 import numpy as np
 
 from edgeloop.plugins.grid_sensor import BlobScene
+from edgeloop.sims.torch_support import import_torch, one_thread
 
 SIZE = 16
 
 
 def _torch() -> Any:
-    try:
-        import torch
-    except ImportError:
-        from edgeloop.runtime.errors import MissingDependencyError
-
-        raise MissingDependencyError("torch", "train", "training the masked autoencoder") from None
-    return torch
+    return import_torch("training the masked autoencoder")
 
 
 def make_model() -> Any:
@@ -82,6 +77,11 @@ def train(
     steps: int = 3000, batch: int = 64, seed: int = 0, lr: float = 2e-3, progress: Any = None
 ) -> Any:
     """Train on generated scenes; ``progress(step, loss)`` is called every 100 steps."""
+    with one_thread("training the masked autoencoder"):
+        return _train(steps, batch, seed, lr, progress)
+
+
+def _train(steps: int, batch: int, seed: int, lr: float, progress: Any) -> Any:
     torch = _torch()
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)

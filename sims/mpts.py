@@ -15,17 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from edgeloop.runtime.errors import MissingDependencyError
 from edgeloop.sims.risk import pearson
 from edgeloop.sims.task_space import TaskSpace
+from edgeloop.sims.torch_support import import_torch
 
 
 def _torch() -> Any:
-    try:
-        import torch
-    except ImportError:
-        raise MissingDependencyError("torch", "train", "the MPTS risk learner") from None
-    return torch
+    return import_torch("the MPTS risk learner")
 
 
 @dataclass(frozen=True)

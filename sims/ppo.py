@@ -19,11 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from edgeloop.runtime.errors import MissingDependencyError, TrainingError
+from edgeloop.runtime.errors import TrainingError
 from edgeloop.sims.checkpoint import SeedCounter, TrainingState
 from edgeloop.sims.risk import cvar
 from edgeloop.sims.samplers import SAMPLERS, DrmSampler, ErmSampler, GdrmSampler, Sampler
 from edgeloop.sims.task_space import TaskSpace, load_task_space
+from edgeloop.sims.torch_support import import_torch, one_thread
 
 
 @dataclass(frozen=True)
@@ -156,11 +157,7 @@ def _as_type(name: str, value: Any, kind: type) -> Any:
 
 
 def _torch() -> Any:
-    try:
-        import torch
-    except ImportError:
-        raise MissingDependencyError("torch", "train", "training") from None
-    return torch
+    return import_torch("training")
 
 
 def make_policy(obs_dim: int, action_space: Any, hidden: int) -> Any:
@@ -267,15 +264,8 @@ def train(
         TrainingError: an unknown sampler, a budget too small for one iteration, or
             a checkpoint that does not belong to this config.
     """
-    torch = _torch()
-    threads = torch.get_num_threads()
-    # Small networks gain nothing from intra-op threads, and their spin-waiting
-    # slows training many times over when other processes share the cores.
-    torch.set_num_threads(1)
-    try:
+    with one_thread() as torch:
         return _train(torch, config, progress, checkpoint, resume)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _train(

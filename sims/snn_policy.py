@@ -20,13 +20,13 @@ from typing import Any
 
 import numpy as np
 
+from edgeloop.sims.torch_support import import_torch
+
 DT = 0.05  # Pendulum-v1's own step, at which the MPTS/PPO teacher was trained
 
 
 def _torch() -> Any:
-    import torch
-
-    return torch
+    return import_torch("distilling a spiking policy")
 
 
 def make_policy(hidden: int = 64, seed: int = 0) -> Any:

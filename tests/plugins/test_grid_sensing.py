@@ -74,7 +74,7 @@ def test_the_masked_autoencoder_fills_in_better_than_zeros(tmp_path: Path) -> No
     pytest.importorskip("torch")
     from edgeloop.sims.masked_autoencoder import export, train
 
-    bundle = export(train(steps=200, seed=0), tmp_path / "mae")
+    bundle = export(train(steps=100, seed=0), tmp_path / "mae")  # fills in at ~0.4 x zeros
     errors = {}
     for name, view in (("zero", "camera/frame"), ("mae", "mae/recon")):
         graph = edgeloop.LoopGraph(name="fill")
