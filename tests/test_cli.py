@@ -402,21 +402,6 @@ def installed_script() -> Path:
     return script
 
 
-def test_the_installed_script_exports_a_factory_from_the_current_folder(tmp_path: Path):
-    pytest.importorskip("torch")
-    (tmp_path / "mypolicies.py").write_text(
-        "import torch\n\ndef make_policy():\n    return torch.nn.Linear(3, 1)\n"
-    )
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # no PYTHONPATH=.
-    result = subprocess.run(
-        [str(installed_script()), "export", "mypolicies:make_policy",
-         "--input", "obs=1x3", "--output", "action", "-o", "bundle"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert (tmp_path / "bundle" / "model.onnx").exists()
-
-
 def check_pendulum_report(report: dict) -> None:
     assert report["graph"] == "pendulum"
     assert report["simulated"] is True

@@ -67,7 +67,9 @@ def test_the_report_figures_match_a_hand_computation():
     assert rows[1][0] == "mpts (2 seeds)" and rows[1][header.index("CVaR_0.9")] == "-700 ± 100"
 
 
-def test_compare_from_the_command_line_writes_the_report_and_reuses_finished_runs(tmp_path):
+def test_compare_from_the_command_line_writes_the_report_and_reuses_finished_runs(
+    tmp_path, capsys, monkeypatch
+):
     args = [
         "compare", "--samplers", "erm,mpts+regret", "--seeds", "2", "--steps", "6400",
         "--grid", "2", "--episodes", "1", "--workers", "2", "-o", "report",
@@ -100,12 +102,12 @@ def test_compare_from_the_command_line_writes_the_report_and_reuses_finished_run
     assert json.loads((out / "report.json").read_text())["table"] == report["table"]
     # `edgeloop evaluate` of one of the runs, at the comparison's grid and episodes,
     # gives the figures the comparison recorded for it: same tasks, same seeds.
-    evaluated = edgeloop(
-        tmp_path, "evaluate", "report/runs/erm-seed1", "--grid", "2", "--episodes", "1",
-        "--json", "e.json",
-    )  # fmt: skip
-    assert evaluated.returncode == 0, evaluated.stderr
-    assert "from seeds 10000" in " ".join(evaluated.stdout.split())
+    from edgeloop.cli import main
+
+    monkeypatch.chdir(tmp_path)  # the same CLI, in this process: no second start-up
+    args = ["report/runs/erm-seed1", "--grid", "2", "--episodes", "1", "--json", "e.json"]
+    assert main(["evaluate", *args]) == 0
+    assert "from seeds 10000" in " ".join(capsys.readouterr().out.split())
     mine = json.loads((tmp_path / "e.json").read_text())
     for label, key in (("in range", "in_range"), ("out of distribution", "ood")):
         assert mine[label]["returns"] == runs["erm-seed1"][key]["returns"]
@@ -134,8 +136,17 @@ def test_training_settings_are_converted_to_their_types_or_refused():
         CompareConfig(samplers=("erm", "erm"))
 
 
-def test_a_comparison_on_a_local_ray_cluster_matches_one_run_here(tmp_path):
-    pytest.importorskip("ray")
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray cluster for the tests of this module (starting one takes seconds);
+    the code under test finds it running and uses it, as it would a user's."""
+    ray = pytest.importorskip("ray")
+    ray.init(address="local", include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def test_a_comparison_on_a_local_ray_cluster_matches_one_run_here(tmp_path, local_ray):
     config = CompareConfig(
         samplers=("erm",), seeds=(0, 1), total_steps=3200, grid=2, episodes=1, train=TINY
     )
@@ -144,8 +155,7 @@ def test_a_comparison_on_a_local_ray_cluster_matches_one_run_here(tmp_path):
     assert [r["in_range"]["returns"] for r in on_ray] == [r["in_range"]["returns"] for r in here]
 
 
-def test_an_evaluation_split_over_a_local_ray_cluster_matches_one_here(tmp_path):
-    pytest.importorskip("ray")
+def test_an_evaluation_split_over_a_local_ray_cluster_matches_one_here(tmp_path, local_ray):
     from edgeloop.sims import evaluate, load_task_space
     from edgeloop.sims.cluster import evaluate_run_on_ray
     from edgeloop.sims.ppo import as_policy_function
