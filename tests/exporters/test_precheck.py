@@ -6,7 +6,6 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import onnx_models
 import pytest
@@ -86,7 +85,9 @@ def test_an_op_missing_from_the_tensorrt_list_is_listed_as_falling_back(tmp_path
     assert all(op not in supported for op in ops.items)
 
 
-def test_the_precheck_command_prints_pass_or_fail_and_exits_accordingly(tmp_path):
+def test_the_precheck_command_prints_pass_or_fail_and_exits_accordingly(tmp_path, capsys):
+    from edgeloop.cli import main
+
     model = onnx_models.make_mlp(tmp_path / "mlp.onnx")
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -101,22 +102,11 @@ def test_the_precheck_command_prints_pass_or_fail_and_exits_accordingly(tmp_path
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.rstrip().endswith("PASS")
     assert json.loads((tmp_path / "r.json").read_text())["passed"] is True
-    strict = run("--profile", "jetson-orin-nano-8gb", "--strict")  # dynamic batch is a warning
-    assert strict.returncode == 1 and strict.stdout.rstrip().endswith("FAIL")
-    too_new = run("--profile", "jetson-nano-4gb")
-    assert too_new.returncode == 1 and "opset 17 is above 13" in " ".join(too_new.stdout.split())
-    missing = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "edgeloop",
-            "precheck",
-            str(Path(tmp_path) / "none.onnx"),
-            "--profile",
-            "desktop-cpu",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert missing.returncode == 2 and "no such model file" in missing.stderr
+    # The rest through the same CLI in this process (no start-up each).
+    strict = ["precheck", str(model), "--profile", "jetson-orin-nano-8gb", "--strict"]
+    assert main(strict) == 1  # the dynamic batch is a warning
+    assert capsys.readouterr().out.rstrip().endswith("FAIL")
+    assert main(["precheck", str(model), "--profile", "jetson-nano-4gb"]) == 1
+    assert "opset 17 is above 13" in " ".join(capsys.readouterr().out.split())
+    assert main(["precheck", str(tmp_path / "none.onnx"), "--profile", "desktop-cpu"]) == 2
+    assert "no such model file" in capsys.readouterr().err

@@ -95,18 +95,17 @@ def test_compare_from_the_command_line_writes_the_report_and_reuses_finished_run
     markdown = (out / "report.md").read_text()
     assert "Regenerate: `edgeloop compare --samplers erm,mpts+regret" in markdown
     assert "| mpts+regret (2 seeds) |" in markdown
+    from edgeloop.cli import main
+
+    monkeypatch.chdir(tmp_path)  # the same CLI again, in this process: no second start-up
     stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/evaluation.json")}
-    again = edgeloop(tmp_path, *args)
-    assert again.returncode == 0, again.stderr
+    assert main(args) == 0
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing retrained
     assert json.loads((out / "report.json").read_text())["table"] == report["table"]
     # `edgeloop evaluate` of one of the runs, at the comparison's grid and episodes,
     # gives the figures the comparison recorded for it: same tasks, same seeds.
-    from edgeloop.cli import main
-
-    monkeypatch.chdir(tmp_path)  # the same CLI, in this process: no second start-up
-    args = ["report/runs/erm-seed1", "--grid", "2", "--episodes", "1", "--json", "e.json"]
-    assert main(["evaluate", *args]) == 0
+    evaluate = ["report/runs/erm-seed1", "--grid", "2", "--episodes", "1", "--json", "e.json"]
+    assert main(["evaluate", *evaluate]) == 0
     assert "from seeds 10000" in " ".join(capsys.readouterr().out.split())
     mine = json.loads((tmp_path / "e.json").read_text())
     for label, key in (("in range", "in_range"), ("out of distribution", "ood")):
@@ -114,16 +113,27 @@ def test_compare_from_the_command_line_writes_the_report_and_reuses_finished_run
         assert mine[label]["cvar"] == runs["erm-seed1"][key]["cvar"]
 
 
-def test_bad_comparisons_are_refused_with_a_clear_message(tmp_path):
-    unknown = edgeloop(tmp_path, "compare", "--samplers", "erm,mptz", "-o", "r")
-    assert unknown.returncode == 2 and "unknown sampler mptz" in unknown.stderr
-    setting = edgeloop(tmp_path, "compare", "--set", "gama=0.99", "-o", "r")
-    assert setting.returncode == 2 and "unknown or fixed training setting gama" in setting.stderr
-    space = edgeloop(tmp_path, "compare", "--task-space", "pendulm", "-o", "r")
-    assert space.returncode == 2 and "pendulm" in space.stderr
-    small = edgeloop(tmp_path, "compare", "--steps", "1000", "-o", "r")
-    assert small.returncode == 2 and "less than one iteration" in small.stderr
-    assert all("Traceback" not in p.stderr for p in (unknown, setting, space, small))
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--samplers", "erm,mptz"], "unknown sampler mptz"),
+        (["--set", "gama=0.99"], "unknown or fixed training setting gama"),
+        (["--task-space", "pendulm"], "pendulm"),
+        (["--steps", "1000"], "less than one iteration"),
+        (["--seeds", "0"], "--seeds must be >= 1"),
+    ],
+)
+def test_bad_comparisons_are_refused_with_a_clear_message(args, says, tmp_path, capsys):
+    from edgeloop.cli import main
+
+    try:
+        code = main(["compare", *args, "-o", str(tmp_path / "r")])
+    except SystemExit as exc:  # an option value argparse refuses exits as a user error too
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert says in " ".join(err.split()) and "Traceback" not in err
+    assert not (tmp_path / "r").exists()  # refused before any work
 
 
 def test_training_settings_are_converted_to_their_types_or_refused():

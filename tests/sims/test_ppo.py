@@ -80,7 +80,7 @@ def test_an_unknown_sampler_is_refused():
         train(TrainConfig(sampler="mptss", total_steps=3_200))
 
 
-def test_train_and_evaluate_from_the_command_line(tmp_path):
+def test_train_and_evaluate_from_the_command_line(tmp_path, capsys, monkeypatch):
     import json
     import subprocess
     import sys
@@ -101,14 +101,15 @@ def test_train_and_evaluate_from_the_command_line(tmp_path):
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert history["steps"] == [9_600, 19_200]  # GDRM's evaluations are charged
     assert json.loads((tmp_path / "run" / "config.json").read_text())["vf_coef"] == 0.25
-    evaluated = edgeloop("evaluate", "run", "--grid", "2", "--episodes", "1", "--json", "e.json")
-    assert evaluated.returncode == 0, evaluated.stderr
+    from edgeloop.cli import main
+
+    monkeypatch.chdir(tmp_path)  # evaluating: the same CLI, in this process
+    assert main(["evaluate", "run", "--grid", "2", "--episodes", "1", "--json", "e.json"]) == 0
     report = json.loads((tmp_path / "e.json").read_text())
     assert len(report["in range"]["returns"]) == 4
     assert report["out of distribution"]["space"] == "pendulum-ood"
-    missing = edgeloop("evaluate", "nowhere")
-    assert missing.returncode == 2 and "is not a training run" in missing.stderr
-    assert "Traceback" not in missing.stderr
+    assert main(["evaluate", "nowhere"]) == 2
+    assert "is not a training run" in capsys.readouterr().err
 
 
 class Interrupted(Exception):

@@ -178,3 +178,28 @@ def test_cli_sim_prints_the_table_plots_and_writes_json(tmp_path: Path) -> None:
     )  # fmt: skip
     assert broken.returncode == 2 and "Traceback" not in broken.stderr
     assert "broken.yaml:3: not valid YAML" in broken.stderr and "(fix: " in broken.stderr
+
+
+def test_sim_loads_the_plugin_of_an_agent_loop_that_is_not_installed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgeloop.cli import main
+
+    (tmp_path / "mysearch.py").write_text(
+        "import edgeloop\n"
+        "from edgeloop.sims.sensing_field import FieldSearch\n\n\n"
+        "class MySearch(FieldSearch):\n"
+        '    """The field search under a name of our own."""\n\n\n'
+        "@edgeloop.hookimpl\n"
+        "def edgeloop_register_node_types():\n"
+        '    return {"my.search": MySearch}\n'
+    )
+    data = yaml.safe_load(FIELD.read_text())
+    data["agent"]["nodes"][0]["type"] = "my.search"
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump(data))
+    monkeypatch.chdir(tmp_path)  # the plugin's module imports from the current folder
+    args = ["sim", "mine.yaml", "--agents", "2", "--duration", "2", "--one-process"]
+    assert main(args) == 2
+    assert "unknown node type 'my.search'" in capsys.readouterr().err
+    assert main([*args, "--plugin", "mysearch"]) == 0, capsys.readouterr().err
+    assert "robot_1" in capsys.readouterr().out
