@@ -151,7 +151,9 @@ def local_ray():
     """One local Ray cluster for the tests of this module (starting one takes seconds);
     the code under test finds it running and uses it, as it would a user's."""
     ray = pytest.importorskip("ray")
-    ray.init(address="local", include_dashboard=False, log_to_driver=False)
+    from edgeloop.sims.cluster import connect
+
+    connect("local", num_cpus=1)  # one worker process to start (each imports torch)
     yield
     ray.shutdown()
 
