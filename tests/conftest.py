@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
 import textwrap
 import time
 from collections.abc import Callable, Iterator
@@ -31,13 +33,49 @@ def group_workers() -> set[int]:
     return found
 
 
+def _become_subreaper() -> None:
+    """Orphans of this test session (workers of a CLI run a test killed) are
+    re-parented to this process rather than to init, so "left behind" can look at
+    this session's own descendants only, not at every edgeloop on the machine."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):  # not Linux: descendants of live parents only
+        pass
+
+
+_become_subreaper()
+
+
+def descendants(root: int) -> set[int]:
+    """Pids of every living process below ``root`` (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if fields[0] != "Z":  # a zombie is gone, only not yet reaped
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found: set[int] = set()
+    pending = [root]
+    while pending:
+        for child in children.get(pending.pop(), []):
+            if child not in found:
+                found.add(child)
+                pending.append(child)
+    return found
+
+
 @pytest.fixture(autouse=True)
 def no_process_left_behind() -> Iterator[None]:
-    """Every test: the group processes it started are gone when it ends."""
-    before = group_workers()
+    """Every test: the group processes it started (this session's own descendants,
+    never another run's) are gone when it ends."""
     yield
     deadline = time.monotonic() + 10
-    while (left := group_workers() - before) and time.monotonic() < deadline:
+    while (left := group_workers() & descendants(os.getpid())) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not left, f"group processes left behind: {left}"
 
