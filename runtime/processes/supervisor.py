@@ -178,12 +178,12 @@ class Supervisor:
                 self._stop("interrupted while the groups were starting")
                 raise
             self._epoch_ns = time.perf_counter_ns() + _START_MARGIN_NS
-            for group in self._groups.values():
-                self._send(group, Start(epoch_ns=self._epoch_ns))
-                group.running, group.last_beat = True, time.monotonic()
-            if self.on_started is not None:
-                self.on_started({g.name: g.pid for g in self._groups.values()})
-            try:
+            try:  # from the first Start on, a Ctrl-C ends the run with its report
+                for group in self._groups.values():
+                    self._send(group, Start(epoch_ns=self._epoch_ns))
+                    group.running, group.last_beat = True, time.monotonic()
+                if self.on_started is not None:
+                    self.on_started({g.name: g.pid for g in self._groups.values()})
                 if self.simulated:
                     self._lockstep(int(duration_s * 1e9))  # type: ignore[operator]
                 else:
