@@ -64,6 +64,7 @@ class _Group:
         self.crashes = 0
         self.restarts = 0
         self.last_beat = 0.0
+        self.beats = 0  # heartbeats of its current process
         self.restart_at: float | None = None
         self.running = False  # started and beating
         self.ready = False  # its process said Ready: it hears a Stop from here on
@@ -204,6 +205,11 @@ class Supervisor:
             shutil.rmtree(self._dir, ignore_errors=True)
         return self._merged_report(duration_s, time.perf_counter() - wall)
 
+    def heartbeats(self) -> dict[str, int]:
+        """Heartbeats received from each group's current process in real time: a
+        group that beats is running its loop (safe to read from another thread)."""
+        return {group.name: group.beats for group in self._groups.values()}
+
     def _part(self, group: _Group, restart: int | None = None) -> Path:
         """The recording of one process of a group (a restarted one writes another)."""
         restart = group.restarts if restart is None else restart
@@ -232,6 +238,7 @@ class Supervisor:
         )
         group.pid = group.process.pid
         group.running = group.ready = False
+        group.beats = 0
 
     def _await_ready(self) -> None:
         waiting = set(self._groups)
@@ -358,6 +365,7 @@ class Supervisor:
     def _on_message(self, group: _Group, message: ControlMessage) -> None:
         if isinstance(message, Beat):
             group.last_beat = time.monotonic()
+            group.beats += 1
         elif isinstance(message, Ready):  # a restarted group: same time 0, resumes now
             group.ready = True
             resume_ns = time.perf_counter_ns() - self._epoch_ns + _START_MARGIN_NS

@@ -175,13 +175,23 @@ def test_a_group_that_fails_to_start_is_reported(tmp_path: Path) -> None:
 def run_and_hit(
     graph: LoopGraph, duration: float, hit: Any, record: Path | None = None, **options: Any
 ) -> Any:
-    """Run in real time; once every group runs, ``hit({group: pid})`` in a thread."""
+    """Run in real time; once every group runs, ``hit({group: pid}, supervisor)`` in a
+    thread."""
 
     def started(pids: dict[str, int]) -> None:
-        threading.Thread(target=hit, args=(pids,), daemon=True).start()
+        threading.Thread(target=hit, args=(pids, supervisor), daemon=True).start()
 
     supervisor = Supervisor(graph, seed=2, on_started=started, record=record, **options)
     return supervisor.run(duration)
+
+
+def wait_for_beats(supervisor: Supervisor, group: str, beats: int = 2) -> None:
+    """Until ``group``'s loop has run a while (its heartbeats are 0.25 s apart): a
+    readiness signal, never a fixed sleep."""
+    deadline = time.monotonic() + 60
+    while supervisor.heartbeats()[group] < beats:
+        assert time.monotonic() < deadline, f"group {group} never ran"
+        time.sleep(0.01)
 
 
 def test_a_killed_group_is_restarted_and_reported(tmp_path: Path, monkeypatch) -> None:
@@ -190,8 +200,8 @@ def test_a_killed_group_is_restarted_and_reported(tmp_path: Path, monkeypatch) -
     graph = split_pendulum(tmp_path)
     killed: list[int] = []
 
-    def kill_control(pids: dict[str, int]) -> None:
-        time.sleep(0.7)
+    def kill_control(pids: dict[str, int], supervisor: Supervisor) -> None:
+        wait_for_beats(supervisor, "control", 3)  # it has recorded actions by then
         os.kill(pids["control"], signal.SIGKILL)
         killed.append(pids["control"])
 
@@ -227,8 +237,8 @@ def test_a_killed_group_is_restarted_and_reported(tmp_path: Path, monkeypatch) -
 def test_a_frozen_group_misses_heartbeats_and_is_restarted(tmp_path: Path) -> None:
     graph = split_pendulum(tmp_path, control={"heartbeat_timeout_ms": 400})
 
-    def freeze_control(pids: dict[str, int]) -> None:
-        time.sleep(0.5)
+    def freeze_control(pids: dict[str, int], supervisor: Supervisor) -> None:
+        wait_for_beats(supervisor, "control")
         os.kill(pids["control"], signal.SIGSTOP)
 
     report = run_and_hit(graph, 3.0, freeze_control)
@@ -240,8 +250,8 @@ def test_a_frozen_group_misses_heartbeats_and_is_restarted(tmp_path: Path) -> No
 def test_on_crash_stop_ends_the_run(tmp_path: Path) -> None:
     graph = split_pendulum(tmp_path, plant={"on_crash": "stop"})
 
-    def kill_plant(pids: dict[str, int]) -> None:
-        time.sleep(0.5)
+    def kill_plant(pids: dict[str, int], supervisor: Supervisor) -> None:
+        wait_for_beats(supervisor, "plant")
         os.kill(pids["plant"], signal.SIGKILL)
 
     report = run_and_hit(graph, 20.0, kill_plant)
