@@ -68,6 +68,8 @@ def main() -> None:
             console.print(f"N={n}: did not run: {exc}", highlight=False)
             break
         wall = time.perf_counter() - start
+        if m["steps"] == 0 or len(m["per_agent"]) != n:  # nothing ran: nothing to report
+            raise SystemExit(f"N={n}: the world stepped {m['steps']} times for {n} agents")
         misses = sum(a["misses"] for a in m["per_agent"])
         p50s = [a["latency_p50_ms"] for a in m["per_agent"]]
         table.add_row(

@@ -116,6 +116,8 @@ def send(kind: str, endpoint: str, size: int, count: int, gap: float) -> list[fl
         latencies = out.get(timeout=60)
         socket.close(linger=0)
     receiver.join(timeout=10)
+    if len(latencies) != count:  # a figure of messages that did not travel is no figure
+        raise SystemExit(f"{kind}, {size} B: {len(latencies)} of {count} messages arrived")
     return latencies
 
 
