@@ -84,14 +84,15 @@ def evaluate_chunk(
 ) -> tuple[list[float], int]:
     """Per-task mean returns of the run's policy on ``tasks`` (one Ray job)."""
     from edgeloop.sims.evaluation import evaluate
-    from edgeloop.sims.ppo import _torch, as_policy_function
+    from edgeloop.sims.ppo import as_policy_function
     from edgeloop.sims.runs import load_run
     from edgeloop.sims.task_space import load_task_space
+    from edgeloop.sims.torch_support import one_thread
 
-    _torch().set_num_threads(1)
-    result = load_run(run)
-    space = load_task_space(result.config.task_space)
-    e = evaluate(as_policy_function(result), space, tasks=tasks, episodes=episodes, seed=seed)
+    with one_thread():
+        result = load_run(run)
+        space = load_task_space(result.config.task_space)
+        e = evaluate(as_policy_function(result), space, tasks=tasks, episodes=episodes, seed=seed)
     return e.returns.tolist(), e.env_steps
 
 

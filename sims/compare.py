@@ -24,6 +24,7 @@ from typing import Any
 from edgeloop.runtime.errors import TrainingError
 from edgeloop.sims.evaluation import EVAL_SEED
 from edgeloop.sims.ppo import SAMPLERS, TrainConfig, check_config, typed_settings
+from edgeloop.sims.torch_support import import_torch, one_thread
 
 
 @dataclass(frozen=True)
@@ -78,12 +79,16 @@ def run_job(config: dict[str, Any], folder: str, grid: int, episodes: int) -> di
     Module-level and plain-data in and out, so process pools and Ray can ship it
     (an error too: every edgeloop error pickles with its attributes).
     """
+    with one_thread():  # jobs run side by side; small networks gain nothing from more
+        return _run_job(config, folder, grid, episodes)
+
+
+def _run_job(config: dict[str, Any], folder: str, grid: int, episodes: int) -> dict[str, Any]:
     from edgeloop.sims.evaluation import evaluate
-    from edgeloop.sims.ppo import _torch, as_policy_function
+    from edgeloop.sims.ppo import as_policy_function
     from edgeloop.sims.runs import train_run
     from edgeloop.sims.task_space import load_task_space
 
-    _torch().set_num_threads(1)  # jobs run side by side; small networks gain nothing from more
     path = Path(folder)
     done = path / "evaluation.json"
     settings = {"grid": grid, "episodes": episodes, "seed": EVAL_SEED}
@@ -129,9 +134,7 @@ def run_compare(
             node sees at the same path.
         progress: Called with each job's summary as it finishes.
     """
-    from edgeloop.sims.ppo import _torch
-
-    _torch()  # a clear error here rather than one per job
+    import_torch()  # a clear error here rather than one per job
     out = Path(out).resolve()  # Ray workers may start elsewhere (they need this path shared)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     (out / "compare.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))

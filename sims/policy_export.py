@@ -22,6 +22,7 @@ import numpy as np
 
 from edgeloop.runtime.errors import TrainingError
 from edgeloop.sims.task_space import TaskSpace, load_task_space
+from edgeloop.sims.torch_support import import_torch
 
 if TYPE_CHECKING:
     from edgeloop.exporters.onnx_export import ExportResult
@@ -38,9 +39,7 @@ so the graph never makes NaN (the policy sees them far below the range)."""
 def deployable_policy(policy: Any, space: TaskSpace) -> Any:
     """``policy`` (an ActorCritic of :func:`~edgeloop.sims.ppo.make_policy`) as a torch
     module ``(obs, task) -> action`` that normalises the physical task itself."""
-    from edgeloop.sims.ppo import _torch
-
-    torch = _torch()
+    torch = import_torch("exporting a run's policy")
 
     offset, span, log_scale = [], [], []
     for p in space.parameters:
@@ -93,10 +92,9 @@ def export_run(
             the export or its parity check fails.
     """
     from edgeloop.exporters.onnx_export import export_bundle
-    from edgeloop.sims.ppo import _torch
     from edgeloop.sims.runs import load_run
 
-    torch = _torch()
+    torch = import_torch("exporting a run's policy")
     folder = Path(run_folder)
     if not folder.is_dir():
         raise TrainingError(

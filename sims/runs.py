@@ -10,13 +10,14 @@ from pathlib import Path
 
 from edgeloop.runtime.errors import TrainingError
 from edgeloop.sims.checkpoint import changed_settings
-from edgeloop.sims.ppo import TrainConfig, TrainResult, _torch, make_policy, train
+from edgeloop.sims.ppo import TrainConfig, TrainResult, make_policy, train
 from edgeloop.sims.task_space import load_task_space
+from edgeloop.sims.torch_support import import_torch
 
 
 def save_run(result: TrainResult, folder: str | Path) -> Path:
     """Write a run's config, weights and history into ``folder`` (created)."""
-    torch = _torch()
+    torch = import_torch()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(dataclasses.asdict(result.config), indent=2))
@@ -93,7 +94,7 @@ def load_run(folder: str | Path) -> TrainResult:
     Raises:
         TrainingError: the folder is not a run, or its files are unreadable.
     """
-    torch = _torch()
+    torch = import_torch()
     folder = Path(folder)
     try:
         config = TrainConfig(**json.loads((folder / "config.json").read_text()))
