@@ -211,7 +211,7 @@ class GymSensor(Sensor):
 
     Faults:
         ``setup`` raises MissingDependencyError (naming the ``gym`` extra)
-        without gymnasium, and EdgeloopError for an unregistered ``env``, a
+        without gymnasium, and NodeConfigError for an unregistered ``env``, a
         ``dt`` the env has no ``dt`` or ``tau`` to take, a ``plant`` already made
         with another ``env`` or other settings, or a ``task`` attribute the env
         does not have (the fix names close matches). A ``task`` value that is
@@ -260,7 +260,7 @@ class GymActuator(Actuator):
 
     Faults:
         ``setup`` raises MissingDependencyError (naming the ``gym`` extra)
-        without gymnasium, and EdgeloopError for an unregistered ``env``, a
+        without gymnasium, and NodeConfigError for an unregistered ``env``, a
         ``dt`` the env has no ``dt`` or ``tau`` to take, a ``plant`` already made
         with another ``env`` or other settings, or a ``task`` attribute the env
         does not have (the fix names close matches). A ``task`` value that is
