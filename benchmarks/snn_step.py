@@ -68,6 +68,11 @@ def main() -> None:
             feed["mem1"], feed["mem2"] = out[1], out[2]
 
         xs = {"x": x.numpy()[0], "reset": None}
+        if not node.step(xs):  # a step that returns early times nothing (issue 18)
+            raise SystemExit(
+                "the onnx.model node returned no output for the input it was fed: its "
+                "line would time a step that skips the model, so there is no figure"
+            )
 
         def node_step() -> None:
             node.step(xs)
