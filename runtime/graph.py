@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -118,6 +118,9 @@ class RestartPolicy(_Strict):
     """Wait before the first restart; doubles after each consecutive fault."""
     max_backoff_ms: float = Field(default=1000.0, gt=0, allow_inf_nan=False)
     """Upper bound of the wait."""
+    setup_timeout_ms: float = Field(default=10_000.0, gt=0, allow_inf_nan=False)
+    """A restarted node's ``setup`` (run off the loop's thread in real time) that
+    takes longer is a failed restart."""
 
 
 FaultAction = Literal["restart", "hold_last", "fallback", "stop"]
@@ -187,11 +190,34 @@ class NodeSpec(_Strict):
     1e-6 (one tick in 11.6 days) to 1e9 (a 1 ns period)."""
     deadline_ms: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     """A step that takes longer than this (wall time) is a deadline miss."""
+    watchdog_ms: Annotated[float, Field(gt=0, allow_inf_nan=False)] | Literal["off"] | None = None
+    """A step running longer (wall time) is interrupted and faults as ``hung``; one
+    still running at twice this ends the process (a hard hang). Default: 10 x
+    ``deadline_ms``, at least 2000; ``off`` for none."""
+    close_timeout_ms: float = Field(default=2000.0, gt=0, allow_inf_nan=False)
+    """A ``close`` that takes longer is left behind (logged, counted in the report)."""
     on_fault: FaultPolicy = Field(default_factory=FaultPolicy)
     group: str = "main"
     """Process group, for placing nodes in separate processes."""
+    isolate: Literal["process"] | None = None
+    """``process``: run the node in a process group of its own (named after it), so
+    a hang or crash in C code takes down only that group, which its policy restarts."""
     sensing: SensingBounds | None = None
     """For a sensor that takes sensing commands: narrower rate bounds, cost per reading."""
+
+
+    @model_validator(mode="before")
+    @classmethod
+    def _own_group(cls, value: Any) -> Any:
+        if isinstance(value, dict) and value.get("isolate") == "process":
+            node_id, group = value.get("id"), value.get("group", "main")
+            if group not in ("main", node_id):
+                raise ValueError(
+                    f"isolate: process puts '{node_id}' in a group of its own; "
+                    f"remove group: {group} or isolate"
+                )
+            value = {**value, "group": node_id}
+        return value
 
 
 class GroupSpec(_Strict):
@@ -371,12 +397,16 @@ class LoopGraph(_Strict):
                 entry["config"] = dict(spec.config)
             if spec.inputs:
                 entry["inputs"] = {port: _input_to_yaml(inp) for port, inp in spec.inputs.items()}
-            for key in ("outputs", "rate_hz", "deadline_ms"):
+            for key in ("outputs", "rate_hz", "deadline_ms", "watchdog_ms"):
                 if getattr(spec, key) is not None:
                     entry[key] = getattr(spec, key)
+            if spec.close_timeout_ms != NodeSpec.model_fields["close_timeout_ms"].default:
+                entry["close_timeout_ms"] = spec.close_timeout_ms
             if spec.on_fault != FaultPolicy():
                 entry["on_fault"] = spec.on_fault.to_yaml_value()
-            if spec.group != "main":
+            if spec.isolate is not None:
+                entry["isolate"] = spec.isolate
+            elif spec.group != "main":
                 entry["group"] = spec.group
             if spec.sensing is not None:
                 entry["sensing"] = spec.sensing.model_dump(exclude_none=True)
