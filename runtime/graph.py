@@ -14,6 +14,7 @@ building one in Python gives the same object::
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -30,6 +31,13 @@ from pydantic import (
 )
 
 from edgeloop.runtime.errors import GraphError, GraphProblem
+from edgeloop.runtime.limits import (
+    MAX_MS,
+    MAX_QUEUE_SIZE,
+    MAX_RATE_HZ,
+    MAX_RESTARTS,
+    MIN_TIMER_PERIOD_NS,
+)
 from edgeloop.runtime.node import Node
 
 TIMER_PREFIX = "timer/"
@@ -41,14 +49,22 @@ _M = TypeVar("_M", bound=BaseModel)
 
 def timer_period_ns(source: str) -> int | None:
     """Period of a ``timer/<n><unit>`` source in ns (units us, ms, s, hz), else None."""
+    period = _timer_period(source)
+    if period is None or not math.isfinite(period):
+        return None
+    period = round(period)
+    return period if period >= 1 else None  # under 1 ns rounds to 0: a timer that never advances
+
+
+def _timer_period(source: str) -> float | None:
+    """Period in ns as written, unrounded (inf for ``timer/1e-300hz``), or None."""
     m = _TIMER_RE.match(source)
     if m is None:
         return None
     value, unit = float(m.group(1)), m.group(2).lower()
     if value <= 0:
         return None
-    period = round(1e9 / value) if unit == "hz" else round(value * _UNIT_NS[unit])
-    return period if period >= 1 else None  # under 1 ns rounds to 0: a timer that never advances
+    return 1e9 / value if unit == "hz" else value * _UNIT_NS[unit]
 
 
 class _Strict(BaseModel):
@@ -59,18 +75,20 @@ class InputSpec(_Strict):
     """Where one input port gets its messages from, and how they queue."""
 
     source: str = Field(alias="from")
-    """``node/output`` or ``timer/<period>`` (e.g. ``timer/20ms``, ``timer/50hz``)."""
+    """``node/output`` or ``timer/<period>`` (e.g. ``timer/20ms``, ``timer/50hz``); a
+    timer's period is from 1 us to one day."""
     queue: Literal["latest", "fifo"] = "latest"
     """``latest`` keeps one message (an unread one overwritten is a drop); ``fifo``
     keeps up to ``size`` and drops the oldest when full."""
-    size: int = Field(default=16, gt=0)
-    """Bound of a ``fifo`` queue."""
+    size: int = Field(default=16, gt=0, le=MAX_QUEUE_SIZE)
+    """Bound of a ``fifo`` queue, at most 100,000 messages."""
     feedback: bool = False
     """Marks an edge that closes a cycle; it delivers but does not trigger the node."""
     trigger: bool = True
     """Whether a message on this port makes the node step (ignored for rate-driven nodes)."""
-    stale_ms: float | None = Field(default=None, gt=0, allow_inf_nan=False)
-    """A message older than this when the node steps is a ``stale_input`` fault."""
+    stale_ms: float | None = Field(default=None, gt=0, le=MAX_MS, allow_inf_nan=False)
+    """A message older than this when the node steps is a ``stale_input`` fault (at
+    most 86,400,000: one day)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -81,10 +99,16 @@ class InputSpec(_Strict):
     @classmethod
     def _check_source(cls, value: str) -> str:
         if value.startswith(TIMER_PREFIX):
-            if timer_period_ns(value) is None:
+            period = _timer_period(value)
+            if period is None:
                 raise ValueError(
                     f"bad timer '{value}': write timer/<number><unit> with unit us, ms, s or hz, "
                     "e.g. timer/20ms"
+                )
+            if not MIN_TIMER_PERIOD_NS <= period <= MAX_MS * 1_000_000:
+                raise ValueError(
+                    f"timer '{value}' has a period of {period / 1e9:g} s, outside 1 us to one "
+                    "day: write a period from timer/1us (timer/1000000hz) to timer/86400s"
                 )
         elif value.count("/") != 1 or not all(value.split("/")):
             raise ValueError(f"bad source '{value}': write other_node/output or timer/20ms")
@@ -112,13 +136,15 @@ class InputSpec(_Strict):
 class RestartPolicy(_Strict):
     """Backoff of the ``restart`` fault policy."""
 
-    max_restarts: int = Field(default=3, ge=0)
-    """Restarts allowed in one run; one more fault after that stops the loop."""
-    backoff_ms: float = Field(default=10.0, gt=0, allow_inf_nan=False)
-    """Wait before the first restart; doubles after each consecutive fault."""
-    max_backoff_ms: float = Field(default=1000.0, gt=0, allow_inf_nan=False)
+    max_restarts: int = Field(default=3, ge=0, le=MAX_RESTARTS)
+    """Restarts allowed in one run (at most 1,000,000); one more fault after that
+    stops the loop."""
+    backoff_ms: float = Field(default=10.0, gt=0, le=MAX_MS, allow_inf_nan=False)
+    """Wait before the first restart; doubles after each consecutive fault. At most
+    86,400,000 (one day), as every millisecond setting."""
+    max_backoff_ms: float = Field(default=1000.0, gt=0, le=MAX_MS, allow_inf_nan=False)
     """Upper bound of the wait."""
-    setup_timeout_ms: float = Field(default=10_000.0, gt=0, allow_inf_nan=False)
+    setup_timeout_ms: float = Field(default=10_000.0, gt=0, le=MAX_MS, allow_inf_nan=False)
     """A restarted node's ``setup`` (run off the loop's thread in real time) that
     takes longer is a failed restart."""
 
@@ -170,8 +196,9 @@ class FaultPolicy(_Strict):
 class SensingBounds(_Strict):
     """A graph's narrowing of a steerable sensor's rate bounds, and its cost per reading."""
 
-    min_rate_hz: float | None = Field(default=None, gt=0, allow_inf_nan=False)
-    max_rate_hz: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    min_rate_hz: float | None = Field(default=None, gt=0, le=MAX_RATE_HZ, allow_inf_nan=False)
+    max_rate_hz: float | None = Field(default=None, gt=0, le=MAX_RATE_HZ, allow_inf_nan=False)
+    """Each at most 1,000,000 Hz, as ``rate_hz``."""
     cost_per_reading: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     """Energy units of one full reading (from the sensor's datasheet, say)."""
 
@@ -185,16 +212,19 @@ class NodeSpec(_Strict):
     inputs: dict[str, InputSpec] = Field(default_factory=dict)
     outputs: list[str] | None = None
     """Outputs used; defaults to every output the node type declares."""
-    rate_hz: float | None = Field(default=None, ge=1e-6, le=1e9, allow_inf_nan=False)
+    rate_hz: float | None = Field(default=None, ge=1e-6, le=MAX_RATE_HZ, allow_inf_nan=False)
     """Run periodically at this rate (inputs are then sampled, not triggering); from
-    1e-6 (one tick in 11.6 days) to 1e9 (a 1 ns period)."""
-    deadline_ms: float | None = Field(default=None, gt=0, allow_inf_nan=False)
-    """A step that takes longer than this (wall time) is a deadline miss."""
-    watchdog_ms: Annotated[float, Field(gt=0, allow_inf_nan=False)] | Literal["off"] | None = None
+    1e-6 (one tick in 11.6 days) to 1,000,000 (a 1 us period)."""
+    deadline_ms: float | None = Field(default=None, gt=0, le=MAX_MS, allow_inf_nan=False)
+    """A step that takes longer than this (wall time) is a deadline miss. At most
+    86,400,000 (one day), as every millisecond setting."""
+    watchdog_ms: (
+        Annotated[float, Field(gt=0, le=MAX_MS, allow_inf_nan=False)] | Literal["off"] | None
+    ) = None
     """A step running longer (wall time) is interrupted and faults as ``hung``; one
     still running at twice this ends the process (a hard hang). Default: 10 x
     ``deadline_ms``, at least 2000; ``off`` for none."""
-    close_timeout_ms: float = Field(default=2000.0, gt=0, allow_inf_nan=False)
+    close_timeout_ms: float = Field(default=2000.0, gt=0, le=MAX_MS, allow_inf_nan=False)
     """A ``close`` that takes longer is left behind (logged, counted in the report)."""
     on_fault: FaultPolicy = Field(default_factory=FaultPolicy)
     group: str = "main"
@@ -204,7 +234,6 @@ class NodeSpec(_Strict):
     a hang or crash in C code takes down only that group, which its policy restarts."""
     sensing: SensingBounds | None = None
     """For a sensor that takes sensing commands: narrower rate bounds, cost per reading."""
-
 
     @model_validator(mode="before")
     @classmethod
@@ -228,7 +257,7 @@ class GroupSpec(_Strict):
     time only: a simulated run stops, since its lockstep cannot be resumed) or
     ends the run."""
     restart: RestartPolicy = Field(default_factory=lambda: RestartPolicy(backoff_ms=200.0))
-    heartbeat_timeout_ms: float = Field(default=2000.0, gt=0, allow_inf_nan=False)
+    heartbeat_timeout_ms: float = Field(default=2000.0, gt=0, le=MAX_MS, allow_inf_nan=False)
     """No heartbeat for this long (a step stuck, say) counts as a crash."""
 
 
@@ -237,7 +266,8 @@ class ContractSpec(_Strict):
 
     name: str
     path: list[str] = Field(min_length=2)
-    deadline_ms: float = Field(gt=0, allow_inf_nan=False)
+    deadline_ms: float = Field(gt=0, le=MAX_MS, allow_inf_nan=False)
+    """End-to-end deadline, at most 86,400,000 (one day)."""
 
 
 class LoopGraph(_Strict):

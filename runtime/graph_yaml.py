@@ -19,8 +19,12 @@ from edgeloop.runtime.graph import (
     field_path,
     nearest_line,
 )
-
-_MAX_ENTRIES = 100_000  # far above any loop graph, far below what a YAML alias bomb expands to
+from edgeloop.runtime.limits import (
+    MAX_FILE_BYTES,
+    MAX_STRING_CHARS,
+    MAX_YAML_DEPTH,
+    MAX_YAML_ENTRIES,
+)
 
 
 def load_graph(source: str | Path, *, text: str | None = None) -> LoopGraph:
@@ -38,7 +42,7 @@ def load_graph(source: str | Path, *, text: str | None = None) -> LoopGraph:
     file = str(source)
     if text is None:
         try:
-            text = Path(source).read_text()
+            text = _read_bounded(Path(source))
         except OSError as exc:
             raise GraphError(
                 [
@@ -86,11 +90,16 @@ def parse_with_lines(
     """Parse YAML text into data, the line of every entry, and the keys written twice.
 
     Raises:
-        ``error``: the text is not YAML, or expands (through aliases) past what any
-            edgeloop file needs.
+        ``error``: the text is not YAML, or is larger, nested deeper, holds a longer
+            string or expands (through aliases) past what any edgeloop file needs
+            (the bounds are in :mod:`edgeloop.runtime.limits`).
     """
+    if len(text) > MAX_FILE_BYTES:
+        raise error([_too_large(file, len(text), "characters")])
     try:
         root, data = _parse(text)
+    except _TooMuchYaml as exc:
+        raise error([GraphProblem(exc.message, file=file, line=exc.line, fix=exc.fix)]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -105,11 +114,11 @@ def parse_with_lines(
                 )
             ]
         ) from None
-    if root is not None and _expanded_size(root, {}) > _MAX_ENTRIES:
+    if root is not None and _expanded_size(root, {}) > MAX_YAML_ENTRIES:
         raise error(
             [
                 GraphProblem(
-                    f"the file expands to more than {_MAX_ENTRIES:,} entries (YAML aliases?)",
+                    f"the file expands to more than {MAX_YAML_ENTRIES:,} entries (YAML aliases?)",
                     file=file,
                     line=1,
                     fix="write it out without nested aliases",
@@ -123,9 +132,78 @@ def parse_with_lines(
     return data, lines, duplicates
 
 
+def _read_bounded(path: Path) -> str:
+    """The text of ``path``, read no further than the size limit (a pipe or a device
+    has no size to check first)."""
+    if path.is_file() and (size := path.stat().st_size) > MAX_FILE_BYTES:
+        raise GraphError([_too_large(str(path), size, "bytes")])
+    with path.open() as stream:
+        text = stream.read(MAX_FILE_BYTES + 1)
+    if len(text) > MAX_FILE_BYTES:
+        raise GraphError([_too_large(str(path), len(text), "characters", at_least=True)])
+    return text
+
+
+def _too_large(file: str, size: int, unit: str, *, at_least: bool = False) -> GraphProblem:
+    more = "more than " if at_least else ""
+    return GraphProblem(
+        f"the file is {more}{size:,} {unit}; edgeloop reads YAML files up to "
+        f"{MAX_FILE_BYTES:,} bytes (16 MiB)",
+        file=file,
+        fix="check that this is the file you meant; split data out of the YAML file",
+    )
+
+
+class _TooMuchYaml(yaml.YAMLError):
+    """A YAML file nested deeper, or with a longer scalar, than any edgeloop file needs."""
+
+    def __init__(self, message: str, mark: yaml.Mark, fix: str) -> None:
+        super().__init__(message)
+        self.message, self.line, self.fix = message, mark.line + 1, fix
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing nesting past ``MAX_YAML_DEPTH`` while it
+    composes (its composer recurses once per level: a file 100,000 levels deep, in
+    block or flow style, would end in a RecursionError), an alias inside its own
+    anchor (nesting without end) and scalars longer than ``MAX_STRING_CHARS``."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._open: list[str | None] = []  # anchors of the entries being composed, outermost first
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()
+        if len(self._open) >= MAX_YAML_DEPTH:
+            raise _TooMuchYaml(
+                f"nested deeper than {MAX_YAML_DEPTH} levels",
+                event.start_mark,
+                fix="flatten the structure; a loop graph needs a handful of levels",
+            )
+        if isinstance(event, yaml.AliasEvent) and event.anchor in self._open:
+            raise _TooMuchYaml(  # an alias inside its own anchor: infinitely deep
+                f"the alias *{event.anchor} stands for an entry that contains it",
+                event.start_mark,
+                fix="write the value out, or alias an entry outside this one",
+            )
+        self._open.append(getattr(event, "anchor", None))
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._open.pop()
+        if isinstance(node, yaml.ScalarNode) and len(node.value) > MAX_STRING_CHARS:
+            raise _TooMuchYaml(
+                f"a value of {len(node.value):,} characters; the longest one read is "
+                f"{MAX_STRING_CHARS:,}",
+                node.start_mark,
+                fix="keep large data in a file of its own and write its path here",
+            )
+        return node
+
+
 def _parse(text: str) -> tuple[yaml.Node | None, Any]:
     """The YAML node tree (it has the lines) and the data built from it, in one parse."""
-    loader = yaml.SafeLoader(text)
+    loader = _BoundedLoader(text)
     try:
         root = loader.get_single_node()
         return root, loader.construct_document(root) if root is not None else None
@@ -325,7 +403,14 @@ def problem_from_pydantic(
         fix = "use a finite positive value"
     elif kind in ("less_than", "less_than_equal"):
         message = f"must be {err['msg'].removeprefix('Input should be ')}, got {err.get('input')!r}"
-        fix = "use a smaller value"
+        bound = (err.get("ctx") or {}).get("le")
+        if isinstance(bound, float) and bound.is_integer():
+            bound = int(bound)  # 86,400,000, not 86,400,000.0
+        fix = (
+            f"use a smaller value, at most {bound:,}"
+            if bound is not None
+            else "use a smaller value"
+        )
     elif kind == "too_short":
         least = (err.get("ctx") or {}).get("min_length")
         entries = "entry" if least == 1 else "entries"
