@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from edgeloop.runtime.errors import UsageError
+from edgeloop.runtime.limits import MAX_COUNT, MAX_DURATION_S
 from edgeloop.runtime.plugins import PluginRegistry, import_plugin
 
 out = Console(soft_wrap=True)
@@ -33,32 +34,49 @@ DEFAULT_STATS = "ipc:///tmp/edgeloop-stats"
 
 
 def positive_seconds(text: str) -> float:
-    """A duration: a finite number of seconds above zero."""
+    """A duration: a finite number of seconds above zero, at most ten years
+    (``MAX_DURATION_S``: the run's end in ns must fit the executor's int64 clock)."""
     try:
         value = float(text)
     except ValueError:
         value = math.nan
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(
-            f"must be a positive number of seconds, got {text!r} (fix: e.g. 10)"
+            f"must be a positive number of seconds, got {_shown(text)} (fix: e.g. 10)"
+        )
+    if value > MAX_DURATION_S:
+        raise argparse.ArgumentTypeError(
+            f"must be at most {MAX_DURATION_S:,} seconds (ten years), got {_shown(text)} "
+            "(fix: use a shorter duration)"
         )
     return value
 
 
-def whole_number(low: int) -> Any:
-    """An int type of at least ``low``."""
+def whole_number(low: int, high: int = MAX_COUNT) -> Any:
+    """An int type from ``low`` to ``high`` (by default ``MAX_COUNT``, 10**12)."""
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"must be a whole number, got {_shown(text)}"
+            ) from None
         if value < low:
-            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {_shown(text)}")
+        if value > high:
+            raise argparse.ArgumentTypeError(
+                f"must be at most {high:,}, got {_shown(text)} (fix: use a smaller number)"
+            )
         return value
 
     parse.__name__ = f"whole number >= {low}"
     return parse
+
+
+def _shown(text: str) -> str:
+    """An option's value as an error quotes it: 10**5000 is not printed in full."""
+    return repr(text if len(text) <= 40 else text[:30] + "..." + text[-6:])
 
 
 # -- options defined once -------------------------------------------------------------------
