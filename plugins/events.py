@@ -10,10 +10,12 @@ The encoders turn low-dimensional observations into spikes: ``encode.rate``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import Field
 
+from edgeloop.runtime.limits import MAX_IMAGE_SIDE
 from edgeloop.runtime.node import Model, NodeContext, Port, Sensor
 
 
@@ -112,10 +114,10 @@ class DvsSensor(Model):
 
 @dataclass(frozen=True)
 class EdgeConfig:
-    width: int = 16
-    """Frame width (pixels)."""
-    height: int = 8
-    """Frame height (pixels)."""
+    width: Annotated[int, Field(gt=0, le=MAX_IMAGE_SIDE)] = 16
+    """Frame width (pixels), at most 8192 (an 8K sensor's)."""
+    height: Annotated[int, Field(gt=0, le=MAX_IMAGE_SIDE)] = 8
+    """Frame height (pixels), at most 8192."""
     speed: float = 8.0
     """Pixels per second the edge moves right (it wraps around)."""
 

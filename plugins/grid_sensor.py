@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import Field
 
 from edgeloop.runtime.node import Controller, NodeContext, Port, Sensor
 from edgeloop.runtime.sensing import SensingSpec, sensing_command
@@ -48,8 +49,8 @@ class BlobScene:
 class GridCameraConfig:
     size: int = 16
     """Cells per side of the grid; only 16 is supported (its sensing spec is 16x16)."""
-    blobs: int = 2
-    """Blobs in the scene."""
+    blobs: Annotated[int, Field(le=16 * 16)] = 2
+    """Blobs in the scene, at most 256 (one per cell; each is drawn every step)."""
     sigma: float = 1.5
     """Standard deviation of each blob (cells)."""
     speed: float = 3.0

@@ -7,10 +7,12 @@ recovers.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import Field
 
+from edgeloop.runtime.limits import MAX_RATE_HZ
 from edgeloop.runtime.node import Controller, NodeContext, Port
 from edgeloop.runtime.sensing import sensing_command
 
@@ -27,8 +29,8 @@ class GuardConfig:
     """Steps in a row of high trust (or on time) after which it recovers."""
     deadline_ms: float | None = None
     """Sense-to-act deadline of the forwarded action (None: not watched)."""
-    full_rate_hz: float = 50.0
-    """The sensing rate commanded while guarded."""
+    full_rate_hz: Annotated[float, Field(le=MAX_RATE_HZ)] = 50.0
+    """The sensing rate commanded while guarded (at most 1,000,000 Hz, as ``rate_hz``)."""
 
     def __post_init__(self) -> None:
         if not (0 <= self.low <= self.high <= 1):

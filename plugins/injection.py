@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeloop.runtime.limits import MAX_DELAY_S
 from edgeloop.runtime.node import Model, NodeContext, Port
 
 MODES = ("noise", "stuck", "offset", "dropout", "delay")
@@ -22,7 +23,8 @@ class InjectConfig:
     """noise (Gaussian, std ``scale``), stuck, offset (+ ``scale``), dropout, or
     delay (by ``scale`` seconds)."""
     scale: float = 1.0
-    """Noise standard deviation, offset, or delay (s), in the stream's units."""
+    """Noise standard deviation, offset, or delay (s), in the stream's units; a delay
+    is at most 60 s (every message of that span is held in memory)."""
     windows: list[list[float]] = field(default_factory=list)
     """[start_s, end_s] pairs of clock time (s) when the stream is corrupted."""
     every_s: float | None = None
@@ -37,6 +39,8 @@ class InjectConfig:
             raise ValueError("each window is [start_s, end_s] with start < end")
         if self.every_s is not None and not (self.every_s > 0 and 0 < self.duty <= 1):
             raise ValueError("every_s must be positive and duty in (0, 1]")
+        if self.mode == "delay" and not self.scale <= MAX_DELAY_S:
+            raise ValueError(f"a delay (scale) is at most {MAX_DELAY_S:g} s, got {self.scale}")
 
 
 class FaultInjector(Model):

@@ -13,9 +13,10 @@ import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import Field
 
 from edgeloop.runtime.bundles import (
     TensorSpec,
@@ -24,6 +25,7 @@ from edgeloop.runtime.bundles import (
     zeros_for,
 )
 from edgeloop.runtime.errors import BundleError, MissingDependencyError, NodeConfigError
+from edgeloop.runtime.limits import MAX_THREADS, MAX_WARMUP
 from edgeloop.runtime.node import Model, NodeContext, Port
 
 CPU = "CPUExecutionProvider"
@@ -54,13 +56,15 @@ class OnnxModelConfig:
     unmapped tensors keep their own names."""
     providers: list[str] | None = None
     """Execution providers to try, overriding the profile's (e.g. ``[CPUExecutionProvider]``)."""
-    warmup: int = 3
-    """Inferences run at setup after the first one that checks the provider (0: none)."""
+    warmup: Annotated[int, Field(le=MAX_WARMUP)] = 3
+    """Inferences run at setup after the first one that checks the provider (0: none;
+    at most 10,000)."""
     add_batch_dim: bool = True
     """Feed an input that lacks the model's leading batch dimension with one added,
     and drop it from the outputs: a loop steps one observation at a time."""
-    threads: int | None = None
-    """Intra-op threads; None takes the profile's ``cpu_threads`` (or ORT's default)."""
+    threads: Annotated[int | None, Field(le=MAX_THREADS)] = None
+    """Intra-op threads, at most 1024; None takes the profile's ``cpu_threads`` (or
+    ORT's default)."""
     variant: str | None = None
     """A bundle's other version of the model to run, e.g. ``fp16``."""
 

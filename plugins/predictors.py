@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import Field
 
+from edgeloop.runtime.limits import MAX_STATE_DIMS
 from edgeloop.runtime.node import Model, NodeContext, Port
 
 
@@ -80,8 +82,9 @@ class KalmanConfig:
     """Prediction step (s): the node's period, e.g. 0.02 at 50 Hz."""
     model: str = "pendulum"
     """``pendulum`` or ``constant_velocity``."""
-    dims: int = 1
-    """Positions of a ``constant_velocity`` model."""
+    dims: Annotated[int, Field(ge=1, le=MAX_STATE_DIMS)] = 1
+    """Positions of a ``constant_velocity`` model, at most 1000 (the covariance, (2
+    dims)^2 numbers, is updated every step)."""
     process_noise: float = 1e-3
     """Variance added to every state element per step: how fast trust in a
     prediction fades."""

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import Field
 
+from edgeloop.runtime.limits import MAX_RATE_HZ
 from edgeloop.runtime.node import Controller, NodeContext, Port
 from edgeloop.runtime.sensing import sensing_command
 
@@ -34,8 +36,8 @@ class UrgencyConfig:
     """At this distance or closer: ``max_rate_hz``."""
     far: float = 1.5
     """At this distance or farther: ``min_rate_hz``; linear in between."""
-    max_rate_hz: float = 50.0
-    """Rate (Hz) at ``near`` or closer."""
+    max_rate_hz: Annotated[float, Field(le=MAX_RATE_HZ)] = 50.0
+    """Rate (Hz) at ``near`` or closer (at most 1,000,000, as ``rate_hz``)."""
     min_rate_hz: float = 5.0
     """Rate (Hz) at ``far`` or farther."""
     change: float = 0.2
@@ -111,8 +113,9 @@ class UrgencyRate(Controller):
 class EventConfig:
     threshold: float = 0.05
     """Read when the uncertainty passes this."""
-    floor_rate_hz: float = 1.0
-    """The rate the sensor idles at (it is never read less often)."""
+    floor_rate_hz: Annotated[float, Field(le=MAX_RATE_HZ)] = 1.0
+    """The rate the sensor idles at (it is never read less often); at most 1,000,000
+    Hz, as ``rate_hz``."""
 
     def __post_init__(self) -> None:
         if self.threshold <= 0 or self.floor_rate_hz <= 0:
