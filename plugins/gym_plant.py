@@ -226,9 +226,7 @@ class GymSensor(Sensor):
           config: {env: Pendulum-v1, dt: 0.02}
     """
 
-    outputs = (
-        Port("obs", dtype="float32", doc="latest observation, in the env's own dtype and shape"),
-    )
+    outputs = (Port("obs", doc="latest observation, in the env's own dtype and shape"),)
     Config = PlantConfig
     sensing = SensingSpec(min_rate_hz=0.01, max_rate_hz=1000.0, cost_per_reading=1.0)
 

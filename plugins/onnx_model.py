@@ -181,12 +181,15 @@ class OnnxModel(Model):
         port_of = port_names(config)
         state_in, state_out = _state_names(config)
 
-        def as_port(t: TensorSpec) -> Port:
+        def as_port(t: TensorSpec, output: bool = False) -> Port:
+            shape: tuple[int | None, ...] | None
             shape = tuple(d if isinstance(d, int) else None for d in t.shape)
+            if output and config.add_batch_dim and _batch_first(t):
+                shape = None  # with or without its batch dimension, as the input came
             return Port(port_of.get(t.name, t.name), dtype=t.dtype, shape=shape)
 
         in_ports = tuple(as_port(t) for t in inputs if t.name not in state_in)
-        out_ports = tuple(as_port(t) for t in outputs if t.name not in state_out)
+        out_ports = tuple(as_port(t, output=True) for t in outputs if t.name not in state_out)
         if state_in:  # a recurrent model: its state stays inside the node
             in_ports += (
                 Port("reset", doc="any message resets the state; it never steps the model"),
@@ -213,9 +216,7 @@ class OnnxModel(Model):
         self.output_ports = [port_of.get(t.name, t.name) for t in outputs]
         # Outputs whose first dimension is the batch dimension lose it again when
         # the node added one; scalars and fixed leading sizes are returned as they are.
-        self.unbatch = [
-            bool(t.shape) and (not isinstance(t.shape[0], int) or t.shape[0] == 1) for t in outputs
-        ]
+        self.unbatch = [_batch_first(t) for t in outputs]
         self.session = self._first_provider_that_runs(ctx)
         self.run = self.session.run
         self.single = (
@@ -411,6 +412,11 @@ def _state_names(config: OnnxModelConfig) -> tuple[set[str], set[str]]:
 
 def _dtype_of(specs: list[TensorSpec], name: str) -> str:
     return next((t.dtype for t in specs if t.name == name), "float32")
+
+
+def _batch_first(t: TensorSpec) -> bool:
+    """True when a tensor's first dimension is a batch (free, or 1), not a fixed size."""
+    return bool(t.shape) and (not isinstance(t.shape[0], int) or t.shape[0] == 1)
 
 
 def _shape_text(shape: list[int | str | None]) -> str:

@@ -56,8 +56,8 @@ class ActionClamp(Controller):
           config: {low: -2.0, high: 2.0, max_rate: 40.0}
     """
 
-    inputs = (Port("action", dtype="float64", doc="requested action"),)
-    outputs = (Port("action", dtype="float64", doc="safe action, within the limits"),)
+    inputs = (Port("action", doc="requested action, a float array"),)
+    outputs = (Port("action", doc="safe action, within the limits, in the request's dtype"),)
     Config = ClampConfig
 
     def setup(self, ctx: NodeContext) -> None:

@@ -53,6 +53,12 @@ class ConstantAction(Controller):
     Config = ConstantConfig
     accepts_any_inputs = True
 
+    @classmethod
+    def ports(cls, config: ConstantConfig) -> tuple[tuple[Port, ...], tuple[Port, ...]]:
+        (action,) = cls.outputs
+        shape = (len(config.value),)
+        return (), (Port(action.name, dtype=config.dtype, shape=shape, doc=action.doc),)
+
     def setup(self, ctx: NodeContext) -> None:
         self.value = np.asarray(ctx.config.value, dtype=ctx.config.dtype)
 

@@ -253,9 +253,19 @@ class CompiledLoop:
                     roots.append((receiver, depth + 1))
 
     def close_all(self) -> None:
-        """Close every node that is up (one waiting out a restart is closed already)."""
+        """Close every node, each within its ``close_timeout_ms`` (a restart under way
+        gets its ``setup_timeout_ms`` to finish, and what it set up is closed)."""
         for runner in self.runners.values():
-            if not runner.down_until:
+            job = runner.restart_job
+            if job is not None:
+                runner.restart_job = None
+                job.wait()
+                if job.running():
+                    job.abandon()
+                elif job.node is not None:
+                    close_quietly(runner, job.node)
+            if not runner.closed:
+                runner.closed = True
                 close_quietly(runner)
 
     def recorders(self) -> list[LatencyRecorder]:

@@ -20,6 +20,8 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
+
 from edgeloop.runtime.building import CompiledLoop
 from edgeloop.runtime.clocks import Clock, RealClock, SimClock
 from edgeloop.runtime.errors import UsageError
@@ -30,6 +32,7 @@ from edgeloop.runtime.metrics import ReportBuilder, RunReport, run_duration
 from edgeloop.runtime.node import Node
 from edgeloop.runtime.plugins import PluginRegistry, fire_hook
 from edgeloop.runtime.validation import check_graph
+from edgeloop.runtime.watchdog import StepInterrupted, StepWatchdog
 from edgeloop.runtime.wiring import NEVER, ContractState, OutPort, Runner, Timer
 
 _NO_PORT = "\x00no single output"  # a name no port has
@@ -52,6 +55,9 @@ class Executor:
             processes (``edgeloop.runtime.processes.bridge``): it sends what local nodes
             publish to remote ones, hands in what arrives, and decides when the
             run ends. Set by the group worker, not by users.
+        hard_hang_exit: End the process when a step hangs where it cannot be
+            interrupted (:mod:`edgeloop.runtime.watchdog`); False in a host process
+            that must live on, e.g. a notebook (the loop then waits for the step).
     """
 
     def __init__(
@@ -64,6 +70,7 @@ class Executor:
         clock: Clock | None = None,
         recorder: Any = None,
         bridge: Any = None,
+        hard_hang_exit: bool = True,
     ) -> None:
         if not isinstance(seed, int) or seed < 0:
             raise UsageError(f"seed must be a whole number >= 0, got {seed!r}", fix="pass one")
@@ -82,6 +89,7 @@ class Executor:
         self._loop_parts = CompiledLoop()
         self._recorder = recorder
         self._bridge = bridge
+        self._hard_hang_exit = hard_hang_exit
         self._heap: list[tuple[int, int, Timer]] = []
         self._firing: Timer | None = None
         self._replanned = False  # a timer moved since the bridge was last told
@@ -145,6 +153,10 @@ class Executor:
         )
         wall_start = time.perf_counter()
         self.clock.start()
+        watchdog = StepWatchdog(
+            self._loop_parts.runners.values(), hard_hang_exit=self._hard_hang_exit
+        )
+        watchdog.start()
         try:
             self._loop(heap, end_ns)
             if self._stop_reason is None:
@@ -155,7 +167,10 @@ class Executor:
         except KeyboardInterrupt:
             self._stop_reason = "interrupted"
         finally:
-            self._loop_parts.close_all()
+            try:
+                self._loop_parts.close_all()  # each close bounded: the watchdog still runs
+            finally:
+                watchdog.stop()
             self._close_resources()
             if self._bridge is not None:
                 self._bridge.close()
@@ -250,6 +265,7 @@ class Executor:
         deliver_fifo = self._deliver_fifo
         check_outputs = self._faults.check_outputs
         finite = payload_is_finite
+        ndarray = np.ndarray
         isfinite = math.isfinite
         fsum = math.fsum
         recorders = self._loop_parts.recorders()
@@ -275,7 +291,8 @@ class Executor:
             port = next(iter(r.out_ports.values())) if len(r.out_ports) == 1 else None
             only_output = port.name if port is not None else _NO_PORT
             taps = tuple(port.taps) if port is not None else ()
-            is_float = port is not None and port.is_float
+            checks_type = port is not None and port.checks_type
+            checks_finite = port is not None and port.checks_finite
             is_small_vector = port is not None and port.is_small_vector
             edges = tuple(port.edges) if port is not None else ()
             has_fifo = port is not None and bool(port.fifo_slots)
@@ -286,8 +303,13 @@ class Executor:
                     return
                 t0 = perf()
                 try:
+                    r.started = t0  # for the watchdog; inside the try, as its interrupt is
                     out = r.step(inputs)
-                except Exception as exc:
+                    r.started = 0
+                except KeyboardInterrupt:  # Ctrl-C, or a node asking for it: a clean stop
+                    r.started = 0
+                    raise
+                except BaseException as exc:  # SystemExit and the watchdog's too: a fault
                     step_failed(r, exc)
                     return
                 took = perf() - t0
@@ -328,7 +350,14 @@ class Executor:
                                 return
                             publish(r, out, created, sensed)
                     else:
-                        if is_float:
+                        if checks_type and (
+                            type(data) is not ndarray
+                            or data.dtype is not port.ok_dtype
+                            or data.shape != port.ok_shape
+                        ):
+                            if not check_outputs(r, out):
+                                return
+                        if checks_finite:
                             if is_small_vector:
                                 # Declared 1-D and small: fsum of the elements is
                                 # NaN or inf exactly when one is, and cheaper than numpy.
@@ -454,13 +483,17 @@ class Executor:
                 for recorder in recorders:
                     recorder.fold_if_large()
 
-    def _step_failed(self, r: Runner, exc: Exception) -> None:
+    def _step_failed(self, r: Runner, exc: BaseException) -> None:
         # What the step was given is spent: a message that crashed the node is
         # neither fed to it again nor later counted as a drop.
+        r.started = 0
         for slot in r.slots:
             slot.consume()
         r.ctx._sensed_at = None
-        self._faults.handle(r, "exception", f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, StepInterrupted):
+            self._faults.handle(r, "hung", f"step {exc}")
+        else:
+            self._faults.handle(r, "exception", f"{type(exc).__name__}: {exc}")
 
     def _guard(self, r: Runner) -> bool:
         """Checks before a step that most nodes skip: True means do not step now."""

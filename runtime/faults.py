@@ -3,9 +3,12 @@ numbers or something that is not a mapping, or has a stale input. Off the
 per-tick path: nothing here runs until something went wrong.
 
 Policies (``on_fault`` in the graph):
-- ``restart``: close the node, wait a backoff that doubles with each
-  consecutive fault (up to ``max_backoff_ms``), then make a fresh instance and
-  call ``setup`` again; past ``max_restarts`` the loop stops.
+- ``restart``: wait a backoff that doubles with each consecutive fault (up to
+  ``max_backoff_ms``), then close the node and set up a fresh instance on a
+  thread of its own, so the rest of the loop keeps its timing (in simulated
+  time the loop waits for it: simulated time stands still meanwhile). The node
+  is down until that is done; a setup past ``setup_timeout_ms`` is a failed
+  restart. Past ``max_restarts`` the loop stops.
 - ``hold_last``: publish the node's last good outputs again, with their
   original times (so a receiver's stale check still sees how old they are).
 - ``fallback: <id>``: step the fallback node on the faulted node's inputs and
@@ -15,26 +18,40 @@ Policies (``on_fault`` in the graph):
 
 from __future__ import annotations
 
+import ctypes
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
+
 from edgeloop.runtime.clocks import Clock
-from edgeloop.runtime.messages import payload_is_finite
-from edgeloop.runtime.node import new_node
+from edgeloop.runtime.messages import payload_is_finite, type_problem
+from edgeloop.runtime.node import Node, new_node
 from edgeloop.runtime.wiring import Runner, Slot, close_quietly
 
 Publish = Callable[[Runner, Mapping[str, Any], float, float], None]
 
 
 def bad_output(r: Runner, out: Mapping[str, Any]) -> tuple[str, str] | None:
-    """``(fault kind, message)`` for the first output ``r`` may not publish."""
+    """``(fault kind, message)`` for the first output ``r`` may not publish: an
+    unknown port, a payload breaking the port's declared dtype or shape
+    (``wrong_type``), NaN or inf on a float or untyped port (``non_finite``)."""
     for name, data in out.items():
         port = r.out_ports.get(name)
         if port is None:
             declared = ", ".join(r.out_ports) or "none"
             return "exception", f"step returned unknown output '{name}' (declared: {declared})"
-        if port.is_float and not payload_is_finite(data):
+        if data is None:  # no message on that port
+            continue
+        if port.checks_type:
+            problem = type_problem(port.want_dtype, port.want_shape, data)
+            if problem is not None:
+                return "wrong_type", f"output '{name}': {problem}"
+            if isinstance(data, np.ndarray):  # passes without a full check from now on
+                port.ok_dtype, port.ok_shape = data.dtype, data.shape
+        if port.checks_finite and not payload_is_finite(data):
             return "non_finite", f"output '{name}' has non-finite values"
     return None
 
@@ -83,9 +100,10 @@ class FaultHandler:
                 backoff_ms = min(
                     policy.restart.backoff_ms * 2.0**doublings, policy.restart.max_backoff_ms
                 )
-                r.down_until = self._clock.now_ns() + max(1, int(backoff_ms * 1e6))
+                now = self._clock.now_ns()
+                r.down_until = now + max(1, int(backoff_ms * 1e6))
+                r.down_since = r.down_since or now
                 r.update_guard()
-                close_quietly(r)
         elif action == "hold_last":
             self._hold_last(r)
         elif action == "fallback":
@@ -110,9 +128,16 @@ class FaultHandler:
         inputs = {name: r.inputs.get(name) for name in names}
         t0 = time.perf_counter_ns()
         try:
+            fb.started = t0  # watched like any step
             out = fb.step(inputs)
-        except Exception as exc:
-            return self._fallback_failed(r, fb, "exception", f"{type(exc).__name__}: {exc}")
+            fb.started = 0
+        except KeyboardInterrupt:
+            fb.started = 0
+            raise
+        except BaseException as exc:
+            fb.started = 0
+            kind = "hung" if type(exc).__name__ == "StepInterrupted" else "exception"
+            return self._fallback_failed(r, fb, kind, f"{type(exc).__name__}: {exc}")
         fb.record(time.perf_counter_ns() - t0)
         if out:
             out = {k: v for k, v in out.items() if k in r.out_ports and v is not None}
@@ -157,18 +182,85 @@ class FaultHandler:
         return check
 
     def restart(self, r: Runner) -> bool:
-        """Bring a node back once its backoff is over; False while it must still wait."""
-        if self._clock.now_ns() < r.down_until:
-            r.skipped += 1
+        """Bring a node back once its backoff is over and a fresh instance is set up;
+        False while it is still down (the step is skipped)."""
+        now = self._clock.now_ns()
+        job = r.restart_job
+        if job is None:
+            if now < r.down_until:
+                r.skipped += 1
+                return False
+            r.restarts += 1
+            job = r.restart_job = RestartJob(r)
+            if self._clock.simulated:
+                job.wait()
+        if job.running():
+            if not job.overdue():
+                r.skipped += 1
+                return False
+            job.abandon()
+        r.restart_job = None
+        if job.node is None:
+            self.handle(r, "exception", f"setup after restart: {job.error}")
             return False
-        r.down_until = 0
+        r.node, r.closed = job.node, False
+        r.step = r.step_wrapper or job.node.step
+        r.down_ns += now - r.down_since
+        r.down_until = r.down_since = 0
         r.update_guard()
-        r.restarts += 1
-        node = r.node = new_node(r.cls, r.ctx)  # closed on a failure, like any node
+        return True
+
+
+class RestartJob:
+    """Closes a faulted node and sets up a fresh instance, off the loop's thread.
+
+    The thread is a daemon: one whose ``setup`` never returns is abandoned (an
+    exception is raised in it, which ends it if it runs Python code).
+    """
+
+    def __init__(self, r: Runner) -> None:
+        self.node: Node | None = None
+        self.error = ""
+        self._runner = r
+        self._timeout_s = r.spec.on_fault.restart.setup_timeout_ms / 1e3
+        self._deadline = time.perf_counter() + self._timeout_s
+        self._thread = threading.Thread(
+            target=self._run, name=f"edgeloop-restart-{r.spec.id}", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self) -> None:
+        r = self._runner
+        if not r.closed:
+            close_quietly(r, watched=False)
+            r.closed = True
+        node = new_node(r.cls, r.ctx)
         try:
             node.setup(r.ctx)
-        except Exception as exc:
-            self.handle(r, "exception", f"setup after restart: {type(exc).__name__}: {exc}")
-            return False
-        r.step = r.step_wrapper or node.step
-        return True
+        except BaseException as exc:  # whatever setup raises is a failed restart
+            self.error = f"{type(exc).__name__}: {exc}"
+            close_quietly(r, node, watched=False)
+            return
+        if self.error:  # abandoned meanwhile: nobody will use it
+            close_quietly(r, node, watched=False)
+        else:
+            self.node = node
+
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def overdue(self) -> bool:
+        return time.perf_counter() > self._deadline
+
+    def wait(self) -> None:
+        """Block until the job is done or overdue."""
+        self._thread.join(max(0.0, self._deadline - time.perf_counter()))
+
+    def abandon(self) -> None:
+        """Give up on a setup past its time: the runner counts it as a failed restart."""
+        self.error = f"did not finish within {self._timeout_s * 1e3:g} ms (setup_timeout_ms)"
+        ident = self._thread.ident
+        if ident is not None:
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(ident), ctypes.py_object(TimeoutError)
+            )

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import difflib
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from edgeloop.runtime.errors import (
     EdgeloopError,
@@ -28,7 +30,7 @@ from edgeloop.runtime.errors import (
 )
 from edgeloop.runtime.graph import LoopGraph, NodeSpec, field_path
 from edgeloop.runtime.graph_yaml import load_graph
-from edgeloop.runtime.node import Node, build_config, port_list
+from edgeloop.runtime.node import Node, Port, build_config, port_list
 from edgeloop.runtime.plugins import PluginRegistry
 from edgeloop.runtime.profiles import graph_profile
 
@@ -46,6 +48,8 @@ class _Facts:
     """The outputs it offers (its ``outputs:``, else its type's); None when unknown."""
     assumed: str = ""
     """"'gym.sensr' means gym.sensor" when ``cls`` is that of a close match."""
+    declared: dict[str, Port] = field(default_factory=dict)
+    """Its type's output ports by name, with their dtype and shape."""
 
 
 def _if(*facts: _Facts) -> str:
@@ -237,8 +241,17 @@ def _check_node(graph, registry, i, spec, problem) -> _Facts:
         found(("nodes", i, "config"), where + exc.message, exc.fix or "")
         return facts
     declared_out = [p.name for p in out_ports]
+    facts.declared = {p.name: p for p in out_ports}
     if facts.outputs is None:
         facts.outputs = declared_out
+    for port in out_ports:
+        if port.dtype is not None and _dtype(port.dtype) is None:
+            found(
+                ("nodes", i, "type"),
+                f"node type '{type_name}' declares output '{port.name}' with dtype "
+                f"'{port.dtype}', which numpy does not know",
+                "fix the node type's Port (e.g. dtype='float32')",
+            )
     # A port whose source broke the schema still has a name to check.
     dropped = graph.dropped_fields("nodes", i)
     lost = [loc[1] for loc in dropped if len(loc) == 2 and loc[0] == "inputs"]
@@ -329,6 +342,43 @@ def _check_fallback(graph, i, by_id, facts, problem) -> None:
             + _outputs_if(graph, facts, i, j),
             "use a fallback node with the same outputs",
         )
+        return
+    for name in own:  # its outputs are published as the node's: the same contract holds
+        want, got = facts[i].declared.get(name), facts[j].declared.get(name)
+        if want is None or got is None or not (clash := _port_clash(want, got)):
+            continue
+        problem(
+            loc,
+            f"fallback node '{target}' output '{name}' is {clash} ('{spec.id}')"
+            + _if(facts[i], facts[j]),
+            "make the fallback's output match (a constant's config: {dtype: ...})",
+        )
+
+
+def _dtype(name: str) -> np.dtype | None:
+    try:
+        return np.dtype(name)
+    except TypeError:
+        return None
+
+
+def _port_clash(want: Port, got: Port) -> str:
+    """How a fallback's port ``got`` breaks the declared dtype/shape of ``want``, or ""."""
+    if want.dtype is not None and got.dtype is not None and _dtype(want.dtype) != _dtype(got.dtype):
+        return f"{got.dtype} where its own declares {want.dtype}"
+    if (
+        want.shape is not None
+        and got.shape is not None
+        and (
+            len(want.shape) != len(got.shape)
+            or any(
+                w is not None and g is not None and w != g
+                for w, g in zip(want.shape, got.shape, strict=True)
+            )
+        )
+    ):
+        return f"shape {got.shape} where its own declares {want.shape}"
+    return ""
 
 
 def _check_contract(graph, c, path, by_id, problem) -> None:

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections import deque
 from typing import Any
+
+import numpy as np
 
 from edgeloop.runtime.graph import ContractSpec, NodeSpec
 from edgeloop.runtime.messages import Message
@@ -21,30 +24,57 @@ from edgeloop.runtime.metrics import LatencyRecorder
 from edgeloop.runtime.node import Node, NodeContext, Port
 
 NEVER = 1 << 62
+DEFAULT_WATCHDOG_MS = 2000.0  # at least; else ten times the node's deadline
+
+
+def watchdog_ns(spec: NodeSpec) -> int:
+    """A node's step limit in ns (``NEVER`` when its ``watchdog_ms`` is ``off``)."""
+    limit = spec.watchdog_ms
+    if limit == "off":
+        return NEVER
+    if limit is None:
+        limit = max(DEFAULT_WATCHDOG_MS, 10 * (spec.deadline_ms or 0))
+    return int(limit * 1e6)
 
 
 class OutPort:
     """The sending end of an output port (or of a timer), with its last message."""
 
     __slots__ = (
+        "checks_finite",
+        "checks_type",
         "direct",
         "edges",
         "fifo_slots",
-        "is_float",
         "is_small_vector",
         "last_created",
         "last_data",
         "last_sensed",
         "name",
+        "ok_dtype",
+        "ok_shape",
         "seq",
         "taps",
+        "want_dtype",
+        "want_shape",
     )
 
     def __init__(self, port: Port) -> None:
         self.name = port.name
-        self.is_float = port.is_float
+        # The output contract: what the port declares. A message is checked in full
+        # when it is not an array of the dtype and shape that passed last
+        # (ok_dtype, ok_shape): on the first message and when the type changes.
+        self.want_dtype = None if port.dtype is None else np.dtype(port.dtype)
+        self.want_shape = port.shape
+        self.checks_type = port.dtype is not None or port.shape is not None
+        self.ok_dtype: Any = None
+        self.ok_shape: Any = None
+        # NaN/inf is a fault on float ports and on ports that declare no dtype.
+        self.checks_finite = self.want_dtype is None or self.want_dtype.kind in "fc"
         self.is_small_vector = (
-            port.shape is not None
+            self.want_dtype is not None
+            and self.want_dtype.kind == "f"
+            and port.shape is not None
             and len(port.shape) == 1
             and port.shape[0] is not None
             and port.shape[0] <= 64
@@ -148,6 +178,7 @@ class Runner:
     """A node object plus everything the executor keeps about it."""
 
     __slots__ = (
+        "closed",
         "cls",
         "consecutive_faults",
         "contracts",
@@ -155,6 +186,8 @@ class Runner:
         "deadline_ns",
         "declared_inputs",
         "declared_outputs",
+        "down_ns",
+        "down_since",
         "down_until",
         "faults",
         "fifo_slots",
@@ -169,15 +202,18 @@ class Runner:
         "out_ports",
         "queued",
         "record",
+        "restart_job",
         "restarts",
         "run",
         "skipped",
         "slots",
         "spec",
         "stale_slots",
+        "started",
         "step",
         "step_wrapper",
         "timer",
+        "watchdog_ns",
     )
 
     def __init__(self, spec: NodeSpec, cls: type[Node], node: Node, ctx: NodeContext) -> None:
@@ -205,7 +241,13 @@ class Runner:
         self.faults: dict[str, int] = {}
         self.restarts = 0
         self.consecutive_faults = 0
-        self.down_until = 0  # ns; non-zero while a restart waits out its backoff
+        self.down_until = 0  # ns; non-zero while a restart waits out its backoff or setup
+        self.down_since = 0  # ns (clock) when it went down
+        self.down_ns = 0  # total time down, backoff and restart setup
+        self.restart_job: Any = None  # a restart's setup running off the loop's thread
+        self.closed = False  # its node is closed (a restart's job did it): not again
+        self.started = 0  # perf_counter_ns when its running step began; 0 between steps
+        self.watchdog_ns = watchdog_ns(spec)  # a step running longer is interrupted
         self.skipped = 0
         self.run: Any = None  # the compiled step, set by the executor
         self.timer: Timer | None = None  # the timer of its rate_hz, if it has one
@@ -273,11 +315,26 @@ class Timer:
         self.jitter = LatencyRecorder()
 
 
-def close_quietly(runner: Runner) -> None:
-    """Close a node; a failing ``close`` is logged and must not hide the report."""
+def close_quietly(runner: Runner, node: Node | None = None, *, watched: bool = True) -> None:
+    """Close ``runner``'s node (or ``node``, an instance of it); one that raises, or
+    runs past ``close_timeout_ms``, is logged and counted as a ``close`` fault, never
+    raised: it must not hide the report.
+
+    ``watched``: on the loop's thread, where the step watchdog (when it runs)
+    interrupts a close that overruns; a restart's thread passes False.
+    """
+    limit = runner.watchdog_ns
+    if watched:
+        runner.watchdog_ns = int(runner.spec.close_timeout_ms * 1e6)
+        runner.started = time.perf_counter_ns()
     try:
-        runner.node.close()
-    except Exception as exc:
+        (runner.node if node is None else node).close()
+    except BaseException as exc:  # a node's close may not end the process either
+        runner.faults["close"] = runner.faults.get("close", 0) + 1
         logging.getLogger("edgeloop.executor").warning(
-            "node '%s' raised in close: %s: %s", runner.spec.id, type(exc).__name__, exc
+            "node '%s' close: %s: %s", runner.spec.id, type(exc).__name__, exc
         )
+    finally:
+        if watched:
+            runner.started = 0
+            runner.watchdog_ns = limit

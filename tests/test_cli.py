@@ -496,6 +496,7 @@ def test_run_prints_the_contract_fault_and_series_tables(write_graph: WriteGraph
             on_fault: {fallback: safe}
           - id: safe
             type: constant
+            config: {dtype: float64}
           - id: motor
             type: gym.actuator
             inputs: {action: controller/action}

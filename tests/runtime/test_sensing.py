@@ -106,7 +106,7 @@ def test_out_of_bounds_and_malformed_commands_are_counted_never_fatal() -> None:
         "2.0": "faster please",  # not a mapping
         "2.5": {"resolution": [5, 5]},  # not offered
         "2.6": {"rate_hz": 10**400},  # overflows a float
-        "2.7": {"region": [0, 0, float("inf"), 3]},  # overflows an int
+        "2.7": {"region": [0, 0, "wide", 3]},  # not a number (inf would be a non_finite fault)
         "2.8": {"mask": np.ones((3, 3), bool)},  # not the 8x8 grid
     }
     executor, report = run(camera_loop(schedule))

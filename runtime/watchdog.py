@@ -1,0 +1,149 @@
+"""The step watchdog: one thread that stops a node's code running past its limit.
+
+Per step the executor only writes the step's start time on the runner and
+clears it after: no timer is armed per step (``setitimer`` arm and clear were
+measured at 1.3 us a step, a third of a whole 4-node tick). The thread looks
+at those start times a few times per limit and, when a step (or a ``close``)
+overruns its ``watchdog_ms``, sends the loop's thread a signal whose handler
+raises :class:`StepInterrupted` there, if that same step is still running.
+The step then faults as ``hung`` under the node's policy.
+
+A step stuck in C code that holds the GIL cannot be interrupted, and this
+thread cannot even run. For those *hard hangs* the thread keeps a dead man's
+switch: a process alarm (``SIGALRM``), pushed forward on every look. If it
+fires (the running step is past twice its limit, or this thread was starved
+that long), :mod:`faulthandler` prints every thread's stack to stderr and the
+process ends, killed by ``SIGALRM`` (exit status 142 in a shell, -14 from
+Python's ``subprocess``). No report can be written then; a node that may
+hang in C belongs in a process of its own (``isolate: process``), where the
+process group's policy restarts it and the loop goes on.
+
+Interrupts and the alarm need the loop to run in the main thread (signals are
+delivered there). An executor in another thread only counts overruns as
+deadline misses, and none of this runs under a debugger (``sys.gettrace()``).
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from edgeloop.runtime.wiring import NEVER, Runner
+
+INTERRUPT_SIGNAL = signal.SIGUSR2
+_MIN_POLL_S, _MAX_POLL_S = 0.005, 0.25
+_log = logging.getLogger("edgeloop.watchdog")
+
+
+class StepInterrupted(BaseException):
+    """Raised in the loop's thread inside a step that ran past its ``watchdog_ms``.
+
+    A BaseException, so that a node's ``except Exception`` does not swallow it.
+    """
+
+
+def _stderr_with_fd() -> Any:
+    """Where faulthandler can write: stderr, or the process's own when it is captured."""
+    for stream in (sys.stderr, sys.__stderr__):
+        try:
+            stream.fileno()
+            return stream
+        except (AttributeError, OSError, ValueError):
+            continue
+    return None
+
+
+class StepWatchdog:
+    """Watches the steps of ``runners`` from a thread of its own.
+
+    Args:
+        runners: What to watch; each runner's ``started`` is its running step's
+            ``perf_counter_ns`` start (0 when not stepping), ``watchdog_ns`` its limit.
+        hard_hang_exit: Keep the dead man's switch (off for a loop inside a host
+            process that must not be ended, e.g. a notebook).
+    """
+
+    def __init__(self, runners: Iterable[Runner], *, hard_hang_exit: bool = True) -> None:
+        self._runners = [r for r in runners if r.watchdog_ns < NEVER]
+        self._hard_hang_exit = hard_hang_exit
+        self._target: tuple[Runner, int] | None = None
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._main_ident = 0
+        self._previous: dict[int, Any] = {}
+        self.interrupts = 0
+
+    def start(self) -> bool:
+        """Start watching; False (and nothing started) where interrupts are impossible."""
+        if (
+            not self._runners
+            or threading.current_thread() is not threading.main_thread()
+            or sys.gettrace() is not None
+        ):
+            return False
+        self._main_ident = threading.get_ident()
+        self._previous[INTERRUPT_SIGNAL] = signal.signal(INTERRUPT_SIGNAL, self._on_interrupt)
+        stderr = _stderr_with_fd()
+        self._hard_hang_exit = self._hard_hang_exit and stderr is not None
+        if self._hard_hang_exit:
+            self._previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, signal.SIG_DFL)
+            # On the alarm: every thread's stack to stderr, then the default action.
+            faulthandler.register(signal.SIGALRM, file=stderr, all_threads=True, chain=True)
+        shortest = min(r.watchdog_ns for r in self._runners) / 1e9
+        poll_s = min(max(shortest / 4, _MIN_POLL_S), _MAX_POLL_S)
+        longest = max(r.watchdog_ns for r in self._runners)
+        self._thread = threading.Thread(
+            target=self._watch, args=(poll_s, longest), name="edgeloop-watchdog", daemon=True
+        )
+        self._arm(2 * longest + int(poll_s * 1e9))
+        self._thread.start()
+        return True
+
+    def stop(self) -> None:
+        """Stop watching and give back the signals (safe to call twice)."""
+        if self._thread is None:
+            return
+        self._done.set()
+        self._thread.join()
+        self._thread = None
+        if self._hard_hang_exit:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            faulthandler.unregister(signal.SIGALRM)
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    def _watch(self, poll_s: float, longest_ns: int) -> None:
+        idle_ns = 2 * longest_ns + int(poll_s * 1e9)
+        while not self._done.wait(poll_s):
+            now = time.perf_counter_ns()
+            alarm_at = now + idle_ns  # nothing running long: the switch only guards this thread
+            for r in self._runners:
+                started = r.started
+                if not started or now - started <= r.watchdog_ns:
+                    continue
+                alarm_at = started + 2 * r.watchdog_ns  # the hard-hang limit of this step
+                self._target = (r, started)
+                self.interrupts += 1
+                signal.pthread_kill(self._main_ident, INTERRUPT_SIGNAL)
+            self._arm(alarm_at - now)
+
+    def _arm(self, in_ns: int) -> None:
+        if self._hard_hang_exit:
+            signal.setitimer(signal.ITIMER_REAL, max(in_ns, 1_000_000) / 1e9)
+
+    def _on_interrupt(self, signum: int, frame: Any) -> None:
+        # Runs in the loop's thread, so the check below cannot race the step's end.
+        target = self._target
+        if target is not None and target[0].started == target[1]:
+            self._target = None
+            runner = target[0]
+            raise StepInterrupted(
+                f"still running after {runner.watchdog_ns / 1e6:g} ms (watchdog_ms)"
+            )
