@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgeloop.runtime.clocks import Clock, SimClock
+from edgeloop.runtime.hookspecs import hookimpl
 from edgeloop.runtime.node import (
     Controller,
     Monitor,
@@ -32,7 +33,15 @@ from edgeloop.runtime.node_docs import describe_node_type
 if TYPE_CHECKING:
     from edgeloop.runtime.profiles import HardwareProfile
 
-__all__ = ["CounterSensor", "RecordingSink", "ScriptedNode", "check_node", "start_node"]
+__all__ = [
+    "AuditSink",
+    "CounterSensor",
+    "FaultyNode",
+    "RecordingSink",
+    "ScriptedNode",
+    "check_node",
+    "start_node",
+]
 
 
 @dataclass(frozen=True)
@@ -161,6 +170,202 @@ class ScriptedNode(Controller):
         if n in self.config.nan_on:
             return {"value": np.full_like(value, np.nan, dtype=np.float64)}
         return {"value": np.asarray(value, dtype=np.float64) * self.config.gain}
+
+
+# What FaultyNode can do wrong in a step, by name: the rows of the fault matrix.
+STEP_FAULTS = (
+    "raise",
+    "system_exit",
+    "keyboard_interrupt",
+    "base_exception",
+    "python_hang",
+    "sleep_hang",
+    "swallowing_hang",
+    "c_hang",
+    "wrong_dtype",
+    "wrong_shape",
+    "string",
+    "nan",
+    "nan_in_list",
+    "not_a_mapping",
+    "unknown_output",
+    "overrun",
+)
+SETUP_FAULTS = ("slow_setup", "failing_setup")
+CLOSE_FAULTS = ("close_hang", "close_raise")
+
+
+@dataclass(frozen=True)
+class FaultyConfig:
+    fault: str = "raise"
+    """What goes wrong: one of ``STEP_FAULTS`` (on the step ``on_step``),
+    ``SETUP_FAULTS`` (every setup after the first) or ``CLOSE_FAULTS`` (every close)."""
+    on_step: int = 2
+    """The step (from 0, counted across restarts) that misbehaves; a hang or an
+    overrun happens once, the other faults on every step from here on."""
+    typed: bool = True
+    """Declare the output float64 (2,); False declares no dtype or shape."""
+    seconds: float = 3.0
+    """How long a slow setup or an overrun takes."""
+
+    def __post_init__(self) -> None:
+        if self.fault not in STEP_FAULTS + SETUP_FAULTS + CLOSE_FAULTS:
+            known = ", ".join(STEP_FAULTS + SETUP_FAULTS + CLOSE_FAULTS)
+            raise ValueError(f"unknown fault '{self.fault}' (known: {known})")
+
+
+class FaultyNode(Controller):
+    """Publishes ``[value, value]`` and misbehaves in one of the ways a loop must survive.
+
+    A fake controller for reliability tests and ``benchmarks/fault_matrix.py``:
+    each step publishes its input (any number or array; the first element)
+    twice as float64 (2,), until step ``on_step``, where it does ``fault``:
+    raises (RuntimeError, SystemExit, KeyboardInterrupt, BaseException), hangs
+    (a Python loop, a sleep, a loop that swallows every exception, or a C call
+    that holds the GIL), returns what its port does not declare, or overruns.
+    Counters are shared by every instance with the same node id, so they carry
+    across restarts.
+
+    Faults:
+        on purpose, every one of them; ``c_hang`` cannot be interrupted and ends
+        the process unless the node runs in a process of its own.
+
+    Example::
+
+        graph.add_node("bad", FaultyNode, inputs={"value": "src/value"},
+                       config={"fault": "python_hang"}, watchdog_ms=100)
+    """
+
+    inputs = (Port("value", doc="a number or array; its first element is used"),)
+    outputs = (Port("value", dtype="float64", shape=(2,), doc="``[value, value]``"),)
+    Config = FaultyConfig
+
+    @classmethod
+    def ports(cls, config: FaultyConfig) -> tuple[tuple[Port, ...], tuple[Port, ...]]:
+        if config.typed:
+            return cls.inputs, cls.outputs
+        return cls.inputs, (Port("value", doc="``[value, value]``, no dtype declared"),)
+
+    def setup(self, ctx: NodeContext) -> None:
+        self.state = ctx.shared(f"faulty:{ctx.node_id}", lambda: {"steps": 0, "setups": 0})
+        self.state["setups"] += 1
+        if self.state["setups"] > 1 and ctx.config.fault == "slow_setup":
+            time.sleep(ctx.config.seconds)
+        if self.state["setups"] > 1 and ctx.config.fault == "failing_setup":
+            raise RuntimeError("setup after a restart fails by script")
+
+    def step(self, inputs: dict[str, Any]) -> Any:
+        n = self.state["steps"]
+        self.state["steps"] += 1
+        value = inputs.get("value")
+        first = 0.0 if value is None else float(np.asarray(value).reshape(-1)[0])
+        good = {"value": np.array([first, first])}
+        fault = self.config.fault
+        once, from_then_on = n == self.config.on_step, n >= self.config.on_step
+        if fault in SETUP_FAULTS and once:
+            raise RuntimeError("a fault to make the node restart")
+        if fault in SETUP_FAULTS + CLOSE_FAULTS or not from_then_on:
+            return good
+        if fault in ("python_hang", "sleep_hang", "swallowing_hang", "c_hang", "overrun"):
+            if once:
+                _hang(fault, self.config.seconds)
+            return good
+        return _bad_output(fault, first)
+
+    def close(self) -> None:
+        if self.config.fault == "close_hang":
+            time.sleep(3600)
+        if self.config.fault == "close_raise":
+            raise RuntimeError("close fails by script")
+
+
+def _hang(how: str, seconds: float) -> None:
+    if how == "python_hang":
+        while True:
+            pass
+    elif how == "sleep_hang":
+        time.sleep(3600)
+    elif how == "swallowing_hang":
+        while True:
+            try:
+                time.sleep(3600)
+            except BaseException:  # the point: a node that will not stop
+                pass
+    elif how == "c_hang":  # libc's sleep called with the GIL held: nothing Python runs
+        import ctypes
+
+        ctypes.PyDLL(None).sleep(3600)
+    else:  # overrun: long, but it ends
+        time.sleep(seconds)
+
+
+def _bad_output(fault: str, first: float) -> Any:
+    if fault == "raise":
+        raise RuntimeError("step fails by script")
+    if fault == "system_exit":
+        raise SystemExit(3)
+    if fault == "keyboard_interrupt":
+        raise KeyboardInterrupt
+    if fault == "base_exception":
+        raise BaseException("a BaseException by script")
+    return {
+        "wrong_dtype": {"value": np.zeros((5, 5), np.int32)},
+        "wrong_shape": {"value": np.zeros(3)},
+        "string": {"value": "not a number"},
+        "nan": {"value": np.array([first, math.nan])},
+        "nan_in_list": {"value": [first, (1.0, math.nan)]},
+        "not_a_mapping": 5,
+        "unknown_output": {"bogus": 1.0},
+    }[fault]
+
+
+class AuditSink(Monitor):
+    """Counts what arrives that is not a finite float64 array of shape (2,).
+
+    A fake actuator for reliability tests: it takes inputs of any name and
+    states (``ctx.note``) ``received`` and ``bad``, the count of payloads a
+    well-behaved loop would never deliver, so the run report shows them.
+
+    Faults:
+        none of its own.
+
+    Example::
+
+        graph.add_node("motor", AuditSink, inputs={"action": "bad/value"})
+    """
+
+    accepts_any_inputs = True
+
+    def setup(self, ctx: NodeContext) -> None:
+        self.received = self.bad = 0
+        ctx.note("received", "0")
+        ctx.note("bad", "0")
+
+    def step(self, inputs: dict[str, Any]) -> None:
+        for data in inputs.values():
+            if data is None:
+                continue
+            self.received += 1
+            ok = (
+                isinstance(data, np.ndarray)
+                and data.dtype == np.float64
+                and data.shape == (2,)
+                and bool(np.isfinite(data).all())
+            )
+            self.bad += not ok
+        self.ctx.note("received", str(self.received))
+        self.ctx.note("bad", str(self.bad))
+
+
+@hookimpl
+def edgeloop_register_node_types() -> dict[str, type[Node]]:
+    """``--plugin edgeloop.testing`` makes these usable from YAML, as
+    ``testing.counter``, ``testing.faulty`` and ``testing.audit``."""
+    return {
+        "testing.counter": CounterSensor,
+        "testing.faulty": FaultyNode,
+        "testing.audit": AuditSink,
+    }
 
 
 def start_node(

@@ -276,9 +276,10 @@ class CompiledLoop:
             + [c.latency for c in self.contracts]
         )
 
-    def node_stats(self, duration_s: float = 0.0) -> list[NodeStats]:
+    def node_stats(self, duration_s: float = 0.0, now_ns: int = 0) -> list[NodeStats]:
         stats = []
         for r in self.runners.values():
+            down_ns = r.down_ns + max(0, now_ns - r.down_since if r.down_since else 0)
             p50, p99, worst = r.latency.summary_ns()
             stats.append(
                 NodeStats(
@@ -294,6 +295,7 @@ class CompiledLoop:
                     faults=dict(r.faults),
                     restarts=r.restarts,
                     skipped=r.skipped,
+                    down_s=down_ns / 1e9,
                     notes=dict(r.ctx.notes),
                     sensing=(
                         self.sensing[r.spec.id].figures(duration_s)

@@ -27,6 +27,7 @@ from edgeloop.runtime.clocks import Clock, RealClock, SimClock
 from edgeloop.runtime.errors import UsageError
 from edgeloop.runtime.faults import FaultHandler
 from edgeloop.runtime.graph import LoopGraph
+from edgeloop.runtime.limits import MAX_DURATION_S
 from edgeloop.runtime.messages import payload_is_finite
 from edgeloop.runtime.metrics import ReportBuilder, RunReport, run_duration
 from edgeloop.runtime.node import Node
@@ -109,9 +110,10 @@ class Executor:
             raise UsageError("this Executor has run already", fix="make a new one per run")
         if duration_s is None and self.simulated:
             raise UsageError("a simulated run needs a duration", fix="pass duration_s / --duration")
-        if duration_s is not None and not (math.isfinite(duration_s) and duration_s > 0):
+        if duration_s is not None and not (0 < duration_s <= MAX_DURATION_S):
             raise UsageError(
-                f"the duration must be a positive number of seconds, got {duration_s}",
+                f"the duration must be a positive number of seconds up to {MAX_DURATION_S:g} "
+                f"(ten years), got {duration_s:g}",
                 fix="e.g. duration_s=10",
             )
         self._started = True
@@ -167,6 +169,8 @@ class Executor:
         except KeyboardInterrupt:
             self._stop_reason = "interrupted"
         finally:
+            wall_s = time.perf_counter() - wall_start  # the loop's time, not its closing
+            reached_ns = self.clock.now_ns()
             try:
                 self._loop_parts.close_all()  # each close bounded: the watchdog still runs
             finally:
@@ -174,8 +178,7 @@ class Executor:
             self._close_resources()
             if self._bridge is not None:
                 self._bridge.close()
-        wall_s = time.perf_counter() - wall_start
-        report = self._report(duration_s, wall_s)
+        report = self._report(duration_s, wall_s, reached_ns / 1e9)
         self._event("edgeloop_loop_stopped", graph=self.graph, report=report)
         return report
 
@@ -491,7 +494,7 @@ class Executor:
             slot.consume()
         r.ctx._sensed_at = None
         if isinstance(exc, StepInterrupted):
-            self._faults.handle(r, "hung", f"step {exc}")
+            self._faults.handle(r, "hung", f"step {exc} (watchdog_ms)")
         else:
             self._faults.handle(r, "exception", f"{type(exc).__name__}: {exc}")
 
@@ -585,9 +588,8 @@ class Executor:
 
     # -- report -------------------------------------------------------------------
 
-    def _report(self, asked_s: float | None, wall_s: float) -> RunReport:
+    def _report(self, asked_s: float | None, wall_s: float, reached_s: float) -> RunReport:
         loop = self._loop_parts
-        reached_s = self.clock.now_ns() / 1e9
         figures_s = run_duration(  # sensing figures count against the time that ran
             simulated=self.simulated,
             stop_reason=self._stop_reason or "",
@@ -597,7 +599,7 @@ class Executor:
         )
         builder = ReportBuilder(self.graph, simulated=self.simulated, seed=self.seed)
         builder.add(
-            nodes=loop.node_stats(figures_s),
+            nodes=loop.node_stats(figures_s, int(reached_s * 1e9)),
             contracts=loop.contract_stats(),
             timers=loop.timer_stats(),
             series=self._series,

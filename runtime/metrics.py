@@ -103,6 +103,9 @@ class NodeStats:
     faults: dict[str, int] = field(default_factory=dict)
     restarts: int = 0
     skipped: int = 0
+    """Steps not taken while the node was down (a restart's backoff and setup)."""
+    down_s: float = 0.0
+    """Clock time the node was down: restart backoff plus the fresh instance's setup."""
     notes: dict[str, str] = field(default_factory=dict)
     """Facts the node stated (``ctx.note``), e.g. the execution provider its model runs on."""
     sensing: dict[str, Any] | None = None

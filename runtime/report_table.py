@@ -51,7 +51,7 @@ def report_tables(report: RunReport) -> Group:
             misses,
             f"{sum(n.drops.values()):,}",
             faults,
-            str(n.restarts),
+            f"{n.restarts} ({n.down_s:.2f} s down)" if n.restarts else "0",
         )
     parts: list[Table] = [nodes]
     noted = [n for n in report.nodes if n.notes]

@@ -70,7 +70,8 @@ class StepWatchdog:
     """
 
     def __init__(self, runners: Iterable[Runner], *, hard_hang_exit: bool = True) -> None:
-        self._runners = [r for r in runners if r.watchdog_ns < NEVER]
+        # Stand-ins for nodes elsewhere (another process group) never step here.
+        self._runners = [r for r in runners if r.watchdog_ns < NEVER and not r.cls.external]
         self._hard_hang_exit = hard_hang_exit
         self._target: tuple[Runner, int] | None = None
         self._done = threading.Event()
@@ -144,6 +145,4 @@ class StepWatchdog:
         if target is not None and target[0].started == target[1]:
             self._target = None
             runner = target[0]
-            raise StepInterrupted(
-                f"still running after {runner.watchdog_ns / 1e6:g} ms (watchdog_ms)"
-            )
+            raise StepInterrupted(f"still running after {runner.watchdog_ns / 1e6:g} ms")

@@ -331,9 +331,12 @@ def close_quietly(runner: Runner, node: Node | None = None, *, watched: bool = T
         (runner.node if node is None else node).close()
     except BaseException as exc:  # a node's close may not end the process either
         runner.faults["close"] = runner.faults.get("close", 0) + 1
-        logging.getLogger("edgeloop.executor").warning(
-            "node '%s' close: %s: %s", runner.spec.id, type(exc).__name__, exc
+        why = (
+            f"{exc} (close_timeout_ms)"
+            if type(exc).__name__ == "StepInterrupted"
+            else f"{type(exc).__name__}: {exc}"
         )
+        logging.getLogger("edgeloop.executor").warning("node '%s' close: %s", runner.spec.id, why)
     finally:
         if watched:
             runner.started = 0

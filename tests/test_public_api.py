@@ -54,7 +54,9 @@ def test_the_front_door_exports_exactly_the_public_names():
 
 def test_the_testing_module_exports_its_fakes_and_check_node():
     assert sorted(edgeloop.testing.__all__) == [
+        "AuditSink",
         "CounterSensor",
+        "FaultyNode",
         "RecordingSink",
         "ScriptedNode",
         "check_node",

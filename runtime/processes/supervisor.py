@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -325,7 +326,7 @@ class Supervisor:
                     return None
             code = group.process.poll()  # type: ignore[union-attr]
             if code is not None:
-                self._crash_in_lockstep(group, f"exit code {code}")
+                self._crash_in_lockstep(group, _exit_text(code))
                 return None
 
     def _crash_in_lockstep(self, group: _Group, why: str) -> None:
@@ -356,7 +357,7 @@ class Supervisor:
                     continue
                 code = group.process.poll()  # type: ignore[union-attr]
                 if code is not None and group.report is None:
-                    self._crashed(group, f"exit code {code}")
+                    self._crashed(group, _exit_text(code))
                 elif (
                     group.running and now - group.last_beat > group.spec.heartbeat_timeout_ms / 1e3
                 ):
@@ -543,3 +544,15 @@ class Supervisor:
 
 
 __all__ = ["GroupCrashed", "Supervisor"]
+
+
+def _exit_text(code: int) -> str:
+    """How a group process ended, in words: its exit code, or the signal that killed it."""
+    if code == -signal.SIGALRM:
+        return "a step hung where the watchdog could not interrupt it (stacks on stderr)"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
