@@ -144,3 +144,49 @@ def test_a_slow_restart_in_simulated_time_is_waited_for_so_runs_repeat():
         return [t for t, _ in executor.node("sink").received]
 
     assert sink_times() == sink_times()
+
+
+SAFE_ACTION = """\
+name: safe_action
+nodes:
+  - id: src
+    type: testing.counter
+    rate_hz: 100
+    watchdog_ms: 200
+  - id: controller
+    type: testing.faulty
+    inputs: {value: src/value}
+    config: {fault: c_hang, on_step: 20}
+    watchdog_ms: 200
+    isolate: process
+  - id: safety
+    type: clamp
+    inputs: {action: {from: controller/value, stale_ms: 100}}
+    config: {low: -5.0, high: 5.0}
+    on_fault: {fallback: stop_action}
+    watchdog_ms: 200
+  - id: stop_action
+    type: constant
+    config: {value: [0.0, 0.0], dtype: float64}
+    watchdog_ms: 200
+  - id: motor
+    type: testing.audit
+    inputs: {action: safety/action}
+    watchdog_ms: 200
+"""
+
+
+def test_a_hung_controller_process_gets_the_graphs_safe_action_to_the_motor(tmp_path):
+    (tmp_path / "loop.yaml").write_text(SAFE_ACTION)
+    command = [sys.executable, "-m", "edgeloop", "run", "loop.yaml", "--duration", "3"]
+    command += ["--plugin", "edgeloop.testing", "--json", "report.json", "--quiet"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    safe = [f for f in report["fault_log"] if f["node"] == "safety"]
+    # The controller's process hung and was restarted; meanwhile its output went
+    # stale at the safety node, whose fallback sent the stop action on.
+    assert safe and {f["kind"] for f in safe} == {"stale_input"}
+    assert {f["action"] for f in safe} == {"fallback:stop_action"}
+    motor = next(n for n in report["nodes"] if n["id"] == "motor")
+    assert motor["notes"]["bad"] == "0" and int(motor["notes"]["received"]) > 20
