@@ -17,6 +17,7 @@ import numpy as np
 
 from edgeloop.runtime.clocks import Clock, SimClock
 from edgeloop.runtime.hookspecs import hookimpl
+from edgeloop.runtime.messages import payload_is_finite, type_problem
 from edgeloop.runtime.node import (
     Controller,
     Monitor,
@@ -416,8 +417,8 @@ def check_node(
     field (the type's reference is generated from them: ``edgeloop plugins show``);
     ports declared as unique :class:`Port` objects or names; a frozen dataclass
     ``Config`` that builds from ``config``; ``setup``, ``step`` and ``close`` run
-    on a simulated clock; every output is a declared port; float outputs are
-    finite.
+    on a simulated clock; every output is a declared port, of the dtype and shape
+    the port declares; outputs on float or undeclared ports are finite.
 
     Args:
         cls: The node type.
@@ -462,7 +463,14 @@ def check_node(
                             f"{cls.__name__}.step returned undeclared output "
                             f"'{name}' (declared: {', '.join(declared_out)})"
                         )
-                    if declared_out[name].is_float and not _finite(value):
+                    port = declared_out[name]
+                    if value is None:
+                        continue
+                    dtype = None if port.dtype is None else np.dtype(port.dtype)
+                    problem = type_problem(dtype, port.shape, value)
+                    if problem is not None:
+                        raise AssertionError(f"{cls.__name__} output '{name}': {problem}")
+                    if (dtype is None or dtype.kind in "fc") and not payload_is_finite(value):
                         raise AssertionError(f"{cls.__name__} output '{name}' is not finite")
                 out = dict(out)
             results.append(out)
@@ -476,10 +484,3 @@ def _sample(port: Port) -> Any:
         return None
     shape = tuple(d or 1 for d in port.shape) if port.shape is not None else (1,)
     return np.zeros(shape, dtype=port.dtype)
-
-
-def _finite(value: Any) -> bool:
-    try:
-        return bool(np.isfinite(np.asarray(value, dtype=np.float64)).all())
-    except (TypeError, ValueError):
-        return not (isinstance(value, float) and not math.isfinite(value))

@@ -101,6 +101,8 @@ def type_problem(
     An array (or numpy scalar) must have the dtype exactly; a Python number counts
     as a scalar of its kind (a float on a float32 port is fine, an int is not).
     """
+    if dtype is None and shape is None:
+        return None  # nothing declared, nothing to break
     expected = " ".join(
         part for part in (str(dtype) if dtype is not None else "", _shape_text(shape)) if part
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +38,21 @@ def test_a_non_finite_float_output_fails_the_check():
 
     with pytest.raises(AssertionError, match="output 'action' is not finite"):
         check_node(Nan)
+
+
+@pytest.mark.parametrize(
+    ("given", "got"),
+    [
+        (np.array([1, 2], np.int32), "int32 (2,)"),
+        (np.zeros(3), "float64 (3,)"),
+        ("fast", "str"),
+    ],
+)
+def test_an_output_its_port_does_not_declare_fails_the_check(given, got):
+    with pytest.raises(
+        AssertionError, match=re.escape(f"'action': expected float64 (2,), got {got}")
+    ):
+        check_node(Good, inputs=[{"obs": given}])
 
 
 def test_an_undeclared_output_fails_the_check():
