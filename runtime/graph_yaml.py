@@ -41,21 +41,7 @@ def load_graph(source: str | Path, *, text: str | None = None) -> LoopGraph:
     """
     file = str(source)
     if text is None:
-        try:
-            text = _read_bounded(Path(source))
-        except OSError as exc:
-            raise GraphError(
-                [
-                    GraphProblem(
-                        f"cannot read graph file: {exc.strerror}", file=file, fix="check the path"
-                    )
-                ]
-            ) from None
-        except UnicodeDecodeError as exc:
-            message = f"not a text file: {exc.reason} at byte {exc.start}"
-            raise GraphError(
-                [GraphProblem(message, file=file, fix="save the graph as UTF-8 YAML")]
-            ) from None
+        text = _read_text(Path(source), GraphError, "graph")
     data, lines, duplicates = parse_with_lines(text, file, GraphError)
     if not isinstance(data, dict):
         raise GraphError(
@@ -132,15 +118,51 @@ def parse_with_lines(
     return data, lines, duplicates
 
 
-def _read_bounded(path: Path) -> str:
+def read_yaml_file(
+    path: str | Path, error: type[ProblemsError], *, what: str
+) -> tuple[Any, dict[tuple[Any, ...], int], list[GraphProblem]]:
+    """Read a YAML file edgeloop is given (a scenario, a task space): its data, the
+    line of every entry and the keys written twice, as :func:`parse_with_lines`,
+    with the same bounds on the file's size, nesting and strings.
+
+    Args:
+        path: The file.
+        error: The error to raise, e.g. ``ScenarioError``.
+        what: What the file holds, for messages ("cannot read scenario file").
+
+    Raises:
+        ``error``: the file cannot be read, is not UTF-8 text, or is not YAML within
+            the bounds of :func:`parse_with_lines`; each problem has file and line.
+    """
+    return parse_with_lines(_read_text(Path(path), error, what), str(path), error)
+
+
+def _read_text(path: Path, error: type[ProblemsError], what: str) -> str:
+    """The text of a file, within the size bound; an unreadable file is ``error``."""
+    file = str(path)
+    try:
+        return _read_bounded(path, error)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise error(
+            [GraphProblem(f"cannot read {what} file: {reason}", file=file, fix="check the path")]
+        ) from None
+    except UnicodeDecodeError as exc:
+        message = f"not a text file: {exc.reason} at byte {exc.start}"
+        raise error(
+            [GraphProblem(message, file=file, fix=f"save the {what} as UTF-8 YAML")]
+        ) from None
+
+
+def _read_bounded(path: Path, error: type[ProblemsError]) -> str:
     """The text of ``path``, read no further than the size limit (a pipe or a device
     has no size to check first)."""
     if path.is_file() and (size := path.stat().st_size) > MAX_FILE_BYTES:
-        raise GraphError([_too_large(str(path), size, "bytes")])
+        raise error([_too_large(str(path), size, "bytes")])
     with path.open() as stream:
         text = stream.read(MAX_FILE_BYTES + 1)
     if len(text) > MAX_FILE_BYTES:
-        raise GraphError([_too_large(str(path), len(text), "characters", at_least=True)])
+        raise error([_too_large(str(path), len(text), "characters", at_least=True)])
     return text
 
 

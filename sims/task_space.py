@@ -23,11 +23,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from edgeloop.plugins.gym_env import set_env_attributes
-from edgeloop.runtime.errors import MissingDependencyError, TaskSpaceError
+from edgeloop.runtime.errors import (
+    GraphProblem,
+    MissingDependencyError,
+    ProblemsError,
+    TaskSpaceError,
+)
+from edgeloop.runtime.graph_yaml import problem_from_pydantic, read_yaml_file
 
 
 class TaskParameter(BaseModel):
@@ -320,8 +325,13 @@ BUILTIN: dict[str, TaskSpace] = {
 def load_task_space(name_or_path: str | Path) -> TaskSpace:
     """A built-in task space by name, or one defined in a YAML file.
 
+    A file is read as graphs are (:func:`edgeloop.runtime.graph_yaml.read_yaml_file`):
+    within the same bounds on its size, nesting and strings.
+
     Raises:
-        TaskSpaceError: an unknown name (with close matches) or an invalid file.
+        TaskSpaceError: an unknown name (with close matches), or a file that cannot be
+            read, is not YAML within those bounds or breaks the schema; its ``where``
+            is the file and line of the (first) problem.
     """
     name = str(name_or_path)
     if name in BUILTIN:
@@ -331,18 +341,42 @@ def load_task_space(name_or_path: str | Path) -> TaskSpace:
         close = difflib.get_close_matches(name, list(BUILTIN), n=3)
         hint = f"did you mean {', '.join(close)}?" if close else f"built-ins: {', '.join(BUILTIN)}"
         raise TaskSpaceError(f"unknown task space '{name}'", fix=f"{hint}, or a YAML file")
+    file = str(path)
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
+        data, lines, duplicates = read_yaml_file(path, ProblemsError, what="task space")
+    except ProblemsError as exc:  # unreadable, not YAML, or past a bound
+        raise _task_space_error(exc.problems) from None
+    if not isinstance(data, dict):
         raise TaskSpaceError(
-            f"cannot read task space {path}: {exc}", fix="check the file"
-        ) from None
+            "a task space must be a mapping with 'name', 'env_id' and 'parameters'",
+            fix="write name:, env_id: and parameters: (a list of {name, attribute, low, high})",
+            where=f"{file}:1",
+        )
     try:
-        return TaskSpace.model_validate(data)
+        space = TaskSpace.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(x) for x in err["loc"])
-        raise TaskSpaceError(
-            f"{path}: {where}: {err['msg'].removeprefix('Value error, ')}",
-            fix="see sims/task_space.py for the fields",
-        ) from None
+        problems = [
+            problem_from_pydantic(e, file, lines, root=TaskSpace)
+            for e in exc.errors()
+            # pydantic counts a tuple's length after its items: one bad parameter also
+            # reads "too short", though the file has enough of them
+            if not (e["type"] == "too_short" and len(e["input"]) >= e["ctx"]["min_length"])
+        ]
+        raise _task_space_error(duplicates + problems) from None
+    if duplicates:
+        raise _task_space_error(duplicates)
+    return space
+
+
+def _task_space_error(problems: list[GraphProblem]) -> TaskSpaceError:
+    """A task space file's problems as one error: ``where``, ``message`` and ``fix``
+    of a single problem; for several, each with its own line, where and fix."""
+    first = problems[0]
+    if len(problems) > 1:
+        listed = "".join(f"\n  - {p}" for p in problems)
+        return TaskSpaceError(f"{len(problems)} problems in task space:{listed}", where=first.file)
+    where = first.file if first.line is None else f"{first.file}:{first.line}"
+    message = f"{first.field}: {first.message}" if first.field else first.message
+    return TaskSpaceError(
+        message, fix=first.fix or "see sims/task_space.py for the fields", where=where
+    )

@@ -14,7 +14,7 @@ from typing import Any
 from rich.table import Table
 
 from edgeloop.cli._common import add_json, check_writable, err, out, whole_number, write_text
-from edgeloop.runtime.errors import UsageError
+from edgeloop.runtime.errors import ProblemsError, UsageError
 from edgeloop.sims.evaluation import EVAL_SEED
 from edgeloop.sims.samplers import SAMPLERS
 
@@ -149,15 +149,24 @@ def _add_grid(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(pairs: list[str]) -> dict[str, Any]:
-    """--set KEY=VALUE pairs, values read as YAML scalars (numbers, booleans, strings)."""
-    import yaml
+    """--set KEY=VALUE pairs, values read as YAML scalars (numbers, booleans, strings),
+    by the reader of graph files, within its bounds on nesting and length."""
+    from edgeloop.runtime.graph_yaml import parse_with_lines
 
     settings = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise UsageError(f"--set {pair!r}: expected KEY=VALUE", fix="e.g. --set gamma=0.99")
-        settings[key.strip()] = yaml.safe_load(value)
+        try:
+            parsed, _, _ = parse_with_lines(value, "--set", ProblemsError)
+        except ProblemsError as exc:  # not YAML, or nested past the bound (issue 13, item 6)
+            raise UsageError(
+                exc.problems[0].message,
+                fix="a setting is a number, true/false, text or a short list",
+                where=f"--set {key.strip()}",
+            ) from None
+        settings[key.strip()] = parsed
     return settings
 
 
