@@ -25,8 +25,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from edgeloop.plugins.world import make_world
 from edgeloop.runtime.errors import GraphProblem, ScenarioError, UsageError
 from edgeloop.runtime.graph import LoopGraph
-from edgeloop.runtime.graph_yaml import load_graph, parse_with_lines, problem_from_pydantic
+from edgeloop.runtime.graph_yaml import load_graph, problem_from_pydantic, read_yaml_file
+from edgeloop.runtime.limits import MAX_DURATION_S
 from edgeloop.runtime.metrics import RunReport
+
+MAX_AGENTS = 10_000
+"""Most agents a scenario runs (``agents``, ``--agents``): each one is a copy of the
+agent's loop in the graph and, by default, a process of its own, so this is already
+far more than one machine runs. Issue 13, item 6."""
 
 
 class _Strict(BaseModel):
@@ -57,9 +63,12 @@ class Scenario(_Strict):
     name: str
     world: WorldSpec
     agent: AgentSpec
-    agents: int = Field(default=2, ge=1)
-    agents_per_process: int = Field(default=1, ge=1)
-    duration_s: float = Field(default=30.0, gt=0)
+    agents: int = Field(default=2, ge=1, le=MAX_AGENTS)
+    """At most ``MAX_AGENTS`` (10,000)."""
+    agents_per_process: int = Field(default=1, ge=1, le=MAX_AGENTS)
+    duration_s: float = Field(default=30.0, gt=0, le=MAX_DURATION_S, allow_inf_nan=False)
+    """Simulated (or wall-clock) seconds; at most ``MAX_DURATION_S`` (ten years), as
+    ``--duration``."""
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -70,15 +79,7 @@ def load_scenario(path: str | Path) -> Scenario:
             with its file, line, field and fix, as for a loop graph.
     """
     file = str(path)
-    try:
-        text = Path(path).read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        problem = GraphProblem(
-            f"cannot read scenario file: {reason}", file=file, fix="check the path"
-        )
-        raise ScenarioError([problem]) from None
-    data, lines, duplicates = parse_with_lines(text, file, ScenarioError)
+    data, lines, duplicates = read_yaml_file(path, ScenarioError, what="scenario")
     if not isinstance(data, dict):
         problem = GraphProblem(
             "a scenario must be a mapping with 'name', 'world' and 'agent'",
@@ -98,7 +99,18 @@ def load_scenario(path: str | Path) -> Scenario:
 
 
 def world_agents(scenario: Scenario, n_agents: int) -> tuple[dict[str, Any], list[str]]:
-    """The world's factory arguments for ``n_agents`` and the agents that get a loop."""
+    """The world's factory arguments for ``n_agents`` and the agents that get a loop.
+
+    Raises:
+        UsageError: ``n_agents`` is below 1 or above ``MAX_AGENTS``, or more than the
+            world has.
+    """
+    if not 1 <= n_agents <= MAX_AGENTS:  # before the world is made for them
+        raise UsageError(
+            f"{n_agents:,} agents asked for; a scenario runs 1 to {MAX_AGENTS:,}",
+            fix=f"at most {MAX_AGENTS:,} agents",
+            where="--agents",
+        )
     kwargs = dict(scenario.world.kwargs)
     if scenario.world.agents_kwarg is not None:
         kwargs[scenario.world.agents_kwarg] = n_agents
