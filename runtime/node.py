@@ -31,11 +31,13 @@ import dataclasses
 import difflib
 import inspect
 import logging
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import TypeAdapter, ValidationError
+from pydantic.fields import FieldInfo
 
 from edgeloop.runtime.errors import NodeConfigError
 
@@ -346,10 +348,48 @@ def build_config(node_type: str, config_cls: type, values: Mapping[str, Any] | N
 
 
 def _field_doc(config_cls: type, key: str) -> str:
-    for f in dataclasses.fields(config_cls):
-        if f.name == key:
-            return f"expected {getattr(f.type, '__name__', f.type)}"
-    return ""
+    """The fix for a bad value of config key ``key``: its type as a user writes it and
+    its bounds in words ("expected int, at most 8192"), not the annotation as the
+    code spells it (``Annotated[int, Field(gt=0, le=MAX_IMAGE_SIDE)]``); "" for a key
+    the Config does not have (a nested one, or the Config's own check)."""
+    declared = {f.name: f.type for f in dataclasses.fields(config_cls)}
+    if key not in declared:
+        return ""
+    try:
+        plain = typing.get_type_hints(config_cls)[key]
+        annotated = typing.get_type_hints(config_cls, include_extras=True)[key]
+    except Exception:  # a name the Config's module imports only for type checking
+        return f"expected {getattr(declared[key], '__name__', declared[key])}"
+    name = plain.__name__ if isinstance(plain, type) else str(plain).replace("typing.", "")
+    return ", ".join([f"expected {name}", *_bounds_in_words(annotated)])
+
+
+_BOUND_WORDS = (
+    ("gt", "above {}"),
+    ("ge", "at least {}"),
+    ("lt", "below {}"),
+    ("le", "at most {}"),
+    ("min_length", "length at least {}"),
+    ("max_length", "length at most {}"),
+)
+
+
+def _bounds_in_words(hint: Any) -> list[str]:
+    """The bounds of an ``Annotated`` hint (or of the annotated members of a union),
+    e.g. ``["above 0", "at most 8192"]``, from pydantic's ``Field`` or annotated-types."""
+    metadata: list[Any] = []
+    for part in (hint, *typing.get_args(hint)):  # Annotated[X, ...] or Annotated[X, ...] | None
+        if typing.get_origin(part) is typing.Annotated:
+            for item in part.__metadata__:
+                metadata.extend(item.metadata if isinstance(item, FieldInfo) else [item])
+    words = []
+    for constraint in metadata:
+        for attr, word in _BOUND_WORDS:
+            value = getattr(constraint, attr, None)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                shown = int(value) if float(value).is_integer() else value
+                words.append(word.format(shown))
+    return words
 
 
 def node(

@@ -4,8 +4,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pytest
 
 import edgeloop
+from edgeloop.runtime.node import build_config
 from edgeloop.testing import RecordingSink, check_node, start_node
 
 
@@ -75,3 +77,29 @@ def test_check_node_and_start_node_bind_before_setup():
     assert node.ctx.node_id == "alone" and node.config.offset == -1.0
     assert node.step({})["value"].tolist() == [0.0]
     node.close()
+
+
+@pytest.mark.parametrize(
+    ("node_type", "config", "fix"),
+    [
+        ("scene.edge", {"width": 100_000}, "expected int, above 0, at most 8192"),
+        ("scene.edge", {"height": 0}, "expected int, above 0, at most 8192"),
+        (
+            "onnx.model",
+            {"model": "m.onnx", "threads": 100_000},
+            "expected int | None, at most 1024",
+        ),
+        ("clamp", {"low": "minus two"}, "expected float"),
+    ],
+    ids=["a width past its bound", "a height of 0", "an optional bound", "no bound"],
+)
+def test_a_config_error_says_the_plain_type_and_the_bound_in_words(
+    node_type: str, config: dict[str, Any], fix: str
+) -> None:
+    cls = edgeloop.PluginRegistry().node_type(node_type).cls
+
+    with pytest.raises(edgeloop.NodeConfigError) as refused:
+        build_config(node_type, cls.Config, config)
+
+    assert refused.value.fix == fix
+    assert "Annotated" not in str(refused.value) and "MAX_" not in str(refused.value)
