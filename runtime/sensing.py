@@ -24,12 +24,24 @@ read), and the sensing cost.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
+import numbers
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from edgeloop.runtime.errors import PluginError
+from edgeloop.runtime.limits import MAX_RATE_HZ
+
+MIN_SENSING_RATE_HZ = 1e-6
+"""Slowest rate a sensing spec may allow: the slowest ``rate_hz`` a graph takes
+(one reading in 11.6 days); a command's rate is at least this, so its period
+always fits the executor's clock."""
 
 
 @dataclass(frozen=True)
@@ -38,13 +50,23 @@ class SensingSpec:
 
     Attributes:
         min_rate_hz: Slowest rate a command may set (it is never read slower
-            while enabled).
+            while enabled); at least 1e-6 Hz, the slowest ``rate_hz`` a graph takes.
         max_rate_hz: Fastest rate a command may set; skipped readings are
-            counted against it.
+            counted against it. At most ``MAX_RATE_HZ`` (1,000,000 Hz), the
+            fastest ``rate_hz`` a graph takes.
         resolutions: Resolutions a command may pick; empty: fixed.
         region: Takes a region of interest or a mask.
         grid: Rows and columns of the full view, for the cost of a region.
         cost_per_reading: Energy units of one reading at full resolution and region.
+
+    Raises:
+        PluginError: a rate bound is not a number within those bounds (NaN and
+            infinity included). It is raised when the spec is made, which for a
+            node type's ``sensing = SensingSpec(...)`` is when its plugin is
+            imported: refused, not clamped, since a sensor type that promises a
+            rate the executor cannot run would be counted against that rate in
+            every report, and a rate of 0 would put its next reading past the
+            end of time. (Issue 13, item 6.)
     """
 
     min_rate_hz: float = 1e-3
@@ -54,18 +76,52 @@ class SensingSpec:
     grid: tuple[int, int] | None = None
     cost_per_reading: float = 1.0
 
+    def __post_init__(self) -> None:
+        for name, value in (("min_rate_hz", self.min_rate_hz), ("max_rate_hz", self.max_rate_hz)):
+            if not (
+                isinstance(value, numbers.Real)
+                and not isinstance(value, bool)
+                and MIN_SENSING_RATE_HZ <= value <= MAX_RATE_HZ
+            ):
+                error = PluginError(
+                    f"SensingSpec {name} must be a number from {MIN_SENSING_RATE_HZ:g} to "
+                    f"{MAX_RATE_HZ:,} Hz, got {value!r}",
+                    fix=f"declare a {name} within those bounds",
+                )
+                error.where = _declared_at()
+                raise error
+
     def narrowed(self, bounds: Mapping[str, Any] | None) -> SensingSpec:
-        """This spec with a graph's ``sensing:`` bounds and cost applied."""
+        """This spec with a graph's ``sensing:`` bounds and cost applied.
+
+        The result is not checked as a type's spec is: the graph's schema bounds each
+        rate, and a range the bounds leave empty (a graph's ``max_rate_hz`` below the
+        type's ``min_rate_hz``) is a problem validation reports with its line.
+        """
         if not bounds:
             return self
-        return SensingSpec(
-            min_rate_hz=max(self.min_rate_hz, bounds.get("min_rate_hz") or 0.0),
-            max_rate_hz=min(self.max_rate_hz, bounds.get("max_rate_hz") or math.inf),
-            resolutions=self.resolutions,
-            region=self.region,
-            grid=self.grid,
-            cost_per_reading=bounds.get("cost_per_reading", self.cost_per_reading),
-        )
+        narrowed = copy.copy(self)  # no __post_init__: see above
+        changes = {
+            "min_rate_hz": max(self.min_rate_hz, bounds.get("min_rate_hz") or 0.0),
+            "max_rate_hz": min(self.max_rate_hz, bounds.get("max_rate_hz") or math.inf),
+            "cost_per_reading": bounds.get("cost_per_reading", self.cost_per_reading),
+        }
+        for name, value in changes.items():
+            object.__setattr__(narrowed, name, value)
+        return narrowed
+
+
+def _declared_at() -> str | None:
+    """``file:line`` of the code that made the spec being checked (a plugin's
+    ``sensing = SensingSpec(...)``): the first frame outside this module and the
+    dataclass machinery."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        file = frame.f_code.co_filename
+        if file not in (__file__, dataclasses.__file__) and not file.startswith("<"):
+            return f"{file}:{frame.f_lineno}"
+        frame = frame.f_back
+    return None
 
 
 @dataclass

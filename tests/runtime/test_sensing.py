@@ -6,6 +6,7 @@ real CLI for recording and replaying commands.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,10 @@ import pytest
 
 import edgeloop
 from edgeloop import Executor
-from edgeloop.runtime.errors import GraphError
+from edgeloop.runtime.errors import GraphError, PluginError
 from edgeloop.runtime.node import Controller, NodeContext, Port, Sensor
 from edgeloop.runtime.sensing import SensingSpec, sensing_command
+from edgeloop.runtime.validation import validate_graph
 from edgeloop.testing import RecordingSink
 
 
@@ -197,6 +199,45 @@ def test_validation_names_misplaced_sensing() -> None:
     )
     with pytest.raises(GraphError, match="takes no sensing commands"):
         run(graph)
+
+
+@pytest.mark.parametrize(
+    "rates",
+    [
+        {"max_rate_hz": 1e9},
+        {"max_rate_hz": math.inf},
+        {"max_rate_hz": math.nan},
+        {"min_rate_hz": 0.0},
+        {"min_rate_hz": 1e-300},
+        {"min_rate_hz": -1.0},
+    ],
+    ids=["1e9 Hz", "infinite", "NaN", "a minimum of 0", "a minimum of 1e-300", "negative"],
+)
+def test_a_sensor_type_promising_a_rate_the_executor_cannot_run_is_refused_where_declared(
+    rates: dict[str, float],
+) -> None:
+    with pytest.raises(PluginError) as refused:
+        SensingSpec(**rates)  # the line the error names
+
+    (name,) = rates
+    assert f"SensingSpec {name} must be a number from 1e-06 to 1,000,000 Hz" in str(refused.value)
+    line = refused.value.__traceback__.tb_lineno
+    assert refused.value.where == f"{__file__}:{line}"
+
+
+def test_a_sensor_type_may_allow_exactly_the_graphs_rate_bounds() -> None:
+    spec = SensingSpec(min_rate_hz=1e-6, max_rate_hz=1_000_000)
+
+    assert (spec.min_rate_hz, spec.max_rate_hz) == (1e-6, 1_000_000)
+
+
+def test_graph_bounds_that_leave_no_rate_are_a_validation_problem_not_a_plugin_error() -> None:
+    graph = camera_loop({}, max_rate_hz=1e-9)  # below the type's 1 Hz
+
+    problems = validate_graph(graph, edgeloop.PluginRegistry())
+
+    assert [p.field for p in problems] == ["nodes[0].sensing"]
+    assert "rate bounds 1..1e-09 Hz are empty" in problems[0].message
 
 
 def test_the_gym_sensor_senses_less_on_command() -> None:
