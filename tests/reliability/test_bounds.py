@@ -378,3 +378,182 @@ def test_every_example_graph_is_within_the_bounds(path: Path, monkeypatch: pytes
 def test_every_example_scenario_is_within_the_bounds():
     for path in sorted(EXAMPLES.rglob("scenario.yaml")):
         load_scenario(path)
+
+
+# -- scenarios, task spaces, training settings and third-party sensors ---------------------
+
+SCENARIO = (EXAMPLES / "field-search" / "scenario.yaml").read_text()
+
+
+def line_with(text: str, snippet: str) -> int:
+    """1-based line of the first line of ``text`` that holds ``snippet``."""
+    return next(i for i, line in enumerate(text.splitlines(), 1) if snippet in line)
+
+
+@pytest.mark.parametrize(
+    ("written", "field", "expected"),
+    [
+        ("duration_s: 1.0e+300", "duration_s", "315,576,000"),
+        ("duration_s: .inf", "duration_s", "must be a finite number"),
+        ("agents: 100000", "agents", "10,000"),
+    ],
+    ids=["a duration of 1e300 s", "an infinite duration", "100,000 agents"],
+)
+def test_sim_refuses_a_scenario_number_past_its_bound_with_file_line_and_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], written: str, field: str, expected: str
+):
+    text = SCENARIO.replace("duration_s: 60", "duration_s: 60\n" + written)
+    text = text.replace(f"{field}: ", f"# {field}: ", 1)  # the example's own value, out
+    path = tmp_path / "scenario.yaml"
+    path.write_text(text)
+
+    code = main(["sim", str(path), "--quiet"])
+    captured = capsys.readouterr()
+    out = " ".join((captured.out + captured.err).split())
+
+    refused(code, out, f"{path}:{line_with(text, written)}:", field, expected)
+
+
+def test_sim_refuses_more_agents_than_a_scenario_runs_before_making_its_world(
+    capsys: pytest.CaptureFixture[str],
+):
+    path = EXAMPLES / "field-search" / "scenario.yaml"
+
+    code = main(["sim", str(path), "--agents", "100000", "--quiet"])
+    out = " ".join(capsys.readouterr().err.split())
+
+    refused(code, out, "--agents:", "100,000 agents asked for", "1 to 10,000")
+
+
+def test_the_scenario_bounds_themselves_are_accepted(tmp_path: Path):
+    path = tmp_path / "scenario.yaml"
+    path.write_text(
+        SCENARIO.replace("agents: 4", "agents: 10000").replace(
+            "duration_s: 60", "duration_s: 315576000"
+        )
+    )
+
+    scenario = load_scenario(path)
+
+    assert (scenario.agents, scenario.duration_s) == (10_000, 315_576_000)
+
+
+def train(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """``edgeloop train ARGV``: the exit code and what it printed, one space a gap."""
+    code = main(["train", *argv])
+    captured = capsys.readouterr()
+    return code, " ".join((captured.out + captured.err).split())
+
+
+TASK_SPACE = (
+    "name: deep\nenv_id: Pendulum-v1\nparameters:\n  - {name: m, attribute: m, low: 1, high: 2}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "expected"),
+    [
+        (
+            TASK_SPACE + "env_kwargs: {x: " + "[" * 100_000 + "]" * 100_000 + "}\n",
+            5,
+            f"nested deeper than {MAX_YAML_DEPTH} levels",
+        ),
+        (
+            TASK_SPACE + "env_kwargs: {x: &v [*v]}\n",
+            5,
+            "the alias *v stands for an entry that contains it",
+        ),
+        (
+            TASK_SPACE + f"env_kwargs: {{x: {'x' * (MAX_STRING_CHARS + 1)}}}\n",
+            5,
+            f"a value of {MAX_STRING_CHARS + 1:,} characters",
+        ),
+        (TASK_SPACE + "# padding\n" * (MAX_FILE_BYTES // 10 + 1), None, "up to 16,777,216 bytes"),
+    ],
+    ids=["nested 100,000 deep", "an alias inside its own anchor", "a long string", "a 16 MiB file"],
+)
+def test_train_refuses_a_task_space_file_past_the_yaml_bounds_with_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, line: int | None, expected: str
+):
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+
+    code, out = train(["--task-space", str(path), "-o", str(tmp_path / "run")], capsys)
+
+    refused(code, out, f"{path}:{line}:" if line else f"{path}:", expected)
+    assert "RecursionError" not in out and len(out) < 1000
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_task_space_schema_problem_has_its_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    path = tmp_path / "space.yaml"
+    path.write_text(TASK_SPACE.replace("high: 2", "high: 0.5"))
+
+    code, out = train(["--task-space", str(path), "-o", str(tmp_path / "run")], capsys)
+
+    refused(code, out, f"{path}:4: parameters[0]:", "low 1.0 must be below high 0.5")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("[" * 100_000 + "]" * 100_000, f"nested deeper than {MAX_YAML_DEPTH} levels"),
+        ("{a: " * 100_000 + "1" + "}" * 100_000, f"nested deeper than {MAX_YAML_DEPTH} levels"),
+        ("[1", "not valid YAML"),
+    ],
+    ids=["flow lists 100,000 deep", "flow mappings 100,000 deep", "not YAML"],
+)
+def test_train_refuses_a_set_value_past_the_yaml_bounds_naming_the_setting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str, expected: str
+):
+    code, out = train(["--set", f"gamma={value}", "-o", str(tmp_path / "run")], capsys)
+
+    refused(code, out, "--set gamma:", expected)
+    assert "RecursionError" not in out and len(out) < 1000
+
+
+def test_a_node_config_bound_is_said_in_words_in_the_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    path = tmp_path / "loop.yaml"
+    path.write_text(
+        "name: config\nnodes:\n  - id: n\n    type: scene.edge\n    rate_hz: 10\n"
+        "    config: {width: 100000}\n"
+    )
+
+    code, out = validate(path, capsys)
+
+    refused(code, out, f"{path}:6:", "(fix: expected int, above 0, at most 8192)")
+    assert "Annotated" not in out and "MAX_IMAGE_SIDE" not in out
+
+
+def test_a_third_party_sensor_declaring_a_rate_past_the_bound_is_refused_where_declared(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+):
+    plugin = tmp_path / "fast_sensor.py"
+    plugin.write_text(
+        "import edgeloop\n"
+        "\n"
+        "\n"
+        "class Fast(edgeloop.Sensor):\n"
+        "    outputs = (edgeloop.Port('value'),)\n"
+        "    sensing = edgeloop.SensingSpec(max_rate_hz=1e9)\n"
+        "\n"
+        "    def step(self, inputs):\n"
+        "        return {'value': 1.0}\n"
+        "\n"
+        "\n"
+        "@edgeloop.hookimpl\n"
+        "def edgeloop_register_node_types():\n"
+        "    return {'fast': Fast}\n"
+    )
+    path = tmp_path / "loop.yaml"
+    path.write_text("name: fast\nnodes:\n  - {id: n, type: fast, rate_hz: 10}\n")
+    monkeypatch.chdir(tmp_path)  # the plugin imports from the current folder
+
+    code = main(["validate", str(path), "--plugin", "fast_sensor"])
+    out = " ".join(capsys.readouterr().err.split())
+
+    refused(code, out, f"{plugin}:6:", "SensingSpec max_rate_hz", "1,000,000 Hz", "1000000000.0")
