@@ -76,7 +76,9 @@ class CompiledLoop:
                 node = new_node(node_type, ctx)
                 try:
                     node.setup(ctx)
-                except Exception as exc:
+                except KeyboardInterrupt:
+                    raise
+                except BaseException as exc:  # SystemExit too: a node may not end the process
                     line = graph.line_of(("nodes", index))
                     where = f"{graph.file}:{line}" if graph.file and line else ""
                     raise NodeSetupError(spec.id, exc, where) from exc

@@ -311,6 +311,7 @@ class Executor:
                     r.started = 0
                 except KeyboardInterrupt:  # Ctrl-C, or a node asking for it: a clean stop
                     r.started = 0
+                    record(perf() - t0)  # the step that was running is in the figures
                     raise
                 except BaseException as exc:  # SystemExit and the watchdog's too: a fault
                     step_failed(r, exc)

@@ -221,9 +221,10 @@ class NodeSpec(_Strict):
     watchdog_ms: (
         Annotated[float, Field(gt=0, le=MAX_MS, allow_inf_nan=False)] | Literal["off"] | None
     ) = None
-    """A step running longer (wall time) is interrupted and faults as ``hung``; one
-    still running at twice this ends the process (a hard hang). Default: 10 x
-    ``deadline_ms``, at least 2000; ``off`` for none."""
+    """A step running longer (wall time) is interrupted and faults as ``hung``; a
+    hang nothing can interrupt (C code holding the GIL) ends the process within
+    twice the longest watchdog in it. Default: 10 x ``deadline_ms``, at least
+    2000; ``off`` for none (YAML's bare ``off`` reads as false: both mean none)."""
     close_timeout_ms: float = Field(default=2000.0, gt=0, le=MAX_MS, allow_inf_nan=False)
     """A ``close`` that takes longer is left behind (logged, counted in the report)."""
     on_fault: FaultPolicy = Field(default_factory=FaultPolicy)
@@ -234,6 +235,11 @@ class NodeSpec(_Strict):
     a hang or crash in C code takes down only that group, which its policy restarts."""
     sensing: SensingBounds | None = None
     """For a sensor that takes sensing commands: narrower rate bounds, cost per reading."""
+
+    @field_validator("watchdog_ms", mode="before")
+    @classmethod
+    def _off(cls, value: Any) -> Any:
+        return "off" if value is False else value  # YAML 1.1 reads a bare off as false
 
     @model_validator(mode="before")
     @classmethod
