@@ -18,9 +18,11 @@ Python's ``subprocess``). No report can be written then; a node that may
 hang in C belongs in a process of its own (``isolate: process``), where the
 process group's policy restarts it and the loop goes on.
 
-Interrupts and the alarm need the loop to run in the main thread (signals are
-delivered there). An executor in another thread only counts overruns as
-deadline misses, and none of this runs under a debugger (``sys.gettrace()``).
+While a loop runs it owns ``SIGUSR2`` (the interrupt) and ``SIGALRM`` (the
+alarm); their handlers are given back when it ends. Interrupts and the alarm
+need the loop to run in the main thread (signals are delivered there). An
+executor in another thread only counts overruns as deadline misses, and none
+of this runs under a debugger (``sys.gettrace()``).
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ class StepWatchdog:
         self._thread: threading.Thread | None = None
         self._main_ident = 0
         self._previous: dict[int, Any] = {}
-        self.interrupts = 0
+        self._warned: tuple[Runner, int] | None = None
 
     def start(self) -> bool:
         """Start watching; False (and nothing started) where interrupts are impossible."""
@@ -130,8 +132,15 @@ class StepWatchdog:
                 if not started or now - started <= r.watchdog_ns:
                     continue
                 alarm_at = started + 2 * r.watchdog_ns  # the hard-hang limit of this step
+                if self._warned != (r, started):  # once a step: it may ignore the first
+                    self._warned = (r, started)
+                    _log.warning(
+                        "node '%s' has run for %.0f ms (limit %.0f ms): interrupting it",
+                        r.spec.id,
+                        (now - started) / 1e6,
+                        r.watchdog_ns / 1e6,
+                    )
                 self._target = (r, started)
-                self.interrupts += 1
                 signal.pthread_kill(self._main_ident, INTERRUPT_SIGNAL)
             self._arm(alarm_at - now)
 
