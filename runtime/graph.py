@@ -36,6 +36,7 @@ from edgeloop.runtime.limits import (
     MAX_QUEUE_SIZE,
     MAX_RATE_HZ,
     MAX_RESTARTS,
+    MIN_RATE_HZ,
     MIN_TIMER_PERIOD_NS,
 )
 from edgeloop.runtime.node import Node
@@ -212,7 +213,7 @@ class NodeSpec(_Strict):
     inputs: dict[str, InputSpec] = Field(default_factory=dict)
     outputs: list[str] | None = None
     """Outputs used; defaults to every output the node type declares."""
-    rate_hz: float | None = Field(default=None, ge=1e-6, le=MAX_RATE_HZ, allow_inf_nan=False)
+    rate_hz: float | None = Field(default=None, ge=MIN_RATE_HZ, le=MAX_RATE_HZ, allow_inf_nan=False)
     """Run periodically at this rate (inputs are then sampled, not triggering); from
     1e-6 (one tick in 11.6 days) to 1,000,000 (a 1 us period)."""
     deadline_ms: float | None = Field(default=None, gt=0, le=MAX_MS, allow_inf_nan=False)

@@ -16,6 +16,9 @@ from __future__ import annotations
 MAX_RATE_HZ = 1_000_000
 """Fastest ``rate_hz`` (a 1 us period): robotics loops run at a few kHz at most,
 and a simulated second at this rate is already a million ticks."""
+MIN_RATE_HZ = 1e-6
+"""Slowest ``rate_hz`` (one tick in 11.6 days), also for commanded sensing rates:
+slower periods overflow the executor's timer arithmetic."""
 MIN_TIMER_PERIOD_NS = 1_000_000_000 // MAX_RATE_HZ
 """Shortest ``timer/<period>`` (1 us): the same bound as :data:`MAX_RATE_HZ`."""
 MAX_MS = 86_400_000
@@ -56,6 +59,14 @@ paths, ids and names are far shorter, and error messages quote the value."""
 MAX_IMAGE_SIDE = 8192
 """Largest width or height of an image a node makes (pixels): 8K sensors are 7680
 wide; a float32 frame this size is 256 MiB."""
+MAX_EPISODE_STEPS = 10_000_000
+"""Longest episode a task space may ask for (steps): days of simulated time."""
+MAX_GRID_TASKS = 1_000_000
+"""Most tasks of an evaluation grid (``--grid`` to the power of the parameters):
+each is several episodes."""
+MAX_AGENTS = 10_000
+"""Most agents a scenario runs (``agents``, ``--agents``): each is a copy of the
+agent's loop and, by default, a process of its own."""
 MAX_THREADS = 1024
 """Most threads a node may ask for: above the core count of any board or server."""
 MAX_WARMUP = 10_000

@@ -36,9 +36,9 @@ from typing import Any
 import numpy as np
 
 from edgeloop.runtime.errors import PluginError
-from edgeloop.runtime.limits import MAX_RATE_HZ
+from edgeloop.runtime.limits import MAX_RATE_HZ, MIN_RATE_HZ
 
-MIN_SENSING_RATE_HZ = 1e-6
+MIN_SENSING_RATE_HZ = MIN_RATE_HZ
 """Slowest rate a sensing spec may allow: the slowest ``rate_hz`` a graph takes
 (one reading in 11.6 days); a command's rate is at least this, so its period
 always fits the executor's clock."""

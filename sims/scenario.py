@@ -26,13 +26,8 @@ from edgeloop.plugins.world import make_world
 from edgeloop.runtime.errors import GraphProblem, ScenarioError, UsageError
 from edgeloop.runtime.graph import LoopGraph
 from edgeloop.runtime.graph_yaml import load_graph, problem_from_pydantic, read_yaml_file
-from edgeloop.runtime.limits import MAX_DURATION_S
+from edgeloop.runtime.limits import MAX_AGENTS, MAX_DURATION_S
 from edgeloop.runtime.metrics import RunReport
-
-MAX_AGENTS = 10_000
-"""Most agents a scenario runs (``agents``, ``--agents``): each one is a copy of the
-agent's loop in the graph and, by default, a process of its own, so this is already
-far more than one machine runs. Issue 13, item 6."""
 
 
 class _Strict(BaseModel):

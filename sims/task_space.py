@@ -31,8 +31,10 @@ from edgeloop.runtime.errors import (
     MissingDependencyError,
     ProblemsError,
     TaskSpaceError,
+    UsageError,
 )
 from edgeloop.runtime.graph_yaml import problem_from_pydantic, read_yaml_file
+from edgeloop.runtime.limits import MAX_EPISODE_STEPS, MAX_GRID_TASKS
 
 
 class TaskParameter(BaseModel):
@@ -74,7 +76,8 @@ class TaskSpace(BaseModel):
     env_id: str
     parameters: tuple[TaskParameter, ...] = Field(min_length=1)
     env_kwargs: dict[str, Any] = Field(default_factory=dict)
-    max_episode_steps: int | None = None
+    max_episode_steps: int | None = Field(default=None, ge=1, le=MAX_EPISODE_STEPS)
+    """Episode length cap; at most 10,000,000 steps."""
 
     @property
     def dim(self) -> int:
@@ -114,7 +117,17 @@ class TaskSpace(BaseModel):
         return self.denormalise(rng.random((n, self.dim)))
 
     def grid(self, per_axis: int) -> np.ndarray:
-        """An evenly spaced grid (per_axis ** d, d) over the space, ends included."""
+        """An evenly spaced grid (per_axis ** d, d) over the space, ends included.
+
+        Raises:
+            UsageError: the grid would have more than ``MAX_GRID_TASKS`` tasks.
+        """
+        if per_axis < 1 or per_axis**self.dim > MAX_GRID_TASKS:
+            raise UsageError(
+                f"a grid of {per_axis} per axis over {self.dim} parameter(s) is "
+                f"{per_axis}**{self.dim} tasks; at most {MAX_GRID_TASKS:,} are evaluated",
+                fix="use a smaller --grid",
+            )
         axes = np.linspace(0.0, 1.0, per_axis)
         mesh = np.meshgrid(*([axes] * self.dim), indexing="ij")
         return self.denormalise(np.stack([m.ravel() for m in mesh], axis=1))

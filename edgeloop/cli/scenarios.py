@@ -20,6 +20,7 @@ from edgeloop.cli._common import (
     whole_number,
     write_text,
 )
+from edgeloop.runtime.limits import MAX_AGENTS
 
 
 def register(commands: Any) -> None:
@@ -37,10 +38,10 @@ def register(commands: Any) -> None:
     sim.add_argument("scenario", type=Path, help="scenario YAML file")
     sim.add_argument(
         "--agents",
-        type=whole_number(1),
+        type=whole_number(1, MAX_AGENTS),
         default=None,
         metavar="N",
-        help="agents (default: the file's)",
+        help=f"agents, at most {MAX_AGENTS:,} (default: the file's)",
     )
     add_seed(sim, what="seed of the world and every agent")
     sim.add_argument("--realtime", action="store_true", help="run on the wall clock")

@@ -1,8 +1,9 @@
 """Every number that could exhaust memory or time is refused at load, with its place.
 
-Each case is a real YAML file in tmp_path run through the real CLI in-process
-(``edgeloop validate``, ``edgeloop run``): a refused file exits 2 and names the
-file, line and field, and nothing prints a traceback (issue 13, item 6). The
+Each case is a real file (a graph, a scenario, a task space) or argument run
+through the real CLI in-process (``validate``, ``run``, ``sim``, ``train``): a
+refused one exits 2 and names the file, line and field (or the option), and
+nothing prints a traceback (issue 13, item 6). The
 bounds are in :mod:`edgeloop.runtime.limits`.
 """
 
@@ -419,10 +420,12 @@ def test_sim_refuses_more_agents_than_a_scenario_runs_before_making_its_world(
 ):
     path = EXAMPLES / "field-search" / "scenario.yaml"
 
-    code = main(["sim", str(path), "--agents", "100000", "--quiet"])
+    with pytest.raises(SystemExit) as exited:
+        main(["sim", str(path), "--agents", "100000", "--quiet"])
     out = " ".join(capsys.readouterr().err.split())
 
-    refused(code, out, "--agents:", "100,000 agents asked for", "1 to 10,000")
+    assert exited.value.code == 2
+    assert "--agents must be at most 10,000" in out and "Traceback" not in out
 
 
 def test_the_scenario_bounds_themselves_are_accepted(tmp_path: Path):
@@ -557,3 +560,19 @@ def test_a_third_party_sensor_declaring_a_rate_past_the_bound_is_refused_where_d
     out = " ".join(capsys.readouterr().err.split())
 
     refused(code, out, f"{plugin}:6:", "SensingSpec max_rate_hz", "1,000,000 Hz", "1000000000.0")
+
+
+def test_an_evaluation_grid_or_episode_past_the_bound_is_refused():
+    from pydantic import ValidationError
+
+    from edgeloop.runtime.errors import UsageError
+    from edgeloop.sims.task_space import BUILTIN
+
+    space = next(s for s in BUILTIN.values() if s.dim >= 2)
+    assert len(space.grid(3)) == 3**space.dim  # a usual grid is fine
+    with pytest.raises(UsageError, match="at most 1,000,000 are evaluated"):
+        space.grid(10_000)
+    with pytest.raises(ValidationError, match="less than or equal to 10000000"):
+        space.model_copy(update={}).model_validate(
+            {**space.model_dump(), "max_episode_steps": 10**9}
+        )
