@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 
+import edgeloop
 from edgeloop import Executor, LoopGraph
 from edgeloop.testing import AuditSink, CounterSensor, FaultyNode
 
@@ -151,3 +153,33 @@ def _ctx() -> Any:
     from edgeloop.runtime.node import NodeContext
 
     return NodeContext.standalone("bad", FaultyNode.Config())
+
+
+class TwoOutputs(edgeloop.Node):
+    """Publishes ``value`` (float64 (2,)) and ``count`` (int64), the count wrong from step 2."""
+
+    inputs = (edgeloop.Port("value", doc="anything; it triggers the step"),)
+    outputs = (
+        edgeloop.Port("value", dtype="float64", shape=(2,), doc="two zeros"),
+        edgeloop.Port("count", dtype="int64", doc="steps so far"),
+    )
+
+    def setup(self, ctx):
+        self.steps = 0
+
+    def step(self, inputs):
+        self.steps += 1
+        count = np.int64(self.steps) if self.steps < 3 else float(self.steps)
+        return {"value": np.zeros(2), "count": count}
+
+
+def test_every_port_of_a_node_with_several_outputs_keeps_its_contract():
+    graph = LoopGraph(name="two")
+    graph.add_node("src", CounterSensor, rate_hz=100)
+    graph.add_node("two", TwoOutputs, inputs={"value": "src/value"}, on_fault="stop")
+    graph.add_node("motor", AuditSink, inputs={"action": "two/value"})
+    report = run(graph)
+    (entry,) = report.fault_log
+    assert entry["kind"] == "wrong_type"
+    assert entry["error"] == "output 'count': expected int64, got a Python float"
+    assert report.node("motor").notes == {"received": "2", "bad": "0"}
