@@ -199,8 +199,12 @@ CLOSE_FAULTS = ("close_hang", "close_raise")
 @dataclass(frozen=True)
 class FaultyConfig:
     fault: str = "raise"
-    """What goes wrong: one of ``STEP_FAULTS`` (on the step ``on_step``),
-    ``SETUP_FAULTS`` (every setup after the first) or ``CLOSE_FAULTS`` (every close)."""
+    """What goes wrong. In the step ``on_step``: ``raise``, ``system_exit``,
+    ``keyboard_interrupt``, ``base_exception``, ``python_hang``, ``sleep_hang``,
+    ``swallowing_hang``, ``c_hang``, ``wrong_dtype``, ``wrong_shape``, ``string``,
+    ``nan``, ``nan_in_list``, ``not_a_mapping``, ``unknown_output``, ``overrun``. In
+    every setup after a restart (the step ``on_step`` raises once to cause one):
+    ``slow_setup``, ``failing_setup``. In every close: ``close_hang``, ``close_raise``."""
     on_step: int = 2
     """The step (from 0, counted across restarts) that misbehaves; a hang or an
     overrun happens once, the other faults on every step from here on."""

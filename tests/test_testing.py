@@ -109,3 +109,13 @@ def test_an_undocumented_port_or_config_field_fails_the_check():
 
     with pytest.raises(AssertionError, match="documents no output 'action', no config 'gain'"):
         check_node(Quiet)
+
+
+def test_the_faulty_nodes_config_doc_names_every_fault_it_can_do():
+    from edgeloop.runtime.node_docs import config_fields
+    from edgeloop.testing import CLOSE_FAULTS, SETUP_FAULTS, STEP_FAULTS, FaultyNode
+
+    (fault,) = [f for f in config_fields(FaultyNode.Config) if f.name == "fault"]
+    assert [
+        n for n in STEP_FAULTS + SETUP_FAULTS + CLOSE_FAULTS if f"``{n}``" not in fault.doc
+    ] == []
