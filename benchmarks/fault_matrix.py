@@ -127,7 +127,8 @@ class Cell:
 
 def loop(fault: str, policy: str, *, typed: bool = True, isolate: bool = False) -> str:
     on_fault = "{fallback: spare}" if policy == "fallback" else policy
-    seconds = 0.1 if fault == "overrun" else 0.6  # an overrun: past the deadline, not the watchdog
+    # An overrun: past the deadline, not the watchdog; a slow setup as long as the issue's.
+    seconds = {"overrun": 0.1, "slow_setup": 3.0}.get(fault, 0.6)
     config = f"{{fault: {fault}, seconds: {seconds}" + ("" if typed else ", typed: false") + "}"
     return LOOP.format(
         spare=SPARE if policy == "fallback" else "",
@@ -153,7 +154,9 @@ def cells() -> list[Cell]:
             )
         )
     for fault in SETUP_FAULTS:
-        found.append(Cell(f"{fault} / restart", loop(fault, "restart"), expect_kind=KIND[fault]))
+        found.append(
+            Cell(f"{fault} / restart", loop(fault, "restart"), ["--duration", "4"], KIND[fault])
+        )
     for fault in CLOSE_FAULTS:
         found.append(Cell(f"{fault} / stop", loop(fault, "stop"), expect_kind=KIND[fault]))
     for fault in HARD_HANGS:
@@ -214,6 +217,11 @@ def judge(cell: Cell, result: subprocess.CompletedProcess[str], report: Any) -> 
         return (
             ("handled", f"group restarted {crashes}x") if crashes else ("silent", "no group crash")
         )
+    if cell.name.startswith("slow_setup"):  # the restart's setup must not hold the loop up
+        overruns = report["timers"][0]["overruns"]
+        down = nodes["bad"]["down_s"]
+        detail = f"down {down:.2f} s, src ticks skipped {overruns}"
+        return ("handled", detail) if down >= 3.0 and overruns < 10 else ("silent", detail)
     faults = nodes["bad"]["faults"] if "bad" in nodes else {}
     if cell.expect_kind not in faults:
         return "silent", f"faults {faults}, stop: {report['stop_reason'][:50]}"
