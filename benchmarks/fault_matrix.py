@@ -10,8 +10,9 @@ A cell ends as one of:
 - handled: the run ended normally (exit 0, or 1 when the policy stopped it),
   the report was written, the fault was counted with the expected kind, and
   nothing bad reached the motor; a bad graph was refused with exit 2;
-- ended: a hang nothing can interrupt ended the process as documented
-  (SIGALRM, every thread's stack on stderr; see edgeloop.runtime.watchdog);
+- ended: a hang nothing can interrupt ended the process as documented (every
+  thread's stack on stderr, then exit 70 with the report, or SIGALRM where C
+  code holds the GIL; see edgeloop.runtime.watchdog);
 - died: any other exit, or no report;
 - traceback: a Python traceback on stderr;
 - silent: bad data delivered, or the fault not counted;
@@ -43,6 +44,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from edgeloop.runtime.watchdog import HUNG_EXIT
 from edgeloop.testing import CLOSE_FAULTS, SETUP_FAULTS, STEP_FAULTS
 
 POLICIES = ("restart", "hold_last", "fallback", "stop")
@@ -198,6 +200,13 @@ def judge(cell: Cell, result: subprocess.CompletedProcess[str], report: Any) -> 
         return "died", f"exit {result.returncode}"
     if cell.hard_hang and result.returncode == -signal.SIGALRM and "Current thread" in err:
         return "ended", "SIGALRM after every thread's stack"
+    if (
+        cell.hard_hang
+        and result.returncode == HUNG_EXIT
+        and report
+        and "hung" in report["stop_reason"]
+    ):
+        return "ended", f"exit {HUNG_EXIT} after the stacks and the report"
     if result.returncode not in (0, 1) or report is None:
         return "died", f"exit {result.returncode}, report {'written' if report else 'missing'}"
     nodes = {n["id"]: n for n in report["nodes"]}

@@ -59,6 +59,10 @@ class Executor:
         hard_hang_exit: End the process when a step hangs where it cannot be
             interrupted (:mod:`edgeloop.runtime.watchdog`); False in a host process
             that must live on, e.g. a notebook (the loop then waits for the step).
+        on_hard_hang: Called with the report of the run so far before such an end,
+            where Python can still run (the step ignores interrupts but leaves the
+            GIL free): to write it, print it, close a recording. From the
+            watchdog's thread.
     """
 
     def __init__(
@@ -72,6 +76,7 @@ class Executor:
         recorder: Any = None,
         bridge: Any = None,
         hard_hang_exit: bool = True,
+        on_hard_hang: Callable[[RunReport], None] | None = None,
     ) -> None:
         if not isinstance(seed, int) or seed < 0:
             raise UsageError(f"seed must be a whole number >= 0, got {seed!r}", fix="pass one")
@@ -91,6 +96,7 @@ class Executor:
         self._recorder = recorder
         self._bridge = bridge
         self._hard_hang_exit = hard_hang_exit
+        self._on_hard_hang = on_hard_hang
         self._heap: list[tuple[int, int, Timer]] = []
         self._firing: Timer | None = None
         self._replanned = False  # a timer moved since the bridge was last told
@@ -156,7 +162,9 @@ class Executor:
         wall_start = time.perf_counter()
         self.clock.start()
         watchdog = StepWatchdog(
-            self._loop_parts.runners.values(), hard_hang_exit=self._hard_hang_exit
+            self._loop_parts.runners.values(),
+            hard_hang_exit=self._hard_hang_exit,
+            on_hard_hang=lambda r, ns: self._hung_for_good(r, ns, duration_s, wall_start),
         )
         watchdog.start()
         try:
@@ -225,6 +233,21 @@ class Executor:
         timer.origin = now + period - timer.ticks * period
         timer.due = now + period
         heapq.heappush(self._heap, (timer.due, timer.order, timer))
+
+    def _hung_for_good(self, r: Runner, ns: int, asked_s: float | None, wall_start: float) -> None:
+        """The watchdog's last word on a step that ignores its interrupts: count it,
+        and hand the report of the run so far to ``on_hard_hang`` (from the
+        watchdog's thread, while the step still runs; the process ends after)."""
+        r.faults["hung"] = r.faults.get("hung", 0) + 1
+        r.record(ns)  # the step still running is in the figures
+        self._stopped_by_fault = True
+        self._stop_reason = (
+            f"node '{r.spec.id}' hung: its step ran {ns / 1e9:.1f} s and ignored every "
+            "interrupt, so the process ended"
+        )
+        if self._on_hard_hang is not None:
+            wall_s = time.perf_counter() - wall_start
+            self._on_hard_hang(self._report(asked_s, wall_s, self.clock.now_ns() / 1e9))
 
     def _stop_for_fault(self, reason: str) -> None:
         if self._stop_reason is None:

@@ -8,15 +8,18 @@ overruns its ``watchdog_ms``, sends the loop's thread a signal whose handler
 raises :class:`StepInterrupted` there, if that same step is still running.
 The step then faults as ``hung`` under the node's policy.
 
-A step stuck in C code that holds the GIL cannot be interrupted, and this
-thread cannot even run. For those *hard hangs* the thread keeps a dead man's
-switch: a process alarm (``SIGALRM``), pushed forward on every look. If it
-fires (the running step is past twice its limit, or this thread was starved
-that long), :mod:`faulthandler` prints every thread's stack to stderr and the
-process ends, killed by ``SIGALRM`` (exit status 142 in a shell, -14 from
-Python's ``subprocess``). No report can be written then; a node that may
-hang in C belongs in a process of its own (``isolate: process``), where the
-process group's policy restarts it and the loop goes on.
+A step still running at twice its limit is a *hard hang*, ended with the
+process. Where Python still runs (the step ignores or swallows the interrupt,
+or blocks in C with the GIL released), this thread prints every thread's
+stack, hands the report of the run so far to ``on_hard_hang`` (the CLI writes
+and prints it) and ends the process with exit code :data:`HUNG_EXIT` (70). A
+step stuck in C code that holds the GIL leaves this thread no chance to run:
+for that it keeps a dead man's switch, a process alarm (``SIGALRM``) pushed
+forward on every look. If the alarm fires, :mod:`faulthandler` prints every
+thread's stack to stderr and the process is killed by ``SIGALRM`` (exit
+status 142 in a shell, -14 from Python's ``subprocess``), without a report.
+A node that may hang in C belongs in a process of its own (``isolate:
+process``), where the process group's policy restarts it and the loop goes on.
 
 While a loop runs it owns ``SIGUSR2`` (the interrupt) and ``SIGALRM`` (the
 alarm); their handlers are given back when it ends. Interrupts and the alarm
@@ -29,17 +32,20 @@ from __future__ import annotations
 
 import faulthandler
 import logging
+import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from edgeloop.runtime.wiring import NEVER, Runner
 
 INTERRUPT_SIGNAL = signal.SIGUSR2
+HUNG_EXIT = 70  # sysexits' EX_SOFTWARE: the process ended because a node hung for good
 _MIN_POLL_S, _MAX_POLL_S = 0.005, 0.25
+_ALARM_GRACE_NS = 1_000_000_000
 _log = logging.getLogger("edgeloop.watchdog")
 
 
@@ -67,14 +73,24 @@ class StepWatchdog:
     Args:
         runners: What to watch; each runner's ``started`` is its running step's
             ``perf_counter_ns`` start (0 when not stepping), ``watchdog_ns`` its limit.
-        hard_hang_exit: Keep the dead man's switch (off for a loop inside a host
-            process that must not be ended, e.g. a notebook).
+        hard_hang_exit: End the process on a hard hang (off for a loop inside a
+            host process that must not be ended, e.g. a notebook).
+        on_hard_hang: Called from this thread with the runner and how long its
+            step has run (ns) just before a hard hang ends the process.
     """
 
-    def __init__(self, runners: Iterable[Runner], *, hard_hang_exit: bool = True) -> None:
+    def __init__(
+        self,
+        runners: Iterable[Runner],
+        *,
+        hard_hang_exit: bool = True,
+        on_hard_hang: Callable[[Runner, int], None] | None = None,
+    ) -> None:
         # Stand-ins for nodes elsewhere (another process group) never step here.
         self._runners = [r for r in runners if r.watchdog_ns < NEVER and not r.cls.external]
         self._hard_hang_exit = hard_hang_exit
+        self._on_hard_hang = on_hard_hang
+        self._stderr: Any = None
         self._target: tuple[Runner, int] | None = None
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
@@ -92,7 +108,7 @@ class StepWatchdog:
             return False
         self._main_ident = threading.get_ident()
         self._previous[INTERRUPT_SIGNAL] = signal.signal(INTERRUPT_SIGNAL, self._on_interrupt)
-        stderr = _stderr_with_fd()
+        stderr = self._stderr = _stderr_with_fd()
         self._hard_hang_exit = self._hard_hang_exit and stderr is not None
         if self._hard_hang_exit:
             self._previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, signal.SIG_DFL)
@@ -131,7 +147,11 @@ class StepWatchdog:
                 started = r.started
                 if not started or now - started <= r.watchdog_ns:
                     continue
-                alarm_at = started + 2 * r.watchdog_ns  # the hard-hang limit of this step
+                hard_at = started + 2 * r.watchdog_ns  # the hard-hang limit of this step
+                if now >= hard_at and self._hard_hang_exit:
+                    self._end_process(r, now - started)
+                # The alarm is for when this thread cannot run at all: a little later.
+                alarm_at = hard_at + _ALARM_GRACE_NS
                 if self._warned != (r, started):  # once a step: it may ignore the first
                     self._warned = (r, started)
                     _log.warning(
@@ -143,6 +163,27 @@ class StepWatchdog:
                 self._target = (r, started)
                 signal.pthread_kill(self._main_ident, INTERRUPT_SIGNAL)
             self._arm(alarm_at - now)
+
+    def _end_process(self, r: Runner, ran_ns: int) -> None:
+        """A hard hang where Python still runs: stacks, the report, exit. Never returns."""
+        self._arm(5_000_000_000)  # should the report hang too, the alarm still ends it
+        try:
+            sys.stdout.flush()
+            print(
+                f"edgeloop: node '{r.spec.id}' has run one step for {ran_ns / 1e9:.1f} s and "
+                f"ignores interrupts; ending the process (exit {HUNG_EXIT}). Its stacks:",
+                file=self._stderr,
+                flush=True,
+            )
+            faulthandler.dump_traceback(file=self._stderr, all_threads=True)
+            if self._on_hard_hang is not None:
+                self._on_hard_hang(r, ran_ns)
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except BaseException as exc:  # the exit below must happen whatever this raised
+            _log.error("writing the report of a hung loop: %s: %s", type(exc).__name__, exc)
+        finally:
+            os._exit(HUNG_EXIT)
 
     def _arm(self, in_ns: int) -> None:
         if self._hard_hang_exit:

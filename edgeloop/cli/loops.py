@@ -131,13 +131,17 @@ def run_command(args: argparse.Namespace) -> int:
         check_writable(args.json)
     if len(groups_of(graph)) > 1 and not args.one_process:
         report = _run_groups(args, graph, duration)
+        _save_json(args, report)
     else:
         report = _run_here(args, graph, loaded, duration)
+    return 1 if report.stopped_by_fault else 0
+
+
+def _save_json(args: argparse.Namespace, report: RunReport) -> None:
     if args.json is not None:
         write_text(args.json, report.to_json())
         if not args.quiet:
             out.print(f"report written to {args.json}")
-    return 1 if report.stopped_by_fault else 0
 
 
 def _run_metadata(args: argparse.Namespace, duration: float | None) -> dict[str, Any]:
@@ -201,7 +205,6 @@ def _run_here(
     args: argparse.Namespace, graph: LoopGraph, loaded: PluginRegistry, duration: float | None
 ) -> RunReport:
     """Every node in this process."""
-    from edgeloop.runtime.report_table import print_report
 
     recorder = stats = None
     if args.record is not None:
@@ -219,18 +222,43 @@ def _run_here(
         sink: Any = Tee(*sinks)
     else:
         sink = sinks[0] if sinks else None
-    executor = Executor(graph, registry=loaded, simulated=args.sim, seed=args.seed, recorder=sink)
+
+    def close_sinks() -> None:
+        if stats is not None:
+            stats.close()
+        if recorder is not None:
+            recorder.add_metadata(_run_metadata(args, duration))
+            recorder.close()
+
+    def hung_for_good(report: RunReport) -> None:
+        # From the watchdog's thread, just before the process ends: what was measured
+        # and recorded is kept. (The sinks are not written meanwhile: the loop is stuck.)
+        close_sinks()
+        _show_and_save(args, report, recorder)
+
+    executor = Executor(
+        graph,
+        registry=loaded,
+        simulated=args.sim,
+        seed=args.seed,
+        recorder=sink,
+        on_hard_hang=hung_for_good,
+    )
     if stats is not None:
         stats.watch(executor)
         err.print(f"stats on {args.stats} (edgeloop top {args.stats})", highlight=False)
     try:
         report = _run_with_progress(executor, duration, show=not args.quiet)
     finally:
-        if stats is not None:
-            stats.close()
-        if recorder is not None:
-            recorder.add_metadata(_run_metadata(args, duration))
-            recorder.close()
+        close_sinks()
+    _show_and_save(args, report, recorder)
+    return report
+
+
+def _show_and_save(args: argparse.Namespace, report: RunReport, recorder: Any) -> None:
+    """The report table, what the recording holds, and the --json file."""
+    from edgeloop.runtime.report_table import print_report
+
     if not args.quiet:
         print_report(report, out)
     if recorder is not None:
@@ -243,7 +271,7 @@ def _run_here(
             )
         elif not args.quiet:
             out.print(line, highlight=False)
-    return report
+    _save_json(args, report)
 
 
 def _run_with_progress(executor: Executor, duration: float | None, *, show: bool) -> RunReport:

@@ -48,6 +48,7 @@ from edgeloop.runtime.processes.control import (
 from edgeloop.runtime.processes.placement import REMOTE_TYPE, groups_of, split_graph
 from edgeloop.runtime.processes.wire import decode_control, encode_control
 from edgeloop.runtime.validation import check_graph
+from edgeloop.runtime.watchdog import HUNG_EXIT
 
 _log = logging.getLogger("edgeloop.supervisor")
 START_TIMEOUT_S = 60.0  # plus START_PER_GROUP_S per group: each imports numpy, zmq, ...
@@ -550,6 +551,8 @@ def _exit_text(code: int) -> str:
     """How a group process ended, in words: its exit code, or the signal that killed it."""
     if code == -signal.SIGALRM:
         return "a step hung where the watchdog could not interrupt it (stacks on stderr)"
+    if code == HUNG_EXIT:
+        return "a step hung and ignored the watchdog's interrupts (stacks on stderr)"
     if code < 0:
         try:
             return f"killed by {signal.Signals(-code).name}"

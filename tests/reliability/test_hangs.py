@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from edgeloop import Executor, LoopGraph
+from edgeloop.runtime.watchdog import HUNG_EXIT
 from edgeloop.testing import CounterSensor, FaultyNode, RecordingSink
 
 GRAPH = """\
@@ -53,12 +54,22 @@ def edgeloop_run(tmp_path: Path, fault: str, extra: str = "", duration: str = "1
     return result, json.loads(report.read_text()) if report.exists() else None
 
 
-@pytest.mark.parametrize("fault", ["c_hang", "swallowing_hang"])
-def test_a_hang_nothing_can_interrupt_ends_the_process_with_every_stack(tmp_path, fault):
-    result, report = edgeloop_run(tmp_path, fault)
+def test_a_hang_in_c_holding_the_gil_ends_the_process_with_every_stack(tmp_path):
+    result, report = edgeloop_run(tmp_path, "c_hang")
     assert result.returncode == -signal.SIGALRM, result.stderr
     assert "Current thread" in result.stderr and "in _hang" in result.stderr
-    assert "Traceback" not in result.stderr and report is None
+    assert "Traceback" not in result.stderr and report is None  # nothing Python could run
+
+
+def test_a_step_that_ignores_interrupts_ends_the_process_with_stacks_and_report(tmp_path):
+    result, report = edgeloop_run(tmp_path, "swallowing_hang")
+    assert result.returncode == HUNG_EXIT, result.stderr
+    assert "node 'bad' has run one step for" in result.stderr and "in _hang" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert report["stop_reason"].startswith("node 'bad' hung: its step ran")
+    bad = next(n for n in report["nodes"] if n["id"] == "bad")
+    assert bad["faults"] == {"hung": 1} and bad["calls"] == 3  # steps 0, 1 and the hung one
+    assert "stopped: node 'bad' hung" in result.stdout  # the table was printed too
 
 
 def test_an_isolated_node_that_hangs_in_c_takes_down_only_its_own_process(tmp_path):
