@@ -29,6 +29,7 @@ import numpy as np
 from edgeloop.runtime.clocks import Clock
 from edgeloop.runtime.messages import payload_is_finite, type_problem
 from edgeloop.runtime.node import Node, new_node
+from edgeloop.runtime.watchdog import StepInterrupted
 from edgeloop.runtime.wiring import Runner, Slot, close_quietly
 
 Publish = Callable[[Runner, Mapping[str, Any], float, float], None]
@@ -138,7 +139,7 @@ class FaultHandler:
             raise
         except BaseException as exc:
             fb.started = 0
-            kind = "hung" if type(exc).__name__ == "StepInterrupted" else "exception"
+            kind = "hung" if isinstance(exc, StepInterrupted) else "exception"
             return self._fallback_failed(r, fb, kind, f"{type(exc).__name__}: {exc}")
         fb.record(time.perf_counter_ns() - t0)
         if out:

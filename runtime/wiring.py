@@ -331,7 +331,7 @@ def close_quietly(runner: Runner, node: Node | None = None, *, watched: bool = T
         (runner.node if node is None else node).close()
     except BaseException as exc:  # a node's close may not end the process either
         runner.faults["close"] = runner.faults.get("close", 0) + 1
-        why = (
+        why = (  # the watchdog's StepInterrupted, named: watchdog.py imports this module
             f"{exc} (close_timeout_ms)"
             if type(exc).__name__ == "StepInterrupted"
             else f"{type(exc).__name__}: {exc}"
