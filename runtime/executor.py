@@ -28,7 +28,7 @@ from edgeloop.runtime.errors import UsageError
 from edgeloop.runtime.faults import FaultHandler
 from edgeloop.runtime.graph import LoopGraph
 from edgeloop.runtime.limits import MAX_DURATION_S
-from edgeloop.runtime.messages import payload_is_finite
+from edgeloop.runtime.messages import payload_is_finite, payload_problem
 from edgeloop.runtime.metrics import ReportBuilder, RunReport, run_duration
 from edgeloop.runtime.node import Node
 from edgeloop.runtime.plugins import PluginRegistry, fire_hook
@@ -291,6 +291,7 @@ class Executor:
         deliver_fifo = self._deliver_fifo
         check_outputs = self._faults.check_outputs
         finite = payload_is_finite
+        check_payload = payload_problem
         ndarray = np.ndarray
         isfinite = math.isfinite
         fsum = math.fsum
@@ -377,20 +378,24 @@ class Executor:
                                 return
                             publish(r, out, created, sensed)
                     else:
-                        if checks_type and (
+                        if not checks_type:  # undeclared: the wire's limits and NaN, each time
+                            if check_payload(data) is not None:
+                                check_outputs(r, out)
+                                return
+                        elif (
                             type(data) is not ndarray
                             or data.dtype is not port.ok_dtype
                             or data.shape != port.ok_shape
-                        ):
+                        ):  # the first message, or a new type: checked in full
                             if not check_outputs(r, out):
                                 return
-                        if checks_finite:
+                        elif checks_finite:  # an array like the last: only its values
                             if is_small_vector:
                                 # Declared 1-D and small: fsum of the elements is
                                 # NaN or inf exactly when one is, and cheaper than numpy.
                                 try:
                                     ok = isfinite(fsum(data.tolist()))
-                                except Exception:  # not a 1-D array after all
+                                except (OverflowError, ValueError):  # huge values; inf - inf
                                     ok = finite(data)
                             else:
                                 ok = finite(data)

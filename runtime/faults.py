@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from edgeloop.runtime.clocks import Clock
-from edgeloop.runtime.messages import payload_is_finite, type_problem
+from edgeloop.runtime.messages import payload_is_finite, payload_problem, type_problem
 from edgeloop.runtime.node import Node, new_node
 from edgeloop.runtime.watchdog import StepInterrupted
 from edgeloop.runtime.wiring import Runner, Slot, close_quietly
@@ -38,7 +38,9 @@ Publish = Callable[[Runner, Mapping[str, Any], float, float], None]
 def bad_output(r: Runner, out: Mapping[str, Any]) -> tuple[str, str] | None:
     """``(fault kind, message)`` for the first output ``r`` may not publish: an
     unknown port, a payload breaking the port's declared dtype or shape
-    (``wrong_type``), NaN or inf on a float or untyped port (``non_finite``)."""
+    (``wrong_type``), one past what may travel between processes (``payload``:
+    the same limits hold in one process), NaN or inf on a float or untyped port
+    (``non_finite``)."""
     for name, data in out.items():
         port = r.out_ports.get(name)
         if port is None:
@@ -46,16 +48,25 @@ def bad_output(r: Runner, out: Mapping[str, Any]) -> tuple[str, str] | None:
             return "exception", f"step returned unknown output '{name}' (declared: {declared})"
         if data is None:  # no message on that port
             continue
-        if port.checks_type and not (  # an array like the last that passed needs no check
-            type(data) is np.ndarray and data.dtype is port.ok_dtype and data.shape == port.ok_shape
-        ):
+        # An array like the last that passed on a declared port needs only its values checked.
+        if type(data) is np.ndarray and data.dtype is port.ok_dtype and data.shape == port.ok_shape:
+            if port.checks_finite and not payload_is_finite(data):
+                return "non_finite", f"output '{name}' has non-finite values"
+            continue
+        if port.checks_type:
             problem = type_problem(port.want_dtype, port.want_shape, data)
             if problem is not None:
                 return "wrong_type", f"output '{name}': {problem}"
-            if isinstance(data, np.ndarray):  # passes without a full check from now on
-                port.ok_dtype, port.ok_shape = data.dtype, data.shape
-        if port.checks_finite and not payload_is_finite(data):
-            return "non_finite", f"output '{name}' has non-finite values"
+        found = payload_problem(data)  # what may travel between processes, and NaN
+        if found is not None:
+            kind, why = found
+            if kind == "non_finite":
+                if port.checks_finite:
+                    return kind, f"output '{name}' has non-finite values"
+            else:
+                return kind, f"output '{name}': {why}"
+        if port.checks_type and isinstance(data, np.ndarray):
+            port.ok_dtype, port.ok_shape = data.dtype, data.shape
     return None
 
 

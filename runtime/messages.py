@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -34,6 +35,124 @@ class Message:
             f"Message(seq={self.seq}, created={self.created:.6f}, "
             f"sensed={self.sensed:.6f}, data={self.data!r})"
         )
+
+
+# What a payload may be, in one process as between processes (the wire format
+# carries exactly this), so a graph behaves the same split into process groups.
+MAX_DEPTH = 8
+"""Deepest nesting of lists and mappings in a payload."""
+MAX_ITEMS = 1024
+"""Most entries of all lists and mappings in a payload together (arrays are one)."""
+MAX_HEADER_BYTES = 64 * 1024
+"""Largest JSON description of a payload that is not one array (strings count)."""
+MAX_PAYLOAD_BYTES = 64 * 1024 * 1024
+"""Largest payload (arrays and bytes together)."""
+MAX_NDIM = 32
+DTYPES = frozenset(
+    np.dtype(f"{order}{code}").str
+    for code in ("i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4", "f8", "c8", "c16")
+    for order in "<>"
+) | {"|b1", "|i1", "|u1"}
+"""Array dtypes a payload may hold: booleans, integers, floats, complex, either byte order."""
+
+
+class PayloadError(ValueError):
+    """A payload breaks the limits above (``kind`` names which, as the wire does)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def payload_problem(data: Any) -> tuple[str, str] | None:
+    """``(fault kind, why)`` when ``data`` may not be published, else None: NaN or inf
+    anywhere in it (``non_finite``), or what could not travel between processes
+    (``payload``: too deep, too many entries, too large, a type or dtype that has
+    no wire form). Cheap for one array; a mapping or list is described in full."""
+    if type(data) is np.ndarray:
+        problem = _array_problem(data, top=True)
+        if problem is not None:
+            return "payload", problem
+        return None if _array_is_finite(data) else ("non_finite", "non-finite values")
+    if type(data) is float:
+        return None if math.isfinite(data) else ("non_finite", "non-finite values")
+    if data is None or type(data) in (int, bool):
+        return None
+    try:
+        tree, size = describe_payload(data)
+    except PayloadError as exc:
+        return "payload", str(exc)
+    if size > MAX_PAYLOAD_BYTES:
+        return "payload", f"{size:,} bytes of arrays, more than {MAX_PAYLOAD_BYTES:,}"
+    header = len(json.dumps(tree, separators=(",", ":")))
+    if header > MAX_HEADER_BYTES:
+        return "payload", f"described in {header:,} bytes, more than {MAX_HEADER_BYTES:,}"
+    return None if payload_is_finite(data) else ("non_finite", "non-finite values")
+
+
+def describe_payload(value: Any, buffers: list[Any] | None = None) -> tuple[Any, int]:
+    """The wire's JSON description of a payload (arrays and bytes as references to
+    ``buffers``, appended to) and the bytes those buffers hold.
+
+    Raises:
+        PayloadError: it breaks a limit, or holds something without a wire form.
+    """
+    found = [] if buffers is None else buffers
+    budget = [MAX_ITEMS]
+    tree = _describe(value, found, 0, budget)
+    return tree, sum(memoryview(b).nbytes for b in found)
+
+
+def _describe(value: Any, buffers: list[Any], depth: int, budget: list[int]) -> Any:
+    if depth > MAX_DEPTH:
+        raise PayloadError("depth", f"payload nested deeper than {MAX_DEPTH}")
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, np.integer)) and not isinstance(value, np.bool_):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else {"@f": repr(value)}
+    if isinstance(value, np.ndarray):
+        problem = _array_problem(value, top=False)
+        if problem is not None:
+            raise PayloadError("dtype", problem)
+        buffers.append(np.ascontiguousarray(value))
+        return {"@a": len(buffers) - 1, "dtype": value.dtype.str, "shape": list(value.shape)}
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        buffers.append(value)
+        return {"@b": len(buffers) - 1}
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, Mapping):
+        if not all(isinstance(k, str) for k in value):
+            raise PayloadError("key", "mapping keys must be strings")
+        _spend(budget, len(value))
+        return {"@m": {k: _describe(v, buffers, depth + 1, budget) for k, v in value.items()}}
+    if isinstance(value, (list, tuple)):
+        _spend(budget, len(value))
+        return [_describe(v, buffers, depth + 1, budget) for v in value]
+    raise PayloadError(
+        "type",
+        f"a {type(value).__name__} has no wire form (numbers, strings, "
+        "arrays, bytes, lists and mappings do)",
+    )
+
+
+def _spend(budget: list[int], entries: int) -> None:
+    budget[0] -= entries
+    if budget[0] < 0:
+        raise PayloadError("items", f"more than {MAX_ITEMS} entries in lists and mappings")
+
+
+def _array_problem(data: np.ndarray, *, top: bool) -> str | None:
+    if data.dtype.str not in DTYPES:
+        return f"arrays of {data.dtype} have no wire form (numbers and booleans only)"
+    if top and data.ndim > MAX_NDIM:
+        return f"{data.ndim} dimensions, more than {MAX_NDIM}"
+    if data.nbytes > MAX_PAYLOAD_BYTES:
+        return f"{data.nbytes:,} bytes, more than {MAX_PAYLOAD_BYTES:,}"
+    return None
 
 
 _MAX_VISITS = 1_000_000  # entries of nested lists/mappings looked at; past that, trusted

@@ -33,37 +33,35 @@ import json
 import math
 import struct
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from pydantic import TypeAdapter, ValidationError
 
 from edgeloop.runtime.errors import WireError
-from edgeloop.runtime.messages import Message
+from edgeloop.runtime.messages import (
+    DTYPES,
+    MAX_DEPTH,
+    MAX_HEADER_BYTES,
+    MAX_ITEMS,
+    MAX_PAYLOAD_BYTES,
+    Message,
+    PayloadError,
+    describe_payload,
+)
 from edgeloop.runtime.processes.control import KINDS, ControlMessage
 
 MAGIC = b"ELW1"
 """Format identifier and version; a new version gets a new magic."""
 
-DEFAULT_MAX_BYTES = 64 * 1024 * 1024
-"""Largest message (header and buffers together) a decoder accepts by default."""
+DEFAULT_MAX_BYTES = MAX_PAYLOAD_BYTES + 2 * MAX_HEADER_BYTES
+"""Largest message (header and buffers together) a decoder accepts by default: any
+payload an executor lets a node publish (``edgeloop.runtime.messages``) fits."""
 
 _ARRAY_HEAD = struct.Struct("<Qdd4sB")
 SINGLE_FRAME_BYTES = 16 * 1024
 _SIZE = struct.Struct("<Q")
-
-MAX_HEADER_BYTES = 64 * 1024
-MAX_DEPTH = 8
-MAX_ITEMS = 1024
-"""Limits on the JSON header: size, nesting, and entries of all mappings and lists."""
-
-DTYPES = frozenset(
-    np.dtype(f"{order}{code}").str
-    for code in ("i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4", "f8", "c8", "c16")
-    for order in "<>"
-) | {"|b1", "|i1", "|u1"}
-"""Array dtypes that travel: booleans, integers, floats and complex, either byte order."""
 
 
 def encode(message: Message) -> list[Any]:
@@ -88,7 +86,10 @@ def encode(message: Message) -> list[Any]:
             return [b"".join((MAGIC, b"a", head, shape, data.tobytes()))]
         return [MAGIC + b"A" + head + shape, np.ascontiguousarray(data)]
     buffers: list[Any] = []
-    tree = _describe(data, buffers, 0)
+    try:
+        tree, _ = describe_payload(data, buffers)
+    except PayloadError as exc:
+        raise WireError(exc.kind, str(exc)) from None
     header = json.dumps(
         {
             "seq": message.seq,
@@ -100,35 +101,6 @@ def encode(message: Message) -> list[Any]:
         allow_nan=False,
     ).encode()
     return [MAGIC + b"J" + header, *buffers]
-
-
-def _describe(value: Any, buffers: list[Any], depth: int) -> Any:
-    if depth > MAX_DEPTH:
-        raise WireError("depth", f"payload nested deeper than {MAX_DEPTH}")
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, (int, np.integer)) and not isinstance(value, np.bool_):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        return value if math.isfinite(value) else {"@f": repr(value)}
-    if isinstance(value, np.ndarray):
-        if value.dtype.str not in DTYPES:
-            raise WireError("dtype", f"arrays of {value.dtype} do not travel (numbers only)")
-        buffers.append(np.ascontiguousarray(value))
-        return {"@a": len(buffers) - 1, "dtype": value.dtype.str, "shape": list(value.shape)}
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        buffers.append(value)
-        return {"@b": len(buffers) - 1}
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, Mapping):
-        if not all(isinstance(k, str) for k in value):
-            raise WireError("key", "mapping keys must be strings to travel")
-        return {"@m": {k: _describe(v, buffers, depth + 1) for k, v in value.items()}}
-    if isinstance(value, (list, tuple)):
-        return [_describe(v, buffers, depth + 1) for v in value]
-    raise WireError("type", f"a {type(value).__name__} cannot travel between processes")
 
 
 def decode(frames: Sequence[Any], *, max_bytes: int = DEFAULT_MAX_BYTES) -> Message:

@@ -11,6 +11,7 @@ same there); ``test_hangs.py`` has the ones that need a process of their own.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -183,3 +184,54 @@ def test_every_port_of_a_node_with_several_outputs_keeps_its_contract():
     assert entry["kind"] == "wrong_type"
     assert entry["error"] == "output 'count': expected int64, got a Python float"
     assert report.node("motor").notes == {"received": "2", "bad": "0"}
+
+
+PAYLOADS = {
+    "1,025 floats": [0.5] * 1025,
+    "10 deep": [[[[[[[[[[1.0]]]]]]]]]],
+    "an object": {"thing": object()},
+    "a 70,000 character string": "x" * 70_000,
+    "a string array": np.array(["a", "b"]),
+}
+
+
+@dataclass(frozen=True)
+class PublishesConfig:
+    payload: str = "10 deep"
+    """Which of PAYLOADS it publishes."""
+
+
+class Publishes(edgeloop.Node):
+    """Publishes one of ``PAYLOADS`` on an undeclared port, each step."""
+
+    inputs = (edgeloop.Port("value", doc="anything; it triggers the step"),)
+    outputs = (edgeloop.Port("value", doc="the payload"),)
+    Config = PublishesConfig
+
+    def step(self, inputs):
+        return {"value": PAYLOADS[self.config.payload]}
+
+
+@pytest.mark.parametrize(
+    ("payload", "why"),
+    [
+        ("1,025 floats", "more than 1024 entries"),
+        ("10 deep", "nested deeper than 8"),
+        ("an object", "a object has no wire form"),
+        ("a 70,000 character string", "more than 65,536"),
+        ("a string array", "arrays of <U1 have no wire form"),
+    ],
+)
+def test_a_payload_that_could_not_travel_between_processes_is_refused_in_one_too(payload, why):
+    graph = LoopGraph(name="limits")
+    graph.add_node("src", CounterSensor, rate_hz=100)
+    graph.add_node(
+        "pub",
+        Publishes,
+        inputs={"value": "src/value"},
+        config={"payload": payload},
+        on_fault="stop",
+    )
+    report = run(graph)
+    (entry,) = report.fault_log
+    assert entry["kind"] == "payload" and why in entry["error"], entry
