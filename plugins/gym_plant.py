@@ -25,6 +25,7 @@ from edgeloop.runtime.errors import (
     NodeConfigError,
     TaskSpaceError,
 )
+from edgeloop.runtime.imports import check_config_path, gym_id_module, import_named
 from edgeloop.runtime.node import Actuator, NodeContext, Port, Sensor
 from edgeloop.runtime.sensing import SensingSpec
 
@@ -64,6 +65,16 @@ class GymPlant:
         task: dict[str, float] | None = None,
     ):
         gym = _gymnasium()
+        module = gym_id_module(env_id)
+        if module is not None:  # gymnasium imports it: only an installed or allowed one
+            try:
+                import_named(module, shown=env_id)
+            except ImportError as exc:
+                raise NodeConfigError(
+                    f"gymnasium cannot make '{env_id}': {exc}",
+                    key="env",
+                    fix="name a module that registers the environment",
+                ) from None
         try:
             self.env = gym.make(env_id, max_episode_steps=max_episode_steps, **(env_kwargs or {}))
         except gym.error.Error as exc:
@@ -145,6 +156,9 @@ class PlantConfig:
     in and out of distribution, under ``constants.task`` of the bundle manifest)."""
 
     def __post_init__(self) -> None:
+        module = gym_id_module(self.env)
+        if module is not None:  # gymnasium would import it: installed or allowed only
+            check_config_path(module, key="env", shown=self.env)
         for name, value in self.task.items():
             if not math.isfinite(value):
                 raise ValueError(

@@ -13,15 +13,15 @@ from typing import Any
 import numpy as np
 
 from edgeloop.runtime.errors import MissingDependencyError, ModelError, NodeConfigError
+from edgeloop.runtime.imports import check_config_path, import_named
 from edgeloop.runtime.node import Model, NodeContext, Port
-from edgeloop.runtime.plugins import import_object
 from edgeloop.runtime.spiking import PJ_PER_AC, PJ_PER_MAC, SpikeEnergyMeter, refuse_hidden_state
 
 
 def load_network(path: str, kwargs: dict[str, Any]) -> Any:
     """The network ``module:factory(**kwargs)`` makes, checked for explicit state."""
     try:
-        factory = import_object(path)
+        factory = import_named(path)
     except (ImportError, AttributeError) as exc:
         raise NodeConfigError(
             f"network '{path}' cannot be imported: {exc}",
@@ -58,6 +58,7 @@ class SpikingConfig:
     non-spiking network it is compared with."""
 
     def __post_init__(self) -> None:
+        check_config_path(self.network, node_type="snn.torch", key="network")
         if self.reset_every is not None and self.reset_every < 1:
             raise ValueError("reset_every must be at least 1 step")
         if self.pj_per_ac < 0 or self.pj_per_mac < 0:

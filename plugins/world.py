@@ -15,18 +15,20 @@ from typing import Any
 import numpy as np
 
 from edgeloop.runtime.errors import NodeConfigError
+from edgeloop.runtime.imports import check_config_path, import_named
 from edgeloop.runtime.node import Node, NodeContext, Port
-from edgeloop.runtime.plugins import import_object
 
 
 def make_world(path: str, kwargs: dict[str, Any]) -> Any:
     """The environment ``module:factory(**kwargs)`` names, checked for the Parallel API.
 
     Raises:
+        PluginError: the import policy in force does not allow the module
+            (:mod:`edgeloop.runtime.imports`).
         EdgeloopError: it cannot be imported or made, or is not a parallel env.
     """
     try:
-        factory = import_object(path if ":" in path else f"{path}:parallel_env")
+        factory = import_named(path if ":" in path else f"{path}:parallel_env", shown=path)
     except (ImportError, AttributeError) as exc:
         raise NodeConfigError(
             f"world '{path}' cannot be imported: {exc}",
@@ -145,6 +147,9 @@ class WorldNode(Node):
         """The agents wired to this node (ports ``obs_<agent>``, ``action_<agent>``)."""
         relay: bool = False
         """Relay each agent's ``share`` to the others' ``shared``."""
+
+        def __post_init__(self) -> None:  # code a graph names: installed or allowed only
+            check_config_path(self.env, node_type="world", key="env")
 
     @classmethod
     def ports(cls, config: Any) -> tuple[tuple[Port, ...], tuple[Port, ...]]:

@@ -23,9 +23,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edgeloop.plugins.world import make_world
-from edgeloop.runtime.errors import GraphProblem, ScenarioError, UsageError
-from edgeloop.runtime.graph import LoopGraph
+from edgeloop.runtime.errors import GraphProblem, PluginError, ScenarioError, UsageError
+from edgeloop.runtime.graph import LoopGraph, nearest_line
 from edgeloop.runtime.graph_yaml import load_graph, problem_from_pydantic, read_yaml_file
+from edgeloop.runtime.imports import check_named
 from edgeloop.runtime.limits import MAX_AGENTS, MAX_DURATION_S
 from edgeloop.runtime.metrics import RunReport
 
@@ -71,7 +72,9 @@ def load_scenario(path: str | Path) -> Scenario:
 
     Raises:
         ScenarioError: it is missing, not YAML, or breaks the schema; every problem
-            with its file, line, field and fix, as for a loop graph.
+            with its file, line, field and fix, as for a loop graph. A world the
+            import policy in force does not allow is one
+            (:mod:`edgeloop.runtime.imports`).
     """
     file = str(path)
     data, lines, duplicates = read_yaml_file(path, ScenarioError, what="scenario")
@@ -90,6 +93,13 @@ def load_scenario(path: str | Path) -> Scenario:
         raise ScenarioError(duplicates + problems) from None
     if duplicates:
         raise ScenarioError(duplicates)
+    try:  # the world is code the file names: refused before anything imports it
+        check_named(scenario.world.env)
+    except PluginError as exc:
+        line = nearest_line(lines, ("world", "env"))
+        raise ScenarioError(
+            [GraphProblem(exc.message, field="world.env", file=file, line=line, fix=exc.fix or "")]
+        ) from None
     return scenario
 
 

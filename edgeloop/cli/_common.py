@@ -8,7 +8,9 @@ defined here, once, with its help text and its check, so ``edgeloop run`` and
 from __future__ import annotations
 
 import argparse
+import functools
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from edgeloop.runtime.errors import UsageError
+from edgeloop.runtime.imports import ENV_VAR, import_policy, restrict_imports
 from edgeloop.runtime.limits import MAX_COUNT, MAX_DURATION_S
 from edgeloop.runtime.plugins import PluginRegistry, import_plugin
 
@@ -131,6 +134,19 @@ def add_plugins(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_allow_import(parser: argparse.ArgumentParser, what: str = "graph") -> None:
+    parser.add_argument(
+        "--allow-import",
+        action="append",
+        default=[],
+        metavar="PKG",
+        dest="allow_import",
+        help=f"let the {what} name code of package PKG by import path (a world, a network, "
+        f"a gymnasium id PKG.mod:Env-v0); repeatable, or {ENV_VAR}=PKG,PKG. Installed "
+        f"plugins, edgeloop, --plugin modules and modules beside the {what} need no option",
+    )
+
+
 def add_quiet(parser: argparse.ArgumentParser, what: str = "no progress bar and no table") -> None:
     parser.add_argument("--quiet", action="store_true", help=f"print {what}")
 
@@ -156,6 +172,31 @@ def registry(plugins: list[str] | tuple[str, ...] = ()) -> PluginRegistry:
             highlight=False,
         )
     return loaded
+
+
+def under_import_policy(
+    file: str, source: str = "the graph"
+) -> Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]:
+    """Run a command handler under the import policy of the file in ``args.<file>``:
+    what that graph or scenario names by import path is imported only if installed,
+    allowed (``--allow-import``, ``--plugin``) or beside the file
+    (:mod:`edgeloop.runtime.imports`)."""
+
+    def decorate(handler: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
+        @functools.wraps(handler)
+        def run(args: argparse.Namespace) -> int:
+            policy = import_policy(
+                allow=args.allow_import,
+                plugins=args.plugins,
+                file=getattr(args, file),
+                source=source,
+            )
+            with restrict_imports(policy):
+                return handler(args)
+
+        return run
+
+    return decorate
 
 
 def check_writable(path: Path, option: str = "--json") -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import threading
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from rich.table import Table
 
 from edgeloop.cli._common import (
     DEFAULT_STATS,
+    add_allow_import,
     add_duration,
     add_json,
     add_plugins,
@@ -23,6 +25,7 @@ from edgeloop.cli._common import (
     err,
     out,
     registry,
+    under_import_policy,
     write_text,
 )
 from edgeloop.runtime.errors import RecordingError, UsageError
@@ -67,6 +70,7 @@ def register(commands: Any) -> None:
         "process group of the graph runs in a process of its own)",
     )
     add_plugins(run)
+    add_allow_import(run)
     add_quiet(run)
     run.add_argument("-v", "--verbose", action="store_true", help="log node messages (INFO)")
     run.set_defaults(handler=run_command)
@@ -79,6 +83,7 @@ def register(commands: Any) -> None:
     )
     validate.add_argument("graph", type=Path, help="loop graph YAML file")
     add_plugins(validate)
+    add_allow_import(validate)
     validate.set_defaults(handler=validate_command)
 
     graph = commands.add_parser(
@@ -101,7 +106,12 @@ def register(commands: Any) -> None:
         "have done on the same inputs.",
     )
     replay.add_argument("recording", type=Path, help="an MCAP file from edgeloop run --record")
-    replay.add_argument("--graph", type=Path, help="the loop graph (default: the one recorded)")
+    replay.add_argument(
+        "--graph",
+        type=Path,
+        help="the loop graph to run again; a graph the recording names is never loaded "
+        "by itself (a recording may come from anyone, and a graph can name code to run)",
+    )
     replay.add_argument(
         "--replace",
         action="append",
@@ -112,12 +122,14 @@ def register(commands: Any) -> None:
     add_duration(replay, default_help="the recorded run's")
     add_seed(replay, default=None, what="seed (default: the recorded run's)")
     add_plugins(replay)
+    add_allow_import(replay)
     replay.set_defaults(handler=replay_command)
 
 
 # -- run ------------------------------------------------------------------------------------
 
 
+@under_import_policy("graph")
 def run_command(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s"
@@ -310,6 +322,7 @@ def _run_with_progress(executor: Executor, duration: float | None, *, show: bool
 # -- validate, graph --------------------------------------------------------------------------
 
 
+@under_import_policy("graph")
 def validate_command(args: argparse.Namespace) -> int:
     graph = load_and_check(args.graph, registry(args.plugins))
     out.print(
@@ -333,6 +346,7 @@ def graph_command(args: argparse.Namespace) -> int:
 # -- replay ---------------------------------------------------------------------------------
 
 
+@under_import_policy("graph")
 def replay_command(args: argparse.Namespace) -> int:
     from edgeloop.runtime.recording import Collector, read_metadata, read_recording
 
@@ -343,11 +357,21 @@ def replay_command(args: argparse.Namespace) -> int:
             "timers' grid, so it cannot replay bit-exact",
             fix="record with --sim",
         )
-    graph_path = args.graph or (Path(facts["graph"]) if "graph" in facts else None)
-    if graph_path is None:
-        raise RecordingError(f"{args.recording} does not name its graph", fix="give --graph")
+    if args.graph is None:
+        # Never the graph the recording names: a recording may come from anyone, and
+        # a graph names code to run (issue 14, item 4). The user names it, or nothing.
+        if "graph" not in facts:
+            raise RecordingError(f"{args.recording} does not name its graph", fix="give --graph")
+        named = facts["graph"]  # text from the file: quoted, control characters shown
+        named = shlex.quote(named) if named.isprintable() else repr(named)
+        raise RecordingError(
+            f"{args.recording} was recorded from the graph {named}, which replay does not "
+            "load by itself: a recording may come from anyone, and a graph can name code "
+            "to run",
+            fix=f"give the graph if you trust it: --graph {named}",
+        )
     loaded = registry(args.plugins)
-    graph = load_and_check(graph_path, loaded)
+    graph = load_and_check(args.graph, loaded)
     recorded: dict[str, list[tuple[float, int, Any]]] = {}
     for topic, created, message in read_recording(args.recording):
         recorded.setdefault(topic, []).append((created, message["seq"], message["value"]))

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeloop.cli._common import (
+    add_allow_import,
     add_duration,
     add_json,
     add_plugins,
@@ -17,6 +18,7 @@ from edgeloop.cli._common import (
     check_writable,
     err,
     out,
+    under_import_policy,
     whole_number,
     write_text,
 )
@@ -55,10 +57,12 @@ def register(commands: Any) -> None:
         "--one-process", action="store_true", help="every agent in this process (no ZeroMQ)"
     )
     add_plugins(sim)
+    add_allow_import(sim, "scenario")
     add_quiet(sim, "no table")
     sim.set_defaults(handler=sim_command)
 
 
+@under_import_policy("scenario", "the scenario")
 def sim_command(args: argparse.Namespace) -> int:
     from edgeloop.sims.scenario import load_scenario, run_scenario
     from edgeloop.sims.scenario_report import plot_trajectories, scenario_table

@@ -19,6 +19,7 @@ from edgeloop.runtime.clocks import RealClock, SimClock
 from edgeloop.runtime.errors import EdgeloopError
 from edgeloop.runtime.executor import Executor
 from edgeloop.runtime.graph_yaml import load_graph
+from edgeloop.runtime.imports import ImportPolicy, set_import_policy
 from edgeloop.runtime.plugins import PluginRegistry, import_plugin
 from edgeloop.runtime.processes.bridge import GroupBridge, send_control
 from edgeloop.runtime.processes.control import Failed, Report
@@ -40,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     spec = json.loads(Path((argv or sys.argv[1:])[0]).read_text())
     _die_with_parent(spec["supervisor"])
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the supervisor, which stops us
+    if spec.get("imports") is not None:  # the supervisor's import policy, as it was
+        set_import_policy(ImportPolicy.from_dict(spec["imports"]))
     graph = load_graph(spec["graph_file"] or "<graph>", text=spec["graph_yaml"])
     plan = split_graph(graph)[spec["group"]]
     bridge = GroupBridge(

@@ -30,6 +30,7 @@ import zmq
 
 from edgeloop.runtime.errors import GraphError, GraphProblem, GroupCrashed, UsageError, WireError
 from edgeloop.runtime.graph import GroupSpec, LoopGraph
+from edgeloop.runtime.imports import current_policy
 from edgeloop.runtime.metrics import ReportBuilder, RunReport
 from edgeloop.runtime.plugins import PluginRegistry, fire_hook, import_plugin
 from edgeloop.runtime.processes.control import (
@@ -114,6 +115,7 @@ class Supervisor:
         self.simulated = simulated
         self.seed = seed
         self.plugin_paths = list(plugins or [])
+        self._imports = current_policy()  # each group imports what this process may
         self.record = Path(record) if record is not None else None
         self.metadata = dict(metadata or {})
         self.on_started = on_started
@@ -225,6 +227,7 @@ class Supervisor:
             "links": {str(k): v for k, v in self._link_endpoints.items()},
             "control": f"ipc://{self._dir}/control",
             "plugins": self.plugin_paths,
+            "imports": self._imports.to_dict() if self._imports is not None else None,
             "seed": self.seed,
             "simulated": self.simulated,
             "duration": self._duration,

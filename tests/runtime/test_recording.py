@@ -130,17 +130,23 @@ def test_replay_of_a_recording_is_bit_exact_and_shows_what_a_replacement_changes
         tmp_path, "run", str(PENDULUM), "--sim", "--duration", "2", "--record", "r.mcap"
     )
     assert made.returncode == 0, made.stderr
-    same = edgeloop_cli(tmp_path, "replay", "r.mcap")
+    same = edgeloop_cli(tmp_path, "replay", "r.mcap", "--graph", str(PENDULUM))
     assert same.returncode == 0, same.stderr
     assert "played back sensor" in same.stdout and "bit-exact (nothing replaced)" in same.stdout
     assert "/controller/action │      100 │      100 │       100" in same.stdout
-    other = edgeloop_cli(tmp_path, "replay", "r.mcap", "--replace", "controller=constant")
+    other = edgeloop_cli(
+        tmp_path, "replay", "r.mcap", "--graph", str(PENDULUM), "--replace", "controller=constant"
+    )
     assert other.returncode == 0, other.stderr
     assert "outputs differ (with replacements)" in other.stdout
     assert "replaced controller=constant" in other.stdout
-    bad = edgeloop_cli(tmp_path, "replay", "r.mcap", "--replace", "controller")
+    bad = edgeloop_cli(
+        tmp_path, "replay", "r.mcap", "--graph", str(PENDULUM), "--replace", "controller"
+    )
     assert bad.returncode == 2 and "expected NODE=TYPE" in bad.stderr
-    unknown = edgeloop_cli(tmp_path, "replay", "r.mcap", "--replace", "nosuch=constant")
+    unknown = edgeloop_cli(
+        tmp_path, "replay", "r.mcap", "--graph", str(PENDULUM), "--replace", "nosuch=constant"
+    )
     assert unknown.returncode == 2 and "has no node 'nosuch'" in unknown.stderr
     live = edgeloop_cli(
         tmp_path, "run", str(PENDULUM), "--duration", "0.3", "--record", "live.mcap"

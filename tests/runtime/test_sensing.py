@@ -288,7 +288,7 @@ def test_commands_are_recorded_and_replayed_bit_exact(tmp_path: Path) -> None:
     topics = [topic for topic, _, _ in read_recording(tmp_path / "ev.mcap")]
     assert topics.count("/trigger/command") > 10  # the commands are messages like any other
     replay = subprocess.run(
-        [sys.executable, "-m", "edgeloop", "replay", "ev.mcap"],
+        [sys.executable, "-m", "edgeloop", "replay", "ev.mcap", "--graph", str(loop)],
         capture_output=True, text=True, timeout=120, cwd=tmp_path,
     )  # fmt: skip
     assert replay.returncode == 0, replay.stderr

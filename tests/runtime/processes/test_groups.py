@@ -136,7 +136,7 @@ def test_same_outputs_in_one_process_and_in_two(tmp_path: Path) -> None:
         assert len(one[topic]) == 1250
         assert one[topic] == two[topic], topic  # times, sequence numbers, payload bytes
     # Replay re-runs the graph in one process on the multi-process recording.
-    replay = edgeloop_cli(tmp_path, "replay", "two.mcap")
+    replay = edgeloop_cli(tmp_path, "replay", "two.mcap", "--graph", str(SPLIT))
     assert replay.returncode == 0, replay.stderr
     assert "bit-exact" in replay.stdout
 
