@@ -224,7 +224,7 @@ class NodeSpec(_Strict):
     ) = None
     """A step running longer (wall time) is interrupted and faults as ``hung``; a
     hang nothing can interrupt (C code holding the GIL) ends the process within
-    twice the longest watchdog in it. Default: 10 x ``deadline_ms``, at least
+    twice the longest watchdog in it (at least 2 s). Default: 10 x ``deadline_ms``, at least
     2000; ``off`` for none (YAML's bare ``off`` reads as false: both mean none)."""
     close_timeout_ms: float = Field(default=2000.0, gt=0, le=MAX_MS, allow_inf_nan=False)
     """A ``close`` that takes longer is left behind (logged, counted in the report)."""

@@ -184,25 +184,35 @@ class RunReport:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunReport:
         """The report back from :meth:`to_dict` (JSON nulls back to NaN)."""
-
-        def stats(kind: type, items: list[dict[str, Any]]) -> list[Any]:
-            floats = {f for f, t in kind.__annotations__.items() if t == "float"}
-            return [
-                kind(**{k: math.nan if k in floats and v is None else v for k, v in i.items()})
-                for i in items
-            ]
-
         return cls(
             **{
                 **data,
-                "nodes": stats(NodeStats, data["nodes"]),
-                "contracts": stats(ContractStats, data["contracts"]),
-                "timers": stats(TimerStats, data["timers"]),
+                "nodes": _stats(NodeStats, data["nodes"]),
+                "contracts": _stats(ContractStats, data["contracts"]),
+                "timers": _stats(TimerStats, data["timers"]),
             }
         )
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
+
+
+def _stats(kind: type, items: list[dict[str, Any]]) -> list[Any]:
+    floats = {f for f, t in kind.__annotations__.items() if t == "float"}
+    return [
+        kind(**{k: math.nan if k in floats and v is None else v for k, v in i.items()})
+        for i in items
+    ]
+
+
+def nodes_to_dicts(nodes: list[NodeStats]) -> list[dict[str, Any]]:
+    """Node figures as JSON-ready data (NaN as null), e.g. for a heartbeat."""
+    return _json_safe([asdict(n) for n in nodes])
+
+
+def nodes_from_dicts(items: list[dict[str, Any]]) -> list[NodeStats]:
+    """The inverse of :func:`nodes_to_dicts`."""
+    return _stats(NodeStats, items)
 
 
 def run_duration(
@@ -256,6 +266,33 @@ class ReportBuilder:
         self.series.update(series)
         self.fault_log += fault_log
         self.reached_s = max(self.reached_s, reached_s)
+
+    def add_ended_process(self, nodes: list[NodeStats], why: str) -> None:
+        """The figures of a process that ended without its report (killed, hung),
+        as of its last heartbeat: summed into its nodes' figures from the process
+        that replaced it (percentiles: the larger sample's), noted on each node."""
+        by_id = {n.id: n for n in self.nodes}
+        note = f"includes a process that ended ({why}), up to its last heartbeat"
+        for lost in nodes:
+            node = by_id.get(lost.id)
+            if node is None:
+                lost.notes = {**lost.notes, "figures": note}
+                self.nodes.append(lost)
+                by_id[lost.id] = lost
+                continue
+            if lost.calls > node.calls:
+                node.p50_us, node.p99_us = lost.p50_us, lost.p99_us
+            node.max_us = max(node.max_us, lost.max_us) if node.calls else lost.max_us
+            node.calls += lost.calls
+            node.deadline_misses += lost.deadline_misses
+            node.restarts += lost.restarts
+            node.skipped += lost.skipped
+            node.down_s += lost.down_s
+            for port, drops in lost.drops.items():
+                node.drops[port] = node.drops.get(port, 0) + drops
+            for kind, count in lost.faults.items():
+                node.faults[kind] = node.faults.get(kind, 0) + count
+            node.notes = {**node.notes, "figures": note}
 
     def add_report(self, report: RunReport, *, leave_out_types: tuple[str, ...] = ()) -> None:
         """The report of one process group, without its nodes of ``leave_out_types``

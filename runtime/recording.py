@@ -9,30 +9,47 @@ with enough digits to read back bit-exact, NaN and infinities as strings).
 
 The recorder never drops silently: a message it cannot write is counted, with
 the last reason, and the run report says so. ``mcap`` is the ``record`` extra.
+
+Crash safety: messages are written unchunked and flushed to the file every
+``flush_ms`` (and ``fsync``-ed too where power may fail), so a process killed
+mid-run leaves a file readable up to its last flush. A run split into process
+groups records one part per process in ``FILE.parts/`` beside ``FILE`` and
+merges them at the end; parts a killed run left behind are merged by
+:func:`repair_recording` (``edgeloop recording repair FILE``), and by
+:func:`read_recording` on its own.
 """
 
 from __future__ import annotations
 
+import heapq
 import json
+import logging
 import math
+import os
+import shutil
+import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgeloop.runtime.errors import MissingDependencyError, RecordingError
+from edgeloop.runtime.errors import RecordingError
+from edgeloop.runtime.mcap_records import mcap_module, scan
 
-
-def mcap_module() -> Any:
-    try:
-        import mcap.reader
-        import mcap.records
-        import mcap.stream_reader
-        import mcap.writer
-    except ImportError:
-        raise MissingDependencyError("mcap", "record", "--record") from None
-    return mcap
+__all__ = [
+    "Collector",
+    "Recorder",
+    "Tee",
+    "mcap_module",
+    "merge_recordings",
+    "parts_dir",
+    "read_metadata",
+    "read_recording",
+    "repair_recording",
+]
+DEFAULT_FLUSH_MS = 100.0
+_log = logging.getLogger("edgeloop.recording")
 
 
 def _plain(value: Any) -> Any:
@@ -94,8 +111,11 @@ class Recorder:
 
     Args:
         path: The MCAP file.
-        crash_safe: Write every message through at once (no chunks, no buffer),
-            so a process killed mid-run leaves a readable file; a little slower.
+        flush_ms: Flush what was written to the file at least this often (from a
+            thread of its own, so a loop gone quiet is flushed too); 0 flushes
+            every message. A killed process loses at most this much.
+        fsync: Also ``fsync`` at each flush, so a power cut loses no more either
+            (costs a disk write each time: see ``benchmarks/recording_cost.py``).
 
     Attributes:
         written: Messages written.
@@ -103,9 +123,10 @@ class Recorder:
         last_error: Why the last one failed.
     """
 
-    def __init__(self, path: str | Path, *, crash_safe: bool = False) -> None:
+    def __init__(
+        self, path: str | Path, *, flush_ms: float = DEFAULT_FLUSH_MS, fsync: bool = False
+    ) -> None:
         mcap = mcap_module()
-        self._crash_safe = crash_safe
         self.path = Path(path)
         try:
             self._file = self.path.open("wb")
@@ -113,11 +134,25 @@ class Recorder:
             raise RecordingError(
                 f"cannot write the recording {path}: {exc.strerror}", fix="a writable path"
             ) from None
-        # Crash-safe (a process group's part): no chunks, and every message flushed
-        # to the file at once, so a killed process loses nothing it recorded.
-        self._writer = mcap.writer.Writer(self._file, use_chunking=not crash_safe)
+        # Unchunked: a chunk is written only when it is full, so a killed process
+        # would lose the whole chunk it was filling.
+        self._writer = mcap.writer.Writer(self._file, use_chunking=False)
         self._writer.start(profile="", library="edgeloop")
         self._channels: dict[str, int] = {}
+        self._fsync = fsync
+        self._every_message = flush_ms <= 0
+        self._lock = threading.Lock()  # the writer and the flusher thread take turns
+        self._dirty = False
+        self._closed = threading.Event()
+        self._flusher: threading.Thread | None = None
+        if not self._every_message:
+            self._flusher = threading.Thread(
+                target=self._flush_every,
+                args=(flush_ms / 1e3,),
+                daemon=True,
+                name="edgeloop-recorder-flush",
+            )
+            self._flusher.start()
         self.written = 0
         self.failed = 0
         self.last_error = ""
@@ -125,21 +160,38 @@ class Recorder:
     def write(self, topic: str, data: Any, seq: int, created: float, sensed: float) -> None:
         """Record one message; never raises (failures are counted)."""
         try:
-            channel = self._channel(topic)
             body = json.dumps(
                 {"seq": seq, "sensed": _float(sensed), "value": _plain(data)},
                 separators=(",", ":"),
             ).encode()
             stamp = max(0, round(created * 1e9))
-            self._writer.add_message(
-                channel, log_time=stamp, data=body, publish_time=stamp, sequence=seq
-            )
-            if self._crash_safe:
-                self._file.flush()
+            with self._lock:
+                channel = self._channel(topic)
+                self._writer.add_message(
+                    channel, log_time=stamp, data=body, publish_time=stamp, sequence=seq
+                )
+                self._dirty = True
+                if self._every_message:
+                    self._flush()
             self.written += 1
         except Exception as exc:  # a recorder must not take the loop down
             self.failed += 1
             self.last_error = f"{topic}: {exc}"
+
+    def _flush_every(self, period_s: float) -> None:
+        while not self._closed.wait(period_s):
+            if self._dirty:
+                with self._lock:
+                    try:
+                        self._flush()
+                    except OSError as exc:  # a full disk: counted at the next write
+                        self.last_error = f"flush: {exc}"
+
+    def _flush(self) -> None:
+        self._file.flush()
+        if self._fsync:
+            os.fsync(self._file.fileno())
+        self._dirty = False
 
     def _channel(self, topic: str) -> int:
         channel = self._channels.get(topic)
@@ -152,7 +204,8 @@ class Recorder:
 
     def add_metadata(self, data: Mapping[str, Any]) -> None:
         """Facts about the run (graph, seed, duration) for ``edgeloop replay``."""
-        self._writer.add_metadata("edgeloop.run", {k: str(v) for k, v in data.items()})
+        with self._lock:
+            self._writer.add_metadata("edgeloop.run", {k: str(v) for k, v in data.items()})
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -163,8 +216,13 @@ class Recorder:
         }
 
     def close(self) -> None:
+        self._closed.set()
+        if self._flusher is not None:
+            self._flusher.join()
         try:
-            self._writer.finish()
+            with self._lock:
+                self._writer.finish()
+                self._flush()
         finally:
             self._file.close()
 
@@ -173,68 +231,78 @@ def read_recording(path: str | Path) -> Iterator[tuple[str, float, dict[str, Any
     """``(topic, created, {"seq", "sensed", "value"})`` for every recorded message, in
     log-time order, payloads restored (arrays with their dtype and shape).
 
+    A file whose writer was killed is read up to its last flushed message (a
+    warning says so); parts a killed multi-process run left beside ``path`` are
+    merged into it first.
+
     Raises:
-        EdgeloopError: the file is missing or not an MCAP recording.
+        RecordingError: the file is missing, not an MCAP recording, or damaged
+            where a message should be (the message says where).
     """
-    mcap = mcap_module()
-    try:
-        stream = Path(path).open("rb")
-    except OSError as exc:
-        raise RecordingError(f"cannot open the recording {path}: {exc.strerror}") from None
-    with stream:
+    repair_recording(path, only_parts=True)
+    found = scan(path)
+    if found.stopped:
+        _log.warning("%s: %s; reading what comes before", path, found.stopped)
+    order = sorted(range(len(found.messages)), key=lambda i: found.messages[i][1].log_time)
+    for i in order:
+        topic, message = found.messages[i]
         try:
-            reader = mcap.reader.make_reader(stream)
-            for _schema, channel, message in reader.iter_messages(log_time_order=True):
-                body = json.loads(message.data)
-                yield (
-                    channel.topic,
-                    message.log_time / 1e9,
-                    {
-                        "seq": body["seq"],
-                        "sensed": _restore(body["sensed"]),
-                        "value": _restore(body["value"]),
-                    },
-                )
-        except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
-            raise RecordingError(f"{path} is not a readable edgeloop recording: {exc}") from None
-        except Exception as exc:  # mcap raises its own error types for damaged files
-            if type(exc).__module__.startswith(("mcap", "struct")) or isinstance(exc, EOFError):
-                raise RecordingError(f"{path} is not a readable MCAP file: {exc}") from None
-            raise
+            body = json.loads(message.data)
+            entry = {
+                "seq": body["seq"],
+                "sensed": _restore(body["sensed"]),
+                "value": _restore(body["value"]),
+            }
+        except Exception as exc:  # a damaged body: bad JSON, missing keys, bad dtype
+            raise RecordingError(
+                f"{path} is not a readable edgeloop recording: the message on {topic} "
+                f"at {message.log_time / 1e9:.6f} s: {type(exc).__name__}: {exc}"
+            ) from None
+        yield topic, message.log_time / 1e9, entry
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The run facts a recording holds (empty if none).
+
+    Raises:
+        RecordingError: the file is missing or not an MCAP recording.
+    """
+    repair_recording(path, only_parts=True)
+    return scan(path).metadata.get("edgeloop.run", {})
+
+
+def parts_dir(path: str | Path) -> Path:
+    """Where the process groups of a run recording into ``path`` write their parts."""
+    path = Path(path)
+    return path.with_name(path.name + ".parts")
 
 
 def merge_recordings(
     parts: list[Path], path: str | Path, metadata: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """Merge the recordings of a run's process groups into one file, in log-time
-    order (ties in the order of ``parts``); messages are copied byte for byte.
+    order (ties in the order of ``parts``); messages are copied byte for byte. A
+    part whose process was killed is read up to its last flushed message: that is
+    noted (``cut_short``), not counted as a failure.
 
     Returns:
-        The recording's summary, as a :class:`Recorder` gives it.
+        The recording's summary, as a :class:`Recorder` gives it, with
+        ``cut_short``: the parts that ended early, and why.
     """
-    import heapq
-
-    mcap = mcap_module()
-    out = Recorder(path)
-    streams = [part.open("rb") for part in parts]
-
-    def messages(k: int, stream: Any) -> Iterator[tuple[int, int, str, Any]]:
-        # A part whose process was killed has no summary: read it as a stream, and
-        # count what cannot be read rather than lose the other parts.
-        try:
-            reader = mcap.stream_reader.StreamReader(stream, skip_magic=False)
-            channels: dict[int, str] = {}
-            for record in reader.records:
-                if isinstance(record, mcap.records.Channel):
-                    channels[record.id] = record.topic
-                elif isinstance(record, mcap.records.Message):
-                    yield record.log_time, k, channels[record.channel_id], record
-        except Exception as exc:
-            out.failed += 1
-            out.last_error = f"{parts[k].name}: {type(exc).__name__}: {exc}"
-
+    out = Recorder(path, flush_ms=0)
+    cut_short = []
     try:
-        readers = [messages(k, stream) for k, stream in enumerate(streams)]
+        readers = []
+        for k, part in enumerate(parts):
+            try:
+                found = scan(part)
+            except RecordingError as exc:
+                out.failed += 1
+                out.last_error = exc.message
+                continue
+            if found.stopped:
+                cut_short.append(f"{part.name}: {found.stopped}")
+            readers.append([(m.log_time, k, topic, m) for topic, m in found.messages])
         for _, _, topic, message in heapq.merge(*readers, key=lambda item: item[:2]):
             channel = out._channel(topic)
             out._writer.add_message(
@@ -248,26 +316,59 @@ def merge_recordings(
         if metadata:
             out.add_metadata(metadata)
     finally:
-        for stream in streams:
-            stream.close()
         out.close()
-    return out.summary()
+    return {**out.summary(), "cut_short": cut_short}
 
 
-def read_metadata(path: str | Path) -> dict[str, str]:
-    """The run facts a recording holds (empty if none)."""
-    mcap = mcap_module()
+def repair_recording(path: str | Path, *, only_parts: bool = False) -> dict[str, Any] | None:
+    """Make ``path`` a whole recording again after a killed run.
+
+    Parts left in ``path``'s parts folder (a killed supervisor) are merged into
+    ``path``, with the run facts they saved, and the folder removed. Otherwise a
+    file cut short (a killed single process) is rewritten with everything it
+    holds and a proper summary, unless ``only_parts``.
+
+    Returns:
+        The repaired recording's summary (with ``cut_short``), or None when
+        there was nothing to repair.
+
+    Raises:
+        RecordingError: neither the file nor its parts exist, or the file is not
+            an MCAP recording.
+    """
+    path = Path(path)
+    folder = parts_dir(path)
+    if folder.is_dir():
+        facts = folder / "run.json"
+        info = json.loads(facts.read_text()) if facts.exists() else {}
+        order = {name: i for i, name in enumerate(info.get("groups", []))}
+
+        def rank(part: Path) -> tuple[int, int, str]:
+            group, _, restart = part.stem.rpartition(".")
+            number = int(restart) if restart.isdigit() else 0
+            return (order.get(group, len(order)), number, part.name)
+
+        parts = sorted(folder.glob("*.mcap"), key=rank)
+        summary = merge_recordings(parts, path, info.get("metadata"))
+        shutil.rmtree(folder, ignore_errors=True)
+        _log.warning("%s: merged from %d part(s) a stopped run left behind", path, len(parts))
+        return summary
+    if only_parts:
+        return None
+    found = scan(path)
+    if found.complete:
+        return None
+    temporary = path.with_name(path.name + ".repairing")
+    temporary.unlink(missing_ok=True)
+    path.rename(temporary)
     try:
-        with Path(path).open("rb") as stream:
-            reader = mcap.reader.make_reader(stream)
-            for record in reader.iter_metadata():
-                if record.name == "edgeloop.run":
-                    return dict(record.metadata)
-    except FileNotFoundError:
-        raise RecordingError(f"cannot open the recording {path}: no such file") from None
-    except Exception as exc:  # mcap and struct errors, short reads: a damaged file
-        raise RecordingError(f"{path} is not a readable MCAP file: {exc}") from None
-    return {}
+        summary = merge_recordings([temporary], path, found.metadata.get("edgeloop.run"))
+    except BaseException:
+        temporary.rename(path)  # nothing lost: the original comes back
+        raise
+    temporary.unlink()
+    summary["cut_short"] = [s.replace(temporary.name, path.name) for s in summary["cut_short"]]
+    return summary
 
 
 class Collector:

@@ -46,6 +46,9 @@ INTERRUPT_SIGNAL = signal.SIGUSR2
 HUNG_EXIT = 70  # sysexits' EX_SOFTWARE: the process ended because a node hung for good
 _MIN_POLL_S, _MAX_POLL_S = 0.005, 0.25
 _ALARM_GRACE_NS = 1_000_000_000
+# The alarm while no step is seen overrunning: it fires only if this thread is
+# starved that long, which a loaded machine must not make happen to a healthy loop.
+_MIN_IDLE_ALARM_NS = 2_000_000_000
 _log = logging.getLogger("edgeloop.watchdog")
 
 
@@ -120,7 +123,7 @@ class StepWatchdog:
         self._thread = threading.Thread(
             target=self._watch, args=(poll_s, longest), name="edgeloop-watchdog", daemon=True
         )
-        self._arm(2 * longest + int(poll_s * 1e9))
+        self._arm(max(2 * longest + int(poll_s * 1e9), _MIN_IDLE_ALARM_NS))
         self._thread.start()
         return True
 
@@ -139,7 +142,7 @@ class StepWatchdog:
         self._previous.clear()
 
     def _watch(self, poll_s: float, longest_ns: int) -> None:
-        idle_ns = 2 * longest_ns + int(poll_s * 1e9)
+        idle_ns = max(2 * longest_ns + int(poll_s * 1e9), _MIN_IDLE_ALARM_NS)
         while not self._done.wait(poll_s):
             now = time.perf_counter_ns()
             alarm_at = now + idle_ns  # nothing running long: the switch only guards this thread

@@ -10,6 +10,7 @@ module             commands
 ``training``       train, evaluate, compare
 ``live``           top, echo, hz
 ``keys``           keys
+``recordings``     recording (info, repair)
 =================  ==================================================
 
 Each module owns its subparsers and handlers (``register(commands)``); options
@@ -28,7 +29,7 @@ from typing import NoReturn
 
 from rich.markup import escape
 
-from edgeloop.cli import catalog, keys, live, loops, models, scenarios, training
+from edgeloop.cli import catalog, keys, live, loops, models, recordings, scenarios, training
 from edgeloop.cli._common import err
 from edgeloop.runtime.errors import EdgeloopError
 
@@ -37,7 +38,7 @@ USER_ERROR = 2
 INTERRUPTED = 130
 """Exit code after a Ctrl-C (128 + SIGINT, as shells report it)."""
 
-_FAMILIES = (loops, scenarios, catalog, models, training, live, keys)
+_FAMILIES = (loops, scenarios, recordings, catalog, models, training, live, keys)
 
 
 class _Parser(argparse.ArgumentParser):

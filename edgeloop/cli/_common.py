@@ -19,7 +19,7 @@ from rich.markup import escape
 
 from edgeloop.runtime.errors import UsageError
 from edgeloop.runtime.imports import ENV_VAR, import_policy, restrict_imports
-from edgeloop.runtime.limits import MAX_COUNT, MAX_DURATION_S
+from edgeloop.runtime.limits import MAX_COUNT, MAX_DURATION_S, MAX_MS
 from edgeloop.runtime.plugins import PluginRegistry, import_plugin
 
 out = Console(soft_wrap=True)
@@ -51,6 +51,20 @@ def positive_seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(
             f"must be at most {MAX_DURATION_S:,} seconds (ten years), got {_shown(text)} "
             "(fix: use a shorter duration)"
+        )
+    return value
+
+
+def non_negative_ms(text: str) -> float:
+    """A number of milliseconds from 0 to one day (``MAX_MS``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 <= value <= MAX_MS):
+        raise argparse.ArgumentTypeError(
+            f"must be a number of milliseconds from 0 to {MAX_MS:,}, got {_shown(text)} "
+            "(fix: e.g. 100)"
         )
     return value
 
@@ -119,6 +133,23 @@ def add_record(parser: argparse.ArgumentParser) -> None:
         metavar="FILE.mcap",
         help="record every message (topic /NODE/PORT) into an MCAP file Foxglove opens; "
         "needs the record extra",
+    )
+
+
+def add_record_policy(parser: argparse.ArgumentParser) -> None:
+    """How often a recording reaches its file (``run``; a scenario keeps the defaults)."""
+    parser.add_argument(
+        "--record-flush-ms",
+        type=non_negative_ms,
+        default=100.0,
+        metavar="MS",
+        help="flush the recording to its file at least this often, so a killed run "
+        "loses at most that much (0: every message; default 100)",
+    )
+    parser.add_argument(
+        "--record-fsync",
+        action="store_true",
+        help="also fsync at every flush, so a power cut loses no more either (slower)",
     )
 
 

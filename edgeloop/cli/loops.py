@@ -20,6 +20,7 @@ from edgeloop.cli._common import (
     add_plugins,
     add_quiet,
     add_record,
+    add_record_policy,
     add_seed,
     check_writable,
     err,
@@ -62,6 +63,7 @@ def register(commands: Any) -> None:
         help=f"publish live stats and messages for edgeloop top/echo/hz (default {DEFAULT_STATS})",
     )
     add_record(run)
+    add_record_policy(run)
     add_json(run)
     run.add_argument(
         "--one-process",
@@ -190,6 +192,8 @@ def _run_groups(args: argparse.Namespace, graph: LoopGraph, duration: float | No
         seed=args.seed,
         plugins=args.plugins,
         record=args.record,
+        record_flush_ms=args.record_flush_ms,
+        record_fsync=args.record_fsync,
         metadata=_run_metadata(args, duration),
         on_started=started,
     )
@@ -210,6 +214,8 @@ def _run_groups(args: argparse.Namespace, graph: LoopGraph, duration: float | No
             )
         elif not args.quiet:
             out.print(line, highlight=False)
+        for part in recording.get("cut_short", []):  # a group killed mid-run: kept to its end
+            err.print(f"a part ended early, read up to its last flush: {part}", highlight=False)
     return report
 
 
@@ -222,7 +228,9 @@ def _run_here(
     if args.record is not None:
         from edgeloop.runtime.recording import Recorder
 
-        recorder = Recorder(args.record)
+        recorder = Recorder(args.record, flush_ms=args.record_flush_ms, fsync=args.record_fsync)
+        # The run's facts first, so a recording cut short by a kill still replays.
+        recorder.add_metadata(_run_metadata(args, duration))
     if args.stats is not None:
         from edgeloop.runtime.processes.introspection import StatsPublisher
 
@@ -239,7 +247,6 @@ def _run_here(
         if stats is not None:
             stats.close()
         if recorder is not None:
-            recorder.add_metadata(_run_metadata(args, duration))
             recorder.close()
 
     def hung_for_good(report: RunReport) -> None:

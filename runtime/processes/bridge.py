@@ -26,6 +26,7 @@ import zmq
 from edgeloop.runtime.building import CompiledLoop
 from edgeloop.runtime.clocks import Clock
 from edgeloop.runtime.messages import Message
+from edgeloop.runtime.metrics import nodes_to_dicts
 from edgeloop.runtime.processes.control import (
     Beat,
     ControlMessage,
@@ -43,6 +44,7 @@ from edgeloop.runtime.processes.wire import decode_control, encode_control
 from edgeloop.runtime.wiring import NEVER
 
 HEARTBEAT_S = 0.25
+FIGURES_EVERY = 4  # beats between the figures a beat carries (a second)
 RECEIVE_TIMEOUT_S = 30.0  # lockstep: a message the supervisor said was sent
 _SPIN_NS = 300_000  # poll without a timeout this close to a timer (zmq timeouts are in ms)
 
@@ -97,6 +99,8 @@ class GroupBridge:
         self._poller: zmq.Poller | None = None
         self._by_socket: dict[zmq.Socket, int] = {}
         self._last_beat = 0.0
+        self._beats = 0
+        self._loop: CompiledLoop | None = None
         self._parent = supervisor
         self._stopped_early = False  # told to stop before the start
         self.resume_ns = 0
@@ -113,6 +117,7 @@ class GroupBridge:
             TransportError: a link cannot bind.
         """
         self._clock = clock
+        self._loop = loop
         for link in self.plan.outbound:
             sender = Sender(self._endpoints[link.id])
             self.senders[link.id] = sender
@@ -242,7 +247,8 @@ class GroupBridge:
             beat = time.monotonic()
             if beat - self._last_beat >= HEARTBEAT_S:
                 self._last_beat = beat
-                send_control(self.control, Beat())
+                self._beats += 1
+                send_control(self.control, Beat(figures=self._figures()))
                 if os.getppid() != self._parent:  # the supervisor died: no orphans
                     self.stop_reason = "the supervisor is gone"
                     return None
@@ -292,6 +298,12 @@ class GroupBridge:
             )
 
     # -- the end ------------------------------------------------------------------------
+
+    def _figures(self) -> dict[str, Any] | None:
+        """The node figures and link counters so far, every ``FIGURES_EVERY`` beats."""
+        if (self._beats - 1) % FIGURES_EVERY or self._loop is None:  # the 1st, 5th, ...
+            return None
+        return {"nodes": nodes_to_dicts(self._loop.node_stats()), "links": self.link_stats()}
 
     def link_stats(self) -> dict[str, Any]:
         """Messages sent, dropped and shared per outbound link; received and bad per inbound."""

@@ -69,6 +69,10 @@ class Idle:
 class Beat:
     """A real-time group's heartbeat."""
 
+    figures: dict[str, Any] | None = None
+    """Every few beats, its figures so far (``{"nodes": [NodeStats as a dict],
+    "links": its links' counters}``): what the report keeps of a process that dies."""
+
 
 @dataclass(frozen=True)
 class Upstream:

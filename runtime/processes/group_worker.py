@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         if spec["record"]:
             from edgeloop.runtime.recording import Recorder
 
-            recorder = Recorder(spec["record"], crash_safe=True)
+            recorder = Recorder(spec["record"], flush_ms=spec["flush_ms"], fsync=spec["fsync"])
         executor = Executor(
             plan.graph,
             registry=registry,

@@ -31,7 +31,7 @@ import zmq
 from edgeloop.runtime.errors import GraphError, GraphProblem, GroupCrashed, UsageError, WireError
 from edgeloop.runtime.graph import GroupSpec, LoopGraph
 from edgeloop.runtime.imports import current_policy
-from edgeloop.runtime.metrics import ReportBuilder, RunReport
+from edgeloop.runtime.metrics import ReportBuilder, RunReport, nodes_from_dicts
 from edgeloop.runtime.plugins import PluginRegistry, fire_hook, import_plugin
 from edgeloop.runtime.processes.control import (
     Beat,
@@ -48,6 +48,7 @@ from edgeloop.runtime.processes.control import (
 )
 from edgeloop.runtime.processes.placement import REMOTE_TYPE, groups_of, split_graph
 from edgeloop.runtime.processes.wire import decode_control, encode_control
+from edgeloop.runtime.recording import DEFAULT_FLUSH_MS, parts_dir
 from edgeloop.runtime.validation import check_graph
 from edgeloop.runtime.watchdog import HUNG_EXIT
 
@@ -73,6 +74,9 @@ class _Group:
         self.ready = False  # its process said Ready: it hears a Stop from here on
         self.report: dict[str, Any] | None = None
         self.links: dict[str, Any] = {"out": {}, "in": {}}
+        self.figures: dict[str, Any] | None = None  # its current process's, last beat
+        # (why, when in s, figures at its last beat) of each of its processes that died
+        self.ended: list[tuple[str, float, dict[str, Any]]] = []
         self.due: int | None = None  # lockstep: next timer due and its rank
         self.rank: list[int] | None = None
 
@@ -88,7 +92,10 @@ class Supervisor:
         plugins: Extra plugins as ``module:attribute`` import paths, loaded in
             every process (installed plugins load by themselves).
         record: Record every message into this MCAP file (each group records
-            its own part; the parts are merged at the end).
+            its own part in ``FILE.parts/``; the parts are merged at the end, or
+            by ``edgeloop recording repair FILE`` after a killed run).
+        record_flush_ms: How often each part is flushed (0: every message).
+        record_fsync: fsync each part at every flush (for power loss).
         metadata: Facts stored in the recording (for ``edgeloop replay``).
         on_started: Called with ``{group: pid}`` once every group runs (tests, tools).
     """
@@ -101,6 +108,8 @@ class Supervisor:
         seed: int = 0,
         plugins: list[str] | None = None,
         record: str | Path | None = None,
+        record_flush_ms: float = DEFAULT_FLUSH_MS,
+        record_fsync: bool = False,
         metadata: dict[str, Any] | None = None,
         on_started: Callable[[dict[str, int]], None] | None = None,
     ) -> None:
@@ -117,6 +126,7 @@ class Supervisor:
         self.plugin_paths = list(plugins or [])
         self._imports = current_policy()  # each group imports what this process may
         self.record = Path(record) if record is not None else None
+        self.record_flush = (record_flush_ms, record_fsync)
         self.metadata = dict(metadata or {})
         self.on_started = on_started
         self.events: list[dict[str, Any]] = []
@@ -161,6 +171,8 @@ class Supervisor:
         plans = split_graph(self.graph)
         self._duration = duration_s
         self._dir = Path(tempfile.mkdtemp(prefix="edgeloop-"))
+        if self.record is not None:
+            self._start_parts()
         links = {
             link.id: f"ipc://{self._dir}/l{link.id}"
             for plan in plans.values()
@@ -199,13 +211,16 @@ class Supervisor:
         finally:
             self._end_processes()
             self._router.close(linger=0)
-            parts = [self._part(g, k) for g in self._groups.values() for k in range(g.restarts + 1)]
             if self.record is not None:
+                parts = [
+                    self._part(g, k) for g in self._groups.values() for k in range(g.restarts + 1)
+                ]
                 from edgeloop.runtime.recording import merge_recordings
 
                 self._recording = merge_recordings(
                     [p for p in parts if p.exists()], self.record, self.metadata
                 )
+                shutil.rmtree(parts_dir(self.record), ignore_errors=True)
             shutil.rmtree(self._dir, ignore_errors=True)
         return self._merged_report(duration_s, time.perf_counter() - wall)
 
@@ -214,10 +229,24 @@ class Supervisor:
         group that beats is running its loop (safe to read from another thread)."""
         return {group.name: group.beats for group in self._groups.values()}
 
+    def _start_parts(self) -> None:
+        """The folder beside the recording where the groups write their parts, with
+        what a repair needs should this process be killed before it merges them."""
+        assert self.record is not None
+        folder = parts_dir(self.record)
+        shutil.rmtree(folder, ignore_errors=True)  # a previous run's, merged or not
+        folder.mkdir(parents=True)
+        facts = {
+            "groups": list(self._groups),
+            "metadata": {k: str(v) for k, v in self.metadata.items()},
+        }
+        (folder / "run.json").write_text(json.dumps(facts))
+
     def _part(self, group: _Group, restart: int | None = None) -> Path:
         """The recording of one process of a group (a restarted one writes another)."""
+        assert self.record is not None
         restart = group.restarts if restart is None else restart
-        return self._dir / f"{group.name}.{restart}.mcap"
+        return parts_dir(self.record) / f"{group.name}.{restart}.mcap"
 
     def _spawn(self, group: _Group, *, first_start: bool) -> None:
         spec = {
@@ -234,6 +263,8 @@ class Supervisor:
             "first_start": first_start,
             "supervisor": os.getpid(),
             "record": str(self._part(group)) if self.record is not None else None,
+            "flush_ms": self.record_flush[0],
+            "fsync": self.record_flush[1],
         }
         path = self._dir / f"{group.name}.json"
         path.write_text(json.dumps(spec))
@@ -371,6 +402,8 @@ class Supervisor:
         if isinstance(message, Beat):
             group.last_beat = time.monotonic()
             group.beats += 1
+            if message.figures is not None:
+                group.figures = message.figures
         elif isinstance(message, Ready):  # a restarted group: same time 0, resumes now
             group.ready = True
             resume_ns = time.perf_counter_ns() - self._epoch_ns + _START_MARGIN_NS
@@ -387,7 +420,9 @@ class Supervisor:
 
     def _crashed(self, group: _Group, why: str) -> None:
         group.crashes += 1
-        group.running = False
+        if group.running:  # what it did up to its last beat stays in the report
+            group.ended.append((why, self._now_s(), group.figures or {}))
+        group.running, group.figures = False, None
         if group.process is not None and group.process.poll() is None:
             group.process.kill()
             group.process.wait()
@@ -404,12 +439,50 @@ class Supervisor:
         group.restarts += 1
         group.restart_at = time.monotonic() + backoff_ms / 1e3
 
+    def _lost_messages(self) -> list[dict[str, Any]]:
+        """A fault-log entry for each group that crashed with messages sent into it
+        that none of its processes took (as far as its last heartbeats tell)."""
+
+        def counters(g: _Group) -> list[dict[str, Any]]:  # each of its processes' links
+            return [f.get("links", {}) for _, _, f in g.ended] + [g.links]
+
+        sent: dict[str, int] = {}  # link id -> messages its sender's processes sent
+        for g in self._groups.values():
+            for links in counters(g):
+                for link, counts in links.get("out", {}).items():
+                    sent[link] = sent.get(link, 0) + counts["sent"]
+        entries = []
+        for g in self._groups.values():
+            if not g.ended:
+                continue
+            taken: dict[str, int] = {}
+            for links in counters(g):
+                for link, counts in links.get("in", {}).items():
+                    taken[link] = taken.get(link, 0) + counts["received"] + counts["bad"]
+            lost = sum(max(0, sent.get(link, 0) - taken.get(link, 0)) for link in taken)
+            if lost:
+                whys = "; ".join(why for why, _, _ in g.ended)
+                entries.append(
+                    {
+                        "node": f"(group {g.name})",
+                        "kind": "lost_messages",
+                        "error": f"{lost:,} message(s) sent into it were never taken: {whys}",
+                        "action": "counted",
+                        "time_s": g.ended[-1][1],
+                    }
+                )
+        return entries
+
     def _downstream(self, name: str) -> list[_Group]:
         dests = dict.fromkeys(link.dest_group for link in self._plans[name].outbound)
         return [self._groups[d] for d in dests]
 
+    def _now_s(self) -> float:
+        """The run's time now (real time; 0 in lockstep, where groups keep their own)."""
+        return (time.perf_counter_ns() - self._epoch_ns) / 1e9 if not self.simulated else 0.0
+
     def _event(self, group: _Group, kind: str, why: str, action: str) -> None:
-        time_s = (time.perf_counter_ns() - self._epoch_ns) / 1e9 if not self.simulated else 0.0
+        time_s = self._now_s()
         entry = {
             "node": f"(group {group.name})",
             "kind": kind,
@@ -516,7 +589,12 @@ class Supervisor:
         builder = ReportBuilder(self.graph, simulated=self.simulated, seed=self.seed)
         for report in reports:
             builder.add_report(report, leave_out_types=(REMOTE_TYPE,))
-        builder.fault_log += self.events
+        for g in self._groups.values():
+            for why, _, figures in g.ended:
+                nodes = nodes_from_dicts(figures.get("nodes", []))
+                nodes = [n for n in nodes if n.type != REMOTE_TYPE]
+                builder.add_ended_process(nodes, why)
+        builder.fault_log += self.events + self._lost_messages()
         groups = []
         for g in self._groups.values():
             out = g.links.get("out", {}).values()

@@ -156,7 +156,7 @@ def test_replay_of_a_recording_is_bit_exact_and_shows_what_a_replacement_changes
     assert refused.returncode == 2 and "recorded in real time" in refused.stderr
     (tmp_path / "short.mcap").write_bytes(b"\x89MC")
     short = edgeloop_cli(tmp_path, "replay", "short.mcap")
-    assert short.returncode == 2 and "not a readable MCAP file" in short.stderr
+    assert short.returncode == 2 and "is not an MCAP recording (it ends too soon)" in short.stderr
     assert all("Traceback" not in p.stderr for p in (unknown, refused, short))
 
 

@@ -201,7 +201,8 @@ def test_a_killed_group_is_restarted_and_reported(tmp_path: Path, monkeypatch) -
     killed: list[int] = []
 
     def kill_control(pids: dict[str, int], supervisor: Supervisor) -> None:
-        wait_for_beats(supervisor, "control", 3)  # it has recorded actions by then
+        wait_for_beats(supervisor, "control", 3)  # it has recorded actions by then, and
+        # its first beat brought its figures
         os.kill(pids["control"], signal.SIGKILL)
         killed.append(pids["control"])
 
@@ -225,11 +226,15 @@ def test_a_killed_group_is_restarted_and_reported(tmp_path: Path, monkeypatch) -
     # The loop went on after the restart: the motor got actions from the new process.
     assert report.node("controller").calls > 0
     assert report.node("motor").calls > 0
-    # The killed process's recording, cut short, is merged with the rest and its
-    # end reported; nothing else is lost.
+    # The killed process's figures, up to its last heartbeat, are kept and said so.
+    note = report.node("controller").notes["figures"]
+    assert note == "includes a process that ended (killed by SIGKILL), up to its last heartbeat"
+    # The killed process's recording, cut short, is merged with the rest up to its
+    # last flush and its end noted (not counted as a failure); nothing else is lost.
     topics = [topic for topic, _, _ in read_recording(tmp_path / "run.mcap")]
-    assert report.recording["failed"] == 1
-    assert "control.0.mcap" in report.recording["last_error"]
+    assert report.recording["failed"] == 0
+    (cut,) = report.recording["cut_short"]
+    assert cut.startswith("control.0.mcap: ")
     assert report.recording["written"] == len(topics)
     assert topics.count("/controller/action") > report.node("controller").calls
 
@@ -245,6 +250,12 @@ def test_a_frozen_group_misses_heartbeats_and_is_restarted(tmp_path: Path) -> No
     crash = next(f for f in report.fault_log if f["kind"] == "crash")
     assert "no heartbeat" in crash["error"]
     assert next(g for g in report.groups if g["name"] == "control")["restarts"] == 1
+    # What the plant sent into the frozen process is counted as lost, with why.
+    lost = next(f for f in report.fault_log if f["kind"] == "lost_messages")
+    assert lost["node"] == "(group control)" and "no heartbeat" in lost["error"]
+    assert int(lost["error"].split()[0].replace(",", "")) > 0
+    # Its figures up to its last heartbeat are in the report, said so.
+    assert "no heartbeat" in report.node("controller").notes["figures"]
 
 
 def test_on_crash_stop_ends_the_run(tmp_path: Path) -> None:
