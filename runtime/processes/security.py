@@ -1,5 +1,5 @@
-"""Encryption and authentication between machines: ZeroMQ CURVE keys, and loopback
-by default.
+"""Who a process trusts: peers on other machines (ZeroMQ CURVE keys, loopback by
+default) and, on one machine, the shared memory another process hands it.
 
 Each side has a key pair made by ``edgeloop keys NAME`` (``NAME.key`` is public,
 ``NAME.key_secret`` stays on its machine). The binding side of an edge is the
@@ -7,6 +7,15 @@ CURVE server: it accepts only clients whose public keys lie in its ``allowed``
 folder, checked by a ZAP authenticator thread. A peer without an allowed key
 gets no connection and no data. Binding tcp to anything but loopback without
 CURVE is refused: a loop's sockets would be open to the network.
+
+On one machine a receiver maps only memory it can trust not to vanish under it
+(issue 14, item 5): a slot is an anonymous memfd that the sender sealed against
+shrinking and growing (:func:`seal_slot`), handed over a Unix socket whose peer
+is a process of the same user (:func:`peer_uid`), and checked by
+:func:`slot_file_problem` before it is mapped. A file that can shrink is never
+mapped: reading a page past a shrunk file's end kills the reader with SIGBUS,
+and no check made before the read can rule that out for a file that is not
+sealed.
 """
 
 from __future__ import annotations
@@ -14,6 +23,9 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import socket
+import stat
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +34,17 @@ import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
 from edgeloop.runtime.errors import TransportError, UsageError
+
+try:
+    import fcntl
+
+    SLOT_SEALS: int | None = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
+except (ImportError, AttributeError):  # not Linux: no seals, so no shared memory
+    SLOT_SEALS = None
+"""The seals every shared-memory slot carries: no one can shrink or grow it, nor
+change its seals; None where the platform has no file seals."""
+
+_UCRED = struct.Struct("3i")  # pid, uid, gid
 
 
 def generate_keys(folder: str | Path, name: str) -> tuple[Path, Path]:
@@ -118,3 +141,54 @@ def check_bind(endpoint: str, encrypted: bool) -> None:
             f"binding {endpoint} without CURVE would open the loop to the network",
             fix="bind tcp://127.0.0.1:PORT, or give keys made with edgeloop keys",
         )
+
+
+def seal_slot(fd: int) -> None:
+    """Seal the memfd ``fd`` with :data:`SLOT_SEALS` (its size is then fixed for good).
+
+    Raises:
+        OSError: not a memfd made with ``MFD_ALLOW_SEALING``, or no seals here.
+    """
+    if SLOT_SEALS is None:
+        raise OSError("file seals are not available on this platform")
+    fcntl.fcntl(fd, fcntl.F_ADD_SEALS, SLOT_SEALS)
+
+
+def peer_uid(connection: socket.socket) -> int:
+    """The user id of the process at the other end of a connected Unix socket,
+    as the kernel recorded it (SO_PEERCRED), not as the peer claims it."""
+    credentials = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+    return _UCRED.unpack(credentials)[1]
+
+
+def slot_file_problem(fd: int, size: int) -> str | None:
+    """Why the file behind ``fd`` must not be mapped as a shared-memory slot of
+    ``size`` bytes, or None when it is safe to map.
+
+    Safe means: a regular file of our own user with no name in any file system
+    (a memfd: nothing can open it by path, so no link or rename can swap it),
+    holding exactly ``size`` bytes, and sealed against shrinking and growing, so
+    no process, whatever descriptor or /proc path it holds, can take pages away
+    from a mapping of it.
+    """
+    try:
+        info = os.fstat(fd)
+    except OSError as exc:
+        return f"cannot be examined: {exc.strerror}"
+    if not stat.S_ISREG(info.st_mode):
+        return "is not a regular file"
+    if info.st_uid != os.geteuid():
+        return f"belongs to user {info.st_uid}, not to this process's user {os.geteuid()}"
+    if info.st_nlink != 0:
+        return f"has {info.st_nlink} name(s) in a file system; a slot is an anonymous memfd"
+    if info.st_size != size:
+        return f"holds {info.st_size} bytes, not the {size} announced"
+    if SLOT_SEALS is None:
+        return "cannot be sealed on this platform"
+    try:
+        seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS)
+    except OSError:
+        return "cannot be sealed (not a memfd)"
+    if seals & SLOT_SEALS != SLOT_SEALS:
+        return "is not sealed against shrinking and growing: another process could shrink it"
+    return None

@@ -1,5 +1,6 @@
 """The transport: inline and shared-memory messages over real ZeroMQ, slots recycled only
-when the reader lets go, zero-copy loans, another process, and bad notices dropped."""
+when the reader lets go, zero-copy loans, another process, and bad notices dropped.
+(Hostile peers against shared memory: tests/reliability/test_shared_memory.py.)"""
 
 from __future__ import annotations
 
@@ -7,14 +8,17 @@ import gc
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import zmq
 
 from edgeloop.runtime.messages import Message
-from edgeloop.runtime.processes.transport import SHM_DIR, Receiver, Sender
+from edgeloop.runtime.processes.transport import Receiver, Sender
 from edgeloop.runtime.processes.wire import MAGIC
+
+SHM_DIR = Path("/dev/shm")
 
 
 @pytest.fixture
@@ -29,7 +33,10 @@ def edge(tmp_path):
 
 
 def connect(sender: Sender, receiver: Receiver) -> None:
-    """Wait until the two ends are connected (sending never blocks, so it drops until then)."""
+    """Wait until the two ends are connected (sending never blocks, so it drops until then)
+    and the receiver has offered its channel for slots (its hello comes after the offer)."""
+    receiver.hello()
+    assert sender.wait_for_receiver(5), "the receiver never said hello"
     deadline = time.monotonic() + 5
     while not sender.send(Message("hello", 0, 0.0, 0.0)):
         assert time.monotonic() < deadline, "the ends never connected"
@@ -105,11 +112,13 @@ def test_a_loaned_output_buffer_is_sent_without_a_copy(edge):
 def test_an_array_from_another_process_arrives_through_shared_memory(tmp_path):
     endpoint = f"ipc://{tmp_path}/cross"
     receiver = Receiver(endpoint)
+    receiver.hello()
     script = (
         "import sys, numpy as np, time\n"
         "from edgeloop.runtime.processes.transport import Sender\n"
         "from edgeloop.runtime.messages import Message\n"
         f"s = Sender({endpoint!r})\n"
+        "assert s.wait_for_receiver(20)\n"  # its channel is up: the buffer is a slot
         "out = s.buffer((256, 256), np.float64)\n"
         "out[...] = np.arange(256.0)\n"
         "while not s.send(Message(out, 5, 1.0, 1.0)):\n"  # until connected
@@ -265,20 +274,22 @@ def test_sending_never_blocks_a_loop_it_drops_and_counts_instead(tmp_path):
         sender.close()
 
 
-def test_slot_files_of_a_killed_sender_are_removed_by_the_next_one(tmp_path):
+def test_slots_are_anonymous_memory_so_a_killed_sender_leaves_no_file_behind(tmp_path):
     script = (
-        "import numpy as np, os, sys\n"
-        "from edgeloop.runtime.processes.transport import Sender\n"
-        "from edgeloop.runtime.messages import Message\n"
+        "import numpy as np, os\n"
+        "from edgeloop.runtime.processes.transport import Receiver, Sender\n"
         f"s = Sender('ipc://{tmp_path}/killed')\n"
-        "s.buffer((64, 1024), np.float32)\n"  # makes a slot file
-        "print(s._prefix, flush=True)\n"
+        f"r = Receiver('ipc://{tmp_path}/killed')\n"
+        "r.hello()\n"
+        "assert s.wait_for_receiver(10)\n"
+        "s.buffer((64, 1024), np.float32)\n"  # makes a slot
+        "print(s._prefix, os.readlink(f'/proc/self/fd/{s._slots[0].fd}'), flush=True)\n"
         "os.kill(os.getpid(), 9)\n"  # no close, no exit handlers
     )
     child = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    prefix = child.stdout.strip()
-    assert child.returncode == -9 and list(SHM_DIR.glob(f"{prefix}*"))  # left behind
-    Sender(f"ipc://{tmp_path}/next").close()
+    assert child.returncode == -9, child.stderr
+    prefix, slot = child.stdout.split(" ", 1)
+    assert slot.startswith(f"/memfd:{prefix}-0")  # a memfd: no name to leave behind
     assert not list(SHM_DIR.glob(f"{prefix}*"))
 
 
@@ -299,7 +310,8 @@ def test_notices_naming_unusable_files_are_counted_and_a_remote_edge_lends_no_me
             head = struct.pack("<Qdd4sBIIH", 0, 0.0, 0.0, b"|u1 ", 1, 0, 1, len(name))
             peer.send(MAGIC + b"S" + head + name.encode() + struct.pack("<Q", 16))
             assert receiver.recv(5) is None
-        assert sum(receiver.decoder.dropped.values()) == 2
+        assert receiver.decoder.dropped["notice"] == 2
+        assert "was not handed over by this edge's sender" in receiver.decoder.last_error
     finally:
         receiver.close()
         peer.close(linger=0)
@@ -322,3 +334,31 @@ def test_a_strided_view_of_a_loan_is_copied_and_the_loan_comes_back(edge):
         gc.collect()
         wait_released(sender, 0)
     assert sender.inline_fallbacks == 0 and sender.copies == 4
+
+
+def test_a_restarted_sender_is_offered_the_receivers_channel_again(tmp_path):
+    endpoint = f"ipc://{tmp_path}/restart"
+    first, receiver = Sender(endpoint), Receiver(endpoint)
+    second = None
+    try:
+        connect(first, receiver)
+        first.send(Message(image(1.0), 0, 0.0, 0.0))
+        assert receiver.recv(5).data[0, 0, 0] == 1.0 and first.shared == 1
+        first.close()
+        second = Sender(endpoint)  # the receiver's offer went to the first: it must ask
+        deadline = time.monotonic() + 10
+        k = 0
+        while second.shared < 2 and time.monotonic() < deadline:
+            k += 1
+            if second.send(Message(image(float(k)), k, 0.0, 0.0)):
+                message = receiver.recv(5)  # the ask between messages is no message
+                assert message is not None and message.data[0, 0, 0] == k
+            else:
+                time.sleep(0.01)  # until the receiver has reconnected
+        assert second.shared == 2 and second.inline_fallbacks >= 1
+        assert receiver.decoder.dropped == {}
+    finally:
+        receiver.close()
+        first.close()
+        if second is not None:
+            second.close()
