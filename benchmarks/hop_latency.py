@@ -73,7 +73,7 @@ def send(kind: str, endpoint: str, size: int, count: int, gap: float) -> list[fl
     payload = np.zeros(max(size // 8, 1), np.float64)
     if kind.startswith("edgeloop"):
         from edgeloop.runtime.messages import Message
-        from edgeloop.runtime.processes.transport import Sender
+        from edgeloop.runtime.processes.transport import DEFAULT_THRESHOLD, Sender
 
         sender = Sender(endpoint)
         receiver.start()
@@ -88,6 +88,12 @@ def send(kind: str, endpoint: str, size: int, count: int, gap: float) -> list[fl
             sender.send(Message(array, seq, time.perf_counter(), 0.0))
             time.sleep(gap)
         latencies = out.get(timeout=60)
+        # a loan, or an own array over the threshold, that went inline (no slot, or the
+        # receiver's channel was not up) would be timed as shared memory: none may
+        loans = kind == "edgeloop, transport buffer"
+        expected = count if loans or payload.nbytes >= DEFAULT_THRESHOLD else 0
+        if sender.shared != expected:
+            raise SystemExit(f"{kind}, {size} B: {sender.shared} of {count} went through shm")
         sender.close()
     else:
         socket = zmq.Context.instance().socket(zmq.PUSH)
