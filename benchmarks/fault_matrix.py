@@ -10,6 +10,9 @@ A cell ends as one of:
 - handled: the run ended normally (exit 0, or 1 when the policy stopped it),
   the report was written, the fault was counted with the expected kind, and
   nothing bad reached the motor; a bad graph was refused with exit 2;
+- handled also: a killed run's recording repaired, a killed or frozen group's
+  figures kept and the messages it never took counted, a damaged recording
+  read or refused with a reason, code a graph names refused (process_faults.py);
 - ended: a hang nothing can interrupt ended the process as documented (every
   thread's stack on stderr, then exit 70 with the report, or SIGALRM where C
   code holds the GIL; see edgeloop.runtime.watchdog);
@@ -35,11 +38,13 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import process_faults  # beside this script
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -62,6 +67,8 @@ KIND = {  # the fault kind each step fault is counted as
     "string": "wrong_type",
     "nan": "non_finite",
     "nan_in_list": "wrong_type",
+    "long_list": "wrong_type",  # a list on a port declared float64 (2,)
+    "deep_nesting": "wrong_type",
     "slow_setup": "exception",
     "failing_setup": "exception",
     "close_hang": "close",
@@ -122,6 +129,7 @@ class Cell:
     expect_kind: str | None = None  # the fault kind the report must count on 'bad'
     refused: str = ""  # a bad graph: exit 2 with an error naming this is the right answer
     hard_hang: bool = False  # ends by SIGALRM, as documented
+    procedure: Callable[[Path, float], tuple[str, str]] | None = None  # does more than a run
     outcome: str = ""
     detail: str = ""
     seconds: float = 0.0
@@ -162,15 +170,32 @@ def cells() -> list[Cell]:
     for fault in CLOSE_FAULTS:
         found.append(Cell(f"{fault} / stop", loop(fault, "stop"), expect_kind=KIND[fault]))
     for fault in HARD_HANGS:
-        found.append(Cell(f"{fault} isolated / restart", loop(fault, "restart", isolate=True)))
+        isolated = loop(fault, "restart", isolate=True)  # its process ends within 2 s or so
+        found.append(Cell(f"{fault} isolated / restart", isolated, ["--duration", "4"]))
     sound = loop("raise", "stop")
     for name, ((old, new), args, names) in BAD_GRAPHS.items():
         found.append(Cell(name, sound.replace(old, new, 1), args, refused=names))
+    for fault in ("long_list", "deep_nesting"):  # the same payload limits split or not
+        found.append(
+            Cell(f"{fault} untyped / stop", loop(fault, "stop", typed=False), [], "payload")
+        )
+        split = loop(fault, "stop", typed=False, isolate=True)
+        found.append(Cell(f"{fault} untyped, own process / stop", split, [], "payload"))
+    for name, procedure in process_faults.CELLS.items():
+        found.append(Cell(name, "", procedure=procedure))
     return found
 
 
 def run_cell(cell: Cell, workdir: Path, limit_s: float) -> Cell:
     folder = Path(tempfile.mkdtemp(dir=workdir))
+    if cell.procedure is not None:
+        start = time.perf_counter()
+        try:
+            cell.outcome, cell.detail = cell.procedure(folder, limit_s)
+        except subprocess.TimeoutExpired:
+            cell.outcome, cell.detail = "hung", f"still running after {limit_s:g} s"
+        cell.seconds = time.perf_counter() - start
+        return cell
     (folder / "loop.yaml").write_text(cell.graph)
     command = [sys.executable, "-m", "edgeloop", "run", "loop.yaml", "--plugin", "edgeloop.testing"]
     command += ["--json", "report.json", "--quiet"] + (cell.args or ["--duration", "1.5"])

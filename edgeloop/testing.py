@@ -190,6 +190,8 @@ STEP_FAULTS = (
     "nan_in_list",
     "not_a_mapping",
     "unknown_output",
+    "long_list",
+    "deep_nesting",
     "overrun",
 )
 SETUP_FAULTS = ("slow_setup", "failing_setup")
@@ -202,7 +204,8 @@ class FaultyConfig:
     """What goes wrong. In the step ``on_step``: ``raise``, ``system_exit``,
     ``keyboard_interrupt``, ``base_exception``, ``python_hang``, ``sleep_hang``,
     ``swallowing_hang``, ``c_hang``, ``wrong_dtype``, ``wrong_shape``, ``string``,
-    ``nan``, ``nan_in_list``, ``not_a_mapping``, ``unknown_output``, ``overrun``. In
+    ``nan``, ``nan_in_list``, ``not_a_mapping``, ``unknown_output``, ``long_list``
+    (1,025 floats), ``deep_nesting`` (10 deep), ``overrun``. In
     every setup after a restart (the step ``on_step`` raises once to cause one):
     ``slow_setup``, ``failing_setup``. In every close: ``close_hang``, ``close_raise``."""
     on_step: int = 2
@@ -321,6 +324,8 @@ def _bad_output(fault: str, first: float) -> Any:
         "nan_in_list": {"value": [first, (1.0, math.nan)]},
         "not_a_mapping": 5,
         "unknown_output": {"bogus": 1.0},
+        "long_list": {"value": [first] * 1025},
+        "deep_nesting": {"value": [[[[[[[[[[first]]]]]]]]]]},
     }[fault]
 
 

@@ -253,12 +253,17 @@ class TransportError(EdgeloopError):
 class WireError(TransportError):
     """Raised when a message is not a valid edgeloop wire message.
 
+    Also raised where a node publishes a payload no message could carry (too deep,
+    too many entries, too large, a type without a wire form), in one process too.
+
     Attributes:
         reason: The check it failed (``magic``, ``size``, ``dtype``, ...), for counting.
+        detail: What was found, without the "malformed wire message" frame.
     """
 
     def __init__(self, reason: str, detail: str) -> None:
         self.reason = reason
+        self.detail = detail
         super().__init__(f"malformed wire message ({reason}): {detail}")
 
 

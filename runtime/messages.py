@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from edgeloop.runtime.errors import WireError
+
 
 class Message:
     """One value on one output port, with the times that make latency measurable.
@@ -56,14 +58,6 @@ DTYPES = frozenset(
 """Array dtypes a payload may hold: booleans, integers, floats, complex, either byte order."""
 
 
-class PayloadError(ValueError):
-    """A payload breaks the limits above (``kind`` names which, as the wire does)."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
 def payload_problem(data: Any) -> tuple[str, str] | None:
     """``(fault kind, why)`` when ``data`` may not be published, else None: NaN or inf
     anywhere in it (``non_finite``), or what could not travel between processes
@@ -80,8 +74,8 @@ def payload_problem(data: Any) -> tuple[str, str] | None:
         return None
     try:
         tree, size = describe_payload(data)
-    except PayloadError as exc:
-        return "payload", str(exc)
+    except WireError as exc:
+        return "payload", exc.detail
     if size > MAX_PAYLOAD_BYTES:
         return "payload", f"{size:,} bytes of arrays, more than {MAX_PAYLOAD_BYTES:,}"
     header = len(json.dumps(tree, separators=(",", ":")))
@@ -95,7 +89,7 @@ def describe_payload(value: Any, buffers: list[Any] | None = None) -> tuple[Any,
     ``buffers``, appended to) and the bytes those buffers hold.
 
     Raises:
-        PayloadError: it breaks a limit, or holds something without a wire form.
+        WireError: it breaks a limit, or holds something without a wire form.
     """
     found = [] if buffers is None else buffers
     budget = [MAX_ITEMS]
@@ -105,7 +99,7 @@ def describe_payload(value: Any, buffers: list[Any] | None = None) -> tuple[Any,
 
 def _describe(value: Any, buffers: list[Any], depth: int, budget: list[int]) -> Any:
     if depth > MAX_DEPTH:
-        raise PayloadError("depth", f"payload nested deeper than {MAX_DEPTH}")
+        raise WireError("depth", f"payload nested deeper than {MAX_DEPTH}")
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, (int, np.integer)) and not isinstance(value, np.bool_):
@@ -116,7 +110,7 @@ def _describe(value: Any, buffers: list[Any], depth: int, budget: list[int]) -> 
     if isinstance(value, np.ndarray):
         problem = _array_problem(value, top=False)
         if problem is not None:
-            raise PayloadError("dtype", problem)
+            raise WireError("dtype", problem)
         buffers.append(np.ascontiguousarray(value))
         return {"@a": len(buffers) - 1, "dtype": value.dtype.str, "shape": list(value.shape)}
     if isinstance(value, (bytes, bytearray, memoryview)):
@@ -126,13 +120,13 @@ def _describe(value: Any, buffers: list[Any], depth: int, budget: list[int]) -> 
         return bool(value)
     if isinstance(value, Mapping):
         if not all(isinstance(k, str) for k in value):
-            raise PayloadError("key", "mapping keys must be strings")
+            raise WireError("key", "mapping keys must be strings")
         _spend(budget, len(value))
         return {"@m": {k: _describe(v, buffers, depth + 1, budget) for k, v in value.items()}}
     if isinstance(value, (list, tuple)):
         _spend(budget, len(value))
         return [_describe(v, buffers, depth + 1, budget) for v in value]
-    raise PayloadError(
+    raise WireError(
         "type",
         f"a {type(value).__name__} has no wire form (numbers, strings, "
         "arrays, bytes, lists and mappings do)",
@@ -142,7 +136,7 @@ def _describe(value: Any, buffers: list[Any], depth: int, budget: list[int]) -> 
 def _spend(budget: list[int], entries: int) -> None:
     budget[0] -= entries
     if budget[0] < 0:
-        raise PayloadError("items", f"more than {MAX_ITEMS} entries in lists and mappings")
+        raise WireError("items", f"more than {MAX_ITEMS} entries in lists and mappings")
 
 
 def _array_problem(data: np.ndarray, *, top: bool) -> str | None:

@@ -47,7 +47,6 @@ from edgeloop.runtime.messages import (
     MAX_ITEMS,
     MAX_PAYLOAD_BYTES,
     Message,
-    PayloadError,
     describe_payload,
 )
 from edgeloop.runtime.processes.control import KINDS, ControlMessage
@@ -86,10 +85,7 @@ def encode(message: Message) -> list[Any]:
             return [b"".join((MAGIC, b"a", head, shape, data.tobytes()))]
         return [MAGIC + b"A" + head + shape, np.ascontiguousarray(data)]
     buffers: list[Any] = []
-    try:
-        tree, _ = describe_payload(data, buffers)
-    except PayloadError as exc:
-        raise WireError(exc.kind, str(exc)) from None
+    tree, _ = describe_payload(data, buffers)
     header = json.dumps(
         {
             "seq": message.seq,
