@@ -34,6 +34,7 @@ from edgeloop.runtime.errors import (
     UsageError,
 )
 from edgeloop.runtime.graph_yaml import problem_from_pydantic, read_yaml_file
+from edgeloop.runtime.imports import check_named, gym_id_module
 from edgeloop.runtime.limits import MAX_EPISODE_STEPS, MAX_GRID_TASKS
 
 
@@ -78,6 +79,15 @@ class TaskSpace(BaseModel):
     env_kwargs: dict[str, Any] = Field(default_factory=dict)
     max_episode_steps: int | None = Field(default=None, ge=1, le=MAX_EPISODE_STEPS)
     """Episode length cap; at most 10,000,000 steps."""
+
+    @model_validator(mode="after")
+    def _env_module_allowed(self) -> TaskSpace:
+        # gymnasium.make imports the module before a colon in the id: under a
+        # command's import policy, only an installed or allowed one (PluginError).
+        module = gym_id_module(self.env_id)
+        if module is not None:
+            check_named(module, shown=self.env_id)
+        return self
 
     @property
     def dim(self) -> int:

@@ -13,8 +13,17 @@ from typing import Any
 
 from rich.table import Table
 
-from edgeloop.cli._common import add_json, check_writable, err, out, whole_number, write_text
+from edgeloop.cli._common import (
+    add_allow_import,
+    add_json,
+    check_writable,
+    err,
+    out,
+    whole_number,
+    write_text,
+)
 from edgeloop.runtime.errors import ProblemsError, UsageError
+from edgeloop.runtime.imports import import_policy, restrict_imports
 from edgeloop.sims.evaluation import EVAL_SEED
 from edgeloop.sims.samplers import SAMPLERS
 
@@ -55,7 +64,8 @@ def register(commands: Any) -> None:
     where = train.add_mutually_exclusive_group(required=True)
     where.add_argument("-o", "--out", type=Path, metavar="RUN", help="run folder to write")
     where.add_argument("--resume", type=Path, metavar="RUN", help="continue the run in this folder")
-    train.set_defaults(handler=train_command)
+    add_allow_import(train, "task space")
+    train.set_defaults(handler=_under_policy(train_command))
 
     evaluate = commands.add_parser(
         "evaluate",
@@ -86,7 +96,8 @@ def register(commands: Any) -> None:
         help="split the grid into jobs on this Ray cluster ('local' starts one); the run "
         "folder must be on a filesystem the nodes share; needs the cluster extra",
     )
-    evaluate.set_defaults(handler=evaluate_command)
+    add_allow_import(evaluate, "run's task space")
+    evaluate.set_defaults(handler=_under_policy(evaluate_command))
 
     compare = commands.add_parser(
         "compare",
@@ -125,7 +136,8 @@ def register(commands: Any) -> None:
     compare.add_argument(
         "-o", "--out", type=Path, required=True, metavar="REPORT", help="report folder"
     )
-    compare.set_defaults(handler=compare_command)
+    add_allow_import(compare, "task space")
+    compare.set_defaults(handler=_under_policy(compare_command))
 
 
 def _add_set(parser: argparse.ArgumentParser) -> None:
@@ -171,6 +183,21 @@ def _settings(pairs: list[str]) -> dict[str, Any]:
 
 
 # -- train ----------------------------------------------------------------------------------
+
+
+def _under_policy(handler: Any) -> Any:
+    """Run ``handler`` under the import policy of its task space: a gymnasium id
+    ``pkg.mod:Env`` a task space (a file, or a run folder's) names is made only when
+    ``pkg`` is installed, allowed, or beside the task space file."""
+
+    def run(args: argparse.Namespace) -> int:
+        space = getattr(args, "task_space", None)
+        file = space if space and Path(space).suffix in (".yaml", ".yml") else None
+        policy = import_policy(allow=args.allow_import, file=file, source="the task space")
+        with restrict_imports(policy):
+            return handler(args)
+
+    return run
 
 
 def train_command(args: argparse.Namespace) -> int:

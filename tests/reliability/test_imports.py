@@ -304,3 +304,19 @@ def test_the_field_search_example_still_runs(capsys: pytest.CaptureFixture[str])
         capsys, "sim", FIELD, "--agents", "2", "--duration", "1", "--one-process", "--quiet"
     )
     assert code == 0, err
+
+
+def test_a_task_space_naming_a_module_through_its_gymnasium_id_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        "name: evil\nenv_id: 'os:system'\n"
+        "parameters:\n  - {name: g, attribute: g, low: 1.0, high: 2.0}\n"
+    )
+    for command in (["train", "--steps", "1000", "-o", "run"], ["compare", "-o", "cmp"]):
+        code, _, err = cli(capsys, *command, "--task-space", space)
+        assert code == 2 and "the task space names 'os:system'" in err, err
+        assert "add --allow-import os if you trust it" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists() and not (tmp_path / "cmp").exists()
