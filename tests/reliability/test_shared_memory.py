@@ -313,22 +313,24 @@ def test_a_channel_from_another_users_process_is_refused_even_with_the_token(tmp
     receiver = Receiver(endpoint)
     token, name = peer.take_offer()
     script = (
-        "import os, socket, sys\n"
+        "import fcntl, os, socket, sys\n"  # before setuid: the stdlib may be root's alone
         f"os.setgid({NOBODY}); os.setuid({NOBODY})\n"
         "c = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)\n"
         f"c.connect('\\0' + {name!r})\n"
         f"c.send(b'H' + {token!r} + {peer.prefix.encode()!r})\n"
         "fd = os.memfd_create('x', os.MFD_ALLOW_SEALING)\n"
         f"os.ftruncate(fd, {SIZE})\n"
-        "import fcntl\n"
         f"fcntl.fcntl(fd, fcntl.F_ADD_SEALS, {SLOT_SEALS})\n"
         f"head = b'S' + {_HANDOVER.pack(0, SIZE)!r} + {peer.prefix.encode()!r} + b'-0'\n"
         "socket.send_fds(c, [head], [fd])\n"
+        "print('handed over', flush=True)\n"
         "sys.stdin.read()\n"  # keep the connection until told
     )
-    stranger = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE)
+    stranger = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
     try:
-        time.sleep(1)  # connected and handed over (or failed, which the assertions show too)
+        assert stranger.stdout.readline() == b"handed over\n"
         peer.notice(f"{peer.prefix}-0", SIZE)
         assert receiver.recv(10) is None
         assert receiver.decoder.dropped == {"channel": 1, "notice": 1}
