@@ -73,7 +73,7 @@ def test_a_step_that_ignores_interrupts_ends_the_process_with_stacks_and_report(
 
 
 def test_an_isolated_node_that_hangs_in_c_takes_down_only_its_own_process(tmp_path):
-    result, report = edgeloop_run(tmp_path, "c_hang", extra="    isolate: process", duration="4")
+    result, report = edgeloop_run(tmp_path, "c_hang", extra="    isolate: process", duration="3")
     assert result.returncode == 0, result.stderr
     groups = {g["name"]: g for g in report["groups"]}
     assert groups["bad"]["crashes"] >= 1 and groups["main"]["crashes"] == 0
@@ -189,7 +189,7 @@ nodes:
 
 def test_a_hung_controller_process_gets_the_graphs_safe_action_to_the_motor(tmp_path):
     (tmp_path / "loop.yaml").write_text(SAFE_ACTION)
-    command = [sys.executable, "-m", "edgeloop", "run", "loop.yaml", "--duration", "3"]
+    command = [sys.executable, "-m", "edgeloop", "run", "loop.yaml", "--duration", "1.5"]
     command += ["--plugin", "edgeloop.testing", "--json", "report.json", "--quiet"]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
