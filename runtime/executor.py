@@ -206,6 +206,9 @@ class Executor:
         recorder, and the bridge's senders to other process groups."""
         loop = self._loop_parts
         if self._recorder is not None:
+            flush = getattr(self._recorder, "flush", None)
+            for runner in loop.runners.values():  # an episode's end reaches the file at once
+                runner.ctx._on_record = flush
             write = self._recorder.write
             ports = [(r.spec.id, p) for r in loop.runners.values() for p in r.out_ports.values()]
             ports += [(t.runner.spec.id, t.port) for t in loop.timers if t.port is not None]

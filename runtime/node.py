@@ -114,6 +114,7 @@ class NodeContext:
         self.logger = logging.getLogger(f"edgeloop.node.{node_id}")
         self._resources = resources
         self._metrics = metrics
+        self._on_record: Callable[[], None] | None = None  # the executor's: flush a recording
         self.notes: dict[str, str] = {}
         """What the node stated with :meth:`note`, shown in the run report."""
         self._messages: dict[str, Callable[[], Message | None]] = {}
@@ -182,8 +183,11 @@ class NodeContext:
         self.notes[key] = str(value)
 
     def record(self, name: str, value: float) -> None:
-        """Add a value to the report's series ``<node id>.<name>`` (e.g. episode returns)."""
+        """Add a value to the report's series ``<node id>.<name>`` (e.g. episode returns).
+        Such a value marks an event (an episode's end): a recording is flushed then."""
         self._metrics.setdefault(f"{self.node_id}.{name}", []).append(float(value))
+        if self._on_record is not None:
+            self._on_record()
 
 
 class Node:

@@ -113,7 +113,8 @@ class Recorder:
         path: The MCAP file.
         flush_ms: Flush what was written to the file at least this often (from a
             thread of its own, so a loop gone quiet is flushed too); 0 flushes
-            every message. A killed process loses at most this much.
+            every message. A killed process loses at most this much. A node's
+            ``ctx.record`` (an episode's end) flushes at once too.
         fsync: Also ``fsync`` at each flush, so a power cut loses no more either
             (costs a disk write each time: see ``benchmarks/recording_cost.py``).
 
@@ -178,14 +179,18 @@ class Recorder:
             self.failed += 1
             self.last_error = f"{topic}: {exc}"
 
+    def flush(self) -> None:
+        """Write what was recorded through to the file now (at an episode's end)."""
+        if self._dirty:
+            with self._lock:
+                try:
+                    self._flush()
+                except OSError as exc:  # a full disk: counted at the next write
+                    self.last_error = f"flush: {exc}"
+
     def _flush_every(self, period_s: float) -> None:
         while not self._closed.wait(period_s):
-            if self._dirty:
-                with self._lock:
-                    try:
-                        self._flush()
-                    except OSError as exc:  # a full disk: counted at the next write
-                        self.last_error = f"flush: {exc}"
+            self.flush()
 
     def _flush(self) -> None:
         self._file.flush()
@@ -395,6 +400,12 @@ class Tee:
     def write(self, topic: str, data: Any, seq: int, created: float, sensed: float) -> None:
         for sink in self.sinks:
             sink.write(topic, data, seq, created, sensed)
+
+    def flush(self) -> None:
+        for sink in self.sinks:
+            flush = getattr(sink, "flush", None)
+            if flush is not None:
+                flush()
 
     def summary(self) -> dict[str, Any]:
         return self.sinks[0].summary()

@@ -186,3 +186,20 @@ def _flushed(path: Path) -> bool:
         return len(scan(path).messages) >= 1
     except RecordingError:  # not even the header reached the file yet
         return False
+
+
+def test_an_episodes_end_flushes_the_recording_at_once(tmp_path):
+    import edgeloop
+
+    graph = edgeloop.load_graph(PENDULUM / "loop.yaml")
+    for spec in graph.nodes:
+        if spec.type.startswith("gym."):
+            spec.config["max_episode_steps"] = 20  # an episode ends every 0.4 s
+    recorder = Recorder(tmp_path / "r.mcap", flush_ms=86_400_000)  # never by time here
+    try:
+        report = edgeloop.Executor(graph, simulated=True, recorder=recorder).run(1.0)
+        assert len(report.series["motor.episode_return"]) == 2
+        flushed = scan(tmp_path / "r.mcap").messages  # before close: what the ends flushed
+        assert flushed and max(m.log_time for _, m in flushed) >= 0.7e9  # the 2nd end
+    finally:
+        recorder.close()
