@@ -457,7 +457,8 @@ class Executor:
             """Messages from other processes, each published by the node standing in
             for its sender here; then everything they trigger, run to completion
             (so the outputs of one remote step arrive together, as in one process).
-            True when that moved a timer (a sensing command): the next due changed."""
+            True when that moved a timer (a sensing command: the next due changed)
+            or stopped the loop (a fault under a ``stop`` policy): the loop looks again."""
             nonlocal now_s
             now_s = clock_now() * 1e-9
             self._replanned = False
@@ -468,7 +469,7 @@ class Executor:
                 receiver.queued = False
                 receiver.run()
             replanned, self._replanned = self._replanned, False
-            return replanned
+            return replanned or self._stop_reason is not None
 
         while self._stop_reason is None:
             if heap and heap[0][0] != heap[0][2].due:  # a timer moved to a new rate

@@ -201,3 +201,12 @@ def test_a_hung_controller_process_gets_the_graphs_safe_action_to_the_motor(tmp_
     assert {f["action"] for f in safe} == {"fallback:stop_action"}
     motor = next(n for n in report["nodes"] if n["id"] == "motor")
     assert motor["notes"]["bad"] == "0" and int(motor["notes"]["received"]) > 20
+
+
+def test_a_stop_policy_in_a_group_of_event_driven_nodes_stops_the_run(tmp_path):
+    # Its group has no timer: the stop must end the run from inside a delivery.
+    extra = "    isolate: process\n    on_fault: stop"
+    result, report = edgeloop_run(tmp_path, "raise", extra=extra, duration="30")
+    assert result.returncode == 1, result.stderr
+    assert report["stop_reason"].startswith("group 'bad': node 'bad' faulted (exception")
+    assert next(n for n in report["nodes"] if n["id"] == "bad")["faults"] == {"exception": 1}
