@@ -230,6 +230,29 @@ def named_code(folder: Path, limit_s: float) -> Outcome:
     return "handled", "refused, naming what to allow"
 
 
+def hostile_shared_memory(folder: Path, limit_s: float) -> Outcome:
+    """A same-user peer shrinking a slot, handing over a hardlink, naming another
+    edge's live slot: the attacks of tests/reliability/test_shared_memory.py, run
+    against real processes and sockets."""
+    chosen = "shrink or truncating or hardlink or another_edge or not_a_sealed"
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-k",
+        chosen,
+        str(ROOT / "tests" / "reliability" / "test_shared_memory.py"),
+    ]
+    result = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=limit_s)
+    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+    if result.returncode != 0:
+        return "died", summary[:60] or f"exit {result.returncode}"
+    return "handled", f"survived and counted: {summary[:40]}"
+
+
 CELLS: dict[str, Callable[[Path, float], Outcome]] = {
     "recording, run SIGKILLed": killed_run,
     "recording, supervisor SIGKILLed": killed_supervisor,
@@ -237,5 +260,6 @@ CELLS: dict[str, Callable[[Path, float], Outcome]] = {
     "group SIGSTOPped": killed_group(signal.SIGSTOP),
     "recording, 45 single-bit flips": flipped_bits,
     "graph naming os:system": named_code,
+    "shared memory, hostile peer": hostile_shared_memory,
 }
 """Name -> procedure, in the order the matrix prints them."""
