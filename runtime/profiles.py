@@ -214,7 +214,8 @@ def graph_profile(graph: LoopGraph) -> HardwareProfile | None:
 
 def _parse(text: str, file: str) -> HardwareProfile:
     # Line numbers and friendly messages come from the graph loader's machinery.
-    from edgeloop.runtime.graph_yaml import parse_with_lines, problem_from_pydantic
+    from edgeloop.runtime.graph_yaml import problem_from_pydantic
+    from edgeloop.runtime.yaml_files import parse_with_lines
 
     data, lines, duplicates = parse_with_lines(text, file, ProfileError)
     if not isinstance(data, dict):

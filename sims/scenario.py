@@ -25,10 +25,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from edgeloop.plugins.world import make_world
 from edgeloop.runtime.errors import GraphProblem, PluginError, ScenarioError, UsageError
 from edgeloop.runtime.graph import LoopGraph, nearest_line
-from edgeloop.runtime.graph_yaml import load_graph, problem_from_pydantic, read_yaml_file
+from edgeloop.runtime.graph_yaml import load_graph, problem_from_pydantic
 from edgeloop.runtime.imports import check_named
 from edgeloop.runtime.limits import MAX_AGENTS, MAX_DURATION_S
 from edgeloop.runtime.metrics import RunReport
+from edgeloop.runtime.yaml_files import read_yaml_file
 
 
 class _Strict(BaseModel):

@@ -33,9 +33,10 @@ from edgeloop.runtime.errors import (
     TaskSpaceError,
     UsageError,
 )
-from edgeloop.runtime.graph_yaml import problem_from_pydantic, read_yaml_file
+from edgeloop.runtime.graph_yaml import problem_from_pydantic
 from edgeloop.runtime.imports import check_named, gym_id_module
 from edgeloop.runtime.limits import MAX_EPISODE_STEPS, MAX_GRID_TASKS
+from edgeloop.runtime.yaml_files import read_yaml_file
 
 
 class TaskParameter(BaseModel):

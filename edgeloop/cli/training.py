@@ -163,7 +163,7 @@ def _add_grid(parser: argparse.ArgumentParser) -> None:
 def _settings(pairs: list[str]) -> dict[str, Any]:
     """--set KEY=VALUE pairs, values read as YAML scalars (numbers, booleans, strings),
     by the reader of graph files, within its bounds on nesting and length."""
-    from edgeloop.runtime.graph_yaml import parse_with_lines
+    from edgeloop.runtime.yaml_files import parse_with_lines
 
     settings = {}
     for pair in pairs:
