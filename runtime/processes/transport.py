@@ -15,44 +15,12 @@ only when that array and every view of it are gone, so a reader never sees a
 buffer overwritten while it holds it. When every slot is in use the message
 travels inline instead (counted as ``inline_fallbacks``); nothing blocks.
 
-Shared memory that no one can take away (issue 14, item 5). A slot is an
-anonymous memfd sealed against shrinking and growing, and its descriptor, not
-its name, goes to the receiver, over a Unix socket beside the ZeroMQ link
-(ZeroMQ cannot carry descriptors):
-
-1. the receiver listens on an abstract Unix socket of a random name and sends
-   that name with a random token to its sender as its first frame;
-2. the sender connects (to a socket of its own user only), sends the token and
-   its slot-name prefix, then each slot's descriptor when it makes the slot,
-   always before the slot's first notice;
-3. the receiver accepts only a connection of its own user that opens with its
-   token, and maps only descriptors that
-   :func:`~edgeloop.runtime.processes.security.slot_file_problem` passes: a
-   regular file of its user with no name in any file system, of exactly the
-   announced size, sealed, and named with that sender's prefix.
-
-The token travels only on the ZeroMQ link the receiver itself connected, so the
-channel belongs to the process bound at its endpoint. The receiver listens
-rather than the sender so that a slot's descriptor is already queued at the
-receiver when its notice arrives, and neither side ever waits on the other.
-A notice names a slot, and the receiver looks the name up among the slots its
-own sender handed over; it never opens a path. A symlink, a hardlink, a file
-under /dev/shm or another edge's slot named in a notice is refused and counted
-(``dropped["notice"]`` in its decoder); a descriptor refused at the hand-over
-counts as ``dropped["slot"]``, a connection refused as ``dropped["channel"]``.
-None of them maps anything.
-
-Why seals and not checks on files: a process that reads a mapped page past the
-end of a file that another process has shrunk dies of SIGBUS, and for a file in
-/dev/shm no check closes that window. An fstat after mapping is stale the moment
-it returns; any process of the same user can open the file and ftruncate it at
-any time; and Python cannot catch a SIGBUS and go on, nor copy out of a mapping
-in a way that survives one (reading with pread instead would cost a copy of
-every message, the thing shared memory is for). A seal is kept by the kernel on
-the file itself: once sealed, no descriptor and no /proc/PID/fd path lets any
-process shrink it, so neither the receiver's mapping nor the sender's can ever
-lose a page. Memfds also vanish with their last user, so a sender killed with
-SIGKILL leaves nothing behind.
+A slot is a sealed memfd whose descriptor, not its name, goes to the receiver
+over a Unix socket beside the ZeroMQ link (:mod:`edgeloop.runtime.processes.slots`
+says why, and how the hand-over is guarded). A notice names a slot, and the
+receiver looks the name up among the slots its own sender handed over; it never
+opens a path. A symlink, a hardlink, a file under /dev/shm or another edge's slot
+named in a notice is refused and counted (``dropped["notice"]`` in its decoder).
 
 Where memfds, seals or descriptor passing are missing (not Linux), every
 message travels inline. So does a large message sent before a receiver's
@@ -65,14 +33,8 @@ receiver's hello has arrived, and the hello comes after its offer.
 from __future__ import annotations
 
 import ctypes
-import hmac
 import math
-import mmap
-import os
-import re
-import socket
 import struct
-import sys
 import time
 import weakref
 from typing import Any
@@ -82,15 +44,10 @@ import zmq
 
 from edgeloop.runtime.errors import EdgeloopError, TransportError, WireError
 from edgeloop.runtime.messages import Message
-from edgeloop.runtime.processes.security import (
-    SLOT_SEALS,
-    CurveClient,
-    CurveServer,
-    check_bind,
-    peer_uid,
-    seal_slot,
-    slot_file_problem,
-)
+from edgeloop.runtime.processes.security import CurveClient, CurveServer, check_bind
+from edgeloop.runtime.processes.slots import _HANDOVER as _HANDOVER  # tests build hand-overs
+from edgeloop.runtime.processes.slots import _NAME, SEALED_MEMORY, SlotInbox, SlotPool, _Slot
+from edgeloop.runtime.processes.slots import _TOKEN_BYTES as _TOKEN_BYTES  # and offers
 from edgeloop.runtime.processes.wire import (
     DEFAULT_MAX_BYTES,
     DTYPES,
@@ -102,69 +59,15 @@ from edgeloop.runtime.processes.wire import (
 DEFAULT_THRESHOLD = 64 * 1024
 """Arrays of at least this many bytes go through shared memory (see benchmarks/hop_latency.py)."""
 
-SEALED_MEMORY = (
-    sys.platform == "linux"
-    and SLOT_SEALS is not None
-    and hasattr(os, "memfd_create")
-    and hasattr(socket, "send_fds")
-)
-"""Whether this platform has sealed memfds and descriptor passing; without them
-no edge uses shared memory."""
-
-_PREFIX = re.compile(r"edgeloop-\d+-[0-9a-f]{8}")
-_NAME = re.compile(r"edgeloop-\d+-[0-9a-f]{8}-\d+(r\d+)*")
-_CHANNEL = re.compile(r"edgeloop-\d+-[0-9a-f]{8}-fd")
 _NOTICE = struct.Struct("<Qdd4sBIIH")  # seq, created, sensed, dtype, ndim, slot, generation, name
 _SIZE = struct.Struct("<Q")
 _RELEASE = struct.Struct("<II")
-_HANDOVER = struct.Struct("<IQ")  # slot index, size; then the name, beside the descriptor
-_TOKEN_BYTES = 16
 _KIND_NOTICE = b"S"
 _KIND_RELEASE = b"R"
 _KIND_HELLO = b"H"
 _KIND_OFFER = b"O"  # receiver -> sender over ZeroMQ: token, then its channel's name
 _KIND_ASK = b"Q"  # sender -> receiver over ZeroMQ: offer your channel (again)
 _ASK_EVERY_S = 1.0
-# On the channel (sender -> receiver): b"H" + token + prefix first, then b"S" + _HANDOVER + name
-# with one descriptor for each slot.
-
-
-class _Slot:
-    """One sealed memfd of ``size`` bytes, mapped by the sender; ``fd`` stays open
-    to hand to receivers that connect later."""
-
-    def __init__(self, name: str, size: int, index: int) -> None:
-        self.name, self.size, self.index = name, size, index
-        self.generation = 0
-        self.fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
-        try:
-            # Reserve the pages now: with memory short, a plain ftruncate succeeds and
-            # the first write into the slot kills the process with SIGBUS.
-            os.posix_fallocate(self.fd, 0, size)
-            seal_slot(self.fd)  # its size is fixed for good: no one can shrink it
-            self.map = mmap.mmap(self.fd, size)
-        except OSError:
-            os.close(self.fd)
-            raise
-        self.address = ctypes.addressof(ctypes.c_char.from_buffer(self.map))
-
-    def array(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        return np.frombuffer(self.map, dtype=dtype, count=math.prod(shape)).reshape(shape)
-
-    def hand_over(self, channel: socket.socket) -> None:
-        """Send this slot's descriptor to a receiver's channel (raises OSError)."""
-        head = _KIND_NOTICE + _HANDOVER.pack(self.index, self.size) + self.name.encode()
-        socket.send_fds(channel, [head], [self.fd], socket.MSG_NOSIGNAL)
-
-    def close(self) -> None:
-        if self.fd < 0:
-            return
-        try:
-            self.map.close()
-        except BufferError:  # a loaned array still points here; the OS frees it later
-            pass
-        os.close(self.fd)
-        self.fd = -1
 
 
 class Sender:
@@ -198,12 +101,9 @@ class Sender:
         shared = curve is None and SEALED_MEMORY
         self.threshold = threshold if shared else None
         self.max_slots = max_slots
-        self._prefix = f"edgeloop-{os.getpid()}-{os.urandom(4).hex()}"
-        self._slots: list[_Slot] = []
-        self._free: list[_Slot] = []
+        self._pool = SlotPool()
+        self._prefix = self._pool.prefix
         self._loaned: dict[int, _Slot] = {}
-        self._channels: dict[str, socket.socket] = {}  # a receiver's channel name -> connection
-        self._replaced = 0
         self._asked = -math.inf
         self._greeted = False
         self._auth = None
@@ -251,7 +151,7 @@ class Sender:
             False when it was dropped (counted in ``dropped``): no receiver is
             connected, or the receiver has ``queue`` messages it has not read.
         """
-        if self._slots:
+        if self._pool.slots:
             self._read_incoming()
         data = message.data
         loaned = (
@@ -267,10 +167,10 @@ class Sender:
             and data.ndim <= 32
         ):
             slot = loaned
-            if slot is not None and not (data.flags.c_contiguous and self._channels):
+            if slot is not None and not (data.flags.c_contiguous and self._pool.channels):
                 # a strided view of the loan (copied like any array), or the receiver
                 # that held the slot's descriptor is gone: the loan goes back
-                self._free.append(slot)
+                self._pool.free.append(slot)
                 slot = None
                 if data.flags.c_contiguous:  # ZeroMQ must not send from a slot lent again
                     data = np.array(data)
@@ -315,7 +215,7 @@ class Sender:
             if loaned:
                 self._loaned[slot.address] = slot
             else:
-                self._free.append(slot)
+                self._pool.free.append(slot)
             self.dropped += 1
             return False
         self.sent += 1
@@ -327,75 +227,15 @@ class Sender:
         """A free slot of at least ``nbytes`` whose descriptor the receiver has: reused,
         or made and handed over while under ``max_slots``; None: send inline."""
         self._read_incoming()
-        if not self._channels:  # no receiver could map a slot
+        if not self._pool.channels:  # no receiver could map a slot
             self._ask_for_channel()
             return None
-        fits = [s for s in self._free if s.size >= nbytes]
-        if fits:
-            slot = min(fits, key=lambda s: s.size)
-            self._free.remove(slot)
-            return slot
-        size = max(4096, 1 << (nbytes - 1).bit_length())  # a power of two: reusable
-        if len(self._slots) < self.max_slots:
-            try:
-                slot = _Slot(f"{self._prefix}-{len(self._slots)}", size, len(self._slots))
-            except OSError:  # memory short: the message goes inline
-                return None
-            self._slots.append(slot)
-            return self._hand_over(slot)
-        if self._free:  # none large enough: replace the smallest free one
-            old = min(self._free, key=lambda s: s.size)
-            self._free.remove(old)
-            old.close()
-            self._replaced += 1
-            try:
-                slot = _Slot(f"{self._prefix}-{old.index}r{self._replaced}", size, old.index)
-            except OSError:  # the index stays taken by the closed slot: one slot fewer
-                self._slots[old.index] = old
-                old.generation = (old.generation + 1) & 0xFFFFFFFF
-                return None
-            self._slots[old.index] = slot
-            return self._hand_over(slot)
-        return None
+        return self._pool.take(nbytes, self.max_slots)
 
-    def _hand_over(self, slot: _Slot) -> _Slot | None:
-        """Send a new slot's descriptor to every receiver's channel, before its first
-        notice; None (the slot kept free) when no channel took it."""
-        for name, channel in list(self._channels.items()):
-            try:
-                slot.hand_over(channel)
-            except OSError:  # the receiver is gone, or not reading: it gets inline messages
-                channel.close()
-                del self._channels[name]
-        if self._channels:
-            return slot
-        self._free.append(slot)
-        return None
-
-    def _open_channel(self, offer: bytes) -> None:
-        """Connect to the channel a receiver offered; hand it every slot so far."""
-        token, name = offer[:_TOKEN_BYTES], offer[_TOKEN_BYTES:].decode("ascii", "replace")
-        if (
-            self.threshold is None
-            or len(token) != _TOKEN_BYTES
-            or not _CHANNEL.fullmatch(name)
-            or name in self._channels
-        ):
-            return
-        channel = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
-        try:
-            channel.setblocking(False)  # never wait on a receiver: a full backlog is refused
-            channel.connect("\0" + name)
-            if peer_uid(channel) != os.geteuid():  # another user's socket: lend it nothing
-                raise PermissionError(name)
-            channel.send(_KIND_HELLO + token + self._prefix.encode(), socket.MSG_NOSIGNAL)
-            for slot in self._slots:
-                if slot.fd >= 0:
-                    slot.hand_over(channel)
-        except OSError:  # gone, refused or not ours: its large messages travel inline
-            channel.close()
-            return
-        self._channels[name] = channel
+    @property
+    def _slots(self) -> list[_Slot]:
+        """The pool's slots (tests look at their descriptors and names)."""
+        return self._pool.slots
 
     def _ask_for_channel(self) -> None:
         """Ask the receiver to offer its channel (again, after this sender restarted),
@@ -431,13 +271,10 @@ class Sender:
     def _on_frame(self, frame: bytes) -> None:
         kind = frame[:1]
         if kind == _KIND_RELEASE and len(frame) == 1 + _RELEASE.size:
-            index, generation = _RELEASE.unpack_from(frame, 1)
-            if index < len(self._slots):
-                slot = self._slots[index]
-                if slot.generation == generation and slot not in self._free:
-                    self._free.append(slot)
+            self._pool.release(*_RELEASE.unpack_from(frame, 1))
         elif kind == _KIND_OFFER:
-            self._open_channel(frame[1:])
+            if self.threshold is not None:
+                self._pool.open_channel(frame[1:])
         elif frame == _KIND_HELLO:
             self._greeted = True
         # anything else: the receiver never sends it; ignore noise
@@ -445,32 +282,15 @@ class Sender:
     @property
     def slots_in_use(self) -> int:
         """Slots a receiver still holds (releases that have arrived are counted back)."""
-        if self._slots:  # nothing lent out, nothing to come back
+        if self._pool.slots:  # nothing lent out, nothing to come back
             self._read_incoming()
-        return len(self._slots) - len(self._free) - len(self._loaned)
+        return len(self._pool.slots) - len(self._pool.free) - len(self._loaned)
 
     def close(self) -> None:
         self.socket.close(linger=0)
         if self._auth is not None:
             self._auth.stop()
-        for channel in self._channels.values():
-            channel.close()
-        self._channels.clear()
-        for slot in self._slots:
-            slot.close()
-        self._slots.clear()
-        self._free.clear()
-
-
-class _Channel:
-    """A sender's connection to a receiver: its slots' descriptors arrive here."""
-
-    def __init__(self, connection: socket.socket) -> None:
-        self.socket = connection
-        self.prefix: str | None = None
-        """The sender's slot-name prefix, once it has shown the receiver's token."""
-        self.names: dict[int, str] = {}
-        """Slot index -> the name of the slot mapped for it."""
+        self._pool.close()
 
 
 class Receiver:
@@ -497,35 +317,19 @@ class Receiver:
             curve.apply(self.socket)
         self.socket.connect(endpoint)
         self.decoder = Decoder(max_bytes)
-        self._maps: dict[str, tuple[int, mmap.mmap]] = {}  # slot name -> (index, mapping)
-        self._channels: list[_Channel] = []
-        self._refused = ("", "")  # the last slot refused at the hand-over, and why
-        self._token = os.urandom(_TOKEN_BYTES)
-        self._listener = None if curve is not None else self._listen()
+        self._inbox = SlotInbox(self.decoder, listen=curve is None)
         self._closed = False
         self._offer()
 
-    def _listen(self) -> socket.socket | None:
-        """The abstract Unix socket the sender hands slots over (None: inline only)."""
-        if not SEALED_MEMORY:
-            return None
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
-        try:
-            listener.bind(f"\0edgeloop-{os.getpid()}-{os.urandom(4).hex()}-fd")
-            listener.listen(8)
-            listener.setblocking(False)
-        except OSError:
-            listener.close()
-            return None
-        return listener
-
     def _offer(self) -> None:
         """Tell the sender where to hand its slots over, and the token to show."""
-        if self._listener is None or self._closed:
+        if self._closed:
             return
-        name = self._listener.getsockname()[1:]  # the abstract name, without its NUL
+        offer = self._inbox.offer()
+        if offer is None:
+            return
         try:
-            self.socket.send(_KIND_OFFER + self._token + name, zmq.NOBLOCK)
+            self.socket.send(_KIND_OFFER + offer, zmq.NOBLOCK)
         except zmq.ZMQError:
             pass
 
@@ -579,16 +383,7 @@ class Receiver:
             if not math.isfinite(t):
                 raise WireError("header", "times must be finite")
         nbytes = math.prod(shape) * np.dtype(dtype).itemsize
-        slot = self._maps.get(name)
-        if slot is None:
-            self._take_slots()
-            slot = self._maps.get(name)
-            if slot is None:  # a path is never opened: links and other edges' slots end here
-                if self._refused[0] == name:
-                    why = self._refused[1]
-                    raise WireError("notice", f"slot {name} was refused at the hand-over: it {why}")
-                raise WireError("notice", f"slot {name} was not handed over by this edge's sender")
-        slot_index, shared = slot
+        slot_index, shared = self._inbox.mapped(name)
         if index != slot_index:
             raise WireError("notice", f"slot {name} is slot {slot_index}, not {index}")
         if nbytes > len(shared):
@@ -600,108 +395,6 @@ class Receiver:
         array.flags.writeable = False
         weakref.finalize(holder, self._release, index, generation)
         return Message(array, seq, created, sensed)
-
-    def _take_slots(self) -> None:
-        """Accept the sender's connection and map the slots handed over since last time."""
-        if self._listener is None:
-            return
-        while True:
-            try:
-                connection, _ = self._listener.accept()
-            except OSError:  # none waiting (BlockingIOError), or out of descriptors
-                break
-            connection.setblocking(False)
-            if peer_uid(connection) != os.geteuid():
-                self._refuse("channel", "a process of another user connected to this edge")
-                connection.close()
-                continue
-            self._channels.append(_Channel(connection))
-        for channel in list(self._channels):
-            while self._take_slot(channel):
-                pass
-
-    def _take_slot(self, channel: _Channel) -> bool:
-        """Read one message from a channel; False when there is none (or the channel is done)."""
-        try:
-            data, fds, flags, _ = socket.recv_fds(channel.socket, 1024, 1)
-        except (BlockingIOError, InterruptedError):
-            return False
-        except OSError:
-            self._close_channel(channel)
-            return False
-        try:
-            if not data and not fds:  # the sender closed its end
-                self._close_channel(channel)
-                return False
-            if channel.prefix is None:  # first: the token this receiver sent its sender
-                prefix = data[1 + _TOKEN_BYTES :].decode("ascii", "replace")
-                if (
-                    fds
-                    or data[:1] != _KIND_HELLO
-                    or not hmac.compare_digest(data[1 : 1 + _TOKEN_BYTES], self._token)
-                    or not _PREFIX.fullmatch(prefix)
-                ):
-                    self._refuse("channel", "a connection that did not show this edge's token")
-                    self._close_channel(channel)
-                    return False
-                channel.prefix = prefix
-                return True
-            self._map_slot(channel, data, fds, flags)
-            return True
-        finally:
-            for fd in fds:  # a mapping keeps its own descriptor
-                os.close(fd)
-
-    def _map_slot(self, channel: _Channel, data: bytes, fds: list[int], flags: int) -> None:
-        if (
-            flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC)
-            or data[:1] != _KIND_NOTICE
-            or len(data) < 1 + _HANDOVER.size
-            or len(fds) != 1
-        ):
-            self._refuse_slot("?", "is not handed over as one name and one descriptor")
-            return
-        index, size = _HANDOVER.unpack_from(data, 1)
-        name = data[1 + _HANDOVER.size :].decode("ascii", "replace")[:80]
-        if not _NAME.fullmatch(name) or not name.startswith(f"{channel.prefix}-"):
-            self._refuse_slot(name, f"is not named as sender {channel.prefix}'s slots are")
-        elif name in self._maps:
-            self._refuse_slot(name, "was handed over twice")
-        elif (problem := slot_file_problem(fds[0], size)) is not None:
-            self._refuse_slot(name, problem)
-        else:
-            try:
-                shared = mmap.mmap(fds[0], size)
-            except (OSError, ValueError, OverflowError) as exc:
-                self._refuse_slot(name, f"cannot be mapped: {exc}")
-                return
-            replaced = channel.names.get(index)
-            if replaced is not None:  # the sender made a larger slot in its place
-                self._unmap(replaced)
-            channel.names[index] = name
-            self._maps[name] = (index, shared)
-
-    def _refuse_slot(self, name: str, why: str) -> None:
-        self._refused = (name, why)
-        self._refuse("slot", f"slot {name} {why}")
-
-    def _refuse(self, reason: str, why: str) -> None:
-        self.decoder.dropped[reason] += 1
-        self.decoder.last_error = why
-
-    def _close_channel(self, channel: _Channel) -> None:
-        channel.socket.close()
-        self._channels.remove(channel)
-        for name in channel.names.values():
-            self._unmap(name)
-
-    def _unmap(self, name: str) -> None:
-        slot = self._maps.pop(name, None)
-        if slot is not None:
-            try:
-                slot[1].close()
-            except BufferError:  # arrays still held by the node; freed with them
-                pass
 
     def hello(self) -> None:
         """Tell the sender this receiver is connected (see :meth:`Sender.wait_for_receiver`)."""
@@ -717,9 +410,4 @@ class Receiver:
     def close(self) -> None:
         self._closed = True
         self.socket.close(linger=0)
-        for channel in list(self._channels):
-            self._close_channel(channel)
-        if self._listener is not None:
-            self._listener.close()
-        for name in list(self._maps):
-            self._unmap(name)
+        self._inbox.close()
