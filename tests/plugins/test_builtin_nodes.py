@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +31,22 @@ def _recording(folder: Path) -> dict[str, str]:
     return {"recording": str(folder / "r.mcap"), "node": "cam"}
 
 
+_PTYS: list[int] = []  # kept open for the session: the other end of each pty a node opens
+
+
+def _pty(folder: Path) -> dict[str, str]:
+    """A pseudo-terminal standing in for a serial device (needs the serial extra)."""
+    pytest.importorskip("serial")
+    master, slave = os.openpty()
+    _PTYS.extend((master, slave))
+    return {"port": os.ttyname(slave)}
+
+
 # Node types that need a config to exist at all, and how to make one in a test folder.
 REQUIRED_CONFIG = {
     "onnx.model": lambda folder: {"model": str(onnx_models.make_mlp(folder / "mlp.onnx"))},
     "replay": _recording,
+    "serial.sensor": _pty,
     "predictor.kalman": lambda folder: {"dt": 0.02},
     "fusion": lambda folder: {"streams": ["a"]},
     "snn.torch": lambda folder: (

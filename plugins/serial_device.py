@@ -1,0 +1,132 @@
+"""A sensor on a serial port (``serial.sensor``; pyserial, the ``serial`` extra).
+
+A thread of the node's own reads the port and frames what arrives
+(:mod:`edgeloop.plugins.serial_framing`), so a slow or silent device never
+blocks the loop; each step publishes the newest whole frame, with the time it
+was read as its sensing time.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edgeloop.plugins.serial_framing import FRAMINGS, Deframer
+from edgeloop.runtime.errors import MissingDependencyError, TransportError
+from edgeloop.runtime.node import NodeContext, Port, Sensor
+
+_READ_TIMEOUT_S = 0.05  # how long the reading thread blocks before it looks at its stop flag
+
+
+def _pyserial() -> Any:
+    try:
+        import serial
+    except ImportError:
+        raise MissingDependencyError("pyserial", "serial", "serial.sensor") from None
+    return serial
+
+
+@dataclass(frozen=True)
+class SerialSensorConfig:
+    port: str = "/dev/ttyUSB0"
+    """The device: ``/dev/ttyUSB0``, or better a stable name from
+    ``/dev/serial/by-id/`` (it survives re-plugging and reboots)."""
+    baud: int = field(default=115200)
+    """Bits per second, as the device sends."""
+    framing: str = "nmea"
+    """How frames are cut: ``nmea`` ($...*HH lines), ``csv`` (number lines),
+    ``cobs`` or ``length`` (binary, with a CRC-32; see ``layout``)."""
+    layout: str = "<fff"
+    """For binary framings: the ``struct`` format of a frame's fields."""
+    fields: int | None = None
+    """For line framings: how many numbers a frame must have (None: any)."""
+
+    def __post_init__(self) -> None:
+        if self.framing not in FRAMINGS:
+            raise ValueError(f"unknown framing '{self.framing}' (known: {', '.join(FRAMINGS)})")
+        if not 50 <= self.baud <= 20_000_000:
+            raise ValueError(f"baud {self.baud} is not a serial rate (50 to 20,000,000)")
+
+
+class SerialSensor(Sensor):
+    """The newest frame a serial device sent, as a float64 array.
+
+    A thread reads the port and frames the bytes; a step publishes the newest
+    whole frame since the last step (nothing when none came), sensed when it
+    was read. Garbage, bad checksums and frames of the wrong size are skipped
+    and counted (the node's notes ``frames`` and ``skipped``).
+
+    Faults:
+        a port that cannot be opened fails setup (a NodeSetupError naming it);
+        a port that vanishes while running makes the next step raise
+        TransportError, an ``exception`` fault under the node's policy (restart
+        reopens it, with backoff).
+
+    YAML::
+
+        - id: imu
+          type: serial.sensor
+          rate_hz: 100
+          config: {port: /dev/serial/by-id/usb-IMU-if00, baud: 115200, framing: nmea}
+    """
+
+    outputs = (Port("reading", dtype="float64", doc="the newest frame's numbers"),)
+    Config = SerialSensorConfig
+
+    def setup(self, ctx: NodeContext) -> None:
+        serial = _pyserial()
+        cfg: SerialSensorConfig = ctx.config
+        try:
+            self.port = serial.Serial(cfg.port, cfg.baud, timeout=_READ_TIMEOUT_S)
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise TransportError(
+                f"cannot open serial port {cfg.port}: {exc}",
+                fix="check the device is plugged in, its name (/dev/serial/by-id/...) and "
+                "that this user may use it (the dialout group)",
+            ) from None
+        self.deframer = Deframer(cfg.framing, cfg.layout, cfg.fields)
+        self._latest: tuple[np.ndarray, float] | None = None
+        self._lock = threading.Lock()
+        self._error = ""
+        self._done = threading.Event()
+        self._reader = threading.Thread(
+            target=self._read, name=f"edgeloop-serial-{ctx.node_id}", daemon=True
+        )
+        self._reader.start()
+
+    def _read(self) -> None:
+        clock = self.ctx.clock
+        while not self._done.is_set():
+            try:
+                chunk = self.port.read(max(1, self.port.in_waiting))
+            except Exception as exc:  # the device vanished: the next step says so
+                self._error = f"{type(exc).__name__}: {exc}"
+                return
+            if not chunk:
+                continue
+            read_at = clock.now_ns() / 1e9
+            for value in self.deframer.feed(chunk):
+                with self._lock:
+                    self._latest = (value, read_at)
+
+    def step(self, inputs: dict[str, Any]) -> dict[str, Any] | None:
+        if self._error:
+            raise TransportError(f"serial port {self.config.port} failed: {self._error}")
+        with self._lock:
+            latest, self._latest = self._latest, None
+        counts = self.deframer.counts
+        self.ctx.note("frames", str(counts.frames))
+        self.ctx.note("skipped", str(sum(counts.skipped.values())))
+        if latest is None:
+            return None
+        value, read_at = latest
+        self.ctx.sensed_at(read_at)
+        return {"reading": value}
+
+    def close(self) -> None:
+        self._done.set()
+        self._reader.join(timeout=1.0)
+        self.port.close()
