@@ -21,7 +21,7 @@ from edgeloop.plugins.predictors import KalmanPredictor
 from edgeloop.plugins.replay import ReplaySource
 from edgeloop.plugins.safety import ActionClamp
 from edgeloop.plugins.sensing_policies import EventTriggered, UrgencyRate
-from edgeloop.plugins.serial_device import SerialSensor
+from edgeloop.plugins.serial_device import SerialActuator, SerialSensor
 from edgeloop.plugins.sinks import LogSink
 from edgeloop.plugins.sources import ConstantAction
 from edgeloop.plugins.spiking import SpikingNode
@@ -55,6 +55,7 @@ def edgeloop_register_node_types() -> dict[str, type[Node]]:
         "events.dvs": DvsSensor,
         "scene.edge": MovingEdge,
         "serial.sensor": SerialSensor,
+        "serial.actuator": SerialActuator,
         "encode.rate": RateEncoder,
         "encode.latency": LatencyEncoder,
         "encode.delta": DeltaEncoder,

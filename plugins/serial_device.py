@@ -1,9 +1,11 @@
-"""A sensor on a serial port (``serial.sensor``; pyserial, the ``serial`` extra).
+"""Devices on a serial port (``serial.sensor``, ``serial.actuator``; pyserial, the
+``serial`` extra).
 
-A thread of the node's own reads the port and frames what arrives
-(:mod:`edgeloop.plugins.serial_framing`), so a slow or silent device never
-blocks the loop; each step publishes the newest whole frame, with the time it
-was read as its sensing time.
+A thread of the node's own reads (or writes) the port, framing the bytes
+(:mod:`edgeloop.plugins.serial_framing`), so a slow, silent or stuck device
+never blocks the loop: a sensor's step publishes the newest whole frame, with
+the time it was read as its sensing time; an actuator's step hands its newest
+command over and goes on.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from edgeloop.plugins.serial_framing import FRAMINGS, Deframer
+from edgeloop.plugins.serial_framing import FRAMINGS, Deframer, encode_frame
 from edgeloop.runtime.errors import MissingDependencyError, TransportError
-from edgeloop.runtime.node import NodeContext, Port, Sensor
+from edgeloop.runtime.node import Actuator, NodeContext, Port, Sensor
 
 _READ_TIMEOUT_S = 0.05  # how long the reading thread blocks before it looks at its stop flag
 
@@ -129,4 +131,125 @@ class SerialSensor(Sensor):
     def close(self) -> None:
         self._done.set()
         self._reader.join(timeout=1.0)
+        self.port.close()
+
+
+@dataclass(frozen=True)
+class SerialActuatorConfig:
+    port: str = "/dev/ttyUSB0"
+    """The device, as for ``serial.sensor`` (a ``/dev/serial/by-id/`` name is best)."""
+    baud: int = 115200
+    """Bits per second, as the device reads."""
+    framing: str = "nmea"
+    """How a command is framed: ``nmea``, ``csv``, ``cobs`` or ``length``."""
+    layout: str = "<fff"
+    """For binary framings: the ``struct`` format of a command's fields."""
+    sentence: str = "CMD"
+    """For ``nmea``: the sentence name (``$CMD,...*HH``)."""
+    safe: list[float] | None = None
+    """The command sent when the loop stops (zero velocity, brake); None: none."""
+    write_timeout_ms: float = field(default=50.0)
+    """A write that takes longer is abandoned and counted; it never holds the loop."""
+
+    def __post_init__(self) -> None:
+        if self.framing not in FRAMINGS:
+            raise ValueError(f"unknown framing '{self.framing}' (known: {', '.join(FRAMINGS)})")
+        if not 50 <= self.baud <= 20_000_000:
+            raise ValueError(f"baud {self.baud} is not a serial rate (50 to 20,000,000)")
+        if not 0 < self.write_timeout_ms <= 60_000:
+            raise ValueError("write_timeout_ms must be above 0 and at most 60,000")
+
+
+class SerialActuator(Actuator):
+    """Writes each command it gets to a device on a serial port, framed.
+
+    A thread of its own writes (the newest command when several wait), so a
+    slow or stuck device never holds the loop: a write past ``write_timeout_ms``
+    is abandoned and counted (the notes ``written`` and ``timeouts``). When the
+    loop stops, the ``safe`` command is written before the port closes.
+
+    Faults:
+        a port that cannot be opened fails setup; one that vanishes while
+        running makes the next step raise TransportError (an ``exception``
+        fault under the node's policy).
+
+    YAML::
+
+        - id: motor
+          type: serial.actuator
+          inputs: {command: controller/action}
+          config: {port: /dev/serial/by-id/usb-Motor-if00, framing: nmea, safe: [0.0]}
+    """
+
+    inputs = (Port("command", doc="the numbers to send, a float array"),)
+    outputs = ()
+    Config = SerialActuatorConfig
+
+    def setup(self, ctx: NodeContext) -> None:
+        serial = _pyserial()
+        cfg: SerialActuatorConfig = ctx.config
+        try:
+            self.port = serial.Serial(
+                cfg.port, cfg.baud, timeout=0, write_timeout=cfg.write_timeout_ms / 1e3
+            )
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise TransportError(
+                f"cannot open serial port {cfg.port}: {exc}",
+                fix="check the device is plugged in, its name (/dev/serial/by-id/...) and "
+                "that this user may use it (the dialout group)",
+            ) from None
+        self._timeout_type = serial.SerialTimeoutException
+        self._pending: bytes | None = None
+        self._wake = threading.Condition()
+        self._done = False
+        self._error = ""
+        self.written = self.timeouts = 0
+        self._writer = threading.Thread(
+            target=self._write, name=f"edgeloop-serial-{ctx.node_id}", daemon=True
+        )
+        self._writer.start()
+
+    def _frame(self, values: Any) -> bytes:
+        cfg: SerialActuatorConfig = self.config
+        flat = np.asarray(values, dtype=np.float64).reshape(-1).tolist()
+        return encode_frame(cfg.framing, flat, cfg.layout, name=cfg.sentence)
+
+    def _write(self) -> None:
+        while True:
+            with self._wake:
+                while self._pending is None and not self._done:
+                    self._wake.wait()
+                if self._pending is None:
+                    return
+                data, self._pending = self._pending, None
+            self._send(data)
+
+    def _send(self, data: bytes) -> None:
+        try:
+            self.port.write(data)
+            self.written += 1
+        except self._timeout_type:
+            self.timeouts += 1
+        except Exception as exc:  # the device vanished: the next step says so
+            self._error = f"{type(exc).__name__}: {exc}"
+
+    def step(self, inputs: dict[str, Any]) -> None:
+        if self._error:
+            raise TransportError(f"serial port {self.config.port} failed: {self._error}")
+        command = inputs.get("command")
+        if command is not None:
+            data = self._frame(command)
+            with self._wake:
+                self._pending = data  # a command not yet written is replaced: the newest wins
+                self._wake.notify()
+        self.ctx.note("written", str(self.written))
+        self.ctx.note("timeouts", str(self.timeouts))
+
+    def close(self) -> None:
+        with self._wake:
+            self._done = True
+            self._wake.notify()
+        self._writer.join(timeout=1.0)
+        if self.config.safe is not None and not self._error:
+            self._send(self._frame(self.config.safe))  # the device's safe state, last
         self.port.close()

@@ -47,6 +47,7 @@ REQUIRED_CONFIG = {
     "onnx.model": lambda folder: {"model": str(onnx_models.make_mlp(folder / "mlp.onnx"))},
     "replay": _recording,
     "serial.sensor": _pty,
+    "serial.actuator": _pty,
     "predictor.kalman": lambda folder: {"dt": 0.02},
     "fusion": lambda folder: {"streams": ["a"]},
     "snn.torch": lambda folder: (

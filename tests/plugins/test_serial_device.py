@@ -83,3 +83,40 @@ def test_a_port_that_cannot_be_opened_fails_setup_saying_what_to_check():
 
     with pytest.raises(NodeSetupError, match="cannot open serial port /dev/no-such-tty"):
         Executor(imu_loop("/dev/no-such-tty")).run(0.1)
+
+
+def read_frames(master: int) -> list[list[float]]:
+    """Every frame the actuator wrote, as the device at the master end reads them."""
+    from edgeloop.plugins.serial_framing import Deframer
+
+    os.set_blocking(master, False)
+    data = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return [v.tolist() for v in Deframer("nmea").feed(data)]
+
+
+def test_the_actuator_writes_each_command_and_its_safe_command_when_the_loop_stops(pty_pair):
+    from edgeloop.testing import CounterSensor
+
+    master, port = pty_pair
+    graph = LoopGraph(name="motor")
+    graph.add_node("ctl", CounterSensor, rate_hz=50, config={"start": 1.0})
+    graph.add_node(
+        "motor",
+        "serial.actuator",
+        inputs={"command": "ctl/value"},
+        config={"port": port, "framing": "nmea", "safe": [0.0]},
+    )
+    report = Executor(graph).run(0.2)
+    frames = read_frames(master)
+    assert frames[-1] == [0.0]  # the safe command, last
+    commands = [f[0] for f in frames[:-1]]
+    assert commands == sorted(commands) and commands[0] == 1.0  # in order, none twice
+    assert report.node("motor").notes["timeouts"] == "0"
