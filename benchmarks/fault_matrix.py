@@ -217,8 +217,8 @@ def run_cell(cell: Cell, workdir: Path, limit_s: float) -> Cell:
 
 def judge(cell: Cell, result: subprocess.CompletedProcess[str], report: Any) -> tuple[str, str]:
     err = result.stderr
-    if "Traceback (most recent call last)" in err:
-        return "traceback", err.strip().splitlines()[-1][:60]
+    if (problem := process_faults.traceback_in(err)) is not None:
+        return "traceback", problem
     if cell.refused:
         if result.returncode == 2 and cell.refused in err:
             return "handled", "refused, naming " + cell.refused

@@ -45,7 +45,8 @@ def wait_for(ready: Callable[[], bool], run: subprocess.Popen[str], limit_s: flo
     return True
 
 
-def _traceback(*texts: str) -> str | None:
+def traceback_in(*texts: str) -> str | None:
+    """The last line of a Python traceback in any of ``texts``, or None."""
     for text in texts:
         if "Traceback (most recent call last)" in text:
             return text.strip().splitlines()[-1][:60]
@@ -108,7 +109,7 @@ def killed_supervisor(folder: Path, limit_s: float) -> Outcome:
 def _repaired(folder: Path, name: str, limit_s: float) -> Outcome:
     repair = edgeloop(folder, "recording", "repair", name, limit_s=limit_s)
     info = edgeloop(folder, "recording", "info", name, limit_s=limit_s)
-    if (problem := _traceback(repair.stderr, info.stderr)) is not None:
+    if (problem := traceback_in(repair.stderr, info.stderr)) is not None:
         return "traceback", problem
     whole = re.search(r"whole: ([\d,]+) messages", info.stdout)
     if repair.returncode != 0 or info.returncode != 0 or whole is None:
@@ -162,7 +163,7 @@ def killed_group(signum: int) -> Callable[[Path, float], Outcome]:
         except subprocess.TimeoutExpired:
             run.kill()
             return "hung", "the run did not end"
-        if (problem := _traceback(err)) is not None:
+        if (problem := traceback_in(err)) is not None:
             return "traceback", problem
         report_file = folder / "report.json"
         if run.returncode != 0 or not report_file.exists():
@@ -204,7 +205,7 @@ def flipped_bits(folder: Path, limit_s: float) -> Outcome:
         damaged[bit // 8] ^= 1 << (bit % 8)
         (folder / "f.mcap").write_bytes(damaged)
         info = edgeloop(folder, "recording", "info", "f.mcap", limit_s=limit_s)
-        if (problem := _traceback(info.stderr, info.stdout)) is not None:
+        if (problem := traceback_in(info.stderr, info.stdout)) is not None:
             return "traceback", f"bit {bit}: {problem}"
         if info.returncode not in (0, 1, 2):
             return "died", f"bit {bit}: exit {info.returncode}"
@@ -221,7 +222,7 @@ def named_code(folder: Path, limit_s: float) -> Outcome:
         "agents: [robot_0]}\n"
     )
     result = edgeloop(folder, "run", "g.yaml", "--sim", "--duration", "1", limit_s=limit_s)
-    if (problem := _traceback(result.stderr)) is not None:
+    if (problem := traceback_in(result.stderr)) is not None:
         return "traceback", problem
     if marker.exists():
         return "silent", "the shell command ran"

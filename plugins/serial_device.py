@@ -31,6 +31,27 @@ def _pyserial() -> Any:
     return serial
 
 
+def _open(port: str, baud: int, **options: Any) -> Any:
+    """The pyserial port, or a TransportError saying what to check."""
+    serial = _pyserial()
+    try:
+        return serial.Serial(port, baud, **options)
+    except (serial.SerialException, OSError, ValueError) as exc:
+        raise TransportError(
+            f"cannot open serial port {port}: {exc}",
+            fix="check the device is plugged in, its name (/dev/serial/by-id/...) and "
+            "that this user may use it (the dialout group)",
+        ) from None
+
+
+def _check_link(framing: str, baud: int) -> None:
+    """A config's framing and baud rate, as both serial node types take them."""
+    if framing not in FRAMINGS:
+        raise ValueError(f"unknown framing '{framing}' (known: {', '.join(FRAMINGS)})")
+    if not 50 <= baud <= 20_000_000:
+        raise ValueError(f"baud {baud} is not a serial rate (50 to 20,000,000)")
+
+
 @dataclass(frozen=True)
 class SerialSensorConfig:
     port: str = "/dev/ttyUSB0"
@@ -47,10 +68,7 @@ class SerialSensorConfig:
     """For line framings: how many numbers a frame must have (None: any)."""
 
     def __post_init__(self) -> None:
-        if self.framing not in FRAMINGS:
-            raise ValueError(f"unknown framing '{self.framing}' (known: {', '.join(FRAMINGS)})")
-        if not 50 <= self.baud <= 20_000_000:
-            raise ValueError(f"baud {self.baud} is not a serial rate (50 to 20,000,000)")
+        _check_link(self.framing, self.baud)
 
 
 class SerialSensor(Sensor):
@@ -79,16 +97,8 @@ class SerialSensor(Sensor):
     Config = SerialSensorConfig
 
     def setup(self, ctx: NodeContext) -> None:
-        serial = _pyserial()
         cfg: SerialSensorConfig = ctx.config
-        try:
-            self.port = serial.Serial(cfg.port, cfg.baud, timeout=_READ_TIMEOUT_S)
-        except (serial.SerialException, OSError, ValueError) as exc:
-            raise TransportError(
-                f"cannot open serial port {cfg.port}: {exc}",
-                fix="check the device is plugged in, its name (/dev/serial/by-id/...) and "
-                "that this user may use it (the dialout group)",
-            ) from None
+        self.port = _open(cfg.port, cfg.baud, timeout=_READ_TIMEOUT_S)
         self.deframer = Deframer(cfg.framing, cfg.layout, cfg.fields)
         self._latest: tuple[np.ndarray, float] | None = None
         self._lock = threading.Lock()
@@ -152,10 +162,7 @@ class SerialActuatorConfig:
     """A write that takes longer is abandoned and counted; it never holds the loop."""
 
     def __post_init__(self) -> None:
-        if self.framing not in FRAMINGS:
-            raise ValueError(f"unknown framing '{self.framing}' (known: {', '.join(FRAMINGS)})")
-        if not 50 <= self.baud <= 20_000_000:
-            raise ValueError(f"baud {self.baud} is not a serial rate (50 to 20,000,000)")
+        _check_link(self.framing, self.baud)
         if not 0 < self.write_timeout_ms <= 60_000:
             raise ValueError("write_timeout_ms must be above 0 and at most 60,000")
 
@@ -186,19 +193,9 @@ class SerialActuator(Actuator):
     Config = SerialActuatorConfig
 
     def setup(self, ctx: NodeContext) -> None:
-        serial = _pyserial()
         cfg: SerialActuatorConfig = ctx.config
-        try:
-            self.port = serial.Serial(
-                cfg.port, cfg.baud, timeout=0, write_timeout=cfg.write_timeout_ms / 1e3
-            )
-        except (serial.SerialException, OSError, ValueError) as exc:
-            raise TransportError(
-                f"cannot open serial port {cfg.port}: {exc}",
-                fix="check the device is plugged in, its name (/dev/serial/by-id/...) and "
-                "that this user may use it (the dialout group)",
-            ) from None
-        self._timeout_type = serial.SerialTimeoutException
+        self.port = _open(cfg.port, cfg.baud, timeout=0, write_timeout=cfg.write_timeout_ms / 1e3)
+        self._timeout_type = _pyserial().SerialTimeoutException
         self._pending: bytes | None = None
         self._wake = threading.Condition()
         self._done = False
