@@ -167,6 +167,14 @@ class PlantConfig:
                 )
 
 
+@dataclass(frozen=True)
+class GymActuatorConfig(PlantConfig):
+    safe: list[float] | None = None
+    """The safe action (e.g. ``[0.0]``: no torque), applied as one environment step
+    when the loop stops and when the node faults (a ``stale_ms`` input gone silent
+    is a fault), as a device takes one safe command; None: none."""
+
+
 def _plant(ctx: NodeContext) -> GymPlant:
     cfg: PlantConfig = ctx.config
     plant = ctx.shared(
@@ -279,7 +287,9 @@ class GymActuator(Actuator):
         not a finite number is a config error, reported when the graph is
         validated. An action the env cannot take (e.g. one that cannot be
         reshaped to a ``Box`` space) is an ``exception`` fault. No action yet
-        means no env step.
+        means no env step. With ``safe``, the safe action is applied (one env
+        step) when the loop stops and when the node faults, once per run of
+        faults, and counted in the report.
 
     YAML::
 
@@ -296,7 +306,7 @@ class GymActuator(Actuator):
             doc="action to apply, in the env's action space (Pendulum-v1: torque in N*m)",
         ),
     )
-    Config = PlantConfig
+    Config = GymActuatorConfig
 
     def setup(self, ctx: NodeContext) -> None:
         self.plant = _plant(ctx)
@@ -305,7 +315,16 @@ class GymActuator(Actuator):
         action = inputs["action"]
         if action is None:
             return None
+        self._apply(action)
+        return None
+
+    def safe(self, reason: str) -> bool:
+        if self.config.safe is None:
+            return False
+        self._apply(self.config.safe)
+        return True
+
+    def _apply(self, action: Any) -> None:
         finished = self.plant.apply(action)
         if finished is not None:
             self.ctx.record("episode_return", finished)
-        return None

@@ -6,12 +6,18 @@ A thread of the node's own reads (or writes) the port, framing the bytes
 never blocks the loop: a sensor's step publishes the newest whole frame, with
 the time it was read as its sensing time; an actuator's step hands its newest
 command over and goes on.
+
+A port that vanishes (a cable pulled, a USB hub reset) is one fault under the
+node's policy; the node's thread then reopens the port by its name, with a
+backoff, for as long as the loop runs. A ``/dev/serial/by-id/`` name follows
+the device when it comes back under another ``ttyUSBn``.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,12 +50,78 @@ def _open(port: str, baud: int, **options: Any) -> Any:
         ) from None
 
 
-def _check_link(framing: str, baud: int) -> None:
-    """A config's framing and baud rate, as both serial node types take them."""
+def _check_link(framing: str, baud: int, reconnect_ms: float, max_reconnect_ms: float) -> None:
+    """A config's framing, baud rate and backoff, as both serial node types take them."""
     if framing not in FRAMINGS:
         raise ValueError(f"unknown framing '{framing}' (known: {', '.join(FRAMINGS)})")
     if not 50 <= baud <= 20_000_000:
         raise ValueError(f"baud {baud} is not a serial rate (50 to 20,000,000)")
+    if not 0 < reconnect_ms <= max_reconnect_ms <= 3_600_000:
+        raise ValueError(
+            "reconnect_ms must be above 0 and at most max_reconnect_ms, itself at most "
+            "3,600,000 (an hour)"
+        )
+
+
+class SerialLink:
+    """A serial port that its node's thread reopens, with a backoff, when it vanishes.
+
+    Only that thread touches the port; the loop's thread reads ``lost`` (why the
+    link went down, once) and the counters.
+    """
+
+    def __init__(
+        self, name: str, baud: int, options: dict[str, Any], first_ms: float, max_ms: float
+    ) -> None:
+        self.name = name
+        self._baud = baud
+        self._options = options
+        self._first_s = first_ms / 1e3
+        self._max_s = max_ms / 1e3
+        self.port: Any = _open(name, baud, **options)
+        self.stopping = threading.Event()
+        self.reconnects = 0
+        self._lost = ""
+
+    def drop(self, exc: BaseException) -> None:
+        """The port failed: close it and say why to the next step."""
+        self._lost = f"{type(exc).__name__}: {exc}"
+        port, self.port = self.port, None
+        try:
+            port.close()
+        except Exception:  # the device is gone; closing what is left may fail too
+            pass
+
+    def take_loss(self) -> str:
+        """Why the link went down since the last call, or ""."""
+        lost, self._lost = self._lost, ""
+        return lost
+
+    def reopen(self) -> bool:
+        """Try to open the port again, waiting longer after each failure; False when
+        the node is closing first."""
+        wait = self._first_s
+        while not self.stopping.wait(wait):
+            try:
+                self.port = _open(self.name, self._baud, **self._options)
+            except TransportError:
+                wait = min(wait * 2, self._max_s)
+                continue
+            self.reconnects += 1
+            return True
+        return False
+
+    def close(self, thread: threading.Thread) -> None:
+        self.stopping.set()
+        thread.join(timeout=1.0)
+        if self.port is not None:
+            self.port.close()
+
+
+def _thread(link: SerialLink, target: Callable[[], None], node_id: str) -> threading.Thread:
+    thread = threading.Thread(target=target, name=f"edgeloop-serial-{node_id}", daemon=True)
+    thread.start()
+    return thread
 
 
 @dataclass(frozen=True)
@@ -57,7 +129,7 @@ class SerialSensorConfig:
     port: str = "/dev/ttyUSB0"
     """The device: ``/dev/ttyUSB0``, or better a stable name from
     ``/dev/serial/by-id/`` (it survives re-plugging and reboots)."""
-    baud: int = field(default=115200)
+    baud: int = 115200
     """Bits per second, as the device sends."""
     framing: str = "nmea"
     """How frames are cut: ``nmea`` ($...*HH lines), ``csv`` (number lines),
@@ -66,9 +138,14 @@ class SerialSensorConfig:
     """For binary framings: the ``struct`` format of a frame's fields."""
     fields: int | None = None
     """For line framings: how many numbers a frame must have (None: any)."""
+    reconnect_ms: float = 100.0
+    """After the port vanishes, the first wait before reopening it; doubles after
+    each failed try."""
+    max_reconnect_ms: float = 2000.0
+    """The longest wait between two tries to reopen the port."""
 
     def __post_init__(self) -> None:
-        _check_link(self.framing, self.baud)
+        _check_link(self.framing, self.baud, self.reconnect_ms, self.max_reconnect_ms)
 
 
 class SerialSensor(Sensor):
@@ -80,16 +157,21 @@ class SerialSensor(Sensor):
     and counted (the node's notes ``frames`` and ``skipped``).
 
     Faults:
-        a port that cannot be opened fails setup (a NodeSetupError naming it);
-        a port that vanishes while running makes the next step raise
-        TransportError, an ``exception`` fault under the node's policy (restart
-        reopens it, with backoff).
+        a port that cannot be opened fails setup (a NodeSetupError naming it).
+        A port that vanishes while running makes the next step raise
+        TransportError, one ``exception`` fault under the node's policy; the
+        thread then reopens it with backoff (the note ``reconnects``), and the
+        steps in between publish nothing. With ``on_fault: restart`` a restart
+        reopens the port at once and one still absent fails the restart (counted
+        against ``max_restarts``); ``hold_last`` keeps the node reconnecting for
+        as long as it takes.
 
     YAML::
 
         - id: imu
           type: serial.sensor
           rate_hz: 100
+          on_fault: hold_last
           config: {port: /dev/serial/by-id/usb-IMU-if00, baud: 115200, framing: nmea}
     """
 
@@ -98,25 +180,25 @@ class SerialSensor(Sensor):
 
     def setup(self, ctx: NodeContext) -> None:
         cfg: SerialSensorConfig = ctx.config
-        self.port = _open(cfg.port, cfg.baud, timeout=_READ_TIMEOUT_S)
+        self.link = SerialLink(
+            cfg.port, cfg.baud, {"timeout": _READ_TIMEOUT_S}, cfg.reconnect_ms, cfg.max_reconnect_ms
+        )
         self.deframer = Deframer(cfg.framing, cfg.layout, cfg.fields)
         self._latest: tuple[np.ndarray, float] | None = None
         self._lock = threading.Lock()
-        self._error = ""
-        self._done = threading.Event()
-        self._reader = threading.Thread(
-            target=self._read, name=f"edgeloop-serial-{ctx.node_id}", daemon=True
-        )
-        self._reader.start()
+        self._reader = _thread(self.link, self._read, ctx.node_id)
 
     def _read(self) -> None:
-        clock = self.ctx.clock
-        while not self._done.is_set():
+        clock, link = self.ctx.clock, self.link
+        while not link.stopping.is_set():
+            if link.port is None:
+                if not link.reopen():  # a half frame left from before is skipped as garbage
+                    return
             try:
-                chunk = self.port.read(max(1, self.port.in_waiting))
+                chunk = link.port.read(max(1, link.port.in_waiting))
             except Exception as exc:  # the device vanished: the next step says so
-                self._error = f"{type(exc).__name__}: {exc}"
-                return
+                link.drop(exc)
+                continue
             if not chunk:
                 continue
             read_at = clock.now_ns() / 1e9
@@ -125,13 +207,17 @@ class SerialSensor(Sensor):
                     self._latest = (value, read_at)
 
     def step(self, inputs: dict[str, Any]) -> dict[str, Any] | None:
-        if self._error:
-            raise TransportError(f"serial port {self.config.port} failed: {self._error}")
+        lost = self.link.take_loss()
+        if lost:
+            raise TransportError(
+                f"serial port {self.config.port} failed: {lost}; reopening it with backoff"
+            )
         with self._lock:
             latest, self._latest = self._latest, None
         counts = self.deframer.counts
         self.ctx.note("frames", str(counts.frames))
         self.ctx.note("skipped", str(sum(counts.skipped.values())))
+        self.ctx.note("reconnects", str(self.link.reconnects))
         if latest is None:
             return None
         value, read_at = latest
@@ -139,9 +225,7 @@ class SerialSensor(Sensor):
         return {"reading": value}
 
     def close(self) -> None:
-        self._done.set()
-        self._reader.join(timeout=1.0)
-        self.port.close()
+        self.link.close(self._reader)
 
 
 @dataclass(frozen=True)
@@ -157,12 +241,19 @@ class SerialActuatorConfig:
     sentence: str = "CMD"
     """For ``nmea``: the sentence name (``$CMD,...*HH``)."""
     safe: list[float] | None = None
-    """The command sent when the loop stops (zero velocity, brake); None: none."""
-    write_timeout_ms: float = field(default=50.0)
+    """The safe command (zero velocity, brake), sent when the loop stops, when the
+    node faults (a ``stale_ms`` input gone silent is a fault), and first on a
+    port reopened after it vanished; None: none."""
+    write_timeout_ms: float = 50.0
     """A write that takes longer is abandoned and counted; it never holds the loop."""
+    reconnect_ms: float = 100.0
+    """After the port vanishes, the first wait before reopening it; doubles after
+    each failed try."""
+    max_reconnect_ms: float = 2000.0
+    """The longest wait between two tries to reopen the port."""
 
     def __post_init__(self) -> None:
-        _check_link(self.framing, self.baud)
+        _check_link(self.framing, self.baud, self.reconnect_ms, self.max_reconnect_ms)
         if not 0 < self.write_timeout_ms <= 60_000:
             raise ValueError("write_timeout_ms must be above 0 and at most 60,000")
 
@@ -172,19 +263,26 @@ class SerialActuator(Actuator):
 
     A thread of its own writes (the newest command when several wait), so a
     slow or stuck device never holds the loop: a write past ``write_timeout_ms``
-    is abandoned and counted (the notes ``written`` and ``timeouts``). When the
-    loop stops, the ``safe`` command is written before the port closes.
+    is abandoned and counted (the notes ``written`` and ``timeouts``).
+
+    Safe state: the ``safe`` command is written when the loop stops, when the
+    node faults (give its input a ``stale_ms``: a controller gone silent or
+    killed is then a fault), and first of all on a port reopened after it
+    vanished; each is counted in the report's safe commands.
 
     Faults:
-        a port that cannot be opened fails setup; one that vanishes while
-        running makes the next step raise TransportError (an ``exception``
-        fault under the node's policy).
+        a port that cannot be opened fails setup. One that vanishes while
+        running makes the next step raise TransportError (one ``exception``
+        fault under the node's policy); the thread then reopens it with backoff
+        (the note ``reconnects``), dropping the commands that came meanwhile: the
+        device gets its safe command, then the next fresh command.
 
     YAML::
 
         - id: motor
           type: serial.actuator
-          inputs: {command: controller/action}
+          inputs: {command: {from: controller/action, stale_ms: 100}}
+          on_fault: hold_last
           config: {port: /dev/serial/by-id/usb-Motor-if00, framing: nmea, safe: [0.0]}
     """
 
@@ -194,17 +292,16 @@ class SerialActuator(Actuator):
 
     def setup(self, ctx: NodeContext) -> None:
         cfg: SerialActuatorConfig = ctx.config
-        self.port = _open(cfg.port, cfg.baud, timeout=0, write_timeout=cfg.write_timeout_ms / 1e3)
+        options = {"timeout": 0, "write_timeout": cfg.write_timeout_ms / 1e3}
+        self.link = SerialLink(cfg.port, cfg.baud, options, cfg.reconnect_ms, cfg.max_reconnect_ms)
         self._timeout_type = _pyserial().SerialTimeoutException
+        self._safe = None if cfg.safe is None else self._frame(cfg.safe)
         self._pending: bytes | None = None
         self._wake = threading.Condition()
-        self._done = False
-        self._error = ""
+        self._port_lock = threading.Lock()  # one write at a time: the writer's or safe()'s
+        self._safe_sent = 0  # safe commands written; a command taken before one is stale
         self.written = self.timeouts = 0
-        self._writer = threading.Thread(
-            target=self._write, name=f"edgeloop-serial-{ctx.node_id}", daemon=True
-        )
-        self._writer.start()
+        self._writer = _thread(self.link, self._write, ctx.node_id)
 
     def _frame(self, values: Any) -> bytes:
         cfg: SerialActuatorConfig = self.config
@@ -212,27 +309,55 @@ class SerialActuator(Actuator):
         return encode_frame(cfg.framing, flat, cfg.layout, name=cfg.sentence)
 
     def _write(self) -> None:
+        link = self.link
         while True:
             with self._wake:
-                while self._pending is None and not self._done:
+                while self._pending is None and not link.stopping.is_set():
                     self._wake.wait()
-                if self._pending is None:
+                if link.stopping.is_set():
                     return
                 data, self._pending = self._pending, None
-            self._send(data)
+                taken_at = self._safe_sent
+            if self._send(data, taken_at) != "lost":
+                continue
+            if not link.reopen():
+                return
+            with self._wake:
+                self._pending = None  # commands made while the device was away are stale
+            if self._safe is not None and self._send(self._safe) == "written":
+                self.ctx.went_safe("reconnect")
 
-    def _send(self, data: bytes) -> None:
-        try:
-            self.port.write(data)
+    def _send(self, data: bytes, taken_at: int | None = None) -> str:
+        """Write ``data``: a command taken when ``taken_at`` safe commands had been
+        sent (skipped as ``stale`` if one was sent since: the safe command stays
+        the last word), or the safe command (``taken_at`` None). Returns
+        ``written``, ``stale``, ``timeout`` or ``lost`` (the port failed and is
+        dropped)."""
+        with self._port_lock:
+            port = self.link.port
+            if port is None:
+                return "lost"
+            if taken_at is not None and taken_at != self._safe_sent:
+                return "stale"
+            try:
+                port.write(data)
+            except self._timeout_type:
+                self.timeouts += 1
+                return "timeout"
+            except Exception as exc:  # the device vanished: the next step says so
+                self.link.drop(exc)
+                return "lost"
             self.written += 1
-        except self._timeout_type:
-            self.timeouts += 1
-        except Exception as exc:  # the device vanished: the next step says so
-            self._error = f"{type(exc).__name__}: {exc}"
+            if taken_at is None:
+                self._safe_sent += 1
+            return "written"
 
     def step(self, inputs: dict[str, Any]) -> None:
-        if self._error:
-            raise TransportError(f"serial port {self.config.port} failed: {self._error}")
+        lost = self.link.take_loss()
+        if lost:
+            raise TransportError(
+                f"serial port {self.config.port} failed: {lost}; reopening it with backoff"
+            )
         command = inputs.get("command")
         if command is not None:
             data = self._frame(command)
@@ -241,12 +366,19 @@ class SerialActuator(Actuator):
                 self._wake.notify()
         self.ctx.note("written", str(self.written))
         self.ctx.note("timeouts", str(self.timeouts))
+        self.ctx.note("reconnects", str(self.link.reconnects))
+
+    def safe(self, reason: str) -> bool:
+        """Write the safe command now, from the loop's thread: a command waiting is
+        dropped, and the write is bounded by ``write_timeout_ms``."""
+        if self._safe is None:
+            return False
+        with self._wake:
+            self._pending = None
+        return self._send(self._safe) == "written"
 
     def close(self) -> None:
         with self._wake:
-            self._done = True
+            self.link.stopping.set()
             self._wake.notify()
-        self._writer.join(timeout=1.0)
-        if self.config.safe is not None and not self._error:
-            self._send(self._frame(self.config.safe))  # the device's safe state, last
-        self.port.close()
+        self.link.close(self._writer)

@@ -22,7 +22,15 @@ from edgeloop.runtime.plugins import PluginRegistry
 from edgeloop.runtime.profiles import graph_profile
 from edgeloop.runtime.sensing import SensingControl, SensingState
 from edgeloop.runtime.validation import node_class
-from edgeloop.runtime.wiring import ContractState, OutPort, Runner, Slot, Timer, close_quietly
+from edgeloop.runtime.wiring import (
+    ContractState,
+    OutPort,
+    Runner,
+    Slot,
+    Timer,
+    close_quietly,
+    make_safe,
+)
 
 _MAX_DIRECT_DEPTH = 100  # nested direct calls before one goes through the ready queue
 
@@ -256,7 +264,8 @@ class CompiledLoop:
 
     def close_all(self) -> None:
         """Close every node, each within its ``close_timeout_ms`` (a restart under way
-        gets its ``setup_timeout_ms`` to finish, and what it set up is closed)."""
+        gets its ``setup_timeout_ms`` to finish, and what it set up is closed); an
+        actuator sends its safe command first."""
         for runner in self.runners.values():
             job = runner.restart_job
             if job is not None:
@@ -265,8 +274,10 @@ class CompiledLoop:
                 if job.running():
                     job.abandon()
                 elif job.node is not None:
+                    make_safe(runner, "stop", job.node)
                     close_quietly(runner, job.node)
             if not runner.closed:
+                make_safe(runner, "stop")
                 runner.closed = True
                 close_quietly(runner)
 
@@ -299,6 +310,7 @@ class CompiledLoop:
                     skipped=r.skipped,
                     down_s=down_ns / 1e9,
                     notes=dict(r.ctx.notes),
+                    safe_states=dict(r.ctx.safe_states),
                     sensing=(
                         self.sensing[r.spec.id].figures(duration_s)
                         if r.spec.id in self.sensing

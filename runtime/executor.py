@@ -34,7 +34,7 @@ from edgeloop.runtime.node import Node
 from edgeloop.runtime.plugins import PluginRegistry, fire_hook
 from edgeloop.runtime.validation import check_graph
 from edgeloop.runtime.watchdog import StepInterrupted, StepWatchdog
-from edgeloop.runtime.wiring import NEVER, ContractState, OutPort, Runner, Timer
+from edgeloop.runtime.wiring import NEVER, ContractState, OutPort, Runner, Timer, make_safe
 
 _NO_PORT = "\x00no single output"  # a name no port has
 _FOLD_EVERY = 4096  # ticks of a timer between folds of the latency recorders (a power of 2)
@@ -243,6 +243,9 @@ class Executor:
         watchdog's thread, while the step still runs; the process ends after)."""
         r.faults["hung"] = r.faults.get("hung", 0) + 1
         r.record(ns)  # the step still running is in the figures
+        for other in self._loop_parts.runners.values():  # every other device, safe first
+            if other is not r and not other.closed:
+                make_safe(other, "hung", watched=False)
         self._stopped_by_fault = True
         self._stop_reason = (
             f"node '{r.spec.id}' hung: its step ran {ns / 1e9:.1f} s and ignored every "

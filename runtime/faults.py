@@ -14,6 +14,10 @@ Policies (``on_fault`` in the graph):
 - ``fallback: <id>``: step the fallback node on the faulted node's inputs and
   publish its outputs, checked like any output, as the faulted node's.
 - ``stop``: end the loop cleanly; the report says why.
+
+Before any policy applies, a faulted actuator sends its safe command (once per
+run of consecutive faults): a device must not keep its last command while the
+loop sorts itself out.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from edgeloop.runtime.clocks import Clock
 from edgeloop.runtime.messages import payload_is_finite, payload_problem, type_problem
 from edgeloop.runtime.node import Node, new_node
 from edgeloop.runtime.watchdog import StepInterrupted
-from edgeloop.runtime.wiring import Runner, Slot, close_quietly
+from edgeloop.runtime.wiring import Runner, Slot, close_quietly, make_safe
 
 Publish = Callable[[Runner, Mapping[str, Any], float, float], None]
 
@@ -103,6 +107,8 @@ class FaultHandler:
         """Count the fault, apply the node's policy, log it and tell the plugins."""
         r.faults[kind] = r.faults.get(kind, 0) + 1
         r.consecutive_faults += 1
+        if r.consecutive_faults == 1 and not r.closed:  # an actuator's device, first
+            make_safe(r, kind)
         policy = r.spec.on_fault
         action = policy.action
         if action == "restart":

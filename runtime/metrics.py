@@ -108,6 +108,10 @@ class NodeStats:
     """Clock time the node was down: restart backoff plus the fresh instance's setup."""
     notes: dict[str, str] = field(default_factory=dict)
     """Facts the node stated (``ctx.note``), e.g. the execution provider its model runs on."""
+    safe_states: dict[str, int] = field(default_factory=dict)
+    """An actuator's safe commands sent, by why: ``stop``, a fault kind
+    (``stale_input``, ``exception``...), ``hung`` (another node hung the process),
+    ``reconnect``."""
     sensing: dict[str, Any] | None = None
     """A steerable sensor's readings, readings skipped against its maximum rate,
     sensing cost, final rate, and the commands it got, clamped and rejected."""

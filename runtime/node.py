@@ -117,6 +117,9 @@ class NodeContext:
         self._on_record: Callable[[], None] | None = None  # the executor's: flush a recording
         self.notes: dict[str, str] = {}
         """What the node stated with :meth:`note`, shown in the run report."""
+        self.safe_states: dict[str, int] = {}
+        """An actuator's safe commands sent, by why (``stop``, a fault kind such as
+        ``stale_input``, ``reconnect``), shown in the run report."""
         self._messages: dict[str, Callable[[], Message | None]] = {}
         self._sensed_at: float | None = None
         self.sensing: SensingState | None = None
@@ -181,6 +184,11 @@ class NodeContext:
         """State a fact about this node for the run report (e.g. which execution
         provider runs its model); a later note under the same key replaces it."""
         self.notes[key] = str(value)
+
+    def went_safe(self, reason: str) -> None:
+        """Say that this actuator sent its safe command of its own accord (``reconnect``:
+        before the first command on a link that came back), for the run report."""
+        self.safe_states[reason] = self.safe_states.get(reason, 0) + 1
 
     def record(self, name: str, value: float) -> None:
         """Add a value to the report's series ``<node id>.<name>`` (e.g. episode returns).
@@ -261,9 +269,22 @@ class Controller(Node):
 
 
 class Actuator(Node):
-    """A node that acts on the world; sense-to-act latency is measured at its inputs."""
+    """A node that acts on the world; sense-to-act latency is measured at its inputs.
+
+    An actuator with a safe state (zero velocity, brake, hold) overrides
+    :meth:`safe`; the executor calls it when the loop stops, and when the node
+    faults (a stale input is a fault) before its policy applies, once per run of
+    consecutive faults. Each call that sent something is counted in the report.
+    """
 
     role = "actuator"
+
+    def safe(self, reason: str) -> bool:
+        """Put what this actuator drives in its safe state, now; ``reason`` says why
+        (``stop``, or the fault's kind). Return False when the node has no safe
+        state configured (nothing sent). It runs on the loop's thread under the
+        node's ``close_timeout_ms``, so it must not wait on the device for long."""
+        return False
 
 
 class Monitor(Node):

@@ -54,13 +54,16 @@ def report_tables(report: RunReport) -> Group:
             f"{n.restarts} ({n.down_s:.2f} s down)" if n.restarts else "0",
         )
     parts: list[Table] = [nodes]
-    noted = [n for n in report.nodes if n.notes]
+    noted = [n for n in report.nodes if n.notes or n.safe_states]
     if noted:
         notes = Table(title="node notes", title_justify="left")
         notes.add_column("node")
         notes.add_column("note")
         notes.add_column("value")
         for n in noted:
+            if n.safe_states:
+                sent = ", ".join(f"{why} {count}" for why, count in n.safe_states.items())
+                notes.add_row(n.id, "safe commands", Text(sent))
             for key, value in n.notes.items():
                 notes.add_row(n.id, key, Text(value))
         parts.append(notes)

@@ -14,6 +14,7 @@ import logging
 import math
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,9 @@ import numpy as np
 from edgeloop.runtime.graph import ContractSpec, NodeSpec
 from edgeloop.runtime.messages import Message
 from edgeloop.runtime.metrics import LatencyRecorder
-from edgeloop.runtime.node import Node, NodeContext, Port
+from edgeloop.runtime.node import Actuator, Node, NodeContext, Port
+
+_log = logging.getLogger("edgeloop.executor")
 
 NEVER = 1 << 62
 DEFAULT_WATCHDOG_MS = 2000.0  # at least; else ten times the node's deadline
@@ -323,20 +326,42 @@ def close_quietly(runner: Runner, node: Node | None = None, *, watched: bool = T
     ``watched``: on the loop's thread, where the step watchdog (when it runs)
     interrupts a close that overruns; a restart's thread passes False.
     """
+    node = runner.node if node is None else node
+    _bounded(runner, node.close, "close", watched)
+
+
+def make_safe(
+    runner: Runner, reason: str, node: Node | None = None, *, watched: bool = True
+) -> None:
+    """Have an actuator send its safe command (see :meth:`Actuator.safe`) and count
+    it under ``reason`` in the report; one that raises or runs past
+    ``close_timeout_ms`` is logged and counted as a ``safe`` fault, never raised.
+    ``watched`` as for :func:`close_quietly`."""
+    node = runner.node if node is None else node
+    if not isinstance(node, Actuator):
+        return
+    if _bounded(runner, lambda: node.safe(reason), "safe", watched):
+        runner.ctx.went_safe(reason)
+
+
+def _bounded(runner: Runner, call: Callable[[], Any], what: str, watched: bool) -> Any:
+    """``call()``'s result, or None when it raised or overran ``close_timeout_ms``
+    (counted as a ``what`` fault and logged)."""
     limit = runner.watchdog_ns
     if watched:
         runner.watchdog_ns = int(runner.spec.close_timeout_ms * 1e6)
         runner.started = time.perf_counter_ns()
     try:
-        (runner.node if node is None else node).close()
+        return call()
     except BaseException as exc:  # a node's close may not end the process either
-        runner.faults["close"] = runner.faults.get("close", 0) + 1
+        runner.faults[what] = runner.faults.get(what, 0) + 1
         why = (  # the watchdog's StepInterrupted, named: watchdog.py imports this module
             f"{exc} (close_timeout_ms)"
             if type(exc).__name__ == "StepInterrupted"
             else f"{type(exc).__name__}: {exc}"
         )
-        logging.getLogger("edgeloop.executor").warning("node '%s' close: %s", runner.spec.id, why)
+        _log.warning("node '%s' %s: %s", runner.spec.id, what, why)
+        return None
     finally:
         if watched:
             runner.started = 0

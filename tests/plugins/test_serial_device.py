@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -120,3 +121,181 @@ def test_the_actuator_writes_each_command_and_its_safe_command_when_the_loop_sto
     commands = [f[0] for f in frames[:-1]]
     assert commands == sorted(commands) and commands[0] == 1.0  # in order, none twice
     assert report.node("motor").notes["timeouts"] == "0"
+
+
+class SimulatedDevice:
+    """``python -m edgeloop.sims.serial_devices`` in a process of its own, under a link."""
+
+    def __init__(self, kind: str, tmp_path, **options: float) -> None:
+        import subprocess
+        import sys
+
+        self.link = str(tmp_path / f"{kind}-link")
+        self.log = tmp_path / f"{kind}.jsonl"
+        args = [sys.executable, "-m", "edgeloop.sims.serial_devices", kind]
+        args += ["--link", self.link, "--log", str(self.log)]
+        for key, value in options.items():
+            args += [f"--{key.replace('_', '-')}", str(value)]
+        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+        self.wait_ready()
+
+    def wait_ready(self) -> None:
+        line = self.process.stdout.readline()  # the device's readiness line
+        assert line.startswith("ready"), line
+
+    def unplug(self) -> None:
+        """Pull the cable; returns once the device is back under its link."""
+        import signal
+
+        self.process.send_signal(signal.SIGUSR1)
+        self.wait_ready()
+
+    def commands(self) -> list[list[float]]:
+        import json
+
+        if not self.log.exists():
+            return []
+        return [json.loads(line)["command"] for line in self.log.read_text().splitlines()]
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        self.process.stdout.close()
+
+
+@pytest.fixture
+def simulated(tmp_path):
+    devices: list[SimulatedDevice] = []
+
+    def start(kind: str, **options: float) -> SimulatedDevice:
+        devices.append(SimulatedDevice(kind, tmp_path, **options))
+        return devices[-1]
+
+    yield start
+    for device in devices:
+        device.close()
+
+
+def wait_for(condition, what: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def run_while(executor: Executor, script) -> Any:
+    """Run ``executor`` (on this, the main thread) while ``script`` acts on it from
+    another thread and stops it when done."""
+    failure: list[BaseException] = []
+
+    def act() -> None:
+        try:
+            wait_for(
+                lambda: executor._loop_parts is not None and executor._loop_parts.runners, "setup"
+            )
+            script()
+        except BaseException as exc:
+            failure.append(exc)
+        finally:
+            executor.stop("the test is done")
+
+    actor = threading.Thread(target=act)
+    actor.start()
+    report = executor.run(120.0)
+    actor.join()
+    if failure:
+        raise failure[0]
+    return report
+
+
+def test_the_sensor_reopens_a_port_that_vanished_and_goes_on_reading(simulated):
+    imu = simulated("imu", rate_hz=200, replug_ms=100)
+    graph = LoopGraph(name="imu")
+    graph.add_node(
+        "imu",
+        "serial.sensor",
+        rate_hz=100,
+        config={"port": imu.link, "fields": 3, "reconnect_ms": 20},
+        on_fault="hold_last",
+    )
+    executor = Executor(graph)
+
+    def script() -> None:
+        node = executor.node("imu")
+        wait_for(lambda: node.deframer.counts.frames > 5, "frames")
+        imu.unplug()
+        wait_for(lambda: node.link.reconnects == 1, "the reconnect")
+        before = node.deframer.counts.frames
+        wait_for(lambda: node.deframer.counts.frames > before + 5, "frames after the reconnect")
+
+    report = run_while(executor, script)
+    imu_stats = report.node("imu")
+    assert imu_stats.faults == {"exception": 1}, report.fault_log
+    assert "reopening it with backoff" in report.fault_log[0]["error"]
+    assert imu_stats.notes["reconnects"] == "1"
+    assert not report.stopped_by_fault
+
+
+def motor_loop(link: str, command: Any = "ctl/value", safe: Any = (0.0,)) -> LoopGraph:
+    from edgeloop.testing import CounterSensor
+
+    graph = LoopGraph(name="motor")
+    graph.add_node("ctl", CounterSensor, rate_hz=50, config={"start": 1.0})
+    graph.add_node(
+        "motor",
+        "serial.actuator",
+        inputs={"command": command},
+        config={"port": link, "safe": list(safe), "reconnect_ms": 20},
+        on_fault="hold_last",
+    )
+    return graph
+
+
+def test_the_motor_gets_its_safe_command_first_after_a_replug_and_last_on_stop(simulated):
+    motor = simulated("motor", replug_ms=100)
+    executor = Executor(motor_loop(motor.link))
+
+    def script() -> None:
+        node = executor.node("motor")
+        wait_for(lambda: len(motor.commands()) >= 3, "commands")
+        motor.unplug()
+        wait_for(lambda: node.link.reconnects == 1, "the reconnect")
+        seen = len(motor.commands())
+        wait_for(lambda: len(motor.commands()) >= seen + 3, "commands after the reconnect")
+
+    report = run_while(executor, script)
+    stats = report.node("motor")
+    assert stats.safe_states == {"reconnect": 1, "stop": 1}
+    assert stats.faults == {"exception": 1}, report.fault_log  # the unplug, once
+    wait_for(lambda: motor.commands()[-1] == [0.0], "the safe command on stop")
+    commands = motor.commands()
+    replugged = commands.index([0.0])  # the first frame on the new link is the safe one
+    assert replugged < len(commands) - 1
+    counts = [c[0] for c in commands if c != [0.0]]
+    assert counts == sorted(counts) and counts[replugged] > counts[replugged - 1] + 1
+
+
+def test_a_silent_controller_makes_the_motor_safe_once_and_the_stop_again(simulated):
+    from edgeloop.testing import FaultyNode
+
+    motor = simulated("motor")
+    graph = motor_loop(motor.link, {"from": "brain/value", "stale_ms": 100}, safe=[0.0, 0.0])
+    graph.add_node(  # goes silent at its 10th step: down for a minute (a killed controller)
+        "brain",
+        FaultyNode,
+        inputs={"value": "ctl/value"},
+        config={"fault": "raise", "on_step": 10},
+        on_fault={"restart": {"backoff_ms": 60_000, "max_backoff_ms": 60_000}},
+    )
+    executor = Executor(graph)
+
+    def script() -> None:
+        wait_for(lambda: executor.node("brain").state["steps"] > 10, "the silence")
+        wait_for(lambda: [0.0, 0.0] in motor.commands(), "the safe command")
+
+    report = run_while(executor, script)
+    assert report.node("motor").safe_states == {"stale_input": 1, "stop": 1}
+    wait_for(lambda: motor.commands()[-2:] == [[0.0, 0.0]] * 2, "the safe command on stop")
+    commands = motor.commands()
+    assert commands[:10] == [[float(k), float(k)] for k in range(1, 11)]  # every command, then
+    assert commands[10:] == [[0.0, 0.0]] * 2  # safe: when the input went stale, and on stop
