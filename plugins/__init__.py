@@ -3,6 +3,7 @@ point like any third-party plugin."""
 
 from __future__ import annotations
 
+from edgeloop.plugins.camera import Camera
 from edgeloop.plugins.control import PendulumSwingUp, PidController
 from edgeloop.plugins.events import (
     DeltaEncoder,
@@ -25,6 +26,7 @@ from edgeloop.plugins.serial_device import SerialActuator, SerialSensor
 from edgeloop.plugins.sinks import LogSink
 from edgeloop.plugins.sources import ConstantAction
 from edgeloop.plugins.spiking import SpikingNode
+from edgeloop.plugins.video_file import VideoFile
 from edgeloop.plugins.world import WorldNode
 from edgeloop.runtime.hookspecs import hookimpl
 from edgeloop.runtime.node import Node
@@ -56,6 +58,8 @@ def edgeloop_register_node_types() -> dict[str, type[Node]]:
         "scene.edge": MovingEdge,
         "serial.sensor": SerialSensor,
         "serial.actuator": SerialActuator,
+        "camera": Camera,
+        "video.file": VideoFile,
         "encode.rate": RateEncoder,
         "encode.latency": LatencyEncoder,
         "encode.delta": DeltaEncoder,

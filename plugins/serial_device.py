@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeloop.plugins.backoff import reopen_with_backoff
 from edgeloop.plugins.serial_framing import FRAMINGS, Deframer, encode_frame
 from edgeloop.runtime.errors import MissingDependencyError, TransportError
 from edgeloop.runtime.node import Actuator, NodeContext, Port, Sensor
@@ -98,18 +99,18 @@ class SerialLink:
         return lost
 
     def reopen(self) -> bool:
-        """Try to open the port again, waiting longer after each failure; False when
-        the node is closing first."""
-        wait = self._first_s
-        while not self.stopping.wait(wait):
-            try:
-                self.port = _open(self.name, self._baud, **self._options)
-            except TransportError:
-                wait = min(wait * 2, self._max_s)
-                continue
-            self.reconnects += 1
-            return True
-        return False
+        """Open the port again, waiting longer after each failure; False when the
+        node is closing first."""
+        self.port = reopen_with_backoff(
+            lambda: _open(self.name, self._baud, **self._options),
+            self.stopping,
+            self._first_s,
+            self._max_s,
+        )
+        if self.port is None:
+            return False
+        self.reconnects += 1
+        return True
 
     def close(self, thread: threading.Thread) -> None:
         self.stopping.set()

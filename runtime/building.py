@@ -185,7 +185,7 @@ class CompiledLoop:
                 bounds["cost_per_reading"] = profile.sensing_costs[spec.type]
         full = bounds.get("max_rate_hz") or spec.rate_hz or math.inf
         state = SensingState(
-            runner.cls.sensing.narrowed(bounds),  # type: ignore[union-attr]
+            runner.cls.sensing_spec(runner.ctx.config).narrowed(bounds),  # type: ignore[union-attr]
             rate_hz=spec.rate_hz,
             full_rate_hz=full,
         )

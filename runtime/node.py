@@ -231,6 +231,13 @@ class Node:
         """
         return port_list(cls.inputs), port_list(cls.outputs)
 
+    @classmethod
+    def sensing_spec(cls, config: Any) -> SensingSpec | None:
+        """The sensing spec of a node with this config: ``cls.sensing``, unless a
+        type's depends on its config (a camera's frame size sets its region grid
+        and resolutions). Its rate bounds are the class's, as validation checks them."""
+        return cls.sensing
+
     def setup(self, ctx: NodeContext) -> None:
         """Called once before the loop starts (and again after a restart).
 

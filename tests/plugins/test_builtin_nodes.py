@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnx_models
 import pytest
+import video_files
 
 import edgeloop
 from edgeloop import Executor, LoopGraph
@@ -46,6 +47,8 @@ def _pty(folder: Path) -> dict[str, str]:
 REQUIRED_CONFIG = {
     "onnx.model": lambda folder: {"model": str(onnx_models.make_mlp(folder / "mlp.onnx"))},
     "replay": _recording,
+    "camera": lambda folder: {"source": str(video_files.write_video(folder / "v.mkv"))},
+    "video.file": lambda folder: {"path": str(video_files.write_video(folder / "v.mkv"))},
     "serial.sensor": _pty,
     "serial.actuator": _pty,
     "predictor.kalman": lambda folder: {"dt": 0.02},
