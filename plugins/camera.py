@@ -57,8 +57,10 @@ class FrameGrabber:
         backoff_s: tuple[float, float],
         first: Any = None,
         reconnects: int = 0,
+        wake: Callable[[], None] = lambda: None,
     ) -> None:
         self._open_once = open_once
+        self._wake = wake
         self._source = source
         self._clock = clock
         self._enabled = enabled
@@ -115,6 +117,7 @@ class FrameGrabber:
                 self._latest = (frame, sensed)
                 self.captured += 1
                 self.last_frame_s = now
+            self._wake()
         self._release()
 
     def _opened(self) -> None:
@@ -145,6 +148,7 @@ class FrameGrabber:
     def _drop(self, why: str) -> None:
         self._lost = why
         self._release()
+        self._wake()  # the next step says so
 
     def _release(self) -> None:
         capture, self._capture = self._capture, None
@@ -225,8 +229,10 @@ class Camera(Sensor):
     """Frames from a camera, a stream, a pipeline or a video file, as uint8 (H, W, C).
 
     A thread reads frames as the camera delivers them (a file at its own frame
-    rate); a step publishes the newest one not yet published (nothing when none
-    came), with its capture time as sensing time: the driver's timestamp where
+    rate). Without ``rate_hz`` the node steps on each new frame (in real time, in
+    one process: ``ctx.wake``); with it, on its rate. A step publishes the newest
+    frame not yet published (nothing when none came), with its capture time as
+    sensing time: the driver's timestamp where
     OpenCV gives one (V4L2 devices), else the time it was read. Frames a newer
     one replaced before a step took it are counted (note ``dropped_by_loop``), as
     are gaps in a device's timestamps (``dropped_by_driver``).
@@ -251,11 +257,10 @@ class Camera(Sensor):
         under the node's policy; it is then reopened with backoff (note
         ``reconnects``), and the steps in between publish nothing.
 
-    YAML::
+    YAML (no ``rate_hz``: a step per frame)::
 
         - id: camera
           type: camera
-          rate_hz: 30
           on_fault: hold_last
           config: {source: /dev/video0, width: 640, height: 480, calibration: cam.yaml}
     """
@@ -266,6 +271,7 @@ class Camera(Sensor):
     )
     Config = CameraConfig
     sensing = SensingSpec(min_rate_hz=0.1, max_rate_hz=240.0, region=True, cost_per_reading=1.0)
+    wakes = True
 
     @classmethod
     def sensing_spec(cls, config: CameraConfig) -> SensingSpec:
@@ -290,6 +296,13 @@ class Camera(Sensor):
         self._info_key: Any = None
         self.published = 0
         self.grabber = self._grabber(first)
+        # Stepped by its frames (no rate_hz), it must still step to notice a stall.
+        self._closing = threading.Event()
+        threading.Thread(target=self._tick, name="edgeloop-camera-stall", daemon=True).start()
+
+    def _tick(self) -> None:
+        while not self._closing.wait(self.config.stall_ms / 2e3):
+            self.ctx.wake()
 
     def _open(self) -> Any:
         cfg: CameraConfig = self.config
@@ -306,6 +319,7 @@ class Camera(Sensor):
             (cfg.reconnect_ms / 1e3, cfg.max_reconnect_ms / 1e3),
             first,
             reconnects,
+            self.ctx.wake,
         )
 
     def _undistort_maps(self, cal: Calibration) -> Any:
@@ -416,4 +430,5 @@ class Camera(Sensor):
         note("reconnects", str(grabber.reconnects))
 
     def close(self) -> None:
+        self._closing.set()
         self.grabber.close()

@@ -15,6 +15,7 @@ import functools
 import heapq
 import logging
 import math
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -37,6 +38,7 @@ from edgeloop.runtime.watchdog import StepInterrupted, StepWatchdog
 from edgeloop.runtime.wiring import NEVER, ContractState, OutPort, Runner, Timer, make_safe
 
 _NO_PORT = "\x00no single output"  # a name no port has
+_WAKE_MARGIN_S = 0.0005  # a wait for a wake ends this early; the clock's own wait does the rest
 _FOLD_EVERY = 4096  # ticks of a timer between folds of the latency recorders (a power of 2)
 _log = logging.getLogger("edgeloop.executor")
 
@@ -89,6 +91,9 @@ class Executor:
         self._stopped_by_fault = False
         self._started = False
         self._ready: deque[Runner] = deque()
+        self._woken: deque[Runner] = deque()  # nodes a thread of theirs asked to step (ctx.wake)
+        self._wake_event = threading.Event()
+        self._wakeable = False  # some node may wake the loop: wait on the event, not a sleep
         self._resources: dict[str, Any] = {}
         self._series: dict[str, list[float]] = {}
         self._fault_log: list[dict[str, Any]] = []
@@ -148,6 +153,7 @@ class Executor:
             log=self._fault_log,
         )
         end_ns = NEVER if duration_s is None else int(duration_s * 1e9)
+        self._enable_wakes()
         resume_ns = self._bridge.resume_ns if self._bridge is not None else 0
         for i, timer in enumerate(self._loop_parts.timers):
             timer.ticks = timer.first_tick = -(-resume_ns // timer.period_ns)
@@ -200,6 +206,7 @@ class Executor:
         (safe from another thread)."""
         if self._stop_reason is None:
             self._stop_reason = reason
+        self._wake_event.set()  # a loop waiting for a wake looks now
 
     def _attach_taps(self) -> None:
         """Give every output port (and timer tick) what must see its messages: the
@@ -217,6 +224,20 @@ class Executor:
                     port.taps.append(functools.partial(write, f"/{node_id}/{port.name}"))
         if self._bridge is not None:
             self._bridge.attach(loop, self.clock)
+
+    def _enable_wakes(self) -> None:
+        """Let the nodes that step on their own thread's data (``wakes``, no
+        ``rate_hz``) wake the loop: in real time, in one process."""
+        if self.simulated or self._bridge is not None:
+            return
+        for runner in self._loop_parts.runners.values():
+            if runner.cls.wakes and runner.spec.rate_hz is None:
+                runner.ctx._on_wake = functools.partial(self._wake, runner)
+                self._wakeable = True
+
+    def _wake(self, runner: Runner) -> None:
+        self._woken.append(runner)  # deque appends are atomic: any thread may call this
+        self._wake_event.set()
 
     def _replan(self, timer: Timer, rate_hz: float | None) -> None:
         """Move ``timer`` to ``rate_hz`` from now, its next tick one new period away,
@@ -474,11 +495,44 @@ class Executor:
             replanned, self._replanned = self._replanned, False
             return replanned or self._stop_reason is not None
 
+        wakeable = self._wakeable
+        woken, wake_event = self._woken, self._wake_event
+
+        def wait_or_wake(due: int) -> bool:
+            """Sleep until shortly before ``due``; True if a node asked for a step (or
+            ``stop`` was called) first."""
+            if woken:
+                return True
+            ahead_s = min((due - clock_now()) * 1e-9 - _WAKE_MARGIN_S, 3600.0)
+            return ahead_s > 0 and wake_event.wait(ahead_s)
+
+        def run_woken() -> None:
+            wake_event.clear()  # before taking: a wake from now on sets it again
+            while woken:
+                runner = woken.popleft()
+                if not runner.queued:
+                    runner.queued = True
+                    ready_append(runner)
+            while ready:
+                runner = popleft()
+                runner.queued = False
+                runner.run()
+
         while self._stop_reason is None:
             if heap and heap[0][0] != heap[0][2].due:  # a timer moved to a new rate
                 heapq.heappop(heap)
                 continue
-            if bridge is None:
+            if wakeable:  # a node's thread may ask for a step before the next timer
+                due, order, timer = heap[0] if heap else (end_ns, -1, None)
+                if due >= end_ns:
+                    due, timer = end_ns, None
+                if wait_or_wake(due):
+                    run_woken()
+                    continue
+                if timer is None:
+                    break
+                now = wait_until(due)
+            elif bridge is None:
                 if not heap or heap[0][0] >= end_ns:
                     break
                 due, order, timer = heap[0]

@@ -115,6 +115,7 @@ class NodeContext:
         self._resources = resources
         self._metrics = metrics
         self._on_record: Callable[[], None] | None = None  # the executor's: flush a recording
+        self._on_wake: Callable[[], None] | None = None  # the executor's: step this node soon
         self.notes: dict[str, str] = {}
         """What the node stated with :meth:`note`, shown in the run report."""
         self.safe_states: dict[str, int] = {}
@@ -185,6 +186,15 @@ class NodeContext:
         provider runs its model); a later note under the same key replaces it."""
         self.notes[key] = str(value)
 
+    def wake(self) -> None:
+        """Ask the loop to step this node as soon as it can; safe from any thread (a
+        device's reading thread with a new frame). It works for a node of a type
+        that ``wakes`` and has no ``rate_hz``, in real time in one process; elsewhere
+        (simulated time, a process group, a node with a rate) it does nothing and
+        the node steps on its rate."""
+        if self._on_wake is not None:
+            self._on_wake()
+
     def went_safe(self, reason: str) -> None:
         """Say that this actuator sent its safe command of its own accord (``reconnect``:
         before the first command on a link that came back), for the run report."""
@@ -214,6 +224,9 @@ class Node:
     sensing: ClassVar[SensingSpec | None] = None
     """Set on sensor types that take sensing commands on a ``sensing`` input
     (:mod:`edgeloop.runtime.sensing`)."""
+    wakes: ClassVar[bool] = False
+    """True for node types whose own thread asks the loop to step them
+    (``ctx.wake``): they may have no ``rate_hz`` and step on their data."""
     external: ClassVar[bool] = False
     """True for node types that never step: their outputs come from outside the
     executor (a stand-in for a node in another process)."""

@@ -129,6 +129,7 @@ def validate_graph(graph: LoopGraph, registry: PluginRegistry) -> list[GraphProb
             and not triggers
             and spec.id not in targets
             and not getattr(facts[i].cls, "external", False)  # fed from outside
+            and not getattr(facts[i].cls, "wakes", False)  # stepped by its own thread
             and not _unsure_when_it_runs(graph, i)
         ):
             problem(

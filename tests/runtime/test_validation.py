@@ -184,7 +184,7 @@ MISTAKES = [
                 "nodes[0].type",
                 "camera.usb",
                 "unknown node type 'camera.usb'",
-                "did you mean grid.camera?",
+                "did you mean camera, grid.camera?",
             )
         ],
         id="a node of unknown type, and no guessing at its ports",
