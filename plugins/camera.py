@@ -235,7 +235,9 @@ class Camera(Sensor):
     sensing time: the driver's timestamp where
     OpenCV gives one (V4L2 devices), else the time it was read. Frames a newer
     one replaced before a step took it are counted (note ``dropped_by_loop``), as
-    are gaps in a device's timestamps (``dropped_by_driver``).
+    are gaps in a device's timestamps (``dropped_by_driver``); ``copied`` counts
+    the frames published in a buffer other than the one decoded into (a resize,
+    a region, undistortion, a colour conversion not done in place).
 
     Sensing commands: ``rate_hz`` (0.1 to 240 Hz) and ``enabled`` (off: the
     camera is not read at all), ``region`` [r0, c0, r1, c1] in pixels of the
@@ -294,7 +296,7 @@ class Camera(Sensor):
                 self._maps = self._undistort_maps(self.calibration)
         first = self._open()  # a source that cannot be opened fails setup
         self._info_key: Any = None
-        self.published = 0
+        self.published = self.copied = 0  # copied: published frames not the decoded buffer
         self.grabber = self._grabber(first)
         # Stepped by its frames (no rate_hz), it must still step to notice a stall.
         self._closing = threading.Event()
@@ -348,6 +350,7 @@ class Camera(Sensor):
         frame, sensed = taken
         image, region = self._shape(frame)
         self.published += 1
+        self.copied += not np.may_share_memory(image, frame)
         self.ctx.sensed_at(sensed)
         out: dict[str, Any] = {"image": image}
         if self.calibration is not None:
@@ -425,6 +428,7 @@ class Camera(Sensor):
         note("source", f"{self.source.kind} {self.source.target}")
         note("captured", str(grabber.captured))
         note("published", str(self.published))
+        note("copied", str(self.copied))
         note("dropped_by_loop", str(grabber.overwritten))
         note("dropped_by_driver", str(grabber.driver_drops))
         note("reconnects", str(grabber.reconnects))
