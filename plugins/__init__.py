@@ -4,6 +4,7 @@ point like any third-party plugin."""
 from __future__ import annotations
 
 from edgeloop.plugins.camera import Camera
+from edgeloop.plugins.can_bus import CanActuator, CanSensor
 from edgeloop.plugins.control import PendulumSwingUp, PidController
 from edgeloop.plugins.events import (
     DeltaEncoder,
@@ -60,6 +61,8 @@ def edgeloop_register_node_types() -> dict[str, type[Node]]:
         "serial.actuator": SerialActuator,
         "camera": Camera,
         "video.file": VideoFile,
+        "can.sensor": CanSensor,
+        "can.actuator": CanActuator,
         "encode.rate": RateEncoder,
         "encode.latency": LatencyEncoder,
         "encode.delta": DeltaEncoder,

@@ -7,6 +7,7 @@ import math
 import os
 from pathlib import Path
 
+import can_files
 import numpy as np
 import onnx_models
 import pytest
@@ -49,6 +50,19 @@ REQUIRED_CONFIG = {
     "replay": _recording,
     "camera": lambda folder: {"source": str(video_files.write_video(folder / "v.mkv"))},
     "video.file": lambda folder: {"path": str(video_files.write_video(folder / "v.mkv"))},
+    "can.sensor": lambda folder: {
+        "dbc": str(can_files.write_dbc(folder)),
+        "signals": ["left"],
+        "interface": "virtual",
+        "channel": "check-node",
+    },
+    "can.actuator": lambda folder: {
+        "dbc": str(can_files.write_dbc(folder)),
+        "message": "MotorCommand",
+        "signals": ["torque"],
+        "interface": "virtual",
+        "channel": "check-node",
+    },
     "serial.sensor": _pty,
     "serial.actuator": _pty,
     "predictor.kalman": lambda folder: {"dt": 0.02},

@@ -1,0 +1,441 @@
+"""Devices on a CAN bus (``can.sensor``, ``can.actuator``; python-can and cantools,
+the ``can`` extra), their frames decoded and encoded through a DBC file.
+
+On a board the bus is SocketCAN (``interface: socketcan``, ``channel: can0``,
+brought up with ``ip link set can0 up type can bitrate 500000``); python-can's
+other interfaces (``pcan``, ``kvaser``, ``slcan``, ``virtual``...) work the same.
+
+A bus that goes bus-off (the controller stopped sending after too many
+errors; SocketCAN reports it as an error frame with the bus-off flag) or whose
+socket fails is one fault under the node's policy; the node's thread then
+shuts the bus down and opens it again with backoff.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edgeloop.plugins.backoff import reopen_with_backoff
+from edgeloop.runtime.errors import MissingDependencyError, NodeConfigError, TransportError
+from edgeloop.runtime.node import Actuator, NodeContext, Port, Sensor
+
+_RECV_TIMEOUT_S = 0.05  # how long the reading thread blocks before it looks at its stop flag
+_CAN_ERR_BUSOFF = 0x40  # SocketCAN's error class bit for bus-off (linux/can/error.h)
+
+
+def _can() -> Any:
+    try:
+        import can
+    except ImportError:
+        raise MissingDependencyError("python-can", "can", "can.sensor") from None
+    return can
+
+
+def _database(path: str) -> Any:
+    try:
+        import cantools
+    except ImportError:
+        raise MissingDependencyError("cantools", "can", "can.sensor") from None
+    try:
+        return cantools.database.load_file(path, database_format="dbc")
+    except FileNotFoundError:
+        raise NodeConfigError(f"DBC file {path} does not exist", key="dbc") from None
+    except Exception as exc:
+        raise NodeConfigError(
+            f"DBC file {path} cannot be read: {type(exc).__name__}: {exc}",
+            key="dbc",
+            fix="check it is a DBC file (cantools loads it with cantools.database.load_file)",
+        ) from None
+
+
+def _open_bus(interface: str, channel: str, bitrate: int | None, filters: list[dict]) -> Any:
+    can = _can()
+    options: dict[str, Any] = {"interface": interface, "channel": channel}
+    if bitrate is not None:
+        options["bitrate"] = bitrate
+    try:
+        # SocketCAN filters in the kernel and still delivers error frames; python-can's
+        # other interfaces filter in software and would drop them: the node filters.
+        kernel_filters = filters if interface == "socketcan" and filters else None
+        return can.Bus(can_filters=kernel_filters, **options)
+    except (can.CanError, OSError, ValueError, ImportError) as exc:
+        raise TransportError(
+            f"cannot open CAN bus {interface}:{channel}: {exc}",
+            fix="check the interface is up (`ip link show can0`; `ip link set can0 up type can "
+            "bitrate 500000`) and that python-can supports it",
+        ) from None
+
+
+def _signal_owners(db: Any, signals: list[str], key: str) -> list[tuple[Any, str]]:
+    """``(message, signal name)`` for each ``Message.Signal`` (or a signal name that
+    exactly one message has); NodeConfigError naming what is unknown."""
+    owners = []
+    for name in signals:
+        message_name, _, signal = name.rpartition(".")
+        candidates = (
+            [db.get_message_by_name(message_name)]
+            if message_name and message_name in {m.name for m in db.messages}
+            else [m for m in db.messages if any(s.name == name for s in m.signals)]
+        )
+        signal = signal if message_name else name
+        found = [m for m in candidates if any(s.name == signal for s in m.signals)]
+        if len(found) != 1:
+            known = ", ".join(f"{m.name}.{s.name}" for m in db.messages for s in m.signals)
+            why = "is in several messages" if found else "is not in the DBC file"
+            raise NodeConfigError(f"signal '{name}' {why}", key=key, fix=f"name one of: {known}")
+        owners.append((found[0], signal))
+    return owners
+
+
+class CanLink:
+    """A bus that the node's thread opens again, with backoff, after it fails."""
+
+    def __init__(self, cfg: Any, filters: list[dict]) -> None:
+        self._open = lambda: _open_bus(cfg.interface, cfg.channel, cfg.bitrate, filters)
+        self._backoff = (cfg.reconnect_ms / 1e3, cfg.max_reconnect_ms / 1e3)
+        self.bus: Any = self._open()
+        self.stopping = threading.Event()
+        self.reconnects = 0
+        self._lost = ""
+
+    def drop(self, why: str) -> None:
+        self._lost = why
+        bus, self.bus = self.bus, None
+        try:
+            bus.shutdown()
+        except Exception:  # a failed bus may fail to shut down too
+            pass
+
+    def take_loss(self) -> str:
+        lost, self._lost = self._lost, ""
+        return lost
+
+    def reopen(self) -> bool:
+        self.bus = reopen_with_backoff(self._open, self.stopping, *self._backoff)
+        if self.bus is None:
+            return False
+        self.reconnects += 1
+        return True
+
+    def close(self, thread: threading.Thread | None) -> None:
+        self.stopping.set()
+        if thread is not None:
+            thread.join(timeout=1.0)
+        if self.bus is not None:
+            self.bus.shutdown()
+
+
+@dataclass(frozen=True)
+class CanSensorConfig:
+    dbc: str
+    """The DBC file that describes the bus's messages and signals."""
+    signals: list[str]
+    """The signals to publish, in this order: ``Message.Signal``, or a signal's name
+    alone when one message has it. Only their messages' ids are received."""
+    interface: str = "socketcan"
+    """python-can interface: ``socketcan`` on Linux boards, ``virtual`` for tests,
+    ``pcan``, ``kvaser``, ``slcan``..."""
+    channel: str = "can0"
+    """The bus: ``can0``, or a virtual bus's name."""
+    bitrate: int | None = None
+    """Bits per second for interfaces that set it (SocketCAN's is set with ``ip link``)."""
+    reconnect_ms: float = 100.0
+    """After the bus failed, the first wait before opening it again; doubles after
+    each failed try."""
+    max_reconnect_ms: float = 2000.0
+    """The longest wait between two tries to open the bus."""
+
+    def __post_init__(self) -> None:
+        if not self.signals:
+            raise ValueError("name at least one signal")
+        if not 0 < self.reconnect_ms <= self.max_reconnect_ms <= 3_600_000:
+            raise ValueError("reconnect_ms must be above 0 and at most max_reconnect_ms")
+
+
+class CanSensor(Sensor):
+    """The newest values of chosen CAN signals, decoded through a DBC file.
+
+    A thread receives the frames of the signals' messages (SocketCAN filters the
+    rest out in the kernel, other interfaces in the node) and decodes them; a
+    step publishes every signal's newest value once each has been seen and
+    something new came since the last step, sensed when the newest of them was
+    received (the bus's receive timestamp). Frames
+    that do not decode are counted (note ``undecodable``), as are error frames
+    (``error_frames``).
+
+    Faults:
+        a bus that cannot be opened fails setup; an unknown signal or a DBC file
+        that cannot be read is a NodeConfigError. Bus-off, or a receive that
+        fails, makes the next step raise TransportError (an ``exception`` fault
+        under the node's policy); the thread then reopens the bus with backoff
+        (note ``reconnects``).
+
+    YAML::
+
+        - id: wheels
+          type: can.sensor
+          rate_hz: 100
+          on_fault: hold_last
+          config: {dbc: robot.dbc, signals: [WheelSpeed.left, WheelSpeed.right]}
+    """
+
+    outputs = (Port("signals", dtype="float64", doc="the signals' newest values, in order"),)
+    Config = CanSensorConfig
+
+    def setup(self, ctx: NodeContext) -> None:
+        cfg: CanSensorConfig = ctx.config
+        db = _database(cfg.dbc)
+        owners = _signal_owners(db, cfg.signals, "signals")
+        self._slots: dict[int, list[tuple[int, str]]] = {}
+        for i, (message, signal) in enumerate(owners):
+            self._slots.setdefault(message.frame_id, []).append((i, signal))
+        self._messages = {m.frame_id: m for m, _ in owners}
+        filters = [
+            {
+                "can_id": m.frame_id,
+                "can_mask": 0x1FFFFFFF if m.is_extended_frame else 0x7FF,
+                "extended": m.is_extended_frame,
+            }
+            for m in self._messages.values()
+        ]
+        self.link = CanLink(cfg, filters)
+        self.values = np.full(len(owners), np.nan)
+        self._seen = np.zeros(len(owners), dtype=bool)
+        self._fresh_at: float | None = None
+        self._lock = threading.Lock()
+        self.frames = self.undecodable = self.error_frames = 0
+        self._thread = threading.Thread(
+            target=self._receive, name=f"edgeloop-can-{ctx.node_id}", daemon=True
+        )
+        self._thread.start()
+
+    def _receive(self) -> None:
+        can, link, clock = _can(), self.link, self.ctx.clock
+        while not link.stopping.is_set():
+            if link.bus is None and not link.reopen():
+                return
+            try:
+                frame = link.bus.recv(timeout=_RECV_TIMEOUT_S)
+            except (can.CanError, OSError) as exc:
+                link.drop(f"{type(exc).__name__}: {exc}")
+                continue
+            if frame is None:
+                continue
+            if frame.is_error_frame:
+                self.error_frames += 1
+                if frame.arbitration_id & _CAN_ERR_BUSOFF:
+                    link.drop("bus-off (too many errors: check wiring, termination, bitrate)")
+                continue
+            self._decode(frame, _on_loop_clock(frame.timestamp, clock))
+
+    def _decode(self, frame: Any, received: float) -> None:
+        message = self._messages.get(frame.arbitration_id)
+        if message is None:  # not one of ours (interfaces other than SocketCAN)
+            return
+        try:
+            decoded = message.decode(frame.data, decode_choices=False)
+        except Exception:  # a frame of the wrong length or contents: count, skip
+            self.undecodable += 1
+            return
+        with self._lock:
+            for i, signal in self._slots[frame.arbitration_id]:
+                self.values[i] = float(decoded[signal])
+                self._seen[i] = True
+            self._fresh_at = received
+            self.frames += 1
+
+    def step(self, inputs: dict[str, Any]) -> dict[str, Any] | None:
+        lost = self.link.take_loss()
+        if lost:
+            raise TransportError(f"CAN bus {self.config.channel} failed: {lost}; reopening it")
+        note = self.ctx.note
+        note("frames", str(self.frames))
+        note("undecodable", str(self.undecodable))
+        note("error_frames", str(self.error_frames))
+        note("reconnects", str(self.link.reconnects))
+        with self._lock:
+            if self._fresh_at is None or not self._seen.all():
+                return None
+            values, received, self._fresh_at = self.values.copy(), self._fresh_at, None
+        self.ctx.sensed_at(received)
+        return {"signals": values}
+
+    def close(self) -> None:
+        self.link.close(self._thread)
+
+
+def _on_loop_clock(timestamp: float, clock: Any) -> float:
+    """A frame's receive timestamp (python-can's: seconds of the wall clock) on the
+    loop's clock; the time now where it is not plausible (simulated time)."""
+    now = clock.now_ns() / 1e9
+    if clock.simulated:
+        return now
+    stamped = timestamp - (time.time() - now)
+    return stamped if 0.0 <= now - stamped < 1.0 else now
+
+
+@dataclass(frozen=True)
+class CanActuatorConfig:
+    dbc: str
+    """The DBC file that describes the command message."""
+    message: str
+    """The message to send, by its name in the DBC file."""
+    signals: list[str]
+    """The message's signals the ``command`` input sets, in order; the others are
+    sent as their DBC initial value (0 if none)."""
+    safe: list[float] | None = None
+    """The signal values sent when the loop stops and when the node faults (a
+    ``stale_ms`` input gone silent is a fault); None: none."""
+    interface: str = "socketcan"
+    """python-can interface, as for ``can.sensor``."""
+    channel: str = "can0"
+    """The bus, as for ``can.sensor``."""
+    bitrate: int | None = None
+    """Bits per second for interfaces that set it."""
+    send_timeout_ms: float = 5.0
+    """A send the bus cannot take within this (a full transmit queue) is dropped
+    and counted; it never holds the loop longer."""
+    reconnect_ms: float = 100.0
+    """After the bus failed, the first wait before opening it again."""
+    max_reconnect_ms: float = 2000.0
+    """The longest wait between two tries to open the bus."""
+
+    def __post_init__(self) -> None:
+        if not self.signals:
+            raise ValueError("name at least one signal")
+        if self.safe is not None and len(self.safe) != len(self.signals):
+            raise ValueError(f"safe has {len(self.safe)} values for {len(self.signals)} signals")
+        if not 0 < self.send_timeout_ms <= 1000:
+            raise ValueError("send_timeout_ms must be above 0 and at most 1000")
+        if not 0 < self.reconnect_ms <= self.max_reconnect_ms <= 3_600_000:
+            raise ValueError("reconnect_ms must be above 0 and at most max_reconnect_ms")
+
+
+class CanActuator(Actuator):
+    """Sends each command as one CAN frame, its signals encoded through a DBC file.
+
+    The ``command`` input's values set ``signals`` in order (values outside a
+    signal's DBC range are clipped to it and counted: note ``clipped``); the
+    frame is sent at once, within ``send_timeout_ms`` (a frame the bus cannot
+    take is dropped and counted: ``dropped``). The ``safe`` values are sent when
+    the loop stops and when the node faults, and counted in the report.
+
+    Faults:
+        a bus that cannot be opened fails setup; an unknown message or signal is
+        a NodeConfigError. A send that fails for another reason than a full
+        queue (the bus went away) is an ``exception`` fault; the next step
+        opens the bus again, with backoff between tries (note ``reconnects``).
+
+    YAML::
+
+        - id: motor
+          type: can.actuator
+          inputs: {command: {from: controller/action, stale_ms: 100}}
+          on_fault: hold_last
+          config: {dbc: robot.dbc, message: MotorCommand, signals: [torque], safe: [0.0]}
+    """
+
+    inputs = (Port("command", doc="the signals' values, a float array in ``signals`` order"),)
+    outputs = ()
+    Config = CanActuatorConfig
+
+    def setup(self, ctx: NodeContext) -> None:
+        cfg: CanActuatorConfig = ctx.config
+        db = _database(cfg.dbc)
+        names = {m.name for m in db.messages}
+        if cfg.message not in names:
+            raise NodeConfigError(
+                f"message '{cfg.message}' is not in {cfg.dbc}",
+                key="message",
+                fix=f"name one of: {', '.join(sorted(names))}",
+            )
+        self.message = db.get_message_by_name(cfg.message)
+        owners = _signal_owners(db, [f"{cfg.message}.{s}" for s in cfg.signals], "signals")
+        self._signals = [self.message.get_signal_by_name(s) for _, s in owners]
+        self._base = {  # the signals the command does not set
+            s.name: s.initial if s.initial is not None else 0 for s in self.message.signals
+        }
+        self.link = CanLink(cfg, [])
+        self._can = _can()
+        self.sent = self.dropped = self.clipped = 0
+        self._next_try = 0.0
+        self._wait_s = cfg.reconnect_ms / 1e3
+
+    def _frame(self, values: Any) -> Any:
+        flat = np.asarray(values, dtype=np.float64).reshape(-1)
+        if flat.size != len(self._signals):
+            raise ValueError(f"command has {flat.size} values for {len(self._signals)} signals")
+        data = dict(self._base)
+        for signal, value in zip(self._signals, flat.tolist(), strict=True):
+            low, high = signal.minimum, signal.maximum
+            low = -np.inf if low is None else low
+            bounded = min(max(value, low), np.inf if high is None else high)
+            self.clipped += bounded != value
+            data[signal.name] = bounded
+        payload = self.message.encode(data, strict=False)
+        return self._can.Message(
+            arbitration_id=self.message.frame_id,
+            data=payload,
+            is_extended_id=self.message.is_extended_frame,
+        )
+
+    def _send(self, frame: Any) -> bool:
+        """Send ``frame``; False (counted) when the queue is full. A bus that fails
+        is dropped and raises TransportError."""
+        if self.link.bus is None:
+            self._reopen_now()
+        try:
+            self.link.bus.send(frame, timeout=self.config.send_timeout_ms / 1e3)
+        except self._can.CanOperationError as exc:
+            if "buffer" in str(exc).lower() or "timed out" in str(exc).lower():
+                self.dropped += 1
+                return False
+            self.link.drop(f"{type(exc).__name__}: {exc}")
+            raise TransportError(f"CAN bus {self.config.channel} failed: {exc}") from None
+        except (self._can.CanError, OSError) as exc:
+            self.link.drop(f"{type(exc).__name__}: {exc}")
+            raise TransportError(f"CAN bus {self.config.channel} failed: {exc}") from None
+        self.sent += 1
+        return True
+
+    def _reopen_now(self) -> None:
+        """One try to open the bus again, at most once per backoff wait (on the loop's
+        thread, so that a bus gone for good costs a failed open per wait, no more)."""
+        now = time.monotonic()
+        if now < self._next_try:
+            raise TransportError(f"CAN bus {self.config.channel} is down; trying again soon")
+        try:
+            self.link.bus = _open_bus(
+                self.config.interface, self.config.channel, self.config.bitrate, []
+            )
+        except TransportError:
+            self._next_try = now + self._wait_s
+            self._wait_s = min(self._wait_s * 2, self.config.max_reconnect_ms / 1e3)
+            raise
+        self.link.reconnects += 1
+        self._wait_s = self.config.reconnect_ms / 1e3
+        if self.config.safe is not None and self._send(self._frame(self.config.safe)):
+            self.ctx.went_safe("reconnect")  # the device hears its safe command first
+
+    def step(self, inputs: dict[str, Any]) -> None:
+        command = inputs.get("command")
+        if command is not None:
+            self._send(self._frame(command))
+        note = self.ctx.note
+        note("sent", str(self.sent))
+        note("dropped", str(self.dropped))
+        note("clipped", str(self.clipped))
+        note("reconnects", str(self.link.reconnects))
+
+    def safe(self, reason: str) -> bool:
+        if self.config.safe is None or self.link.bus is None:
+            return False
+        return self._send(self._frame(self.config.safe))
+
+    def close(self) -> None:
+        self.link.close(None)
