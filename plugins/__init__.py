@@ -28,6 +28,7 @@ from edgeloop.plugins.sinks import LogSink
 from edgeloop.plugins.sources import ConstantAction
 from edgeloop.plugins.spiking import SpikingNode
 from edgeloop.plugins.video_file import VideoFile
+from edgeloop.plugins.vision import BlobTracker
 from edgeloop.plugins.world import WorldNode
 from edgeloop.runtime.hookspecs import hookimpl
 from edgeloop.runtime.node import Node
@@ -63,6 +64,7 @@ def edgeloop_register_node_types() -> dict[str, type[Node]]:
         "video.file": VideoFile,
         "can.sensor": CanSensor,
         "can.actuator": CanActuator,
+        "track.blob": BlobTracker,
         "encode.rate": RateEncoder,
         "encode.latency": LatencyEncoder,
         "encode.delta": DeltaEncoder,

@@ -268,3 +268,40 @@ def test_without_a_rate_the_camera_steps_on_each_frame_it_captures(tmp_path):
     # Each frame is stepped as it comes (on a loaded machine a late wake may miss one).
     assert int(notes["dropped_by_loop"]) <= len(got) // 4
     assert len(report.timers) == 0  # no timer: the frames drove it
+
+
+def test_the_blob_tracker_finds_the_centre_of_its_colour_and_says_when_it_sees_none():
+    from edgeloop.plugins.vision import BlobTracker
+    from edgeloop.testing import start_node
+
+    tracker = start_node(BlobTracker, {"color": [220, 40, 40], "tolerance": 30, "stride": 1})
+    image = np.full((40, 80, 3), 90, dtype=np.uint8)
+    image[10:20, 60:70] = (215, 45, 38)  # right of centre, above it
+    x, y, share = tracker.step({"image": image})["target"]
+    assert x == pytest.approx(2 * 65 / 80 - 1) and y == pytest.approx(2 * 15 / 40 - 1)
+    assert share == pytest.approx(100 / (40 * 80))
+    nothing = tracker.step({"image": np.full((40, 80, 3), 90, dtype=np.uint8)})["target"]
+    assert nothing.tolist() == [0.0, 0.0, 0.0]
+
+
+def test_the_camera_follow_example_turns_toward_the_target_and_ends_safe(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("serial")
+    script = Path(__file__).parents[2] / "examples" / "camera-follow" / "run.py"
+    run = subprocess.run(
+        [sys.executable, str(script), "--duration", "2", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    motor = next(n for n in report["nodes"] if n["id"] == "motor")
+    assert motor["safe_states"] == {"stop": 1} and not motor["faults"]
+    commands = [json.loads(line)["command"][0] for line in open(tmp_path / "motor.jsonl")]
+    assert len(commands) > 20 and commands[-1] == 0.0
+    assert max(commands) > 0.3  # the target swung right of centre: the motor turned toward it
