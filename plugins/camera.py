@@ -58,16 +58,18 @@ class FrameGrabber:
         first: Any = None,
         reconnects: int = 0,
         wake: Callable[[], None] = lambda: None,
+        prepare: Callable[[np.ndarray], np.ndarray] = lambda frame: frame,
     ) -> None:
         self._open_once = open_once
         self._wake = wake
+        self._prepare = prepare
         self._source = source
         self._clock = clock
         self._enabled = enabled
         self._backoff_s = backoff_s
         self._capture = first
         self._lock = threading.Lock()
-        self._latest: tuple[np.ndarray, float] | None = None
+        self._latest: tuple[np.ndarray, float, bool] | None = None
         self._lost = ""
         self.stopping = threading.Event()
         self.captured = self.overwritten = self.driver_drops = 0
@@ -104,6 +106,8 @@ class FrameGrabber:
                 continue
             now = self._clock.now_ns() / 1e9
             sensed = now
+            prepared = self._prepare(frame)  # here, while the frame is in this core's cache
+            copied = prepared is not frame and not np.may_share_memory(prepared, frame)
             driver_s = self._driver_time(cv2, now)
             if driver_s is not None:
                 sensed = driver_s
@@ -114,7 +118,7 @@ class FrameGrabber:
             with self._lock:
                 if self._latest is not None:
                     self.overwritten += 1
-                self._latest = (frame, sensed)
+                self._latest = (prepared, sensed, copied)
                 self.captured += 1
                 self.last_frame_s = now
             self._wake()
@@ -166,8 +170,9 @@ class FrameGrabber:
     def up(self) -> bool:
         return self._capture is not None
 
-    def take(self) -> tuple[np.ndarray, float] | None:
-        """The newest frame not taken yet and its sensing time, or None."""
+    def take(self) -> tuple[np.ndarray, float, bool] | None:
+        """The newest frame not taken yet, its sensing time and whether preparing it
+        copied it out of the decoded buffer; None when there is none."""
         with self._lock:
             latest, self._latest = self._latest, None
         return latest
@@ -322,6 +327,7 @@ class Camera(Sensor):
             first,
             reconnects,
             self.ctx.wake,
+            self._prepare,
         )
 
     def _undistort_maps(self, cal: Calibration) -> Any:
@@ -347,10 +353,10 @@ class Camera(Sensor):
         if taken is None:
             self._check_stall(grabber)
             return None
-        frame, sensed = taken
+        frame, sensed, copied = taken
         image, region = self._shape(frame)
         self.published += 1
-        self.copied += not np.may_share_memory(image, frame)
+        self.copied += copied or (image is not frame and not np.may_share_memory(image, frame))
         self.ctx.sensed_at(sensed)
         out: dict[str, Any] = {"image": image}
         if self.calibration is not None:
@@ -374,32 +380,39 @@ class Camera(Sensor):
                 f"(stall_ms {self.config.stall_ms:g}); reopening it"
             )
 
-    def _shape(self, frame: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
-        """The frame as published, and the region of the full frame it shows."""
+    def _prepare(self, frame: np.ndarray) -> np.ndarray:
+        """What every frame gets, on the capture thread: the configured size, lens
+        undistortion, the channel order (swapped in place)."""
         cv2, cfg = self.cv2, self.config
         if frame.shape[0] != cfg.height or frame.shape[1] != cfg.width:
             frame = cv2.resize(frame, (cfg.width, cfg.height), interpolation=cv2.INTER_AREA)
         if self._maps is not None:
             frame = cv2.remap(frame, *self._maps, cv2.INTER_LINEAR)
+        if frame.ndim == 2:  # a gray source
+            return frame[:, :, None]
+        if cfg.color == "gray" and frame.shape[2] == 3:
+            return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)[:, :, None]
+        if cfg.color == "rgb" and frame.shape[2] == 3:
+            if not frame.flags.c_contiguous:
+                frame = np.ascontiguousarray(frame)
+            cv2.cvtColor(frame, cv2.COLOR_BGR2RGB, dst=frame)  # in place: no copy
+        return frame
+
+    def _shape(self, frame: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
+        """The frame as the sensing settings ask (region, resolution), and the region
+        of the full frame it shows."""
         region = self._region()
         if region is not None:
             r0, c0, r1, c1 = region
             frame = frame[r0:r1, c0:c1]
         sensing = self.ctx.sensing
         if sensing is not None and sensing.resolution is not None:
-            scale = sensing.resolution[0] / cfg.height
+            scale = sensing.resolution[0] / self.config.height
             size = (max(1, round(frame.shape[1] * scale)), max(1, round(frame.shape[0] * scale)))
             if size != (frame.shape[1], frame.shape[0]):
-                frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
-        if frame.ndim == 2:  # a gray source
-            frame = frame[:, :, None]
-        if cfg.color == "gray" and frame.shape[2] == 3:
-            frame = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)[:, :, None]
-        elif cfg.color == "rgb" and frame.shape[2] == 3:
-            if frame.flags.c_contiguous:
-                cv2.cvtColor(frame, cv2.COLOR_BGR2RGB, dst=frame)  # in place: no copy
-            else:
-                frame = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_BGR2RGB)
+                frame = self.cv2.resize(frame, size, interpolation=self.cv2.INTER_AREA)
+                if frame.ndim == 2:  # resize drops a single channel's axis
+                    frame = frame[:, :, None]
         return np.ascontiguousarray(frame), region
 
     def _region(self) -> tuple[int, int, int, int] | None:
