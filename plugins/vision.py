@@ -48,7 +48,7 @@ class BlobTracker(Model):
           config: {color: [220, 40, 40], tolerance: 60}
     """
 
-    inputs = (Port("image", dtype="uint8", doc="a frame, (H, W, C)"),)
+    inputs = (Port("image", dtype="uint8", shape=(None, None, 3), doc="an RGB frame (H, W, 3)"),)
     outputs = (
         Port("target", dtype="float64", shape=(3,), doc="[x, y, share]: blob centre, -1..1"),
     )

@@ -293,7 +293,7 @@ def test_the_camera_follow_example_turns_toward_the_target_and_ends_safe(tmp_pat
     pytest.importorskip("serial")
     script = Path(__file__).parents[2] / "examples" / "camera-follow" / "run.py"
     run = subprocess.run(
-        [sys.executable, str(script), "--duration", "2", "--out", str(tmp_path)],
+        [sys.executable, str(script), "--duration", "1.5", "--out", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -305,3 +305,32 @@ def test_the_camera_follow_example_turns_toward_the_target_and_ends_safe(tmp_pat
     commands = [json.loads(line)["command"][0] for line in open(tmp_path / "motor.jsonl")]
     assert len(commands) > 20 and commands[-1] == 0.0
     assert max(commands) > 0.3  # the target swung right of centre: the motor turned toward it
+
+
+def test_a_camera_reads_an_http_stream(tmp_path):
+    import functools
+    import http.server
+
+    video_files.write_video(tmp_path / "stream.mkv", frames=60, fps=30)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/stream.mkv"
+        config = {"source": url, "width": 64, "height": 48}
+        executor = Executor(file_loop(config, 50, "camera"))
+        report = executor.run(0.4)
+    finally:
+        server.shutdown()
+        server.server_close()
+    got = images(executor)
+    assert got
+    for image in got:  # whole frames, decoded from the stream
+        assert np.array_equal(image, video_files.frame(video_files.index_of(image))[:, :, ::-1])
+    notes = report.node("camera").notes
+    assert notes["source"] == f"stream {url}"
+    # A file served over HTTP is not paced like a live stream: it is read to its end at
+    # once, and the end is a stream cut (a fault), after which the camera reconnects.
+    assert any("went away (read failed)" in f["error"] for f in report.fault_log)
+    assert int(notes["reconnects"]) >= 1

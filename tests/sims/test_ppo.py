@@ -201,7 +201,7 @@ def test_ctrl_c_keeps_a_checkpoint_and_resume_finishes_the_same_run(tmp_path, ca
 
     from edgeloop.cli import main
 
-    args = ["train", "--sampler", "mpts", "--steps", "16000", "--checkpoint-every", "1"]
+    args = ["train", "--sampler", "mpts", "--steps", "9600", "--checkpoint-every", "1"]
     run = subprocess.Popen(
         [sys.executable, "-m", "edgeloop", *args, "-o", "run"],
         cwd=tmp_path,
@@ -217,20 +217,14 @@ def test_ctrl_c_keeps_a_checkpoint_and_resume_finishes_the_same_run(tmp_path, ca
     assert run.returncode == 130, stderr
     assert "continue with: edgeloop train --resume run" in stderr and "Traceback" not in stderr
     assert not (tmp_path / "run" / "policy.pt").exists()
-    resumed = subprocess.run(
-        [sys.executable, "-m", "edgeloop", "train", "--resume", "run"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert resumed.returncode == 0, resumed.stderr
+    monkeypatch.chdir(tmp_path)  # the same CLI, in this process: no second start-up
+    assert main(["train", "--resume", "run"]) == 0, capsys.readouterr().err
     history = json.loads((tmp_path / "run" / "history.json").read_text())
-    whole = train(TrainConfig(sampler="mpts", total_steps=16_000, checkpoint_every=1))
-    assert len(whole.steps) == 5 and history["steps"] == whole.steps
+    whole = train(TrainConfig(sampler="mpts", total_steps=9_600, checkpoint_every=1))
+    assert len(whole.steps) == 3 and history["steps"] == whole.steps
     assert history["mean_returns"] == whole.mean_returns and history["curve"] == whole.curve
     assert not checkpoint.exists()  # a finished run keeps only its results
-    monkeypatch.chdir(tmp_path)  # the same CLI, in this process: no second start-up
+    capsys.readouterr()
     assert main(["train", "--steps", "3200", "-o", "run"]) == 2
     assert "already holds a run" in capsys.readouterr().err
     assert main(["train", "--resume", "run", "--steps", "9"]) == 2
@@ -243,9 +237,12 @@ def test_the_loss_coefficients_are_settings_that_change_the_update():
     one = TrainConfig(total_steps=3_200, seed=0)
     two = dataclasses.replace(one, total_steps=6_400)
 
+    trained: dict[TrainConfig, dict] = {}  # each configuration trained once
+
     def weights(config: TrainConfig, part: str) -> list:
-        state = train(config).policy.state_dict()
-        return [v.clone() for k, v in state.items() if k.startswith(part)]
+        if config not in trained:
+            trained[config] = train(config).policy.state_dict()
+        return [v.clone() for k, v in trained[config].items() if k.startswith(part)]
 
     def same(a: list, b: list) -> bool:
         return all(bool((x == y).all()) for x, y in zip(a, b, strict=True))

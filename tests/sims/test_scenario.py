@@ -78,7 +78,7 @@ def test_same_seed_same_run_in_processes_and_in_one() -> None:
     assert m1["messages"] == m2["messages"] > 0  # between processes; none in one
     assert m3["messages"] == 0
     assert m1["miss_rate"] == 0.0  # lockstep: every answer is in time
-    other, _ = run_scenario(scenario, agents=3, seed=6, duration_s=8)
+    other, _ = run_scenario(scenario, agents=3, seed=6, duration_s=8, one_process=True)
     assert other.series["world.x.robot_0"] != first.series["world.x.robot_0"]
 
 
