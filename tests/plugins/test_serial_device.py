@@ -299,3 +299,38 @@ def test_a_silent_controller_makes_the_motor_safe_once_and_the_stop_again(simula
     commands = motor.commands()
     assert commands[:10] == [[float(k), float(k)] for k in range(1, 11)]  # every command, then
     assert commands[10:] == [[0.0, 0.0]] * 2  # safe: when the input went stale, and on stop
+
+
+def test_a_killed_controller_process_makes_the_motor_safe(simulated):
+    import signal
+
+    from edgeloop.runtime.processes.supervisor import Supervisor
+
+    motor = simulated("motor")
+    graph = LoopGraph(name="killed-brain")
+    graph.add_node("ctl", "testing.counter", rate_hz=50, config={"start": 1.0}, group="brain")
+    graph.add_node(
+        "motor",
+        "serial.actuator",
+        inputs={"command": {"from": "ctl/value", "stale_ms": 150}},
+        config={"port": motor.link, "safe": [0.0]},
+        on_fault="hold_last",
+        group="drive",
+    )
+    killed: list[int] = []
+
+    def kill_the_brain(pids: dict[str, int]) -> None:
+        def act() -> None:
+            wait_for(lambda: len(motor.commands()) >= 5, "commands")
+            os.kill(pids["brain"], signal.SIGKILL)
+            killed.append(len(motor.commands()))
+
+        threading.Thread(target=act, daemon=True).start()
+
+    report = Supervisor(graph, plugins=["edgeloop.testing"], on_started=kill_the_brain).run(2.5)
+    assert killed, report.stop_reason
+    wait_for(lambda: motor.commands()[-1] == [0.0], "the safe command on stop")
+    commands = [c[0] for c in motor.commands()]
+    assert 0.0 in commands[killed[0] : -1]  # safe while the brain was down, before the stop
+    assert report.node("motor").safe_states == {"stale_input": 1, "stop": 1}
+    assert any(f["kind"] == "crash" for f in report.fault_log)  # the supervisor saw the kill
