@@ -2,10 +2,10 @@
 network stream, a GStreamer pipeline, or a video file played as if live.
 
 A thread of the node's own reads frames (:class:`FrameGrabber`), so a blocking
-``read()`` never holds the loop: a step publishes the newest frame captured
-since the last one, sensed when it was captured. The shaping a step does
-(sensing commands, calibration) works on that frame in place where it can, so
-a frame costs no copy past its decoding unless it must change size.
+``read()`` never holds the loop, and prepares each one there while it is in
+that core's cache (size, undistortion, channel order, in place where it can):
+a step publishes the newest frame captured since the last one, sensed when it
+was captured, cropped and scaled as the sensing commands ask.
 """
 
 from __future__ import annotations
@@ -93,11 +93,18 @@ class FrameGrabber:
                 continue
             if not self._source.live:
                 self._pace()
-            ok, frame = self._capture.read()
+            why = ""
+            try:
+                ok, frame = self._capture.read()
+                if ok and frame is not None:
+                    prepared = self._prepare(frame)  # here, while it is in this core's cache
+                else:
+                    why = "end of file" if self._source.kind == "file" else "read failed"
+            except Exception as exc:  # OpenCV's error on a frame it cannot take: a cut
+                why = f"{type(exc).__name__}: {exc}"
             if self.stopping.is_set():
                 break
-            if not ok or frame is None:
-                why = "end of file" if self._source.kind == "file" else "read failed"
+            if why:
                 self._drop(why)
                 if not self._reopen():
                     return
@@ -106,7 +113,6 @@ class FrameGrabber:
                 continue
             now = self._clock.now_ns() / 1e9
             sensed = now
-            prepared = self._prepare(frame)  # here, while the frame is in this core's cache
             copied = prepared is not frame and not np.may_share_memory(prepared, frame)
             driver_s = self._driver_time(cv2, now)
             if driver_s is not None:
@@ -204,7 +210,7 @@ class CameraConfig:
     another size are resized to it."""
     height: Side = 480
     """Frame height the node publishes (as ``width``)."""
-    fps: float | None = None
+    fps: Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)] | None = None
     """Frame rate asked of a device; None keeps the device's own."""
     color: Literal["rgb", "bgr", "gray"] = "rgb"
     """Channel order of the frames (OpenCV decodes BGR; ``rgb`` swaps in place)."""

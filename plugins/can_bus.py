@@ -328,8 +328,10 @@ class CanActuator(Actuator):
     Faults:
         a bus that cannot be opened fails setup; an unknown message or signal is
         a NodeConfigError. A send that fails for another reason than a full
-        queue (the bus went away) is an ``exception`` fault; the next step
-        opens the bus again, with backoff between tries (note ``reconnects``).
+        queue (the bus went away) is one ``exception`` fault; later steps try to
+        open the bus again, with backoff between tries (note ``reconnects``),
+        and count the commands they could not send as ``dropped``; the first
+        frame on the reopened bus is the safe one.
 
     YAML::
 
@@ -387,12 +389,16 @@ class CanActuator(Actuator):
     def _send(self, frame: Any) -> bool:
         """Send ``frame``; False (counted) when the queue is full. A bus that fails
         is dropped and raises TransportError."""
-        if self.link.bus is None:
-            self._reopen_now()
+        if self.link.bus is None and not self._reopen_now():
+            self.dropped += 1  # the bus is still away: the loss was the fault
+            return False
         try:
             self.link.bus.send(frame, timeout=self.config.send_timeout_ms / 1e3)
+        except self._can.CanTimeoutError:  # the transmit queue stayed full: drop this one
+            self.dropped += 1
+            return False
         except self._can.CanOperationError as exc:
-            if "buffer" in str(exc).lower() or "timed out" in str(exc).lower():
+            if "buffer" in str(exc).lower():  # ENOBUFS: the same, as SocketCAN says it
                 self.dropped += 1
                 return False
             self.link.drop(f"{type(exc).__name__}: {exc}")
@@ -403,12 +409,13 @@ class CanActuator(Actuator):
         self.sent += 1
         return True
 
-    def _reopen_now(self) -> None:
+    def _reopen_now(self) -> bool:
         """One try to open the bus again, at most once per backoff wait (on the loop's
-        thread, so that a bus gone for good costs a failed open per wait, no more)."""
+        thread, so that a bus gone for good costs a failed open per wait, no more);
+        True when it is open."""
         now = time.monotonic()
         if now < self._next_try:
-            raise TransportError(f"CAN bus {self.config.channel} is down; trying again soon")
+            return False
         try:
             self.link.bus = _open_bus(
                 self.config.interface, self.config.channel, self.config.bitrate, []
@@ -416,11 +423,12 @@ class CanActuator(Actuator):
         except TransportError:
             self._next_try = now + self._wait_s
             self._wait_s = min(self._wait_s * 2, self.config.max_reconnect_ms / 1e3)
-            raise
+            return False
         self.link.reconnects += 1
         self._wait_s = self.config.reconnect_ms / 1e3
         if self.config.safe is not None and self._send(self._frame(self.config.safe)):
             self.ctx.went_safe("reconnect")  # the device hears its safe command first
+        return True
 
     def step(self, inputs: dict[str, Any]) -> None:
         command = inputs.get("command")

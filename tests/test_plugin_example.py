@@ -51,15 +51,12 @@ def _rows(table: str) -> list[list[str]]:
 
 
 @pytest.fixture(scope="module")
-def example_plugin_installed() -> Iterator[None]:
-    """pip-install examples/plugin_example (editable, offline) into this environment,
-    and uninstall it afterwards unless it was there before: the environment is left
-    as found, so which node types other tests see does not depend on earlier runs."""
-    try:
-        importlib.metadata.distribution("edgeloop-example-plugin")
-        was_installed = True
-    except importlib.metadata.PackageNotFoundError:
-        was_installed = False
+def example_plugin_installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """pip-install examples/plugin_example (offline) into a folder of its own, and the
+    environment that puts it on the path of the CLI's subprocesses: this
+    environment's site-packages stays as it was, so no other test (nor another
+    pytest worker) sees the plugin come and go."""
+    target = tmp_path_factory.mktemp("site")
     done = subprocess.run(
         [
             sys.executable,
@@ -70,7 +67,8 @@ def example_plugin_installed() -> Iterator[None]:
             "--no-build-isolation",
             "--no-index",
             "--quiet",
-            "-e",
+            "--target",
+            str(target),
             str(EXAMPLE),
         ],
         capture_output=True,
@@ -78,13 +76,9 @@ def example_plugin_installed() -> Iterator[None]:
         timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    yield
-    if not was_installed:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "uninstall", "-y", "-q", "edgeloop-example-plugin"],
-            capture_output=True,
-            timeout=300,
-        )
+    yield {
+        "PYTHONPATH": os.pathsep.join(p for p in (str(target), os.environ.get("PYTHONPATH")) if p)
+    }
 
 
 @pytest.fixture
@@ -102,9 +96,9 @@ def broken_plugin_dir(tmp_path: Path) -> Path:
 
 
 def test_an_installed_third_party_plugin_registers_its_node_types(
-    example_plugin_installed: None,
+    example_plugin_installed: dict[str, str],
 ) -> None:
-    done = _edgeloop("plugins")
+    done = _edgeloop("plugins", env=example_plugin_installed)
     assert done.returncode == 0, done.stderr
     plugin_of = {row[0]: row[2] for row in _rows(done.stdout) if len(row) >= 4}
     assert plugin_of.get("example.sine") == "example", done.stdout
@@ -113,11 +107,19 @@ def test_an_installed_third_party_plugin_registers_its_node_types(
 
 
 def test_the_example_loop_runs_with_the_cli_and_records_every_pid_command(
-    example_plugin_installed: None,
+    example_plugin_installed: dict[str, str],
     tmp_path: Path,
 ) -> None:
     done = _edgeloop(
-        "run", str(GRAPH), "--sim", "--duration", "2", "--json", "out.json", cwd=tmp_path
+        "run",
+        str(GRAPH),
+        "--sim",
+        "--duration",
+        "2",
+        "--json",
+        "out.json",
+        cwd=tmp_path,
+        env=example_plugin_installed,
     )
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -145,12 +147,10 @@ def test_the_example_loop_runs_with_the_cli_and_records_every_pid_command(
 
 
 def test_a_broken_plugin_is_reported_by_name_and_the_others_still_load(
-    example_plugin_installed: None,
+    example_plugin_installed: dict[str, str],
     broken_plugin_dir: Path,
 ) -> None:
-    pythonpath = os.pathsep.join(
-        p for p in (str(broken_plugin_dir), os.environ.get("PYTHONPATH")) if p
-    )
+    pythonpath = os.pathsep.join((str(broken_plugin_dir), example_plugin_installed["PYTHONPATH"]))
     done = _edgeloop("plugins", env={"PYTHONPATH": pythonpath})
     assert done.returncode == 0, done.stdout + done.stderr
     assert "warning: plugin 'broken' failed to load: ImportError: boom" in done.stderr

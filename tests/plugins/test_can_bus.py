@@ -190,3 +190,37 @@ def test_a_silent_controller_makes_the_can_motor_safe(ecu):
     assert ecu.torques[5:] == [0.0, 0.0]  # safe when the input went stale, and on stop
     assert report.node("motor").safe_states == {"stale_input": 1, "stop": 1}
     assert np.isfinite(report.node("motor").p50_us)
+
+
+def test_a_bus_that_fails_under_the_actuator_is_one_fault_and_reopened_safe_first(ecu):
+    graph = LoopGraph(name="motor")
+    graph.add_node("ctl", CounterSensor, rate_hz=50, config={"start": 1.0})
+    graph.add_node(
+        "motor",
+        "can.actuator",
+        inputs={"command": "ctl/value"},
+        config=bus_config(
+            ecu, message="MotorCommand", signals=["torque"], safe=[0.0], reconnect_ms=20
+        ),
+        on_fault="hold_last",
+    )
+    executor = Executor(graph)
+
+    def pull_the_bus() -> None:
+        wait_for(lambda: len(ecu.torques) >= 3)
+        node = executor.node("motor")
+        node.link.bus.shutdown()  # the bus fails under it: the next send raises
+        wait_for(lambda: node.link.reconnects == 1)
+        seen = len(ecu.torques)
+        wait_for(lambda: len(ecu.torques) >= seen + 3)
+        executor.stop("reopened")
+
+    threading.Thread(target=pull_the_bus, daemon=True).start()
+    report = executor.run(60.0)
+    assert report.stop_reason == "reopened"
+    motor = report.node("motor")
+    assert motor.faults == {"exception": 1} and motor.notes["reconnects"] == "1"
+    assert motor.safe_states == {"reconnect": 1, "stop": 1}
+    wait_for(lambda: ecu.torques[-1] == 0.0)
+    first_safe = ecu.torques.index(0.0)
+    assert ecu.torques[first_safe + 1] > ecu.torques[first_safe - 1]  # then commands again
