@@ -10,6 +10,7 @@ import importlib.metadata
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -57,6 +58,9 @@ def example_plugin_installed(tmp_path_factory: pytest.TempPathFactory) -> Iterat
     environment's site-packages stays as it was, so no other test (nor another
     pytest worker) sees the plugin come and go."""
     target = tmp_path_factory.mktemp("site")
+    source = tmp_path_factory.mktemp("source") / "plugin_example"  # built here: the build's
+    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
+    # metadata never lands beside the example, where graphs import from
     done = subprocess.run(
         [
             sys.executable,
@@ -69,7 +73,7 @@ def example_plugin_installed(tmp_path_factory: pytest.TempPathFactory) -> Iterat
             "--quiet",
             "--target",
             str(target),
-            str(EXAMPLE),
+            str(source),
         ],
         capture_output=True,
         text=True,
