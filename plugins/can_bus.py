@@ -20,114 +20,19 @@ from typing import Any
 
 import numpy as np
 
-from edgeloop.plugins.backoff import reopen_with_backoff
-from edgeloop.runtime.errors import MissingDependencyError, NodeConfigError, TransportError
+from edgeloop.plugins.can_link import (
+    CAN_ERR_BUSOFF,
+    CanLink,
+    can_module,
+    load_dbc,
+    on_loop_clock,
+    open_bus,
+    signal_owners,
+)
+from edgeloop.runtime.errors import NodeConfigError, TransportError
 from edgeloop.runtime.node import Actuator, NodeContext, Port, Sensor
 
 _RECV_TIMEOUT_S = 0.05  # how long the reading thread blocks before it looks at its stop flag
-_CAN_ERR_BUSOFF = 0x40  # SocketCAN's error class bit for bus-off (linux/can/error.h)
-
-
-def _can() -> Any:
-    try:
-        import can
-    except ImportError:
-        raise MissingDependencyError("python-can", "can", "can.sensor") from None
-    return can
-
-
-def _database(path: str) -> Any:
-    try:
-        import cantools
-    except ImportError:
-        raise MissingDependencyError("cantools", "can", "can.sensor") from None
-    try:
-        return cantools.database.load_file(path, database_format="dbc")
-    except FileNotFoundError:
-        raise NodeConfigError(f"DBC file {path} does not exist", key="dbc") from None
-    except Exception as exc:
-        raise NodeConfigError(
-            f"DBC file {path} cannot be read: {type(exc).__name__}: {exc}",
-            key="dbc",
-            fix="check it is a DBC file (cantools loads it with cantools.database.load_file)",
-        ) from None
-
-
-def _open_bus(interface: str, channel: str, bitrate: int | None, filters: list[dict]) -> Any:
-    can = _can()
-    options: dict[str, Any] = {"interface": interface, "channel": channel}
-    if bitrate is not None:
-        options["bitrate"] = bitrate
-    try:
-        # SocketCAN filters in the kernel and still delivers error frames; python-can's
-        # other interfaces filter in software and would drop them: the node filters.
-        kernel_filters = filters if interface == "socketcan" and filters else None
-        return can.Bus(can_filters=kernel_filters, **options)
-    except (can.CanError, OSError, ValueError, ImportError) as exc:
-        raise TransportError(
-            f"cannot open CAN bus {interface}:{channel}: {exc}",
-            fix="check the interface is up (`ip link show can0`; `ip link set can0 up type can "
-            "bitrate 500000`) and that python-can supports it",
-        ) from None
-
-
-def _signal_owners(db: Any, signals: list[str], key: str) -> list[tuple[Any, str]]:
-    """``(message, signal name)`` for each ``Message.Signal`` (or a signal name that
-    exactly one message has); NodeConfigError naming what is unknown."""
-    owners = []
-    for name in signals:
-        message_name, _, signal = name.rpartition(".")
-        candidates = (
-            [db.get_message_by_name(message_name)]
-            if message_name and message_name in {m.name for m in db.messages}
-            else [m for m in db.messages if any(s.name == name for s in m.signals)]
-        )
-        signal = signal if message_name else name
-        found = [m for m in candidates if any(s.name == signal for s in m.signals)]
-        if len(found) != 1:
-            known = ", ".join(f"{m.name}.{s.name}" for m in db.messages for s in m.signals)
-            why = "is in several messages" if found else "is not in the DBC file"
-            raise NodeConfigError(f"signal '{name}' {why}", key=key, fix=f"name one of: {known}")
-        owners.append((found[0], signal))
-    return owners
-
-
-class CanLink:
-    """A bus that the node's thread opens again, with backoff, after it fails."""
-
-    def __init__(self, cfg: Any, filters: list[dict]) -> None:
-        self._open = lambda: _open_bus(cfg.interface, cfg.channel, cfg.bitrate, filters)
-        self._backoff = (cfg.reconnect_ms / 1e3, cfg.max_reconnect_ms / 1e3)
-        self.bus: Any = self._open()
-        self.stopping = threading.Event()
-        self.reconnects = 0
-        self._lost = ""
-
-    def drop(self, why: str) -> None:
-        self._lost = why
-        bus, self.bus = self.bus, None
-        try:
-            bus.shutdown()
-        except Exception:  # a failed bus may fail to shut down too
-            pass
-
-    def take_loss(self) -> str:
-        lost, self._lost = self._lost, ""
-        return lost
-
-    def reopen(self) -> bool:
-        self.bus = reopen_with_backoff(self._open, self.stopping, *self._backoff)
-        if self.bus is None:
-            return False
-        self.reconnects += 1
-        return True
-
-    def close(self, thread: threading.Thread | None) -> None:
-        self.stopping.set()
-        if thread is not None:
-            thread.join(timeout=1.0)
-        if self.bus is not None:
-            self.bus.shutdown()
 
 
 @dataclass(frozen=True)
@@ -189,8 +94,8 @@ class CanSensor(Sensor):
 
     def setup(self, ctx: NodeContext) -> None:
         cfg: CanSensorConfig = ctx.config
-        db = _database(cfg.dbc)
-        owners = _signal_owners(db, cfg.signals, "signals")
+        db = load_dbc(cfg.dbc)
+        owners = signal_owners(db, cfg.signals, "signals")
         self._slots: dict[int, list[tuple[int, str]]] = {}
         for i, (message, signal) in enumerate(owners):
             self._slots.setdefault(message.frame_id, []).append((i, signal))
@@ -215,7 +120,7 @@ class CanSensor(Sensor):
         self._thread.start()
 
     def _receive(self) -> None:
-        can, link, clock = _can(), self.link, self.ctx.clock
+        can, link, clock = can_module(), self.link, self.ctx.clock
         while not link.stopping.is_set():
             if link.bus is None and not link.reopen():
                 return
@@ -228,10 +133,10 @@ class CanSensor(Sensor):
                 continue
             if frame.is_error_frame:
                 self.error_frames += 1
-                if frame.arbitration_id & _CAN_ERR_BUSOFF:
+                if frame.arbitration_id & CAN_ERR_BUSOFF:
                     link.drop("bus-off (too many errors: check wiring, termination, bitrate)")
                 continue
-            self._decode(frame, _on_loop_clock(frame.timestamp, clock))
+            self._decode(frame, on_loop_clock(frame.timestamp, clock))
 
     def _decode(self, frame: Any, received: float) -> None:
         message = self._messages.get(frame.arbitration_id)
@@ -267,16 +172,6 @@ class CanSensor(Sensor):
 
     def close(self) -> None:
         self.link.close(self._thread)
-
-
-def _on_loop_clock(timestamp: float, clock: Any) -> float:
-    """A frame's receive timestamp (python-can's: seconds of the wall clock) on the
-    loop's clock; the time now where it is not plausible (simulated time)."""
-    now = clock.now_ns() / 1e9
-    if clock.simulated:
-        return now
-    stamped = timestamp - (time.time() - now)
-    return stamped if 0.0 <= now - stamped < 1.0 else now
 
 
 @dataclass(frozen=True)
@@ -348,7 +243,7 @@ class CanActuator(Actuator):
 
     def setup(self, ctx: NodeContext) -> None:
         cfg: CanActuatorConfig = ctx.config
-        db = _database(cfg.dbc)
+        db = load_dbc(cfg.dbc)
         names = {m.name for m in db.messages}
         if cfg.message not in names:
             raise NodeConfigError(
@@ -357,13 +252,13 @@ class CanActuator(Actuator):
                 fix=f"name one of: {', '.join(sorted(names))}",
             )
         self.message = db.get_message_by_name(cfg.message)
-        owners = _signal_owners(db, [f"{cfg.message}.{s}" for s in cfg.signals], "signals")
+        owners = signal_owners(db, [f"{cfg.message}.{s}" for s in cfg.signals], "signals")
         self._signals = [self.message.get_signal_by_name(s) for _, s in owners]
         self._base = {  # the signals the command does not set
             s.name: s.initial if s.initial is not None else 0 for s in self.message.signals
         }
         self.link = CanLink(cfg, [])
-        self._can = _can()
+        self._can = can_module()
         self.sent = self.dropped = self.clipped = 0
         self._next_try = 0.0
         self._wait_s = cfg.reconnect_ms / 1e3
@@ -417,7 +312,7 @@ class CanActuator(Actuator):
         if now < self._next_try:
             return False
         try:
-            self.link.bus = _open_bus(
+            self.link.bus = open_bus(
                 self.config.interface, self.config.channel, self.config.bitrate, []
             )
         except TransportError:
