@@ -30,6 +30,7 @@ from edgeloop.plugins.spiking import SpikingNode
 from edgeloop.plugins.video_file import VideoFile
 from edgeloop.plugins.vision import BlobTracker
 from edgeloop.plugins.world import WorldNode
+from edgeloop.plugins.zmq_bridge import ZmqSink, ZmqSource
 from edgeloop.runtime.hookspecs import hookimpl
 from edgeloop.runtime.node import Node
 
@@ -65,6 +66,8 @@ def edgeloop_register_node_types() -> dict[str, type[Node]]:
         "can.sensor": CanSensor,
         "can.actuator": CanActuator,
         "track.blob": BlobTracker,
+        "zmq.source": ZmqSource,
+        "zmq.sink": ZmqSink,
         "encode.rate": RateEncoder,
         "encode.latency": LatencyEncoder,
         "encode.delta": DeltaEncoder,

@@ -179,7 +179,8 @@ class Executor:
                 if self._bridge is not None:
                     self._stop_reason = self._bridge.stop_reason
                 else:
-                    self._stop_reason = "duration reached" if heap else "nothing left to run"
+                    ran_on = heap or self._wakeable  # a node's thread could still wake it
+                    self._stop_reason = "duration reached" if ran_on else "nothing left to run"
         except KeyboardInterrupt:
             self._stop_reason = "interrupted"
         finally:
