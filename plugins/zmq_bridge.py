@@ -29,9 +29,11 @@ from edgeloop.runtime.errors import TransportError
 from edgeloop.runtime.messages import Message, payload_is_finite
 from edgeloop.runtime.node import Monitor, NodeContext, Port, Sensor
 from edgeloop.runtime.processes.security import CurveServer, check_bind
+from edgeloop.runtime.processes.transport import Receiver
 from edgeloop.runtime.processes.wire import DEFAULT_MAX_BYTES, Decoder, encode
 
 _POLL_MS = 50  # how long the reading thread waits before it looks at its stop flag
+_RELEASE_EVERY_S = 0.005  # with shared memory: how soon a slot the loop let go goes back
 _PLAUSIBLE_S = 3600.0  # a sensing time further off than this is the client's mistake
 
 
@@ -82,6 +84,10 @@ class ZmqSourceConfig:
     clients (they then block or drop, as their own socket says)."""
     max_bytes: int = DEFAULT_MAX_BYTES
     """Largest message accepted; a larger one is dropped and counted."""
+    shared_memory: bool = False
+    """Bind a DEALER socket instead, for one client on this machine that may send
+    large arrays through shared-memory slots (``docs/wire.md``: it opens with an
+    ask, and gets an offer and a hello). Linux only; not with CURVE."""
 
     def __post_init__(self) -> None:
         _curve(self.secret_key, self.allowed_keys)
@@ -89,6 +95,8 @@ class ZmqSourceConfig:
             raise ValueError("queue must be from 1 to 1,000,000")
         if not 1 <= self.max_bytes <= DEFAULT_MAX_BYTES:
             raise ValueError(f"max_bytes must be from 1 to {DEFAULT_MAX_BYTES:,}")
+        if self.shared_memory and self.secret_key is not None:
+            raise ValueError("shared memory is for a client on this machine: drop the CURVE keys")
 
 
 class ZmqSource(Sensor):
@@ -123,9 +131,17 @@ class ZmqSource(Sensor):
 
     def setup(self, ctx: NodeContext) -> None:
         cfg: ZmqSourceConfig = ctx.config
-        curve = _curve(cfg.secret_key, cfg.allowed_keys)
-        self.socket, self._auth = _bind(zmq.PULL, cfg.endpoint, curve, cfg.queue)
-        self.decoder = Decoder(cfg.max_bytes)
+        self._receiver: Receiver | None = None
+        self._auth = None
+        if cfg.shared_memory:
+            self._receiver = Receiver(
+                cfg.endpoint, max_bytes=cfg.max_bytes, bind=True, deferred_releases=True
+            )
+            self.socket, self.decoder = self._receiver.socket, self._receiver.decoder
+        else:
+            curve = _curve(cfg.secret_key, cfg.allowed_keys)
+            self.socket, self._auth = _bind(zmq.PULL, cfg.endpoint, curve, cfg.queue)
+            self.decoder = Decoder(cfg.max_bytes)
         self._latest: Message | None = None
         self._lock = threading.Lock()
         self.replaced = self.bad_times = 0
@@ -136,12 +152,19 @@ class ZmqSource(Sensor):
         self._thread.start()
 
     def _receive(self) -> None:
-        socket, decoder = self.socket, self.decoder
+        socket, decoder, receiver = self.socket, self.decoder, self._receiver
         while not self._stopping.is_set():
-            if not socket.poll(_POLL_MS):
+            if receiver is not None:  # this thread alone touches the socket: releases too
+                receiver.send_releases()
+                message = receiver.recv(timeout=_RELEASE_EVERY_S)
+            elif socket.poll(_POLL_MS):
+                message = decoder.decode(socket.recv_multipart(copy=False))
+            else:
                 continue
-            message = decoder.decode(socket.recv_multipart(copy=False))
             if message is None:
+                continue
+            if not payload_is_finite(message.data):  # inside a loop that is a fault: dropped
+                decoder.dropped["non_finite"] += 1
                 continue
             with self._lock:
                 self.replaced += self._latest is not None
@@ -153,10 +176,6 @@ class ZmqSource(Sensor):
             message, self._latest = self._latest, None
         self._notes()
         if message is None:
-            return None
-        if not payload_is_finite(message.data):  # the loop's rule: outside input, dropped
-            self.decoder.dropped["non_finite"] += 1
-            self._notes()
             return None
         if self.config.times == "monotonic":
             now = self.ctx.now()
@@ -180,7 +199,10 @@ class ZmqSource(Sensor):
     def close(self) -> None:
         self._stopping.set()
         self._thread.join(timeout=1.0)
-        self.socket.close(linger=0)
+        if self._receiver is not None:
+            self._receiver.close()
+        else:
+            self.socket.close(linger=0)
         if self._auth is not None:
             self._auth.stop()
 

@@ -37,6 +37,7 @@ import math
 import struct
 import time
 import weakref
+from collections import deque
 from typing import Any
 
 import numpy as np
@@ -301,6 +302,12 @@ class Receiver:
         max_bytes: Largest inline message accepted.
         curve: Keys to reach a sender that requires CURVE.
         context: The ZeroMQ context (default: the process's shared one).
+        bind: Bind ``endpoint`` and wait for a sender to connect (an outside
+            process sending to a ``zmq.source``) instead of connecting to it. The
+            sender then opens with an ask, answered with an offer and a hello.
+        deferred_releases: Releases wait in ``pending_releases`` until
+            :meth:`send_releases`, for a receiver whose socket one thread reads while
+            the arrays are dropped in another (ZeroMQ sockets are not thread-safe).
     """
 
     def __init__(
@@ -310,16 +317,33 @@ class Receiver:
         max_bytes: int = DEFAULT_MAX_BYTES,
         curve: CurveClient | None = None,
         context: zmq.Context | None = None,
+        bind: bool = False,
+        deferred_releases: bool = False,
     ) -> None:
         self.socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
+        self._bound = bind
+        self.pending_releases: deque[tuple[int, int]] | None = (
+            deque() if deferred_releases else None
+        )
         if curve is not None:
             curve.apply(self.socket)
-        self.socket.connect(endpoint)
+        try:
+            if bind:
+                check_bind(endpoint, encrypted=False)
+                self.socket.bind(endpoint)
+            else:
+                self.socket.connect(endpoint)
+        except (zmq.ZMQError, EdgeloopError) as exc:
+            self.socket.close(linger=0)
+            if isinstance(exc, EdgeloopError):
+                raise
+            raise TransportError(f"cannot bind {endpoint}: {exc}", fix="another endpoint") from None
         self.decoder = Decoder(max_bytes)
         self._inbox = SlotInbox(self.decoder, listen=curve is None)
         self._closed = False
-        self._offer()
+        if not bind:  # a bound receiver offers when its sender asks
+            self._offer()
 
     def _offer(self) -> None:
         """Tell the sender where to hand its slots over, and the token to show."""
@@ -358,6 +382,8 @@ class Receiver:
             if tag != MAGIC + _KIND_ASK or len(head) != len(tag):
                 return self.decoder.decode(frames)
             self._offer()  # not a message: wait on for one, but never block without a timeout
+            if self._bound:  # an outside sender asks first: it may send once greeted
+                self.hello()
             left = 0 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
             if not self.socket.poll(left):
                 return None
@@ -401,11 +427,25 @@ class Receiver:
         self.socket.send(_KIND_HELLO)
 
     def _release(self, index: int, generation: int) -> None:
+        if self.pending_releases is not None:
+            self.pending_releases.append((index, generation))  # deque appends: any thread
+            return
         if not self._closed:
             try:
                 self.socket.send(_KIND_RELEASE + _RELEASE.pack(index, generation), zmq.NOBLOCK)
             except zmq.ZMQError:  # the sender is gone: nothing to hand back
                 pass
+
+    def send_releases(self) -> None:
+        """Send the releases waiting in ``pending_releases`` (from the socket's thread)."""
+        pending = self.pending_releases
+        while pending:
+            index, generation = pending.popleft()
+            if not self._closed:
+                try:
+                    self.socket.send(_KIND_RELEASE + _RELEASE.pack(index, generation), zmq.NOBLOCK)
+                except zmq.ZMQError:  # the sender is gone: nothing to hand back
+                    pass
 
     def close(self) -> None:
         self._closed = True

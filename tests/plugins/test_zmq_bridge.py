@@ -60,9 +60,12 @@ nodes:
   - id: planner
     type: zmq.source
     config: {{endpoint: "{source}"}}
+  - id: camera
+    type: zmq.source
+    config: {{endpoint: "{shared}", shared_memory: true}}
   - id: outside
     type: zmq.sink
-    inputs: {{echo: planner/value}}
+    inputs: {{echo: planner/value, frame: camera/value}}
     config: {{endpoint: "{sink}"}}
 """
 
@@ -73,8 +76,9 @@ def running_loop(tmp_path):
 
     short = tempfile.mkdtemp(prefix="el-")  # an ipc path must fit a Unix socket's 107 bytes
     source, sink = f"ipc://{short}/in", f"ipc://{short}/out"
+    shared = f"ipc://{short}/shared"
     graph = tmp_path / "outside.yaml"
-    graph.write_text(GRAPH.format(source=source, sink=sink))
+    graph.write_text(GRAPH.format(source=source, sink=sink, shared=shared))
     loop = subprocess.Popen(
         [sys.executable, "-m", "edgeloop", "run", str(graph), "--duration", "120",
          "--json", str(tmp_path / "report.json"), "--quiet"],
@@ -83,9 +87,10 @@ def running_loop(tmp_path):
     context = zmq.Context.instance()
     push, sub = context.socket(zmq.PUSH), context.socket(zmq.SUB)
     sub.setsockopt(zmq.SUBSCRIBE, b"echo")
+    sub.setsockopt(zmq.SUBSCRIBE, b"frame")
     push.connect(source)  # ZeroMQ connects whenever the loop has bound
     sub.connect(sink)
-    yield push, sub, tmp_path / "report.json", loop
+    yield push, sub, tmp_path / "report.json", loop, shared
     push.close(linger=0)
     sub.close(linger=0)
     if loop.poll() is None:
@@ -98,20 +103,20 @@ def exchange(push, sub, frames: list, loop=None, timeout_s: float = 60.0) -> dic
     """Send ``frames`` until their echo comes back (the first sends may be lost while
     the subscription travels: a readiness signal, not a sleep), and return it."""
     deadline = time.monotonic() + timeout_s
-    seq = struct.unpack_from("<Q", frames[0], 5)[0] if frames[0][4:5] in (b"a", b"A") else None
+    sent = read([b"", *frames])[1]["value"]  # the sink's seq is the loop's count: match values
     while time.monotonic() < deadline:
         if loop is not None and loop.poll() is not None:
             raise AssertionError(f"the loop ended: {loop.communicate()[1]}")
         push.send_multipart(frames)
         while sub.poll(100):
             _topic, message = read(sub.recv_multipart())
-            if seq is None or message["seq"] == seq:
+            if message["value"] == sent:
                 return message
     raise AssertionError("no echo")
 
 
 def test_a_client_from_the_document_alone_feeds_and_reads_a_running_loop(running_loop):
-    push, sub, report_path, loop = running_loop
+    push, sub, report_path, loop, _ = running_loop
     # A small array (kind a), sensed 5 ms ago on the client's monotonic clock.
     sensed = time.monotonic() - 0.005
     small = exchange(
@@ -149,3 +154,107 @@ def test_a_client_from_the_document_alone_feeds_and_reads_a_running_loop(running
     assert int(nodes["outside"]["notes"]["sent"]) >= 4
     assert not nodes["planner"]["faults"] and not nodes["outside"]["faults"]
     assert math.isfinite(nodes["planner"]["p50_us"])
+
+
+class SharedMemoryClient:
+    """A sender of large arrays through shared memory, from docs/wire.md: a DEALER
+    that asks, a descriptor channel, sealed memfd slots, notices and releases."""
+
+    def __init__(self, endpoint: str) -> None:
+        import os
+        import socket
+
+        self.dealer = zmq.Context.instance().socket(zmq.DEALER)
+        self.dealer.setsockopt(zmq.LINGER, 0)
+        self.dealer.connect(endpoint)
+        offer, greeted = b"", False
+        deadline = time.monotonic() + 60
+        while not (offer and greeted):  # ask until the source answers: offer, then hello
+            assert time.monotonic() < deadline, "no offer from the source"
+            self.dealer.send(MAGIC + b"Q")
+            while self.dealer.poll(100):
+                frame = self.dealer.recv()
+                if frame[:1] == b"O":
+                    offer = frame[1:]
+                elif frame == b"H":
+                    greeted = True
+        token, channel_name = offer[:16], offer[16:].decode("ascii")
+        self.channel = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.channel.connect("\0" + channel_name)
+        self.prefix = f"edgeloop-{os.getpid()}-{os.urandom(4).hex()}"
+        self.channel.send(b"H" + token + self.prefix.encode())
+        self.slots: dict[int, tuple[str, object]] = {}
+
+    def slot(self, index: int, size: int):
+        import fcntl
+        import mmap
+        import os
+        import socket
+
+        name = f"{self.prefix}-{index}"
+        fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        os.posix_fallocate(fd, 0, size)
+        fcntl.fcntl(
+            fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
+        )
+        mapping = mmap.mmap(fd, size)
+        head = b"S" + struct.pack("<IQ", index, size) + name.encode()
+        socket.send_fds(self.channel, [head], [fd])  # before the slot's first notice
+        os.close(fd)
+        self.slots[index] = (name, mapping)
+        return mapping
+
+    def notice(self, seq: int, index: int, generation: int, dtype: str, shape: list[int]):
+        name = self.slots[index][0].encode()
+        now = time.monotonic()
+        head = struct.pack("<Qdd4sBIIH", seq, now, now, dtype.encode().ljust(4), len(shape),
+                           index, generation, len(name))  # fmt: skip
+        return [MAGIC + b"S" + head + name + b"".join(struct.pack("<Q", n) for n in shape)]
+
+    def released(self, index: int, generation: int, timeout_s: float = 60) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while self.dealer.poll(max(1, int((deadline - time.monotonic()) * 1000))):
+            frame = self.dealer.recv()
+            if frame == b"R" + struct.pack("<II", index, generation):
+                return True
+        return False
+
+    def close(self) -> None:
+        self.dealer.close(linger=0)
+        self.channel.close()
+        for _, mapping in self.slots.values():
+            mapping.close()
+
+
+def test_large_arrays_come_in_through_shared_memory_from_the_document_alone(running_loop):
+    push, sub, report_path, loop, shared = running_loop
+    exchange(push, sub, array_frames(1, time.monotonic(), "<f8", [1], bytes(8)), loop=loop)
+    client = SharedMemoryClient(shared)  # the sink's subscription is up: no echo is lost
+    try:
+        size = 512 * 512 * 4  # a 1 MiB RGBA frame: a power of two, as a slot's size is
+        slots = [client.slot(0, size), client.slot(1, size)]  # double buffering
+        generation = {0: 0, 1: 0}
+        for seq in range(1, 6):
+            index = seq % 2
+            if seq > 2:  # a slot comes back once a newer message replaced its array
+                assert client.released(index, generation[index]), "the slot never came back"
+            generation[index] += 1
+            slots[index][:] = bytes([seq]) * size
+            client.dealer.send_multipart(
+                client.notice(seq, index, generation[index], "|u1", [512, 512, 4])
+            )
+            deadline = time.monotonic() + 60
+            while True:
+                assert sub.poll(int(max(1, deadline - time.monotonic()) * 1000)), "no echo"
+                topic, message = read(sub.recv_multipart())
+                if topic == "frame" and message["value"]["bytes"][:1] == bytes([seq]):
+                    break
+            assert message["value"]["shape"] == [512, 512, 4]
+            assert message["value"]["bytes"] == bytes([seq]) * size  # read from the slot
+    finally:
+        client.close()
+    loop.send_signal(signal.SIGINT)
+    loop.wait(timeout=60)
+    report = json.loads(report_path.read_text())
+    camera = next(n for n in report["nodes"] if n["id"] == "camera")
+    assert camera["notes"]["dropped"] == "0" and camera["notes"]["received"] == "5"
