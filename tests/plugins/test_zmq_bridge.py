@@ -11,6 +11,7 @@ import signal
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -258,3 +259,34 @@ def test_large_arrays_come_in_through_shared_memory_from_the_document_alone(runn
     report = json.loads(report_path.read_text())
     camera = next(n for n in report["nodes"] if n["id"] == "camera")
     assert camera["notes"]["dropped"] == "0" and camera["notes"]["received"] == "5"
+
+
+def test_the_external_planner_example_spins_the_pendulum_at_its_setpoints(tmp_path):
+    from pathlib import Path
+
+    example = Path(__file__).parents[2] / "examples" / "external-planner"
+    short = Path(tempfile.mkdtemp(prefix="el-"))
+    setpoints, state = f"ipc://{short}/setpoints", f"ipc://{short}/state"
+    graph = (example / "loop.yaml").read_text()
+    graph = graph.replace("ipc:///tmp/edgeloop-planner-setpoints", setpoints)
+    graph = graph.replace("ipc:///tmp/edgeloop-planner-state", state)
+    (tmp_path / "loop.yaml").write_text(graph)
+    loop = subprocess.Popen(
+        [sys.executable, "-m", "edgeloop", "run", str(tmp_path / "loop.yaml"), "--duration",
+         "120", "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        planner = subprocess.run(
+            [sys.executable, str(example / "planner.py"), "--seconds", "6",
+             "--setpoints", setpoints, "--state", state],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        loop.send_signal(signal.SIGINT)
+        loop.wait(timeout=60)
+        shutil.rmtree(short, ignore_errors=True)
+    assert planner.returncode == 0, planner.stdout + planner.stderr
+    rows = [line.split() for line in planner.stdout.splitlines()[1:]]
+    speed = {float(target): float(mean) for target, mean, _ in rows}
+    assert speed[3.0] > 1.5 and speed[-3.0] < -1.5 and speed[5.0] > 3.0  # it follows the plan
