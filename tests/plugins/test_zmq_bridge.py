@@ -290,3 +290,114 @@ def test_the_external_planner_example_spins_the_pendulum_at_its_setpoints(tmp_pa
     rows = [line.split() for line in planner.stdout.splitlines()[1:]]
     speed = {float(target): float(mean) for target, mean, _ in rows}
     assert speed[3.0] > 1.5 and speed[-3.0] < -1.5 and speed[5.0] > 3.0  # it follows the plan
+
+
+def test_curve_keys_let_only_an_allowed_client_in_and_silence_makes_the_input_stale(tmp_path):
+    import socket as sockets
+    import threading
+
+    from edgeloop import Executor, LoopGraph
+    from edgeloop.runtime.processes.security import generate_keys
+
+    _, server_secret = generate_keys(tmp_path / "board", "board")
+    client_public, client_secret = generate_keys(tmp_path / "desk", "desk")
+    _, stranger_secret = generate_keys(tmp_path / "other", "other")
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    (allowed / "desk.key").write_bytes(client_public.read_bytes())
+    with sockets.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        endpoint = f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+    graph = LoopGraph(name="keyed")
+    config = {"endpoint": endpoint, "secret_key": str(server_secret), "allowed_keys": str(allowed)}
+    graph.add_node("outside", "zmq.source", config=config)
+    setpoint = {"from": "outside/value", "trigger": False, "stale_ms": 200}
+    graph.add_node(
+        "ctl",
+        "pid",
+        rate_hz=50,
+        on_fault="hold_last",
+        inputs={"measurement": "outside/value", "setpoint": setpoint},
+    )
+    executor = Executor(graph)
+
+    import zmq.auth
+
+    def client(secret) -> zmq.Socket:
+        public, private = zmq.auth.load_certificate(str(secret))
+        server_public, _ = zmq.auth.load_certificate(str(tmp_path / "board" / "board.key"))
+        push = zmq.Context.instance().socket(zmq.PUSH)
+        push.setsockopt(zmq.LINGER, 0)
+        push.curve_secretkey, push.curve_publickey = private, public
+        push.curve_serverkey = server_public
+        push.connect(endpoint)
+        return push
+
+    sent = {"friend": 0}
+
+    def talk() -> None:
+        try:
+            while not hasattr(getattr(executor._loop_parts, "runners", {}).get("outside"), "node"):
+                time.sleep(0.01)
+            node = executor.node("outside")
+            stranger, friend = client(stranger_secret), client(client_secret)
+            for k in range(200):  # until the friend's messages arrive (its handshake done)
+                for push in (stranger, friend):  # the stranger never connects: never block
+                    try:
+                        frames = array_frames(k, time.monotonic(), "<f8", [1], bytes(8))
+                        push.send_multipart(frames, zmq.NOBLOCK)
+                        sent["friend"] += push is friend
+                    except zmq.Again:
+                        pass
+                if node.decoder.received >= 5:
+                    break
+                time.sleep(0.02)
+            time.sleep(0.5)  # silence: the controller's setpoint goes stale (200 ms)
+            friend.close()
+            stranger.close()
+        finally:
+            executor.stop("done")
+
+    talker = threading.Thread(target=talk, daemon=True)
+    talker.start()
+    report = executor.run(60)
+    talker.join()
+    assert report.stop_reason == "done"
+    received = int(report.node("outside").notes["received"])
+    assert 5 <= received <= sent["friend"]  # the friend's only: the stranger never got in
+    assert report.node("ctl").faults.get("stale_input", 0) > 0  # silence is a stale input
+
+
+def test_a_subscriber_that_does_not_read_costs_drops_not_time():
+    import numpy as np
+
+    from edgeloop import Executor, LoopGraph, Port, Sensor
+
+    class Frames(Sensor):
+        """A 1 MiB frame per step."""
+
+        outputs = (Port("frame", dtype="float32", doc="zeros"),)
+
+        def step(self, inputs):
+            return {"frame": np.zeros(1 << 18, np.float32)}
+
+    short = tempfile.mkdtemp(prefix="el-")
+    endpoint = f"ipc://{short}/frames"
+    graph = LoopGraph(name="slow-reader")
+    graph.add_node("camera", Frames, rate_hz=100)
+    graph.add_node("outside", "zmq.sink", inputs={"frame": "camera/frame"},
+                   config={"endpoint": endpoint, "queue": 2})  # fmt: skip
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.RCVHWM, 2)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(endpoint)  # subscribed, and never reading
+    try:
+        report = Executor(graph).run(1.0)
+    finally:
+        sub.close(linger=0)
+        shutil.rmtree(short, ignore_errors=True)
+    notes = report.node("outside").notes
+    assert int(notes["dropped"]) > 0 and int(notes["sent"]) > 0
+    # Every frame was sent or dropped at once: none waited for the reader.
+    assert int(notes["sent"]) + int(notes["dropped"]) == report.node("camera").calls
