@@ -229,12 +229,18 @@ class Executor:
     def _enable_wakes(self) -> None:
         """Let the nodes that step on their own thread's data (``wakes``, no
         ``rate_hz``) wake the loop: in real time, in one process."""
-        if self.simulated or self._bridge is not None:
-            return
+        can_wake = not self.simulated and self._bridge is None
         for runner in self._loop_parts.runners.values():
-            if runner.cls.wakes and runner.spec.rate_hz is None:
+            if not runner.cls.wakes or runner.spec.rate_hz is not None:
+                continue
+            if can_wake:
                 runner.ctx._on_wake = functools.partial(self._wake, runner)
                 self._wakeable = True
+            else:  # said in the report, and logged: it will not step at all
+                why = "simulated time" if self.simulated else "a process group"
+                said = f"never: in {why} nothing wakes it; give it rate_hz"
+                runner.ctx.note("steps", said)
+                _log.warning("node '%s' steps %s", runner.spec.id, said)
 
     def _wake(self, runner: Runner) -> None:
         self._woken.append(runner)  # deque appends are atomic: any thread may call this

@@ -401,3 +401,18 @@ def test_a_subscriber_that_does_not_read_costs_drops_not_time():
     assert int(notes["dropped"]) > 0 and int(notes["sent"]) > 0
     # Every frame was sent or dropped at once: none waited for the reader.
     assert int(notes["sent"]) + int(notes["dropped"]) == report.node("camera").calls
+
+
+def test_a_source_without_a_rate_in_simulated_time_says_it_never_steps():
+    from edgeloop import Executor, LoopGraph
+
+    short = tempfile.mkdtemp(prefix="el-")
+    graph = LoopGraph(name="sim")
+    graph.add_node("outside", "zmq.source", config={"endpoint": f"ipc://{short}/in"})
+    try:
+        report = Executor(graph, simulated=True).run(0.1)
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
+    assert report.node("outside").notes["steps"] == (
+        "never: in simulated time nothing wakes it; give it rate_hz"
+    )
