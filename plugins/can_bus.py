@@ -14,7 +14,6 @@ shuts the bus down and opens it again with backoff.
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,11 +21,10 @@ import numpy as np
 
 from edgeloop.plugins.can_link import (
     CAN_ERR_BUSOFF,
-    CanLink,
+    can_link,
     can_module,
     load_dbc,
     on_loop_clock,
-    open_bus,
     signal_owners,
 )
 from edgeloop.runtime.errors import NodeConfigError, TransportError
@@ -108,7 +106,7 @@ class CanSensor(Sensor):
             }
             for m in self._messages.values()
         ]
-        self.link = CanLink(cfg, filters)
+        self.link = can_link(cfg, filters)
         self.values = np.full(len(owners), np.nan)
         self._seen = np.zeros(len(owners), dtype=bool)
         self._fresh_at: float | None = None
@@ -122,10 +120,10 @@ class CanSensor(Sensor):
     def _receive(self) -> None:
         can, link, clock = can_module(), self.link, self.ctx.clock
         while not link.stopping.is_set():
-            if link.bus is None and not link.reopen():
+            if link.device is None and not link.reopen():
                 return
             try:
-                frame = link.bus.recv(timeout=_RECV_TIMEOUT_S)
+                frame = link.device.recv(timeout=_RECV_TIMEOUT_S)
             except (can.CanError, OSError) as exc:
                 link.drop(f"{type(exc).__name__}: {exc}")
                 continue
@@ -257,11 +255,9 @@ class CanActuator(Actuator):
         self._base = {  # the signals the command does not set
             s.name: s.initial if s.initial is not None else 0 for s in self.message.signals
         }
-        self.link = CanLink(cfg, [])
+        self.link = can_link(cfg, [])
         self._can = can_module()
         self.sent = self.dropped = self.clipped = 0
-        self._next_try = 0.0
-        self._wait_s = cfg.reconnect_ms / 1e3
 
     def _frame(self, values: Any) -> Any:
         flat = np.asarray(values, dtype=np.float64).reshape(-1)
@@ -284,11 +280,11 @@ class CanActuator(Actuator):
     def _send(self, frame: Any) -> bool:
         """Send ``frame``; False (counted) when the queue is full. A bus that fails
         is dropped and raises TransportError."""
-        if self.link.bus is None and not self._reopen_now():
+        if self.link.device is None and not self._reopen_now():
             self.dropped += 1  # the bus is still away: the loss was the fault
             return False
         try:
-            self.link.bus.send(frame, timeout=self.config.send_timeout_ms / 1e3)
+            self.link.device.send(frame, timeout=self.config.send_timeout_ms / 1e3)
         except self._can.CanTimeoutError:  # the transmit queue stayed full: drop this one
             self.dropped += 1
             return False
@@ -305,22 +301,10 @@ class CanActuator(Actuator):
         return True
 
     def _reopen_now(self) -> bool:
-        """One try to open the bus again, at most once per backoff wait (on the loop's
-        thread, so that a bus gone for good costs a failed open per wait, no more);
-        True when it is open."""
-        now = time.monotonic()
-        if now < self._next_try:
+        """One try to open the bus again from the loop's thread (the link's backoff
+        spaces the tries); True when it is open, its safe command sent first."""
+        if not self.link.reopen_now():
             return False
-        try:
-            self.link.bus = open_bus(
-                self.config.interface, self.config.channel, self.config.bitrate, []
-            )
-        except TransportError:
-            self._next_try = now + self._wait_s
-            self._wait_s = min(self._wait_s * 2, self.config.max_reconnect_ms / 1e3)
-            return False
-        self.link.reconnects += 1
-        self._wait_s = self.config.reconnect_ms / 1e3
         if self.config.safe is not None and self._send(self._frame(self.config.safe)):
             self.ctx.went_safe("reconnect")  # the device hears its safe command first
         return True
@@ -336,7 +320,7 @@ class CanActuator(Actuator):
         note("reconnects", str(self.link.reconnects))
 
     def safe(self, reason: str) -> bool:
-        if self.config.safe is None or self.link.bus is None:
+        if self.config.safe is None or self.link.device is None:
             return False
         return self._send(self._frame(self.config.safe))
 

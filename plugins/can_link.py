@@ -4,11 +4,10 @@ timestamps put on the loop's clock."""
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
-from edgeloop.plugins.backoff import reopen_with_backoff
+from edgeloop.plugins.backoff import DeviceLink
 from edgeloop.runtime.errors import MissingDependencyError, NodeConfigError, TransportError
 
 CAN_ERR_BUSOFF = 0x40  # SocketCAN's error class bit for bus-off (linux/can/error.h)
@@ -78,42 +77,15 @@ def signal_owners(db: Any, signals: list[str], key: str) -> list[tuple[Any, str]
     return owners
 
 
-class CanLink:
-    """A bus that the node's thread opens again, with backoff, after it fails."""
-
-    def __init__(self, cfg: Any, filters: list[dict]) -> None:
-        self._open = lambda: open_bus(cfg.interface, cfg.channel, cfg.bitrate, filters)
-        self._backoff = (cfg.reconnect_ms / 1e3, cfg.max_reconnect_ms / 1e3)
-        self.bus: Any = self._open()
-        self.stopping = threading.Event()
-        self.reconnects = 0
-        self._lost = ""
-
-    def drop(self, why: str) -> None:
-        self._lost = why
-        bus, self.bus = self.bus, None
-        try:
-            bus.shutdown()
-        except Exception:  # a failed bus may fail to shut down too
-            pass
-
-    def take_loss(self) -> str:
-        lost, self._lost = self._lost, ""
-        return lost
-
-    def reopen(self) -> bool:
-        self.bus = reopen_with_backoff(self._open, self.stopping, *self._backoff)
-        if self.bus is None:
-            return False
-        self.reconnects += 1
-        return True
-
-    def close(self, thread: threading.Thread | None) -> None:
-        self.stopping.set()
-        if thread is not None:
-            thread.join(timeout=1.0)
-        if self.bus is not None:
-            self.bus.shutdown()
+def can_link(cfg: Any, filters: list[dict]) -> DeviceLink:
+    """The node's bus, opened now (setup fails if it cannot be) and opened again with
+    backoff after it fails."""
+    return DeviceLink(
+        lambda: open_bus(cfg.interface, cfg.channel, cfg.bitrate, filters),
+        lambda bus: bus.shutdown(),
+        cfg.reconnect_ms / 1e3,
+        cfg.max_reconnect_ms / 1e3,
+    )
 
 
 def on_loop_clock(timestamp: float, clock: Any) -> float:

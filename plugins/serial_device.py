@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeloop.plugins.backoff import reopen_with_backoff
+from edgeloop.plugins.backoff import DeviceLink
 from edgeloop.plugins.serial_framing import FRAMINGS, Deframer, encode_frame
 from edgeloop.runtime.errors import MissingDependencyError, TransportError
 from edgeloop.runtime.node import Actuator, NodeContext, Port, Sensor
@@ -64,62 +64,18 @@ def _check_link(framing: str, baud: int, reconnect_ms: float, max_reconnect_ms: 
         )
 
 
-class SerialLink:
-    """A serial port that its node's thread reopens, with a backoff, when it vanishes.
-
-    Only that thread touches the port; the loop's thread reads ``lost`` (why the
-    link went down, once) and the counters.
-    """
-
-    def __init__(
-        self, name: str, baud: int, options: dict[str, Any], first_ms: float, max_ms: float
-    ) -> None:
-        self.name = name
-        self._baud = baud
-        self._options = options
-        self._first_s = first_ms / 1e3
-        self._max_s = max_ms / 1e3
-        self.port: Any = _open(name, baud, **options)
-        self.stopping = threading.Event()
-        self.reconnects = 0
-        self._lost = ""
-
-    def drop(self, exc: BaseException) -> None:
-        """The port failed: close it and say why to the next step."""
-        self._lost = f"{type(exc).__name__}: {exc}"
-        port, self.port = self.port, None
-        try:
-            port.close()
-        except Exception:  # the device is gone; closing what is left may fail too
-            pass
-
-    def take_loss(self) -> str:
-        """Why the link went down since the last call, or ""."""
-        lost, self._lost = self._lost, ""
-        return lost
-
-    def reopen(self) -> bool:
-        """Open the port again, waiting longer after each failure; False when the
-        node is closing first."""
-        self.port = reopen_with_backoff(
-            lambda: _open(self.name, self._baud, **self._options),
-            self.stopping,
-            self._first_s,
-            self._max_s,
-        )
-        if self.port is None:
-            return False
-        self.reconnects += 1
-        return True
-
-    def close(self, thread: threading.Thread) -> None:
-        self.stopping.set()
-        thread.join(timeout=1.0)
-        if self.port is not None:
-            self.port.close()
+def _link(cfg: Any, options: dict[str, Any]) -> DeviceLink:
+    """The node's port, opened now (setup fails if it cannot be) and reopened by name
+    with backoff after it vanishes."""
+    return DeviceLink(
+        lambda: _open(cfg.port, cfg.baud, **options),
+        lambda port: port.close(),
+        cfg.reconnect_ms / 1e3,
+        cfg.max_reconnect_ms / 1e3,
+    )
 
 
-def _thread(link: SerialLink, target: Callable[[], None], node_id: str) -> threading.Thread:
+def _thread(target: Callable[[], None], node_id: str) -> threading.Thread:
     thread = threading.Thread(target=target, name=f"edgeloop-serial-{node_id}", daemon=True)
     thread.start()
     return thread
@@ -181,24 +137,22 @@ class SerialSensor(Sensor):
 
     def setup(self, ctx: NodeContext) -> None:
         cfg: SerialSensorConfig = ctx.config
-        self.link = SerialLink(
-            cfg.port, cfg.baud, {"timeout": _READ_TIMEOUT_S}, cfg.reconnect_ms, cfg.max_reconnect_ms
-        )
+        self.link = _link(cfg, {"timeout": _READ_TIMEOUT_S})
         self.deframer = Deframer(cfg.framing, cfg.layout, cfg.fields)
         self._latest: tuple[np.ndarray, float] | None = None
         self._lock = threading.Lock()
-        self._reader = _thread(self.link, self._read, ctx.node_id)
+        self._reader = _thread(self._read, ctx.node_id)
 
     def _read(self) -> None:
         clock, link = self.ctx.clock, self.link
         while not link.stopping.is_set():
-            if link.port is None:
+            if link.device is None:
                 if not link.reopen():  # a half frame left from before is skipped as garbage
                     return
             try:
-                chunk = link.port.read(max(1, link.port.in_waiting))
+                chunk = link.device.read(max(1, link.device.in_waiting))
             except Exception as exc:  # the device vanished: the next step says so
-                link.drop(exc)
+                link.drop(f"{type(exc).__name__}: {exc}")
                 continue
             if not chunk:
                 continue
@@ -293,8 +247,7 @@ class SerialActuator(Actuator):
 
     def setup(self, ctx: NodeContext) -> None:
         cfg: SerialActuatorConfig = ctx.config
-        options = {"timeout": 0, "write_timeout": cfg.write_timeout_ms / 1e3}
-        self.link = SerialLink(cfg.port, cfg.baud, options, cfg.reconnect_ms, cfg.max_reconnect_ms)
+        self.link = _link(cfg, {"timeout": 0, "write_timeout": cfg.write_timeout_ms / 1e3})
         self._timeout_type = _pyserial().SerialTimeoutException
         self._safe = None if cfg.safe is None else self._frame(cfg.safe)
         self._pending: bytes | None = None
@@ -302,7 +255,7 @@ class SerialActuator(Actuator):
         self._port_lock = threading.Lock()  # one write at a time: the writer's or safe()'s
         self._safe_sent = 0  # safe commands written; a command taken before one is stale
         self.written = self.timeouts = 0
-        self._writer = _thread(self.link, self._write, ctx.node_id)
+        self._writer = _thread(self._write, ctx.node_id)
 
     def _frame(self, values: Any) -> bytes:
         cfg: SerialActuatorConfig = self.config
@@ -335,7 +288,7 @@ class SerialActuator(Actuator):
         ``written``, ``stale``, ``timeout`` or ``lost`` (the port failed and is
         dropped)."""
         with self._port_lock:
-            port = self.link.port
+            port = self.link.device
             if port is None:
                 return "lost"
             if taken_at is not None and taken_at != self._safe_sent:
@@ -346,7 +299,7 @@ class SerialActuator(Actuator):
                 self.timeouts += 1
                 return "timeout"
             except Exception as exc:  # the device vanished: the next step says so
-                self.link.drop(exc)
+                self.link.drop(f"{type(exc).__name__}: {exc}")
                 return "lost"
             self.written += 1
             if taken_at is None:

@@ -209,7 +209,7 @@ def test_a_bus_that_fails_under_the_actuator_is_one_fault_and_reopened_safe_firs
     def pull_the_bus() -> None:
         wait_for(lambda: len(ecu.torques) >= 3)
         node = executor.node("motor")
-        node.link.bus.shutdown()  # the bus fails under it: the next send raises
+        node.link.device.shutdown()  # the bus fails under it: the next send raises
         wait_for(lambda: node.link.reconnects == 1)
         seen = len(ecu.torques)
         wait_for(lambda: len(ecu.torques) >= seen + 3)

@@ -352,7 +352,10 @@ def test_curve_keys_let_only_an_allowed_client_in_and_silence_makes_the_input_st
                 if node.decoder.received >= 5:
                     break
                 time.sleep(0.02)
-            time.sleep(0.5)  # silence: the controller's setpoint goes stale (200 ms)
+            ctl = executor._loop_parts.runners["ctl"]  # silence: its setpoint goes stale
+            deadline = time.monotonic() + 60
+            while not ctl.faults.get("stale_input") and time.monotonic() < deadline:
+                time.sleep(0.01)
             friend.close()
             stranger.close()
         finally:
