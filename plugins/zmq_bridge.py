@@ -199,6 +199,7 @@ class ZmqSource(Sensor):
     def close(self) -> None:
         self._stopping.set()
         self._thread.join(timeout=1.0)
+        self._notes()  # the final counts, messages that came after the last step too
         if self._receiver is not None:
             self._receiver.close()
         else:
@@ -277,6 +278,9 @@ class ZmqSink(Monitor):
                 self.sent += 1
             except zmq.Again:
                 self.dropped += 1
+        self._notes()
+
+    def _notes(self) -> None:
         self.ctx.note("sent", str(self.sent))
         self.ctx.note("dropped", str(self.dropped))
 
@@ -289,6 +293,7 @@ class ZmqSink(Monitor):
                 return
 
     def close(self) -> None:
+        self._notes()  # the final counts: a Ctrl-C inside a step may have cut its notes
         self.socket.close(linger=0)
         if self._auth is not None:
             self._auth.stop()
