@@ -204,6 +204,22 @@ class SensingBounds(_Strict):
     """Energy units of one full reading (from the sensor's datasheet, say)."""
 
 
+class PortRecordSpec(_Strict):
+    """How one output port is recorded (``--record``) and shown live (``--foxglove``)."""
+
+    frame_id: str | None = None
+    """The frame of reference its messages name (Foxglove, ROS); default the node's id."""
+    image: Literal["auto", "rgb", "bgr", "mono", "never"] = "auto"
+    """``auto``: uint8 ``H x W x C`` arrays (C = 1, 3, 4) are RGB(A) images; ``bgr``:
+    the same in BGR order; ``mono``: 2-D uint8, uint16 and float32 arrays are images
+    too; ``never``: arrays stay arrays."""
+    compress: Literal["jpeg", "png"] | None = None
+    """Write its images compressed (needs OpenCV or Pillow). jpeg is lossy: replay
+    compares such a port within a mean difference of 3 (of 255); png is exact."""
+    quality: int = Field(default=90, ge=1, le=100)
+    """jpeg quality."""
+
+
 class NodeSpec(_Strict):
     """One node of a graph as written in YAML (the running object is a :class:`Node`)."""
 
@@ -236,6 +252,8 @@ class NodeSpec(_Strict):
     a hang or crash in C code takes down only that group, which its policy restarts."""
     sensing: SensingBounds | None = None
     """For a sensor that takes sensing commands: narrower rate bounds, cost per reading."""
+    record: dict[str, PortRecordSpec] = Field(default_factory=dict)
+    """Per output port: its frame id, whether it is an image, and compression."""
 
     @field_validator("watchdog_ms", mode="before")
     @classmethod

@@ -30,12 +30,25 @@ def mcap_module() -> Any:
     return mcap
 
 
+@dataclass(frozen=True)
+class ChannelInfo:
+    """A channel and its schema, as a file declared them."""
+
+    topic: str
+    message_encoding: str
+    schema_name: str = ""
+    """Empty for a channel without a schema (the JSON of edgeloop before 0.3)."""
+    schema_encoding: str = ""
+    schema: bytes = b""
+    metadata: tuple[tuple[str, str], ...] = ()
+
+
 @dataclass
 class Scan:
     """What :func:`scan` found in one file."""
 
-    messages: list[tuple[str, Any]] = field(default_factory=list)
-    """``(topic, mcap Message record)`` in file order."""
+    messages: list[tuple[ChannelInfo, Any]] = field(default_factory=list)
+    """``(channel, mcap Message record)`` in file order."""
     metadata: dict[str, dict[str, str]] = field(default_factory=dict)
     """Metadata records by name."""
     complete: bool = False
@@ -74,7 +87,8 @@ def scan(path: str | Path) -> Scan:
     except OSError as exc:
         raise RecordingError(f"cannot open the recording {path}: {exc.strerror}") from None
     found = Scan()
-    topics: dict[int, str] = {}
+    channels: dict[int, ChannelInfo] = {}
+    schemas: dict[int, Any] = {}
     with stream:
         counting = _Counting(stream)
         last_good = 0
@@ -82,14 +96,16 @@ def scan(path: str | Path) -> Scan:
             reader = mcap.stream_reader.StreamReader(counting, skip_magic=False, validate_crcs=True)
             for record in reader.records:
                 last_good = counting.position
-                if isinstance(record, mcap.records.Channel):
-                    topics[record.id] = record.topic
+                if isinstance(record, mcap.records.Schema):
+                    schemas[record.id] = record
+                elif isinstance(record, mcap.records.Channel):
+                    channels[record.id] = _channel(record, schemas)
                 elif isinstance(record, mcap.records.Message):
-                    if record.channel_id not in topics:
+                    if record.channel_id not in channels:
                         raise ValueError(
                             f"a message on channel {record.channel_id}, never declared"
                         )
-                    found.messages.append((topics[record.channel_id], record))
+                    found.messages.append((channels[record.channel_id], record))
                 elif isinstance(record, mcap.records.Metadata):
                     found.metadata[record.name] = dict(record.metadata)
                 elif isinstance(record, mcap.records.Footer):
@@ -113,6 +129,20 @@ def scan(path: str | Path) -> Scan:
                     f"{found.lost_bytes} bytes after that were not read"
                 )
     return found
+
+
+def _channel(record: Any, schemas: dict[int, Any]) -> ChannelInfo:
+    schema = schemas.get(record.schema_id)
+    if record.schema_id and schema is None:
+        raise ValueError(f"channel {record.id} names schema {record.schema_id}, never declared")
+    return ChannelInfo(
+        topic=record.topic,
+        message_encoding=record.message_encoding,
+        schema_name=schema.name if schema else "",
+        schema_encoding=schema.encoding if schema else "",
+        schema=bytes(schema.data) if schema else b"",
+        metadata=tuple(sorted(record.metadata.items())),
+    )
 
 
 def _reason(exc: BaseException) -> str:

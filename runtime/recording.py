@@ -1,14 +1,16 @@
-"""Recording every message of a run into an MCAP file that Foxglove opens.
+"""Recording every message of a run into an MCAP file that Foxglove and ROS tools open.
 
-One channel per output port, topic ``/NODE/PORT``, JSON message encoding, and
-log time the message's creation time on the run's clock. A message is
-``{"seq": int, "sensed": float, "value": V}`` where V is the payload: numbers,
-strings, booleans and null as themselves, a mapping as an object, and a numpy
-array as ``{"dtype": "<f4", "shape": [...], "data": [...]}`` (floats written
-with enough digits to read back bit-exact, NaN and infinities as strings).
+One channel per output port, topic ``/NODE/PORT``, each message in the typed
+form :mod:`edgeloop.runtime.record_codecs` describes (images as
+``foxglove.RawImage``, numbers Foxglove plots, arrays as binary with dtype and
+shape, the rest as tagged JSON) and with the times
+:mod:`edgeloop.runtime.channel_log` describes. Reading gives every payload back
+bit-exact (a jpeg-compressed port within a tolerance, and says so). Recordings of
+edgeloop before 0.3 (schemaless JSON) still read.
 
-The recorder never drops silently: a message it cannot write is counted, with
-the last reason, and the run report says so. ``mcap`` is the ``record`` extra.
+The recorder never drops silently: a message it cannot encode is counted, with
+the last reason, and kept in its place as an ``unrecordable`` note; the run
+report says so. The Foxglove SDK writes the file (``record`` extra).
 
 Crash safety: messages are written unchunked and flushed to the file every
 ``flush_ms`` (and ``fsync``-ed too where power may fail), so a process killed
@@ -24,7 +26,6 @@ from __future__ import annotations
 import heapq
 import json
 import logging
-import math
 import os
 import shutil
 import threading
@@ -32,10 +33,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from edgeloop.runtime.channel_log import ChannelLog
 from edgeloop.runtime.errors import RecordingError
-from edgeloop.runtime.mcap_records import mcap_module, scan
+from edgeloop.runtime.mcap_records import ChannelInfo, mcap_module, scan
+from edgeloop.runtime.record_codecs import PortRecording, Unrecordable, decode, lossy
 
 __all__ = [
     "Collector",
@@ -52,61 +53,19 @@ DEFAULT_FLUSH_MS = 100.0
 _log = logging.getLogger("edgeloop.recording")
 
 
-def _plain(value: Any) -> Any:
-    """The payload as JSON-ready data (floats exact, non-finite floats as strings)."""
-    if isinstance(value, np.ndarray):
-        data = value.ravel().tolist()
-        if value.dtype.kind in "fc":
-            data = (
-                [_float(x) for x in data]
-                if value.dtype.kind == "f"
-                else [[_float(x.real), _float(x.imag)] for x in data]
-            )
-        return {"dtype": value.dtype.str, "shape": list(value.shape), "data": data}
-    if isinstance(value, (float, np.floating)):
-        return _float(float(value))
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, bytes):
-        return {"bytes": value.hex()}
-    raise TypeError(f"a {type(value).__name__} payload cannot be recorded")
+class _SinkErrors(logging.Handler):
+    """Counts the write errors the SDK reports only as log records."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        super().__init__(logging.WARNING)
+        self._recorder = recorder
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._recorder.failed += 1
+        self._recorder.last_error = record.getMessage()
 
 
-def _float(x: float) -> float | str:
-    return x if math.isfinite(x) else repr(x)  # 'nan', 'inf', '-inf'
-
-
-def _restore(value: Any) -> Any:
-    """Inverse of :func:`_plain`."""
-    if isinstance(value, dict):
-        if set(value) == {"dtype", "shape", "data"}:
-            dtype = np.dtype(value["dtype"])
-            if dtype.kind == "c":
-                flat = [complex(float(r), float(i)) for r, i in value["data"]]
-            elif dtype.kind == "f":
-                flat = [float(x) for x in value["data"]]
-            else:
-                flat = value["data"]
-            return np.asarray(flat, dtype=dtype).reshape(value["shape"])
-        if set(value) == {"bytes"}:
-            return bytes.fromhex(value["bytes"])
-        return {k: _restore(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_restore(v) for v in value]
-    if value in ("nan", "inf", "-inf"):
-        return float(value)
-    return value
-
-
-class Recorder:
+class Recorder(ChannelLog):
     """Writes messages into ``path`` (MCAP); counts what it could not write.
 
     Args:
@@ -117,6 +76,8 @@ class Recorder:
             ``ctx.record`` (an episode's end) flushes at once too.
         fsync: Also ``fsync`` at each flush, so a power cut loses no more either
             (costs a disk write each time: see ``benchmarks/recording_cost.py``).
+        ports: Frame ids, image marking and compression per topic.
+        simulated: Times are simulated (from 0) rather than Unix time.
 
     Attributes:
         written: Messages written.
@@ -125,26 +86,48 @@ class Recorder:
     """
 
     def __init__(
-        self, path: str | Path, *, flush_ms: float = DEFAULT_FLUSH_MS, fsync: bool = False
+        self,
+        path: str | Path,
+        *,
+        flush_ms: float = DEFAULT_FLUSH_MS,
+        fsync: bool = False,
+        ports: Mapping[str, PortRecording] | None = None,
+        simulated: bool = True,
     ) -> None:
-        mcap = mcap_module()
+        super().__init__(ports, simulated=simulated)
+        foxglove = self._foxglove
         self.path = Path(path)
-        try:
-            self._file = self.path.open("wb")
-        except OSError as exc:
+        if not self.path.parent.is_dir():
             raise RecordingError(
-                f"cannot write the recording {path}: {exc.strerror}", fix="a writable path"
-            ) from None
+                f"cannot write the recording {path}: no folder {self.path.parent}",
+                fix="a writable path",
+            )
         # Unchunked: a chunk is written only when it is full, so a killed process
-        # would lose the whole chunk it was filling.
-        self._writer = mcap.writer.Writer(self._file, use_chunking=False)
-        self._writer.start(profile="", library="edgeloop")
-        self._channels: dict[str, int] = {}
+        # would lose the whole chunk it was filling. No data CRC: it costs as much
+        # as the write of a camera frame, and flushes would not cover it anyway.
+        options = foxglove.mcap.MCAPWriteOptions(
+            use_chunks=False, compression=None, calculate_data_section_crc=False
+        )
+        try:
+            self._writer = foxglove.open_mcap(
+                self.path, allow_overwrite=True, context=self.context, writer_options=options
+            )
+        except Exception as exc:
+            raise RecordingError(
+                f"cannot write the recording {path}: {exc}", fix="a writable path"
+            ) from None
         self._fsync = fsync
         self._every_message = flush_ms <= 0
-        self._lock = threading.Lock()  # the writer and the flusher thread take turns
+        self._flush_lock = threading.Lock()
         self._dirty = False
         self._closed = threading.Event()
+        self.written = 0
+        self.failed = 0
+        self.last_error = ""
+        self._errors = _SinkErrors(self)
+        logging.getLogger("foxglove.log_sink_set").addHandler(self._errors)
+        if simulated:
+            self._writer.write_metadata("edgeloop.clock", self.clock_facts())
         self._flusher: threading.Thread | None = None
         if not self._every_message:
             self._flusher = threading.Thread(
@@ -154,63 +137,51 @@ class Recorder:
                 name="edgeloop-recorder-flush",
             )
             self._flusher.start()
-        self.written = 0
-        self.failed = 0
-        self.last_error = ""
+
+    def _first_message(self, created: float) -> None:
+        super()._first_message(created)
+        self._writer.write_metadata("edgeloop.clock", self.clock_facts())
 
     def write(self, topic: str, data: Any, seq: int, created: float, sensed: float) -> None:
-        """Record one message; never raises (failures are counted)."""
+        """Record one message; never raises (failures are counted). ``seq`` is not
+        written: it is the message's place among its topic's messages."""
         try:
-            body = json.dumps(
-                {"seq": seq, "sensed": _float(sensed), "value": _plain(data)},
-                separators=(",", ":"),
-            ).encode()
-            stamp = max(0, round(created * 1e9))
-            with self._lock:
-                channel = self._channel(topic)
-                self._writer.add_message(
-                    channel, log_time=stamp, data=body, publish_time=stamp, sequence=seq
-                )
-                self._dirty = True
-                if self._every_message:
-                    self._flush()
-            self.written += 1
+            try:
+                self.log(topic, data, created, sensed)
+            except (TypeError, ValueError) as exc:
+                self.failed += 1
+                self.last_error = f"{topic}: {exc}"
+                self.log_unrecordable(topic, str(exc), created)
+            else:
+                self.written += 1
+            self._dirty = True
+            if self._every_message:
+                self.flush()
         except Exception as exc:  # a recorder must not take the loop down
             self.failed += 1
             self.last_error = f"{topic}: {exc}"
 
     def flush(self) -> None:
         """Write what was recorded through to the file now (at an episode's end)."""
-        if self._dirty:
-            with self._lock:
-                try:
-                    self._flush()
-                except OSError as exc:  # a full disk: counted at the next write
-                    self.last_error = f"flush: {exc}"
+        if not self._dirty:
+            return
+        with self._flush_lock:
+            self._dirty = False
+            try:
+                self._writer.flush()
+                if self._fsync:
+                    with self.path.open("rb") as file:
+                        os.fsync(file.fileno())
+            except (OSError, RuntimeError) as exc:  # a full disk: counted at the next write
+                self.last_error = f"flush: {exc}"
 
     def _flush_every(self, period_s: float) -> None:
         while not self._closed.wait(period_s):
             self.flush()
 
-    def _flush(self) -> None:
-        self._file.flush()
-        if self._fsync:
-            os.fsync(self._file.fileno())
-        self._dirty = False
-
-    def _channel(self, topic: str) -> int:
-        channel = self._channels.get(topic)
-        if channel is None:
-            channel = self._writer.register_channel(
-                topic=topic, message_encoding="json", schema_id=0
-            )
-            self._channels[topic] = channel
-        return channel
-
     def add_metadata(self, data: Mapping[str, Any]) -> None:
         """Facts about the run (graph, seed, duration) for ``edgeloop replay``."""
-        with self._lock:
-            self._writer.add_metadata("edgeloop.run", {k: str(v) for k, v in data.items()})
+        self._writer.write_metadata("edgeloop.run", {k: str(v) for k, v in data.items()})
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -225,16 +196,25 @@ class Recorder:
         if self._flusher is not None:
             self._flusher.join()
         try:
-            with self._lock:
-                self._writer.finish()
-                self._flush()
+            with self._flush_lock:
+                self._writer.close()
+                if self._fsync:
+                    with self.path.open("rb") as file:
+                        os.fsync(file.fileno())
+        except RuntimeError as exc:
+            self.failed += 1
+            self.last_error = f"close: {exc}"
         finally:
-            self._file.close()
+            logging.getLogger("foxglove.log_sink_set").removeHandler(self._errors)
 
 
 def read_recording(path: str | Path) -> Iterator[tuple[str, float, dict[str, Any]]]:
-    """``(topic, created, {"seq", "sensed", "value"})`` for every recorded message, in
-    log-time order, payloads restored (arrays with their dtype and shape).
+    """``(topic, created, {"seq", "sensed", "value", "exact"})`` for every recorded
+    message, in log-time order, payloads restored (arrays with their dtype and
+    shape). ``seq`` is the message's place among its topic's messages (as the
+    port numbered it), ``exact`` False where the payload went through a lossy
+    compression. A message the recorder could not write is skipped (it still
+    takes its place in ``seq``).
 
     A file whose writer was killed is read up to its last flushed message (a
     warning says so); parts a killed multi-process run left beside ``path`` are
@@ -248,22 +228,79 @@ def read_recording(path: str | Path) -> Iterator[tuple[str, float, dict[str, Any
     found = scan(path)
     if found.stopped:
         _log.warning("%s: %s; reading what comes before", path, found.stopped)
+    origin = clock_origin(found.metadata, path)
     order = sorted(range(len(found.messages)), key=lambda i: found.messages[i][1].log_time)
+    seqs: dict[str, int] = {}
     for i in order:
-        topic, message = found.messages[i]
+        channel, message = found.messages[i]
         try:
-            body = json.loads(message.data)
-            entry = {
-                "seq": body["seq"],
-                "sensed": _restore(body["sensed"]),
-                "value": _restore(body["value"]),
-            }
-        except Exception as exc:  # a damaged body: bad JSON, missing keys, bad dtype
+            entry = _entry(channel, message.data, origin)
+        except Exception as exc:  # a damaged body: bad JSON or protobuf, a bad dtype
             raise RecordingError(
-                f"{path} is not a readable edgeloop recording: the message on {topic} "
-                f"at {message.log_time / 1e9:.6f} s: {type(exc).__name__}: {exc}"
+                f"{path} is not a readable edgeloop recording: the message on "
+                f"{channel.topic} at {message.log_time / 1e9:.6f} s: "
+                f"{type(exc).__name__}: {exc}"
             ) from None
-        yield topic, message.log_time / 1e9, entry
+        if "seq" not in entry:  # written since 0.3: its place on the topic
+            entry["seq"] = seqs.get(channel.topic, 0)
+        seqs[channel.topic] = entry["seq"] + 1
+        if isinstance(entry["value"], Unrecordable):
+            continue
+        yield channel.topic, (message.log_time - origin) / 1e9, entry
+
+
+def clock_origin(metadata: Mapping[str, Mapping[str, str]], path: str | Path) -> int:
+    """The Unix time (ns) of the run's time 0 a recording names (0: simulated time,
+    or a recording from before 0.3)."""
+    written = metadata.get("edgeloop.clock", {}).get("origin_unix_ns", "0")
+    try:
+        return int(written)
+    except ValueError:
+        raise RecordingError(
+            f"{path} is not a readable edgeloop recording: its clock origin is {written!r}"
+        ) from None
+
+
+def _entry(channel: ChannelInfo, data: bytes, origin: int) -> dict[str, Any]:
+    if not channel.schema_name and channel.message_encoding == "json":  # before 0.3
+        body = json.loads(data)
+        return {
+            "seq": body["seq"],
+            "sensed": untagged_legacy(body["sensed"]),
+            "value": untagged_legacy(body["value"]),
+            "exact": True,
+        }
+    value, sensed_ns = decode(channel.schema_name, data, dict(channel.metadata))
+    return {
+        "sensed": (sensed_ns - origin) / 1e9,
+        "value": value,
+        "exact": not lossy(channel.schema_name, data),
+    }
+
+
+def untagged_legacy(value: Any) -> Any:
+    """A payload as edgeloop before 0.3 wrote it (arrays as ``{"dtype", "shape",
+    "data"}`` lists, non-finite floats as strings)."""
+    import numpy as np
+
+    if isinstance(value, dict):
+        if set(value) == {"dtype", "shape", "data"}:
+            dtype = np.dtype(value["dtype"])
+            if dtype.kind == "c":
+                flat = [complex(float(r), float(i)) for r, i in value["data"]]
+            elif dtype.kind == "f":
+                flat = [float(x) for x in value["data"]]
+            else:
+                flat = value["data"]
+            return np.asarray(flat, dtype=dtype).reshape(value["shape"])
+        if set(value) == {"bytes"}:
+            return bytes.fromhex(value["bytes"])
+        return {k: untagged_legacy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [untagged_legacy(v) for v in value]
+    if value in ("nan", "inf", "-inf"):
+        return float(value)
+    return value
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
@@ -286,43 +323,64 @@ def merge_recordings(
     parts: list[Path], path: str | Path, metadata: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """Merge the recordings of a run's process groups into one file, in log-time
-    order (ties in the order of ``parts``); messages are copied byte for byte. A
-    part whose process was killed is read up to its last flushed message: that is
-    noted (``cut_short``), not counted as a failure.
+    order (ties in the order of ``parts``); schemas, channels and messages are
+    copied byte for byte. A part whose process was killed is read up to its last
+    flushed message: that is noted (``cut_short``), not counted as a failure.
 
     Returns:
         The recording's summary, as a :class:`Recorder` gives it, with
         ``cut_short``: the parts that ended early, and why.
     """
-    out = Recorder(path, flush_ms=0)
+    mcap = mcap_module()
+    summary: dict[str, Any] = {"file": str(path), "written": 0, "failed": 0, "last_error": ""}
     cut_short = []
-    try:
+    with Path(path).open("wb") as file:
+        out = mcap.writer.Writer(file, use_chunking=False)
+        out.start(profile="", library="edgeloop")
+        schemas: dict[tuple[str, str, bytes], int] = {}
+        channels: dict[ChannelInfo, int] = {}
+
+        def channel_of(info: ChannelInfo) -> int:
+            if info not in channels:
+                schema_id = 0
+                if info.schema_name:
+                    key = (info.schema_name, info.schema_encoding, info.schema)
+                    if key not in schemas:
+                        schemas[key] = out.register_schema(*key)
+                    schema_id = schemas[key]
+                channels[info] = out.register_channel(
+                    info.topic, info.message_encoding, schema_id, dict(info.metadata)
+                )
+            return channels[info]
+
         readers = []
+        clock: dict[str, str] = {}
         for k, part in enumerate(parts):
             try:
                 found = scan(part)
             except RecordingError as exc:
-                out.failed += 1
-                out.last_error = exc.message
+                summary["failed"] += 1
+                summary["last_error"] = exc.message
                 continue
             if found.stopped:
                 cut_short.append(f"{part.name}: {found.stopped}")
-            readers.append([(m.log_time, k, topic, m) for topic, m in found.messages])
-        for _, _, topic, message in heapq.merge(*readers, key=lambda item: item[:2]):
-            channel = out._channel(topic)
-            out._writer.add_message(
-                channel,
+            clock = clock or found.metadata.get("edgeloop.clock", {})
+            readers.append([(m.log_time, k, info, m) for info, m in found.messages])
+        if clock:  # the first part's: the groups of a run share their clock
+            out.add_metadata("edgeloop.clock", clock)
+        for _, _, info, message in heapq.merge(*readers, key=lambda item: item[:2]):
+            out.add_message(
+                channel_of(info),
                 log_time=message.log_time,
                 data=message.data,
                 publish_time=message.publish_time,
                 sequence=message.sequence,
             )
-            out.written += 1
+            summary["written"] += 1
         if metadata:
-            out.add_metadata(metadata)
-    finally:
-        out.close()
-    return {**out.summary(), "cut_short": cut_short}
+            out.add_metadata("edgeloop.run", {k: str(v) for k, v in metadata.items()})
+        out.finish()
+    return {**summary, "cut_short": cut_short}
 
 
 def repair_recording(path: str | Path, *, only_parts: bool = False) -> dict[str, Any] | None:

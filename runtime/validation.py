@@ -33,6 +33,7 @@ from edgeloop.runtime.graph_yaml import load_graph
 from edgeloop.runtime.node import Node, Port, build_config, port_list
 from edgeloop.runtime.plugins import PluginRegistry
 from edgeloop.runtime.profiles import graph_profile
+from edgeloop.runtime.record_codecs import image_library
 
 RESERVED_IDS = frozenset({"timer"})
 _SLIP = 0.8  # similarity of a one- or two-letter slip: 'gym.sensr' to gym.sensor is 0.95
@@ -272,6 +273,19 @@ def _check_node(graph, registry, i, spec, problem) -> _Facts:
                 ("nodes", i, "outputs"),
                 f"node type '{type_name}' has no output '{port}'",
                 _choices(port, declared_out, "outputs"),
+            )
+    for port, how in spec.record.items():
+        if port not in facts.outputs:
+            found(
+                ("nodes", i, "record", port),
+                f"node '{spec.id}' has no output '{port}' to record",
+                _choices(port, facts.outputs, "outputs"),
+            )
+        elif how.compress and not image_library():
+            found(
+                ("nodes", i, "record", port, "compress"),
+                f"compress: {how.compress} needs OpenCV or Pillow, and neither is installed",
+                "pip install pillow, or leave compress out",
             )
     return facts
 

@@ -290,7 +290,7 @@ def run_scenario(
         from edgeloop.runtime.recording import Recorder
 
         registry = PluginRegistry(plugins={p: import_plugin(p) for p in plugins})
-        recorder = Recorder(record) if record is not None else None
+        recorder = Recorder(record, simulated=not realtime) if record is not None else None
         try:
             executor = Executor(
                 graph, registry=registry, simulated=not realtime, seed=seed, recorder=recorder

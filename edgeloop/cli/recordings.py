@@ -4,7 +4,7 @@ killed run's recording whole again."""
 from __future__ import annotations
 
 import argparse
-from collections import Counter
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ def register(commands: Any) -> None:
 
 def info_command(args: argparse.Namespace) -> int:
     from edgeloop.runtime.mcap_records import scan
-    from edgeloop.runtime.recording import parts_dir
+    from edgeloop.runtime.recording import clock_origin, parts_dir
 
     if parts_dir(args.recording).is_dir():
         err.print(
@@ -52,13 +52,16 @@ def info_command(args: argparse.Namespace) -> int:
         )
         return 1
     found = scan(args.recording)
-    counts = Counter(topic for topic, _ in found.messages)
+    origin = clock_origin(found.metadata, args.recording)
+    times: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for channel, message in found.messages:
+        schema = channel.schema_name or f"({channel.message_encoding}, no schema)"
+        times[channel.topic, schema].append((message.log_time - origin) / 1e9)
     table = Table(title=str(args.recording))
-    for column in ("topic", "messages", "first s", "last s"):
-        table.add_column(column, justify="left" if column == "topic" else "right")
-    for topic in sorted(counts):
-        times = [m.log_time / 1e9 for t, m in found.messages if t == topic]
-        table.add_row(topic, f"{counts[topic]:,}", f"{min(times):.3f}", f"{max(times):.3f}")
+    for column in ("topic", "schema", "messages", "first s", "last s"):
+        table.add_column(column, justify="left" if column in ("topic", "schema") else "right")
+    for (topic, schema), seen in sorted(times.items()):
+        table.add_row(topic, schema, f"{len(seen):,}", f"{min(seen):.3f}", f"{max(seen):.3f}")
     out.print(table)
     facts = found.metadata.get("edgeloop.run", {})
     if facts:

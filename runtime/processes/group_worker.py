@@ -57,9 +57,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         registry = PluginRegistry(plugins={p: import_plugin(p) for p in spec["plugins"]})
         if spec["record"]:
+            from edgeloop.runtime.channel_log import port_recordings
             from edgeloop.runtime.recording import Recorder
 
-            recorder = Recorder(spec["record"], flush_ms=spec["flush_ms"], fsync=spec["fsync"])
+            recorder = Recorder(
+                spec["record"],
+                flush_ms=spec["flush_ms"],
+                fsync=spec["fsync"],
+                ports=port_recordings(plan.graph),
+                simulated=spec["simulated"],
+            )
         executor = Executor(
             plan.graph,
             registry=registry,
