@@ -13,6 +13,7 @@ against the ``protobuf`` package.
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -25,6 +26,8 @@ TYPE_DOUBLE, TYPE_MESSAGE, TYPE_BYTES, TYPE_UINT32, TYPE_STRING = 1, 11, 12, 13,
 
 def varint(n: int) -> bytes:
     """``n`` as a base-128 varint (negative numbers as 64-bit two's complement)."""
+    if 0 <= n < 0x80:
+        return _ONE_BYTE[n]
     if n < 0:
         n += 1 << 64
     out = bytearray()
@@ -35,6 +38,10 @@ def varint(n: int) -> bytes:
     return bytes(out)
 
 
+_ONE_BYTE = [bytes((n,)) for n in range(0x80)]
+
+
+@functools.cache
 def tag(field: int, wire: int) -> bytes:
     return varint(field << 3 | wire)
 
@@ -53,6 +60,7 @@ def uint(field: int, n: int) -> bytes:
     return tag(field, VARINT) + varint(n) if n else b""
 
 
+@functools.lru_cache(maxsize=1024)  # frame ids, dtypes, encodings: a few per port
 def string(field: int, text: str) -> bytes:
     if not text:
         return b""
@@ -60,7 +68,8 @@ def string(field: int, text: str) -> bytes:
     return tag(field, LEN) + varint(len(data)) + data
 
 
-def packed_uint32(field: int, values: Sequence[int]) -> bytes:
+@functools.lru_cache(maxsize=1024)  # shapes: a few per port
+def packed_uint32(field: int, values: tuple[int, ...]) -> bytes:
     if not values:
         return b""
     body = b"".join(varint(v) for v in values)

@@ -127,7 +127,7 @@ class Recorder(ChannelLog):
         self._errors = _SinkErrors(self)
         logging.getLogger("foxglove.log_sink_set").addHandler(self._errors)
         if simulated:
-            self._writer.write_metadata("edgeloop.clock", self.clock_facts())
+            self._metadata("edgeloop.clock", self.clock_facts())
         self._flusher: threading.Thread | None = None
         if not self._every_message:
             self._flusher = threading.Thread(
@@ -140,12 +140,19 @@ class Recorder(ChannelLog):
 
     def _first_message(self, created: float) -> None:
         super()._first_message(created)
-        self._writer.write_metadata("edgeloop.clock", self.clock_facts())
+        self._metadata("edgeloop.clock", self.clock_facts())
+
+    def _metadata(self, name: str, data: Mapping[str, str]) -> None:
+        try:
+            self._writer.write_metadata(name, dict(data))
+        except RuntimeError as exc:  # a full disk: the SDK raises here, logs elsewhere
+            self.last_error = f"{name}: {exc}"
 
     def write(self, topic: str, data: Any, seq: int, created: float, sensed: float) -> None:
         """Record one message; never raises (failures are counted). ``seq`` is not
         written: it is the message's place among its topic's messages."""
         try:
+            failed = self.failed
             try:
                 self.log(topic, data, created, sensed)
             except (TypeError, ValueError) as exc:
@@ -153,7 +160,8 @@ class Recorder(ChannelLog):
                 self.last_error = f"{topic}: {exc}"
                 self.log_unrecordable(topic, str(exc), created)
             else:
-                self.written += 1
+                if self.failed == failed:  # the SDK logged no write error meanwhile
+                    self.written += 1
             self._dirty = True
             if self._every_message:
                 self.flush()
@@ -181,7 +189,7 @@ class Recorder(ChannelLog):
 
     def add_metadata(self, data: Mapping[str, Any]) -> None:
         """Facts about the run (graph, seed, duration) for ``edgeloop replay``."""
-        self._writer.write_metadata("edgeloop.run", {k: str(v) for k, v in data.items()})
+        self._metadata("edgeloop.run", {k: str(v) for k, v in data.items()})
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -201,8 +209,7 @@ class Recorder(ChannelLog):
                 if self._fsync:
                     with self.path.open("rb") as file:
                         os.fsync(file.fileno())
-        except RuntimeError as exc:
-            self.failed += 1
+        except RuntimeError as exc:  # the summary is lost; messages flushed before stay
             self.last_error = f"close: {exc}"
         finally:
             logging.getLogger("foxglove.log_sink_set").removeHandler(self._errors)

@@ -103,6 +103,16 @@ def test_what_cannot_be_recorded_is_counted_and_the_recorder_goes_on(tmp_path):
     assert [m["value"] for _, _, m in read_recording(tmp_path / "bad.mcap")] == [2.0]
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_a_full_disk_is_counted_not_raised():
+    recorder = Recorder("/dev/full", flush_ms=0)  # every write fails: no space left
+    for k in range(3):
+        recorder.write("/cam/image", np.zeros((48, 64, 3), np.uint8), k, k * 0.1, k * 0.1)
+    recorder.close()
+    assert (recorder.written, recorder.failed) == (0, 3)
+    assert "I/O error" in recorder.last_error
+
+
 def test_a_file_that_is_not_a_recording_is_a_clear_error(tmp_path):
     (tmp_path / "junk.mcap").write_bytes(b"this is not mcap")
     with pytest.raises(EdgeloopError, match=r"junk\.mcap"):
