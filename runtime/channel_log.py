@@ -80,6 +80,8 @@ class ChannelLog:
         self._lock = threading.Lock()  # channels are made from any process-group thread
         self._only_when_watched = only_when_watched
         self.simulated = simulated
+        self.live: Any = None
+        """The live view's server on these channels (:meth:`serve`), if any."""
         self.origin_ns: int | None = 0 if simulated else None
         """Unix time of the loop's time 0 (0 in simulated time; None until the first
         message in real time, which fixes it)."""
@@ -119,8 +121,27 @@ class ChannelLog:
         kind, body = encode(data, sensed_ns, port)
         if channels and kind not in channels:  # a port changing form: as tagged JSON
             kind, body = "edgeloop.Value", value_message({"value": tagged(data)}, sensed_ns)
-        self._channel(topic, kind, data, port).log(body, log_time=log_ns)
+        channel = self._channel(topic, kind, data, port)
+        channel.log(body, log_time=log_ns)
+        if self.live is not None:
+            self.live.count(topic, channel)
         return True
+
+    def serve(self, host: str, port: int, *, name: str = "edgeloop") -> Any:
+        """Serve these channels live to Foxglove too (a recorder's messages are then
+        encoded once for the file and the viewers); returns the ``LiveServer``.
+
+        Raises:
+            UsageError: the address cannot be listened on.
+        """
+        from edgeloop.runtime.live_view import LiveServer
+
+        self.live = LiveServer(self, host, port, name=name)
+        return self.live
+
+    def stop_serving(self) -> None:
+        if self.live is not None:
+            self.live.stop()
 
     def log_unrecordable(self, topic: str, reason: str, created: float) -> None:
         """A message that could not be encoded, kept in its place with the reason."""

@@ -213,6 +213,7 @@ class Recorder(ChannelLog):
             self.last_error = f"close: {exc}"
         finally:
             logging.getLogger("foxglove.log_sink_set").removeHandler(self._errors)
+            self.stop_serving()
 
 
 def read_recording(path: str | Path) -> Iterator[tuple[str, float, dict[str, Any]]]:

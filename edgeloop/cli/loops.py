@@ -64,6 +64,15 @@ def register(commands: Any) -> None:
     )
     add_record(run)
     add_record_policy(run)
+    run.add_argument(
+        "--foxglove",
+        nargs="?",
+        const="127.0.0.1:8765",
+        metavar="HOST:PORT",
+        help="serve every port live to Foxglove (open connection: Foxglove WebSocket, "
+        "ws://HOST:PORT) with the schemas recordings use; default 127.0.0.1:8765 "
+        "(loopback: give 0.0.0.0:8765 to let other machines in; port 0 picks a free one)",
+    )
     add_json(run)
     run.add_argument(
         "--one-process",
@@ -171,11 +180,12 @@ def _run_groups(args: argparse.Namespace, graph: LoopGraph, duration: float | No
     from edgeloop.runtime.processes.supervisor import Supervisor
     from edgeloop.runtime.report_table import print_report
 
-    if args.stats is not None:
-        raise UsageError(
-            "--stats watches one process; this graph has several process groups",
-            fix="add --one-process to watch it in one",
-        )
+    for option, value in (("--stats", args.stats), ("--foxglove", args.foxglove)):
+        if value is not None:
+            raise UsageError(
+                f"{option} watches one process; this graph has several process groups",
+                fix="add --one-process to watch it in one",
+            )
     if args.record is not None:
         from edgeloop.runtime.recording import mcap_module
 
@@ -224,7 +234,7 @@ def _run_here(
 ) -> RunReport:
     """Every node in this process."""
 
-    recorder = stats = None
+    recorder = stats = viewer = live = None
     if args.record is not None:
         from edgeloop.runtime.channel_log import port_recordings
         from edgeloop.runtime.recording import Recorder
@@ -238,11 +248,13 @@ def _run_here(
         )
         # The run's facts first, so a recording cut short by a kill still replays.
         recorder.add_metadata(_run_metadata(args, duration))
+    if args.foxglove is not None:
+        live, viewer = _serve_live(args, graph, recorder)
     if args.stats is not None:
         from edgeloop.runtime.processes.introspection import StatsPublisher
 
         stats = StatsPublisher(args.stats)
-    sinks = [s for s in (recorder, stats) if s is not None]
+    sinks = [s for s in (recorder, viewer, stats) if s is not None]
     if len(sinks) > 1:
         from edgeloop.runtime.recording import Tee
 
@@ -251,16 +263,15 @@ def _run_here(
         sink = sinks[0] if sinks else None
 
     def close_sinks() -> None:
-        if stats is not None:
-            stats.close()
-        if recorder is not None:
-            recorder.close()
+        for sink in (stats, viewer, recorder):
+            if sink is not None:
+                sink.close()
 
     def hung_for_good(report: RunReport) -> None:
         # From the watchdog's thread, just before the process ends: what was measured
         # and recorded is kept. (The sinks are not written meanwhile: the loop is stuck.)
         close_sinks()
-        _show_and_save(args, report, recorder)
+        _show_and_save(args, report, recorder, live)
 
     executor = Executor(
         graph,
@@ -277,11 +288,36 @@ def _run_here(
         report = _run_with_progress(executor, duration, show=not args.quiet)
     finally:
         close_sinks()
-    _show_and_save(args, report, recorder)
+    _show_and_save(args, report, recorder, live)
     return report
 
 
-def _show_and_save(args: argparse.Namespace, report: RunReport, recorder: Any) -> None:
+def _serve_live(args: argparse.Namespace, graph: LoopGraph, recorder: Any) -> tuple[Any, Any]:
+    """The live view's server, and the viewer sink when nothing records (a recorder
+    serves its own channels: each message is encoded once for both)."""
+    from edgeloop.runtime.channel_log import port_recordings
+    from edgeloop.runtime.live_view import LiveView, parse_address
+
+    host, port = parse_address(args.foxglove)
+    viewer = None
+    if recorder is not None:
+        try:
+            live = recorder.serve(host, port, name=graph.name)
+        except UsageError:
+            recorder.close()
+            raise
+    else:
+        ports = port_recordings(graph)
+        viewer = LiveView(host, port, ports=ports, simulated=args.sim, name=graph.name)
+        live = viewer.live
+    # The line a script (or a test) waits for before it connects.
+    err.print(f"foxglove live view on {live.url}", highlight=False)
+    return live, viewer
+
+
+def _show_and_save(
+    args: argparse.Namespace, report: RunReport, recorder: Any, live: Any = None
+) -> None:
     """The report table, what the recording holds, and the --json file."""
     from edgeloop.runtime.report_table import print_report
 
@@ -297,6 +333,15 @@ def _show_and_save(args: argparse.Namespace, report: RunReport, recorder: Any) -
             )
         elif not args.quiet:
             out.print(line, highlight=False)
+    if live is not None and not args.quiet:
+        seen = live.summary()
+        out.print(
+            f"live view {seen['url']}: {seen['clients']} client(s), "
+            f"{seen['subscriptions']} subscription(s), {seen['offered']:,} messages offered "
+            f"to subscribers (the server drops a slow client's oldest beyond "
+            f"{seen['backlog']} queued, and does not count them)",
+            highlight=False,
+        )
     _save_json(args, report)
 
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -258,45 +258,6 @@ def test_recordings_written_before_typed_messages_still_read(tmp_path):
     assert second["value"] == {"pose": b"\x00\xff", "v": float("-inf")} and second["seq"] == 1
 
 
-KINDS_PLUGIN = '''
-import numpy as np
-import edgeloop
-
-
-class Frames(edgeloop.Sensor):
-    """A synthetic camera: a gradient frame that moves, and a typed array beside it."""
-
-    outputs = (
-        edgeloop.Port("image", dtype="uint8"),
-        edgeloop.Port("depth", dtype="uint16"),
-        edgeloop.Port("stats", dtype="float32"),
-    )
-
-    def step(self, inputs):
-        k = round(self.ctx.now() * 10)
-        yy, xx = np.mgrid[0:24, 0:32]
-        image = np.stack([xx * 7 + k, yy * 10, (xx + yy) * 4], axis=-1).astype(np.uint8)
-        depth = (yy * 1000 + xx + k).astype(np.uint16)
-        stats = np.array([k, 0.1, -1e30] + [0.5] * 70, dtype=np.float32)
-        return {"image": image, "depth": depth, "stats": stats}
-
-
-class Mean(edgeloop.Model):
-    """The frame's mean colour and the frame itself, passed on."""
-
-    inputs = (edgeloop.Port("image", dtype="uint8"),)
-    outputs = (edgeloop.Port("mean", dtype="float64"), edgeloop.Port("copy", dtype="uint8"))
-
-    def step(self, inputs):
-        image = inputs["image"]
-        return {"mean": image.reshape(-1, 3).mean(axis=0), "copy": image.copy()}
-
-
-@edgeloop.hookimpl
-def edgeloop_register_node_types():
-    return {"test.frames": Frames, "test.mean": Mean}
-'''
-
 KINDS_GRAPH = """
 name: kinds
 nodes:
@@ -323,7 +284,7 @@ def edgeloop_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize("compress", ["png", "jpeg"])
 def test_replay_is_bit_exact_on_images_and_typed_arrays(tmp_path, compress):
-    (tmp_path / "kinds_plugin.py").write_text(textwrap.dedent(KINDS_PLUGIN))
+    shutil.copy(Path(__file__).parents[1] / "kinds_plugin.py", tmp_path)
     (tmp_path / "kinds.yaml").write_text(KINDS_GRAPH.replace("COMPRESS", compress))
     plugin = ("--plugin", "kinds_plugin")
     made = edgeloop_cli(
