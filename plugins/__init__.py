@@ -21,6 +21,7 @@ from edgeloop.plugins.injection import FaultInjector
 from edgeloop.plugins.onnx_model import OnnxModel
 from edgeloop.plugins.predictors import KalmanPredictor
 from edgeloop.plugins.replay import ReplaySource
+from edgeloop.plugins.ros2 import Ros2Publish, Ros2Subscribe
 from edgeloop.plugins.safety import ActionClamp
 from edgeloop.plugins.sensing_policies import EventTriggered, UrgencyRate
 from edgeloop.plugins.serial_device import SerialActuator, SerialSensor
@@ -68,6 +69,8 @@ def edgeloop_register_node_types() -> dict[str, type[Node]]:
         "track.blob": BlobTracker,
         "zmq.source": ZmqSource,
         "zmq.sink": ZmqSink,
+        "ros2.subscribe": Ros2Subscribe,
+        "ros2.publish": Ros2Publish,
         "encode.rate": RateEncoder,
         "encode.latency": LatencyEncoder,
         "encode.delta": DeltaEncoder,

@@ -45,6 +45,12 @@ def _pty(folder: Path) -> dict[str, str]:
 
 
 # Node types that need a config to exist at all, and how to make one in a test folder.
+def _ros2() -> dict:
+    pytest.importorskip("zenoh")
+    link = {"mode": "peer", "connect": [], "listen": ["tcp/127.0.0.1:0"]}
+    return {"topic": "/check", "type": "geometry_msgs/msg/Twist", **link}
+
+
 REQUIRED_CONFIG = {
     "onnx.model": lambda folder: {"model": str(onnx_models.make_mlp(folder / "mlp.onnx"))},
     "replay": _recording,
@@ -66,6 +72,8 @@ REQUIRED_CONFIG = {
     "serial.sensor": _pty,
     "serial.actuator": _pty,
     "predictor.kalman": lambda folder: {"dt": 0.02},
+    "ros2.publish": lambda folder: _ros2(),
+    "ros2.subscribe": lambda folder: _ros2(),
     "fusion": lambda folder: {"streams": ["a"]},
     "snn.torch": lambda folder: (
         pytest.importorskip("snntorch"),
