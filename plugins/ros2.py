@@ -59,7 +59,8 @@ class Ros2Config:
     reliability: Literal["reliable", "best_effort"] = "reliable"
     """As ROS QoS: ``best_effort`` matches sensor-data subscribers (Zenoh delivers to both)."""
     durability: Literal["volatile", "transient_local"] = "volatile"
-    """Advertised in the token; edgeloop keeps no history for late joiners (see docs/ros2.md)."""
+    """``transient_local``: a publisher keeps its last ``depth`` messages for subscribers
+    that join later (``/map``, ``/robot_description``); a subscription asks for them."""
     depth: int = 10
     """History depth (advertised in the liveliness token; a queue for ``ros2.subscribe``)."""
     frame_id: str = ""
@@ -133,10 +134,36 @@ class _Endpoint:
 
 
 class _Writer:
-    """One publisher on the wire: its key, gid, sequence numbers and attachment format."""
+    """One publisher on the wire: its key, gid, sequence numbers and attachment format.
 
-    def __init__(self, endpoint: _Endpoint, key: str, token: str, keyed: bool) -> None:
-        self.publisher = endpoint.participant.session.declare_publisher(key)
+    A transient-local one keeps its last ``depth`` samples for late joiners, as
+    rmw_zenoh's does: a Zenoh advanced publisher with a cache, publisher
+    detection and (when reliable) sporadic heartbeats."""
+
+    def __init__(self, endpoint: _Endpoint, cfg: Ros2Config, keyed: bool) -> None:
+        import zenoh
+        import zenoh.ext
+
+        session, key = endpoint.participant.session, endpoint.key
+        reliability = (
+            zenoh.Reliability.BEST_EFFORT
+            if cfg.reliability == "best_effort"
+            else zenoh.Reliability.RELIABLE
+        )
+        if cfg.durability == "transient_local":
+            self.publisher = zenoh.ext.declare_advanced_publisher(
+                session,
+                key,
+                reliability=reliability,
+                cache=zenoh.ext.CacheConfig(max_samples=cfg.depth or ros2_wire.DEFAULT_DEPTH),
+                publisher_detection=True,
+                sample_miss_detection=zenoh.ext.MissDetectionConfig(sporadic_heartbeat=0.5)
+                if cfg.reliability == "reliable"
+                else None,
+            )
+        else:
+            self.publisher = session.declare_publisher(key, reliability=reliability)
+        token = endpoint.token_key
         self.gid = ros2_wire.gid(token)
         self.sequence = 0
         self._attach = ros2_wire.keyed_attachment if keyed else ros2_wire.attachment
@@ -181,14 +208,14 @@ class Ros2Publish(Actuator):
         cfg: Ros2Config = ctx.config
         self._endpoint = _Endpoint(ctx, cfg, "MP")
         keyed = cfg.attachment == "keyed"
-        self._writer = _Writer(self._endpoint, self._endpoint.key, self._endpoint.token_key, keyed)
+        self._writer = _Writer(self._endpoint, cfg, keyed)
         self._frame_id = cfg.frame_id or ctx.node_id
         self._options = {"encoding": cfg.encoding} if cfg.type.endswith("/Image") else {}
         self._clock: tuple[_Endpoint, _Writer] | None = None
         if cfg.clock:
             clock_cfg = _clock_config(cfg)
             clock = _Endpoint(ctx, clock_cfg, "MP")
-            self._clock = (clock, _Writer(clock, clock.key, clock.token_key, keyed))
+            self._clock = (clock, _Writer(clock, clock_cfg, keyed))
         self.published = 0
         ctx.note("published", "0")
 
@@ -235,6 +262,7 @@ def _clock_config(cfg: Ros2Config) -> Ros2Config:
         topic="/clock",
         type="rosgraph_msgs/msg/Clock",
         reliability="best_effort",
+        durability="volatile",
         depth=1,
         clock=False,
         safe=None,
@@ -278,9 +306,18 @@ class Ros2Subscribe(Sensor):
         self.received = self.replaced = self.unattached = 0
         self.dropped: dict[str, int] = {}
         self.last_error = ""
-        self._subscriber = self._endpoint.participant.session.declare_subscriber(
-            self._endpoint.key, self._on_sample
-        )
+        session, key = self._endpoint.participant.session, self._endpoint.key
+        if cfg.durability == "transient_local":  # late: ask publishers for their history
+            import zenoh.ext
+
+            history = zenoh.ext.HistoryConfig(
+                detect_late_publishers=True, max_samples=cfg.depth or ros2_wire.DEFAULT_DEPTH
+            )
+            self._subscriber = zenoh.ext.declare_advanced_subscriber(
+                session, key, self._on_sample, history=history, subscriber_detection=True
+            )
+        else:
+            self._subscriber = session.declare_subscriber(key, self._on_sample)
         self._notes()
 
     def _on_sample(self, sample: Any) -> None:
