@@ -187,9 +187,11 @@ def _run_groups(args: argparse.Namespace, graph: LoopGraph, duration: float | No
                 fix="add --one-process to watch it in one",
             )
     if args.record is not None:
+        from edgeloop.runtime.channel_log import foxglove_module
         from edgeloop.runtime.recording import mcap_module
 
         mcap_module()  # the record extra is there, before any process starts
+        foxglove_module()
 
     def started(pids: dict[str, int]) -> None:
         if not args.quiet:
