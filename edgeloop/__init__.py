@@ -38,7 +38,7 @@ from edgeloop.runtime.profiles import HardwareProfile, load_profile
 from edgeloop.runtime.sensing import SensingSpec, SensingState, sensing_command
 from edgeloop.runtime.validation import validate_graph
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "Actuator",

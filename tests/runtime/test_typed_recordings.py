@@ -301,3 +301,16 @@ def test_replay_is_bit_exact_on_images_and_typed_arrays(tmp_path, compress):
     info = edgeloop_cli(tmp_path, "recording", "info", "k.mcap")
     assert info.returncode == 0, info.stderr
     assert "foxglove.RawImage" in info.stdout and "foxglove.CompressedImage" in info.stdout
+
+
+def test_a_record_entry_for_a_port_the_node_has_not_is_a_clear_error(tmp_path):
+    shutil.copy(Path(__file__).parents[1] / "kinds_plugin.py", tmp_path)
+    graph = KINDS_GRAPH.replace("{depth: {image: mono", "{dpeth: {image: mono")
+    (tmp_path / "kinds.yaml").write_text(graph.replace("COMPRESS", "jpeg"))
+    (tmp_path / "lossy.yaml").write_text(KINDS_GRAPH.replace("COMPRESS", "gif"))
+    typo = edgeloop_cli(tmp_path, "validate", "kinds.yaml", "--plugin", "kinds_plugin")
+    assert typo.returncode != 0 and "node 'camera' has no output 'dpeth' to record" in typo.stderr
+    assert "depth" in typo.stderr and "kinds.yaml" in typo.stderr  # the close match, the file
+    gif = edgeloop_cli(tmp_path, "validate", "lossy.yaml", "--plugin", "kinds_plugin")
+    assert gif.returncode != 0 and "compress" in gif.stderr and "'jpeg'" in gif.stderr
+    assert "Traceback" not in typo.stderr + gif.stderr
