@@ -119,7 +119,8 @@ class ChannelLog:
             return False
         port = self.port(topic)
         kind, body = encode(data, sensed_ns, port)
-        if channels and kind not in channels:  # a port changing form: as tagged JSON
+        if channels and not self._fits(channels, kind, data, port):
+            # A port changing form: the rest of its messages as tagged JSON.
             kind, body = "edgeloop.Value", value_message({"value": tagged(data)}, sensed_ns)
         channel = self._channel(topic, kind, data, port)
         channel.log(body, log_time=log_ns)
@@ -150,11 +151,25 @@ class ChannelLog:
         body = value_message({"unrecordable": reason}, stamp)
         self._channel(topic, "edgeloop.Value", None, self.port(topic)).log(body, log_time=stamp)
 
+    @staticmethod
+    def _fits(channels: Mapping[str, Any], kind: str, data: Any, port: PortRecording) -> bool:
+        """Whether the topic's channel of ``kind`` can carry this message (a compressed
+        image reads back in its channel's layout: the first message's)."""
+        channel = channels.get(kind)
+        if channel is None:
+            return False
+        if kind == "foxglove.CompressedImage":
+            return channel.metadata()["edgeloop.layout"] == compressed_layout(data, port)
+        return True
+
     def _channel(self, topic: str, kind: str, data: Any, port: PortRecording) -> Any:
         found = self._channels.get(topic, {}).get(kind)
         if found is not None:
             return found
-        with self._lock:
+        with self._lock:  # made once, whichever thread logs first
+            found = self._channels.get(topic, {}).get(kind)
+            if found is not None:
+                return found
             form = kinds()[kind]
             schema = self._foxglove.Schema(
                 name=form.name, encoding=form.schema_encoding, data=form.schema

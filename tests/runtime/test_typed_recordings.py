@@ -216,9 +216,11 @@ def test_a_port_marked_compressed_is_a_compressed_image(tmp_path, compress):
     recorder = Recorder(tmp_path / "c.mcap", flush_ms=0, ports=ports)
     recorder.write("/cam/image", image, 0, 0.0, 0.0)
     recorder.write("/cam/gray", image[..., 0], 0, 0.0, 0.0)  # no mark: a plain array
+    recorder.write("/cam/image", image[..., :1], 1, 0.1, 0.1)  # another layout: tagged
     recorder.close()
     back = {t: m for t, _, m in read_recording(tmp_path / "c.mcap")}
-    got = back["/cam/image"]
+    got, later = [m for t, _, m in read_recording(tmp_path / "c.mcap") if t == "/cam/image"]
+    assert later["exact"] and np.array_equal(later["value"], image[..., :1])
     assert got["value"].shape == image.shape and got["value"].dtype == np.uint8
     if compress == "png":
         assert got["exact"] and np.array_equal(got["value"], image)
