@@ -10,9 +10,12 @@ xxhash). ``docs/ros2.md`` says what was verified, and against what.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -22,6 +25,9 @@ from edgeloop.runtime.errors import MissingDependencyError
 from edgeloop.runtime.messages import payload_is_finite
 from edgeloop.runtime.node import Actuator, NodeContext, Port, Sensor
 
+_log = logging.getLogger("edgeloop.ros2")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_TOPIC = re.compile(r"/?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*")
 _PLAUSIBLE_S = 60.0  # a header stamp further from now is not this clock's: stamped on arrival
 
 
@@ -72,8 +78,9 @@ class Ros2Config:
     since April 2025, Kilted, Rolling) or ``keyed`` (Jazzy's 0.2.0 to 0.2.3).
     ``ros2.subscribe`` reads both."""
     clock: bool = False
-    """``ros2.publish`` only: also publish ``/clock`` at each step with the loop's time,
-    so ROS nodes with ``use_sim_time`` follow a simulated loop."""
+    """``ros2.publish`` only: also publish ``/clock`` at each step, on the time base of the
+    header stamps (the loop's own time in simulated time, so ROS nodes with
+    ``use_sim_time`` follow a simulated loop; Unix time in real time)."""
     safe: Any = None
     """``ros2.publish`` only: the payload published as the safe command (e.g. a zero
     Twist ``[0, 0, 0, 0, 0, 0]``) when the loop stops or the node faults."""
@@ -82,12 +89,14 @@ class Ros2Config:
         if self.type not in ros2_messages.TYPES:
             known = ", ".join(ros2_messages.TYPES)
             raise ValueError(f"type {self.type!r} is not one edgeloop maps; one of {known}")
-        if not self.topic.strip("/") or " " in self.topic:
-            raise ValueError(f"topic {self.topic!r} is no ROS topic name")
-        if not self.node_name or "/" in self.node_name:
-            raise ValueError(f"node_name {self.node_name!r} must be a plain name")
-        if not self.namespace.startswith("/"):
-            raise ValueError(f"namespace {self.namespace!r} must start with /")
+        # ROS 2 names: letters, digits and underscores, no part starting with a digit
+        # (anything else would also break the Zenoh key: * $ # ? are its own).
+        if not _TOPIC.fullmatch(self.topic):
+            raise ValueError(f"topic {self.topic!r} is no ROS 2 topic name (e.g. /robot/cmd_vel)")
+        if not _NAME.fullmatch(self.node_name):
+            raise ValueError(f"node_name {self.node_name!r} is no ROS 2 node name (e.g. edgeloop)")
+        if self.namespace != "/" and not _TOPIC.fullmatch(self.namespace):
+            raise ValueError(f"namespace {self.namespace!r} is no ROS 2 namespace (e.g. /robot1)")
         if not 0 <= self.depth <= 100_000:
             raise ValueError("depth must be from 0 to 100,000 (0: rmw_zenoh's default, 42)")
         if self.domain_id is not None and not 0 <= self.domain_id <= 232:
@@ -100,13 +109,36 @@ def _domain(cfg: Ros2Config) -> int:
     return cfg.domain_id if cfg.domain_id is not None else int(os.environ.get("ROS_DOMAIN_ID", "0"))
 
 
+class _Closers:
+    """What a node opened, closed in reverse order by ``close`` (also after a setup
+    that failed halfway: a Zenoh session or a token left open would keep a ghost
+    publisher in the ROS graph)."""
+
+    def __init__(self) -> None:
+        self._closers: list[Callable[[], Any]] = []
+
+    def add(self, closer: Callable[[], Any]) -> None:
+        self._closers.append(closer)
+
+    def close(self) -> None:
+        while self._closers:
+            closer = self._closers.pop()
+            try:
+                closer()
+            except Exception as exc:  # the others still close
+                _log.warning("closing a ROS 2 endpoint: %s: %s", type(exc).__name__, exc)
+
+
 class _Endpoint:
     """What a publisher and a subscription share: the participant, the ROS node, the
     topic's key, type hash and liveliness token."""
 
-    def __init__(self, ctx: NodeContext, cfg: Ros2Config, kind: Literal["MP", "MS"]) -> None:
+    def __init__(
+        self, ctx: NodeContext, cfg: Ros2Config, kind: Literal["MP", "MS"], opened: _Closers
+    ) -> None:
         _modules()
         self.participant = Participant.join(_domain(cfg), cfg.mode, cfg.connect, cfg.listen)
+        opened.add(self.participant.leave)
         domain = self.participant.domain_id
         self.type_hash = ros2_messages.type_hash(cfg.type)
         self.key = ros2_wire.data_key(domain, cfg.topic, cfg.type, self.type_hash)
@@ -125,12 +157,9 @@ class _Endpoint:
             self.type_hash,
             qos,
         )
-        self.token = self.participant.session.liveliness().declare_token(self.token_key)
+        token = self.participant.session.liveliness().declare_token(self.token_key)
+        opened.add(token.undeclare)
         ctx.note("key", self.key)
-
-    def close(self) -> None:
-        self.token.undeclare()
-        self.participant.leave()
 
 
 class _Writer:
@@ -140,7 +169,7 @@ class _Writer:
     rmw_zenoh's does: a Zenoh advanced publisher with a cache, publisher
     detection and (when reliable) sporadic heartbeats."""
 
-    def __init__(self, endpoint: _Endpoint, cfg: Ros2Config, keyed: bool) -> None:
+    def __init__(self, endpoint: _Endpoint, cfg: Ros2Config, keyed: bool, opened: _Closers) -> None:
         import zenoh
         import zenoh.ext
 
@@ -163,6 +192,7 @@ class _Writer:
             )
         else:
             self.publisher = session.declare_publisher(key, reliability=reliability)
+        opened.add(self.publisher.undeclare)  # a cache would answer late joiners
         token = endpoint.token_key
         self.gid = ros2_wire.gid(token)
         self.sequence = 0
@@ -205,17 +235,25 @@ class Ros2Publish(Actuator):
     Config = Ros2Config
 
     def setup(self, ctx: NodeContext) -> None:
+        self._opened = _Closers()
+        try:
+            self._open(ctx)
+        except BaseException:
+            self._opened.close()
+            raise
+
+    def _open(self, ctx: NodeContext) -> None:
         cfg: Ros2Config = ctx.config
-        self._endpoint = _Endpoint(ctx, cfg, "MP")
+        self._endpoint = _Endpoint(ctx, cfg, "MP", self._opened)
         keyed = cfg.attachment == "keyed"
-        self._writer = _Writer(self._endpoint, cfg, keyed)
+        self._writer = _Writer(self._endpoint, cfg, keyed, self._opened)
         self._frame_id = cfg.frame_id or ctx.node_id
         self._options = {"encoding": cfg.encoding} if cfg.type.endswith("/Image") else {}
         self._clock: tuple[_Endpoint, _Writer] | None = None
         if cfg.clock:
             clock_cfg = _clock_config(cfg)
-            clock = _Endpoint(ctx, clock_cfg, "MP")
-            self._clock = (clock, _Writer(clock, clock_cfg, keyed))
+            clock = _Endpoint(ctx, clock_cfg, "MP", self._opened)
+            self._clock = (clock, _Writer(clock, clock_cfg, keyed, self._opened))
         self.published = 0
         ctx.note("published", "0")
 
@@ -235,9 +273,10 @@ class Ros2Publish(Actuator):
 
     def step(self, inputs: dict[str, Any]) -> None:
         now = self.ctx.now()
-        if self._clock is not None:
+        if self._clock is not None:  # on the same time base as the header stamps
             _, writer = self._clock
-            writer.put(ros2_messages.encode("rosgraph_msgs/msg/Clock", now, 0, ""))
+            clock = self._stamp_ns(now) / 1e9
+            writer.put(ros2_messages.encode("rosgraph_msgs/msg/Clock", clock, 0, ""))
         if "msg" in inputs and inputs["msg"] is not None:
             message = self.ctx.message("msg")
             self._publish(inputs["msg"], message.sensed if message is not None else now)
@@ -249,9 +288,7 @@ class Ros2Publish(Actuator):
         return True
 
     def close(self) -> None:
-        if self._clock is not None:
-            self._clock[0].close()
-        self._endpoint.close()
+        self._opened.close()
 
 
 def _clock_config(cfg: Ros2Config) -> Ros2Config:
@@ -299,8 +336,16 @@ class Ros2Subscribe(Sensor):
     wakes = True
 
     def setup(self, ctx: NodeContext) -> None:
+        self._opened = _Closers()
+        try:
+            self._open(ctx)
+        except BaseException:
+            self._opened.close()
+            raise
+
+    def _open(self, ctx: NodeContext) -> None:
         cfg: Ros2Config = ctx.config
-        self._endpoint = _Endpoint(ctx, cfg, "MS")
+        self._endpoint = _Endpoint(ctx, cfg, "MS", self._opened)
         self._lock = threading.Lock()
         self._latest: tuple[Any, int | None] | None = None
         self.received = self.replaced = self.unattached = 0
@@ -318,6 +363,7 @@ class Ros2Subscribe(Sensor):
             )
         else:
             self._subscriber = session.declare_subscriber(key, self._on_sample)
+        self._opened.add(self._subscriber.undeclare)
         self._notes()
 
     def _on_sample(self, sample: Any) -> None:
@@ -373,6 +419,5 @@ class Ros2Subscribe(Sensor):
             self.ctx.note("last_error", self.last_error)
 
     def close(self) -> None:
-        self._subscriber.undeclare()
-        self._notes()
-        self._endpoint.close()
+        self._opened.close()
+        self._notes()  # the final counts, samples that came after the last step too

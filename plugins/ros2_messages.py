@@ -138,6 +138,8 @@ def _fields(payload: Any, type_name: str) -> Mapping[str, Any]:
 
 def _image_to(types: Any, payload: Any, header: Any, encoding: str | None = None) -> Any:
     image = np.ascontiguousarray(payload)
+    if image.dtype.byteorder == ">":  # ROS allows big-endian data; little is what all read
+        image = image.astype(image.dtype.newbyteorder("<"))
     channels = image.shape[2] if image.ndim == 3 else 0
     found = _IMAGE_ENCODINGS.get((image.dtype.str, channels)) if image.ndim in (2, 3) else None
     if found is None:

@@ -1,10 +1,10 @@
 """Every port's messages as Foxglove SDK channels: the base of the MCAP recorder
 and of the live view (``edgeloop run --record``, ``--foxglove``).
 
-One channel per output port, topic ``/NODE/PORT``, in the form
-:mod:`edgeloop.runtime.record_codecs` picks for the port's first message (a port
-whose payloads change form gets a second, ``edgeloop.Value`` channel on the same
-topic). Times: a message's log time (and publish time: the SDK writes both the
+One channel per output port and message form, topic ``/NODE/PORT``, in the form
+:mod:`edgeloop.runtime.record_codecs` picks for each message (a port whose payloads
+change form, an empty frame before the camera's first, has a channel per form on
+its topic). Times: a message's log time (and publish time: the SDK writes both the
 same) is when it was created, its ``timestamp`` field when its data was sensed.
 In real time both are Unix nanoseconds (the loop's clock plus the Unix time it
 started, so Foxglove and ROS tools show the date); in simulated time they are
@@ -14,6 +14,7 @@ metadata says which.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -45,12 +46,23 @@ def port_recordings(graph: Any) -> dict[str, PortRecording]:
     return found
 
 
+class _SameTopic(logging.Filter):
+    """Hides the SDK's warning about a second channel on a topic: edgeloop makes one
+    per message form on purpose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "already exists in this context" not in record.getMessage()
+
+
 def foxglove_module() -> Any:
     try:
         import foxglove
         import foxglove.mcap
     except ImportError:
         raise MissingDependencyError("foxglove-sdk", "record", "--record or --foxglove") from None
+    context_log = logging.getLogger("foxglove.context")
+    if not any(isinstance(f, _SameTopic) for f in context_log.filters):
+        context_log.addFilter(_SameTopic())
     return foxglove
 
 
@@ -120,7 +132,7 @@ class ChannelLog:
         port = self.port(topic)
         kind, body = encode(data, sensed_ns, port)
         if channels and not self._fits(channels, kind, data, port):
-            # A port changing form: the rest of its messages as tagged JSON.
+            # A compressed image in another layout than its channel's: as tagged JSON.
             kind, body = "edgeloop.Value", value_message({"value": tagged(data)}, sensed_ns)
         channel = self._channel(topic, kind, data, port)
         channel.log(body, log_time=log_ns)
@@ -153,12 +165,10 @@ class ChannelLog:
 
     @staticmethod
     def _fits(channels: Mapping[str, Any], kind: str, data: Any, port: PortRecording) -> bool:
-        """Whether the topic's channel of ``kind`` can carry this message (a compressed
-        image reads back in its channel's layout: the first message's)."""
+        """Whether the topic's channel of ``kind``, if it has one, can carry this message
+        (a compressed image reads back in its channel's layout: the first one's)."""
         channel = channels.get(kind)
-        if channel is None:
-            return False
-        if kind == "foxglove.CompressedImage":
+        if channel is not None and kind == "foxglove.CompressedImage":
             return channel.metadata()["edgeloop.layout"] == compressed_layout(data, port)
         return True
 

@@ -35,7 +35,7 @@ def parse_address(text: str) -> tuple[str, int]:
         UsageError: not an address.
     """
     host, sep, port = text.rpartition(":")
-    if not sep:
+    if not sep or (host.count(":") and not host.startswith("[")):  # HOST, or a bare IPv6
         host, port = text, DEFAULT_ADDRESS.split(":")[1]
     try:
         number = int(port)

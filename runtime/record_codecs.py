@@ -36,6 +36,7 @@ import base64
 import functools
 import json
 import math
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -144,18 +145,19 @@ def encode(value: Any, sensed_ns: int, port: PortRecording) -> tuple[str, bytes]
     if isinstance(value, np.ndarray):
         layout = _image_layout(value, port.image)
         if layout is not None:
-            if port.compress is not None:
+            if port.compress is not None and layout in _COMPRESSIBLE:
                 return "foxglove.CompressedImage", _compressed_image(value, sensed_ns, port)
             return "foxglove.RawImage", _raw_image(value, layout, sensed_ns, port.frame_id)
         if _numbers_fit(value):
             return "edgeloop.Numbers", _numbers(value.dtype.str, value, sensed_ns)
         return "edgeloop.Array", _array(value, sensed_ns)
-    if isinstance(value, (bool, int, float)) and _numbers_fit(value):
-        name = "bool" if isinstance(value, bool) else type(value).__name__
+    if isinstance(value, np.generic):  # before Python's: np.float64 is a float too
+        if _numbers_fit(np.asarray(value)):
+            body = _numbers(value.dtype.str, np.asarray(value), sensed_ns, scalar=True)
+            return "edgeloop.Numbers", body
+    elif isinstance(value, (bool, int, float)) and _numbers_fit(value):
+        name = next(t.__name__ for t in (bool, int, float) if isinstance(value, t))
         return "edgeloop.Numbers", _numbers(name, np.asarray(value, float), sensed_ns)
-    if isinstance(value, np.generic) and _numbers_fit(np.asarray(value)):
-        body = _numbers(value.dtype.str, np.asarray(value), sensed_ns, scalar=True)
-        return "edgeloop.Numbers", body
     return "edgeloop.Value", value_message({"value": tagged(value)}, sensed_ns)
 
 
@@ -176,6 +178,7 @@ _IMAGE_ENCODINGS = {  # (dtype, channels, channel order) -> RawImage encoding
     ("<u2", 0, "mono"): "mono16",
     ("<f4", 0, "mono"): "32FC1",
 }
+_COMPRESSIBLE = {"8UC1", "rgb8", "bgr8", "mono8"}  # what jpeg and png both take as is
 _IMAGE_ARRAYS = {  # RawImage encoding -> (dtype, channels; 0 for a 2-D array)
     encoding: (dtype, channels) for (dtype, channels, _), encoding in _IMAGE_ENCODINGS.items()
 }
@@ -233,6 +236,10 @@ def _numbers_fit(value: Any) -> bool:
         return False
     if kind in "iu" and value.size and value.dtype.itemsize > 4:
         return bool(np.abs(value).max() <= EXACT_INT)  # uint64 abs is itself
+    if kind == "f" and value.size and np.isnan(value).any():  # a NaN's bits may not survive
+        with np.errstate(invalid="ignore"):  # a signalling NaN, quieted: then it does not fit
+            back = value.astype(np.float64).astype(value.dtype)
+        return back.tobytes() == np.ascontiguousarray(value).tobytes()
     return True
 
 
@@ -270,12 +277,23 @@ def _bytes_of(value: np.ndarray) -> memoryview:
     return memoryview(np.ascontiguousarray(value).reshape(-1).view(np.uint8))
 
 
+_CANONICAL_NAN = struct.pack("<d", float("nan"))
+
+
 def _float(x: float) -> float | dict[str, str]:
-    return x if math.isfinite(x) else {"__float__": repr(x)}
+    if math.isfinite(x):
+        return x
+    bits = struct.pack("<d", x)
+    if x == x or bits == _CANONICAL_NAN:  # inf, -inf, or the NaN everyone makes
+        return {"__float__": repr(x)}
+    return {"__float__": "bits:" + bits.hex()}  # a NaN with a sign or payload of its own
 
 
 def tagged(value: Any) -> Any:
     """``value`` as tagged JSON-ready data (see the module's description)."""
+    if isinstance(value, np.generic):  # before Python's: np.float64 is a float too
+        dtype = _plain_dtype(np.asarray(value))
+        return {"__scalar__": {"dtype": dtype, "data": base64.b64encode(value.tobytes()).decode()}}
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, int):
@@ -287,15 +305,12 @@ def tagged(value: Any) -> Any:
         head = {"dtype": dtype, "shape": list(value.shape)}
         if _numbers_fit(value):
             values = [
-                x if isinstance(x, (bool, int)) or math.isfinite(x) else repr(x)
+                x if isinstance(x, (bool, int)) or math.isfinite(x) else _float(x)["__float__"]
                 for x in value.ravel().tolist()
             ]
             return {"__array__": {**head, "values": values}}
         data = base64.b64encode(np.ascontiguousarray(value).tobytes()).decode()
         return {"__array__": {**head, "data": data}}
-    if isinstance(value, np.generic):
-        dtype = _plain_dtype(np.asarray(value))
-        return {"__scalar__": {"dtype": dtype, "data": base64.b64encode(value.tobytes()).decode()}}
     if isinstance(value, Mapping):
         keys = list(value)
         plain = all(isinstance(k, str) for k in keys) and not (
@@ -384,7 +399,7 @@ def untagged(value: Any) -> Any:
     if len(value) == 1:
         ((key, inner),) = value.items()
         if key == "__float__":
-            return float(inner)
+            return _float_of(inner)
         if key == "__tuple__":
             return tuple(untagged(v) for v in inner)
         if key == "__bytes__":
@@ -398,12 +413,21 @@ def untagged(value: Any) -> Any:
             if "data" in inner:
                 flat = np.frombuffer(base64.b64decode(inner["data"]), dtype).copy()
             else:
-                flat = np.array([float(v) if isinstance(v, str) else v for v in inner["values"]])
+                flat = np.array(
+                    [_float_of(v) if isinstance(v, str) else v for v in inner["values"]]
+                )
                 flat = flat.astype(dtype)
             return flat.reshape(inner["shape"])
         if key.startswith("__"):
             raise ValueError(f"a value tagged {key!r}, which this edgeloop does not know")
     return {k: untagged(v) for k, v in value.items()}
+
+
+def _float_of(text: str) -> float:
+    """A non-finite float as :func:`_float` wrote it."""
+    if text.startswith("bits:"):
+        return struct.unpack("<d", bytes.fromhex(text[5:]))[0]
+    return float(text)
 
 
 def _hashable(key: Any) -> Any:

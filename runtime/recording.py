@@ -54,15 +54,20 @@ _log = logging.getLogger("edgeloop.recording")
 
 
 class _SinkErrors(logging.Handler):
-    """Counts the write errors the SDK reports only as log records."""
+    """Counts the write errors the SDK reports only as log records, for the recorder
+    writing on this thread just then (the SDK logs them inside the write call)."""
 
-    def __init__(self, recorder: Recorder) -> None:
-        super().__init__(logging.WARNING)
-        self._recorder = recorder
+    writing = threading.local()
 
     def emit(self, record: logging.LogRecord) -> None:
-        self._recorder.failed += 1
-        self._recorder.last_error = record.getMessage()
+        recorder = getattr(self.writing, "recorder", None)
+        if recorder is not None:
+            recorder.sdk_errors += 1
+            recorder.last_error = record.getMessage()
+
+
+_SINK_ERRORS = _SinkErrors(logging.WARNING)
+logging.getLogger("foxglove.log_sink_set").addHandler(_SINK_ERRORS)
 
 
 class Recorder(ChannelLog):
@@ -124,8 +129,8 @@ class Recorder(ChannelLog):
         self.written = 0
         self.failed = 0
         self.last_error = ""
-        self._errors = _SinkErrors(self)
-        logging.getLogger("foxglove.log_sink_set").addHandler(self._errors)
+        self.sdk_errors = 0  # write errors the SDK logged during this recorder's writes
+        self._unflushed = 0  # messages written since the last flush that reached the file
         if simulated:
             self._metadata("edgeloop.clock", self.clock_facts())
         self._flusher: threading.Thread | None = None
@@ -151,23 +156,29 @@ class Recorder(ChannelLog):
     def write(self, topic: str, data: Any, seq: int, created: float, sensed: float) -> None:
         """Record one message; never raises (failures are counted). ``seq`` is not
         written: it is the message's place among its topic's messages."""
+        _SinkErrors.writing.recorder = self
         try:
-            failed = self.failed
+            errors = self.sdk_errors
             try:
                 self.log(topic, data, created, sensed)
-            except (TypeError, ValueError) as exc:
+            except Exception as exc:  # kept in its place, so later messages keep their seq
                 self.failed += 1
                 self.last_error = f"{topic}: {exc}"
-                self.log_unrecordable(topic, str(exc), created)
+                self.log_unrecordable(topic, f"{type(exc).__name__}: {exc}", created)
             else:
-                if self.failed == failed:  # the SDK logged no write error meanwhile
+                if self.sdk_errors == errors:
                     self.written += 1
+                    self._unflushed += 1
+                else:
+                    self.failed += 1
             self._dirty = True
             if self._every_message:
                 self.flush()
         except Exception as exc:  # a recorder must not take the loop down
             self.failed += 1
             self.last_error = f"{topic}: {exc}"
+        finally:
+            _SinkErrors.writing.recorder = None
 
     def flush(self) -> None:
         """Write what was recorded through to the file now (at an episode's end)."""
@@ -175,13 +186,23 @@ class Recorder(ChannelLog):
             return
         with self._flush_lock:
             self._dirty = False
+            pending = self._unflushed  # the loop may write more meanwhile
             try:
                 self._writer.flush()
                 if self._fsync:
                     with self.path.open("rb") as file:
                         os.fsync(file.fileno())
-            except (OSError, RuntimeError) as exc:  # a full disk: counted at the next write
-                self.last_error = f"flush: {exc}"
+            except (OSError, RuntimeError) as exc:  # a full disk
+                self._lost(f"flush: {exc}")
+            else:
+                self._unflushed -= pending
+
+    def _lost(self, why: str) -> None:
+        """What was written since the last good flush never reached the file."""
+        self.written -= self._unflushed
+        self.failed += self._unflushed
+        self._unflushed = 0
+        self.last_error = why
 
     def _flush_every(self, period_s: float) -> None:
         while not self._closed.wait(period_s):
@@ -209,10 +230,9 @@ class Recorder(ChannelLog):
                 if self._fsync:
                     with self.path.open("rb") as file:
                         os.fsync(file.fileno())
-        except RuntimeError as exc:  # the summary is lost; messages flushed before stay
-            self.last_error = f"close: {exc}"
+        except (RuntimeError, OSError) as exc:  # the summary is lost; flushed messages stay
+            self._lost(f"close: {exc}")
         finally:
-            logging.getLogger("foxglove.log_sink_set").removeHandler(self._errors)
             self.stop_serving()
 
 
@@ -412,6 +432,13 @@ def repair_recording(path: str | Path, *, only_parts: bool = False) -> dict[str,
     if folder.is_dir():
         facts = folder / "run.json"
         info = json.loads(facts.read_text()) if facts.exists() else {}
+        writer = info.get("supervisor_pid")
+        if isinstance(writer, int) and _still_running(writer):
+            raise RecordingError(
+                f"{path} is still being written by the run in process {writer} (its "
+                f"parts are in {folder})",
+                fix="read it when that run ends; it merges the parts itself",
+            )
         order = {name: i for i, name in enumerate(info.get("groups", []))}
 
         def rank(part: Path) -> tuple[int, int, str]:
@@ -440,6 +467,22 @@ def repair_recording(path: str | Path, *, only_parts: bool = False) -> dict[str,
     temporary.unlink()
     summary["cut_short"] = [s.replace(temporary.name, path.name) for s in summary["cut_short"]]
     return summary
+
+
+def _still_running(pid: int) -> bool:
+    """Whether ``pid`` is an edgeloop process still running (not a reused pid)."""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's: not our run
+        return False
+    try:
+        return b"edgeloop" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # no /proc (macOS): alive is all we know
+        return True
 
 
 class Collector:

@@ -237,6 +237,7 @@ class Supervisor:
         shutil.rmtree(folder, ignore_errors=True)  # a previous run's, merged or not
         folder.mkdir(parents=True)
         facts = {
+            "supervisor_pid": os.getpid(),  # a reader leaves the parts alone while it runs
             "groups": list(self._groups),
             "metadata": {k: str(v) for k, v in self.metadata.items()},
         }

@@ -191,14 +191,23 @@ class RosSide:
         config = ros2_wire.session_config("peer", [], [f"tcp/127.0.0.1:{port}"])
         self.session = zenoh.open(config)
         self.samples: list[tuple[str, bytes, bytes | None]] = []
-        self.tokens: set[str] = set()
+        self.tokens: set[str] = set()  # every token seen
+        self.alive: set[str] = set()  # those not undeclared since
         self._sequence = 0
         self._gid = bytes(range(100, 116))
         self._subscriber = self.session.declare_subscriber("0/el_out/**", self._echo)
         self._clock = self.session.declare_subscriber("0/clock/**", self._keep)
         self._tokens = self.session.liveliness().declare_subscriber(
-            "@ros2_lv/0/**", lambda s: self.tokens.add(str(s.key_expr)), history=True
+            "@ros2_lv/0/**", self._token, history=True
         )
+
+    def _token(self, sample: Any) -> None:
+        key = str(sample.key_expr)
+        self.tokens.add(key)
+        if sample.kind == zenoh.SampleKind.DELETE:
+            self.alive.discard(key)
+        else:
+            self.alive.add(key)
 
     def _keep(self, sample: Any) -> None:
         attachment = sample.attachment.to_bytes() if sample.attachment is not None else None
@@ -424,3 +433,51 @@ def test_the_keyed_attachment_of_jazzy_before_0_2_4_is_published_when_asked():
         attachment[24:41] == b"\x10source_timestamp" and attachment[49:61] == b"\x0asource_gid\x10"
     )
     assert struct.unpack_from("<q", attachment, 16)[0] == 2
+
+
+def test_closing_undeclares_every_token_and_the_last_one_closes_the_session():
+    from edgeloop.plugins.ros2 import Ros2Publish, Ros2Subscribe
+    from edgeloop.plugins.ros2_wire import Participant
+
+    port = free_port()
+    ros = RosSide(port)
+    link = {"mode": "peer", "connect": [f"tcp/127.0.0.1:{port}"]}
+    nodes = []
+    for cls, topic in ((Ros2Publish, "/el_out/a"), (Ros2Subscribe, "/el_in/a")):
+        config = cls.Config(topic=topic, type="geometry_msgs/msg/Twist", clock=True, **link)
+        node = cls()
+        node.ctx = edgeloop.NodeContext.standalone(topic, config)
+        node.config = config
+        node.setup(node.ctx)
+        nodes.append(node)
+    try:
+        (participant,) = Participant._shared.values()
+        assert participant._users == 3  # one session: the topics, the /clock publisher
+        deadline = time.monotonic() + 60
+        while len(ros.tokens) < 4:  # readiness: the node, 2 publishers, 1 subscription
+            assert time.monotonic() < deadline, ros.tokens
+            time.sleep(0.02)
+        # A second session on the same endpoint cannot listen where the first does.
+        clash = Ros2Subscribe.Config(
+            topic="/x",
+            type="geometry_msgs/msg/Twist",
+            mode="peer",
+            connect=[],
+            listen=[f"tcp/127.0.0.1:{port}"],
+        )
+        broken = Ros2Subscribe()
+        broken.ctx = edgeloop.NodeContext.standalone("broken", clash)
+        broken.config = clash
+        with pytest.raises(ConnectionError, match="could not open a peer session"):
+            broken.setup(broken.ctx)
+        assert participant._users == 3
+    finally:
+        for node in nodes:
+            node.close()
+    assert not Participant._shared  # the last one out closed the session
+    try:
+        while ros.alive:  # every token goes with it: no ghost in the ROS graph
+            assert time.monotonic() < deadline, ros.alive
+            time.sleep(0.02)
+    finally:
+        ros.close()

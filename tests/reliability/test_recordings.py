@@ -9,6 +9,7 @@ RecordingError, never another exception (issue 14, item 1).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -203,3 +204,26 @@ def test_an_episodes_end_flushes_the_recording_at_once(tmp_path):
         assert flushed and max(m.log_time for _, m in flushed) >= 0.7e9  # the 2nd end
     finally:
         recorder.close()
+
+
+def test_a_run_still_writing_its_parts_keeps_them_until_it_ends(tmp_path):
+    folder = parts_dir(tmp_path / "r.mcap")
+    folder.mkdir()
+    small_recording(folder / "plant.0.mcap")
+    # A process standing in for the supervisor: alive, and an edgeloop one.
+    writer = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()", "edgeloop"],
+        stdin=subprocess.PIPE,
+    )
+    try:
+        facts = {"supervisor_pid": writer.pid, "groups": ["plant"], "metadata": {}}
+        (folder / "run.json").write_text(json.dumps(facts))
+        with pytest.raises(
+            RecordingError, match=f"still being written by the run in process {writer.pid}"
+        ):
+            list(read_recording(tmp_path / "r.mcap"))
+        assert (folder / "plant.0.mcap").exists()  # nothing merged, nothing removed
+    finally:
+        writer.communicate(b"")  # the run ends
+    assert len(list(read_recording(tmp_path / "r.mcap"))) == 3  # now merged and read
+    assert not folder.exists()

@@ -6,9 +6,11 @@ bit-exact on images and typed arrays, within a tolerance on jpeg (issue 17, part
 
 from __future__ import annotations
 
+import enum
 import json
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import time
@@ -48,6 +50,7 @@ PAYLOADS = {
     "bool": True,
     "nan": float("nan"),
     "np_scalar": np.float32(2.5),
+    "np_float64": np.float64(0.25),  # a float subclass: still a numpy scalar
     "np_int": np.int64(-(2**60)),
     "zero_d": np.array(4.0),
     "none": None,
@@ -113,6 +116,7 @@ def test_every_payload_reads_back_exactly_in_its_own_form(tmp_path):
         "bool",
         "nan",
         "np_scalar",
+        "np_float64",
         "zero_d",
         "empty",
     }
@@ -125,6 +129,29 @@ def test_every_payload_reads_back_exactly_in_its_own_form(tmp_path):
     }
     # Beyond 2**53 an integer would not survive a float64: tagged JSON keeps it.
     assert schemas["nested"] == schemas["huge_int"] == schemas["np_int"] == "edgeloop.Value"
+
+
+def test_nan_bits_and_number_subclasses_come_back_too(tmp_path):
+    negative_nan = struct.unpack("<d", bytes.fromhex("010000000000f0ff"))[0]
+    signalling = np.frombuffer(bytes.fromhex("0000803f0100807f"), "<f4").copy()  # 1.0, sNaN
+
+    class Mode(enum.IntEnum):
+        AUTO = 2
+
+    payloads = {
+        "negative_nan": negative_nan,
+        "in_a_list": [negative_nan, 1.0],
+        "small_array": np.array([negative_nan, 2.0]),
+        "signalling": signalling,
+        "mode": Mode.AUTO,
+    }
+    record(tmp_path / "bits.mcap", payloads)
+    back = {t.split("/")[2]: m["value"] for t, _, m in read_recording(tmp_path / "bits.mcap")}
+    assert struct.pack("<d", back["negative_nan"]) == struct.pack("<d", negative_nan)
+    assert struct.pack("<d", back["in_a_list"][0]) == struct.pack("<d", negative_nan)
+    assert back["small_array"].tobytes() == payloads["small_array"].tobytes()
+    assert back["signalling"].tobytes() == signalling.tobytes()  # not quieted
+    assert back["mode"] == 2 and type(back["mode"]) is int  # a subclass of int reads as int
 
 
 def protobuf_class(schema_name: str, schema_data: bytes):
