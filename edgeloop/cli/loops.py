@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import shlex
 import threading
@@ -237,59 +238,58 @@ def _run_here(
     """Every node in this process."""
 
     recorder = stats = viewer = live = None
-    if args.record is not None:
-        from edgeloop.runtime.channel_log import port_recordings
-        from edgeloop.runtime.recording import Recorder
+    # Whatever was opened is closed, whatever fails after: an MCAP writer or a server
+    # left open would be torn down by the interpreter's exit, noisily.
+    with contextlib.ExitStack() as opened:
+        if args.record is not None:
+            from edgeloop.runtime.channel_log import port_recordings
+            from edgeloop.runtime.recording import Recorder
 
-        recorder = Recorder(
-            args.record,
-            flush_ms=args.record_flush_ms,
-            fsync=args.record_fsync,
-            ports=port_recordings(graph),
+            recorder = Recorder(
+                args.record,
+                flush_ms=args.record_flush_ms,
+                fsync=args.record_fsync,
+                ports=port_recordings(graph),
+                simulated=args.sim,
+            )
+            opened.callback(recorder.close)
+            # The run's facts first, so a recording cut short by a kill still replays.
+            recorder.add_metadata(_run_metadata(args, duration))
+        if args.foxglove is not None:
+            live, viewer = _serve_live(args, graph, recorder)
+            if viewer is not None:
+                opened.callback(viewer.close)
+        if args.stats is not None:
+            from edgeloop.runtime.processes.introspection import StatsPublisher
+
+            stats = StatsPublisher(args.stats)
+            opened.callback(stats.close)
+        sinks = [s for s in (recorder, viewer, stats) if s is not None]
+        if len(sinks) > 1:
+            from edgeloop.runtime.recording import Tee
+
+            sink: Any = Tee(*sinks)
+        else:
+            sink = sinks[0] if sinks else None
+
+        def hung_for_good(report: RunReport) -> None:
+            # From the watchdog's thread, just before the process ends: what was measured
+            # and recorded is kept. (The sinks are not written meanwhile: the loop is stuck.)
+            opened.close()
+            _show_and_save(args, report, recorder, live)
+
+        executor = Executor(
+            graph,
+            registry=loaded,
             simulated=args.sim,
+            seed=args.seed,
+            recorder=sink,
+            on_hard_hang=hung_for_good,
         )
-        # The run's facts first, so a recording cut short by a kill still replays.
-        recorder.add_metadata(_run_metadata(args, duration))
-    if args.foxglove is not None:
-        live, viewer = _serve_live(args, graph, recorder)
-    if args.stats is not None:
-        from edgeloop.runtime.processes.introspection import StatsPublisher
-
-        stats = StatsPublisher(args.stats)
-    sinks = [s for s in (recorder, viewer, stats) if s is not None]
-    if len(sinks) > 1:
-        from edgeloop.runtime.recording import Tee
-
-        sink: Any = Tee(*sinks)
-    else:
-        sink = sinks[0] if sinks else None
-
-    def close_sinks() -> None:
-        for sink in (stats, viewer, recorder):
-            if sink is not None:
-                sink.close()
-
-    def hung_for_good(report: RunReport) -> None:
-        # From the watchdog's thread, just before the process ends: what was measured
-        # and recorded is kept. (The sinks are not written meanwhile: the loop is stuck.)
-        close_sinks()
-        _show_and_save(args, report, recorder, live)
-
-    executor = Executor(
-        graph,
-        registry=loaded,
-        simulated=args.sim,
-        seed=args.seed,
-        recorder=sink,
-        on_hard_hang=hung_for_good,
-    )
-    if stats is not None:
-        stats.watch(executor)
-        err.print(f"stats on {args.stats} (edgeloop top {args.stats})", highlight=False)
-    try:
+        if stats is not None:
+            stats.watch(executor)
+            err.print(f"stats on {args.stats} (edgeloop top {args.stats})", highlight=False)
         report = _run_with_progress(executor, duration, show=not args.quiet)
-    finally:
-        close_sinks()
     _show_and_save(args, report, recorder, live)
     return report
 
@@ -303,11 +303,7 @@ def _serve_live(args: argparse.Namespace, graph: LoopGraph, recorder: Any) -> tu
     host, port = parse_address(args.foxglove)
     viewer = None
     if recorder is not None:
-        try:
-            live = recorder.serve(host, port, name=graph.name)
-        except UsageError:
-            recorder.close()
-            raise
+        live = recorder.serve(host, port, name=graph.name)
     else:
         ports = port_recordings(graph)
         viewer = LiveView(host, port, ports=ports, simulated=args.sim, name=graph.name)
