@@ -131,7 +131,7 @@ class ChannelLog:
             return False
         port = self.port(topic)
         kind, body = encode(data, sensed_ns, port)
-        if channels and not self._fits(channels, kind, data, port):
+        if kind == "foxglove.CompressedImage" and channels and not self._fits(channels, data, port):
             # A compressed image in another layout than its channel's: as tagged JSON.
             kind, body = "edgeloop.Value", value_message({"value": tagged(data)}, sensed_ns)
         channel = self._channel(topic, kind, data, port)
@@ -164,13 +164,13 @@ class ChannelLog:
         self._channel(topic, "edgeloop.Value", None, self.port(topic)).log(body, log_time=stamp)
 
     @staticmethod
-    def _fits(channels: Mapping[str, Any], kind: str, data: Any, port: PortRecording) -> bool:
-        """Whether the topic's channel of ``kind``, if it has one, can carry this message
-        (a compressed image reads back in its channel's layout: the first one's)."""
-        channel = channels.get(kind)
-        if channel is not None and kind == "foxglove.CompressedImage":
-            return channel.metadata()["edgeloop.layout"] == compressed_layout(data, port)
-        return True
+    def _fits(channels: Mapping[str, Any], data: Any, port: PortRecording) -> bool:
+        """Whether the topic's compressed-image channel, if it has one, can carry this
+        image (it reads back in its channel's layout: the first one's)."""
+        channel = channels.get("foxglove.CompressedImage")
+        return channel is None or (
+            channel.metadata()["edgeloop.layout"] == compressed_layout(data, port)
+        )
 
     def _channel(self, topic: str, kind: str, data: Any, port: PortRecording) -> Any:
         found = self._channels.get(topic, {}).get(kind)

@@ -236,7 +236,8 @@ def _numbers_fit(value: Any) -> bool:
         return False
     if kind in "iu" and value.size and value.dtype.itemsize > 4:
         return bool(np.abs(value).max() <= EXACT_INT)  # uint64 abs is itself
-    if kind == "f" and value.size and np.isnan(value).any():  # a NaN's bits may not survive
+    if kind == "f" and value.itemsize < 8 and value.size and np.isnan(value).any():
+        # Through float64, a signalling NaN comes back quieted: then the bytes go as they are.
         with np.errstate(invalid="ignore"):  # a signalling NaN, quieted: then it does not fit
             back = value.astype(np.float64).astype(value.dtype)
         return back.tobytes() == np.ascontiguousarray(value).tobytes()
