@@ -117,11 +117,6 @@ class ChannelLog:
         Raises:
             TypeError: the payload cannot be encoded (nothing was logged).
         """
-        if self.origin_ns is None:
-            self._first_message(created)
-        origin = self.origin_ns or 0
-        log_ns = origin + max(0, round(created * 1e9))
-        sensed_ns = origin + round((sensed if math.isfinite(sensed) else created) * 1e9)
         channels = self._channels.get(topic)
         if (
             self._only_when_watched
@@ -129,6 +124,11 @@ class ChannelLog:
             and not any(c.has_sinks() for c in channels.values())
         ):
             return False
+        if self.origin_ns is None:
+            self._first_message(created)
+        origin = self.origin_ns or 0
+        log_ns = origin + max(0, round(created * 1e9))
+        sensed_ns = origin + round((sensed if math.isfinite(sensed) else created) * 1e9)
         port = self.port(topic)
         kind, body = encode(data, sensed_ns, port)
         if kind == "foxglove.CompressedImage" and channels and not self._fits(channels, data, port):
