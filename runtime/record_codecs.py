@@ -8,8 +8,9 @@ schema                 payloads                                              Fox
 =====================  ====================================================  ==============
 ``foxglove.RawImage``  uint8 ``H x W x C`` arrays (C = 1, 3, 4), and the     an image
                        2-D arrays of a port marked ``image: mono``
-``foxglove.Compressed  the images of a port marked ``compress: jpeg|png``    an image
-Image``                (jpeg reads back within a tolerance, png exactly)
+``foxglove.Compressed  the uint8 RGB and gray images of a port marked        an image
+Image``                ``compress: jpeg|png`` (jpeg reads back within a
+                       tolerance, png exactly; other images stay raw)
 ``edgeloop.Numbers``   numbers: a bool, int or float, a numpy scalar, or a   plots
                        real array of up to 64 values (all exact as float64)  (``.values[i]``)
 ``edgeloop.Array``     any other array with a plain dtype: its bytes as they  dtype, shape
@@ -17,9 +18,12 @@ Image``                (jpeg reads back within a tolerance, png exactly)
 ``edgeloop.Value``     anything else, as tagged JSON (below)                 a tree
 =====================  ====================================================  ==============
 
-The first three are protobuf (the Foxglove schemas as the Foxglove SDK gives
+The first four are protobuf (the two Foxglove schemas as the Foxglove SDK gives
 them), ``edgeloop.Value`` is JSON with a JSON schema. Every form has a
 ``timestamp``: when the message's data was sensed (ROS's ``header.stamp``).
+Non-finite floats keep their bits: ``"nan"``, ``"inf"``, ``"-inf"``, or
+``"bits:<16 hex digits>"`` for a NaN with a sign or payload of its own; a
+subclass of bool, int or float (an ``IntEnum``) reads back as the base type.
 
 Tagged JSON writes what JSON has as itself and tags the rest with a one-key
 object, so nothing is ambiguous: ``{"__float__": "nan"}`` (the string ``"nan"``
