@@ -28,13 +28,19 @@ from edgeloop.testing import start_node
 
 
 def per_step_us(fn, steps: int) -> tuple[float, float]:
+    """p50 and p99 of ``fn``; every call must return the step's output (a call that
+    skipped the network would time nothing)."""
+    done = 0
     for _ in range(200):
-        fn()
+        done += fn() is not None
     times = []
     for _ in range(steps):
         start = time.perf_counter_ns()
-        fn()
+        out = fn()
         times.append(time.perf_counter_ns() - start)
+        done += out is not None and len(out) > 0
+    if done != 200 + steps:
+        raise SystemExit(f"{fn.__name__}: {done} of {200 + steps} calls produced an output")
     return float(np.median(times)) / 1e3, float(np.percentile(times, 99)) / 1e3
 
 
@@ -47,10 +53,11 @@ def main() -> None:
     x = torch.randn(1, 16)
     state = list(net.initial_state(1))
 
-    def torch_step() -> None:
+    def torch_step() -> torch.Tensor:
         nonlocal state
         with torch.no_grad():
-            _, *state = net(x, *state)
+            out, *state = net(x, *state)
+        return out
 
     with tempfile.TemporaryDirectory() as folder:
         bundle = export_spiking(net, torch.zeros(1, 16), Path(folder) / "snn").bundle
@@ -63,9 +70,10 @@ def main() -> None:
             "mem2": np.zeros((1, 2), np.float32),
         }
 
-        def ort_step() -> None:
+        def ort_step() -> list[np.ndarray]:
             out = session.run(None, feed)
             feed["mem1"], feed["mem2"] = out[1], out[2]
+            return out
 
         xs = {"x": x.numpy()[0], "reset": None}
         if not node.step(xs):  # a step that returns early times nothing (issue 18)
@@ -74,8 +82,8 @@ def main() -> None:
                 "line would time a step that skips the model, so there is no figure"
             )
 
-        def node_step() -> None:
-            node.step(xs)
+        def node_step() -> dict[str, np.ndarray] | None:
+            return node.step(xs)
 
         rows = [
             ("snntorch eager (torch, no grad)", per_step_us(torch_step, args.steps)),

@@ -124,7 +124,10 @@ class OnnxModel(Model):
     manifest pairs state inputs with state outputs (a recurrent model) keeps
     that state inside the node: those tensors are not ports, the state starts
     at the manifest's initial values and carries over between steps, and the
-    node gets a ``reset`` input. Units and meaning are the model's.
+    node gets a ``reset`` input. The state takes the batch of the inputs it
+    steps on (a bundle exported at batch 1 steps eight networks at once when fed
+    eight rows); a batch that changes starts it over, noted as ``state``. Units
+    and meaning are the model's.
 
     The session is built at setup. Providers are tried in the order of
     ``providers``, else the hardware profile's list with its options, else the
@@ -204,10 +207,15 @@ class OnnxModel(Model):
         pairs = self.manifest.state if self.manifest is not None else []
         state_in = {p.input for p in pairs}
         self.pairs = [(p.input, p.output) for p in pairs]
-        self.initial = {
-            p.input: np.full(p.shape, p.initial, dtype=_dtype_of(inputs, p.input)) for p in pairs
-        }
-        self.state = {name: value.copy() for name, value in self.initial.items()}
+        # Each state's shape past its batch dimension, initial value and dtype: the
+        # state takes the batch of the inputs it steps on (the manifest says 1).
+        self.state_specs = [
+            (p.input, tuple(p.shape[1:]), p.initial, _dtype_of(inputs, p.input)) for p in pairs
+        ]
+        self.state_batch = 0
+        self.batch_changes = 0
+        self._fit_state(1)  # for the provider check; the first step fits it to its batch
+        self.state_batch = 0
         self.reset_seen = -1
         self.input_seen: dict[str, int] = {}
         inputs = [t for t in inputs if t.name not in state_in]
@@ -327,7 +335,7 @@ class OnnxModel(Model):
     def _step_with_state(self, feed: dict[str, Any]) -> dict[str, Any]:
         """One step of a recurrent model: the state goes in beside the inputs and the
         new state comes back; only the other outputs leave the node."""
-        fresh = self._fresh_inputs()
+        fresh = self._fresh_inputs(feed)
         reset = self.ctx.message("reset")
         if reset is not None and reset.seq != self.reset_seen:
             self.reset_seen = reset.seq
@@ -336,6 +344,10 @@ class OnnxModel(Model):
             return {}
         if self.batched:
             feed = {name: value[None] for name, value in feed.items()}
+        first = next(iter(feed.values()))
+        batch = first.shape[0] if first.ndim else 1
+        if batch != self.state_batch:
+            self._fit_state(batch)
         feed.update(self.state)
         results = dict(
             zip(self.output_names, self.session.run(self.output_names, feed), strict=True)
@@ -350,12 +362,15 @@ class OnnxModel(Model):
                 out[port] = results[name][0] if self.batched and drop else results[name]
         return out
 
-    def _fresh_inputs(self) -> bool:
-        """True when a model input has a message this node has not stepped on."""
+    def _fresh_inputs(self, feed: dict[str, Any]) -> bool:
+        """True when a model input has a message this node has not stepped on. A node
+        stepped by hand (a test, a benchmark: no wired inputs) steps on every call."""
         fresh = False
-        for port, _ in self.feeds:
+        for port, tensor in self.feeds:
             message = self.ctx.message(port)
-            if message is not None and message.seq != self.input_seen.get(port):
+            if message is None:
+                fresh = fresh or feed.get(tensor.name) is not None
+            elif message.seq != self.input_seen.get(port):
                 self.input_seen[port] = message.seq
                 fresh = True
         return fresh
@@ -363,6 +378,22 @@ class OnnxModel(Model):
     def reset_state(self) -> None:
         """Every state back to its initial value (an episode's end, a command)."""
         self.state = {name: value.copy() for name, value in self.initial.items()}
+
+    def _fit_state(self, batch: int) -> None:
+        """State for ``batch`` inputs a step, from its initial values: a batch that
+        changes starts the state over (noted), as rows cannot be matched up."""
+        if self.state_batch:
+            self.batch_changes += 1
+            self.ctx.note(
+                "state",
+                f"batch {batch}; restarted {self.batch_changes} time(s) when the batch changed",
+            )
+        self.initial = {
+            name: np.full((batch, *shape), initial, dtype=dtype)
+            for name, shape, initial, dtype in self.state_specs
+        }
+        self.state_batch = batch
+        self.reset_state()
 
     def _check_first(self, feed: dict[str, Any]) -> None:
         """Say exactly how the first inputs differ from what the model expects."""

@@ -276,3 +276,38 @@ def test_nir_export_refuses_layers_out_of_forward_order(tmp_path: Path) -> None:
         with torch.no_grad():
             net.lif1.beta.fill_(1.0)
         export_nir(net, 3, tmp_path / "n.nir")
+
+
+def test_a_model_node_stepped_by_hand_steps_its_state_on_every_call(tmp_path: Path) -> None:
+    from edgeloop.exporters.spiking import export_spiking
+    from edgeloop.plugins.onnx_model import OnnxModel
+    from edgeloop.testing import start_node
+
+    bundle = export_spiking(spiking_nets.tiny(), torch.zeros(1, 3), tmp_path / "snn").bundle
+    node = start_node(OnnxModel, {"model": str(bundle), "providers": ["CPUExecutionProvider"]})
+    x = {"x": np.full(3, 2.0, np.float32), "reset": None}
+    states = []
+    for _ in range(3):  # the same input each call: still one step each (no wired inputs)
+        assert node.step(x)
+        states.append({k: v.copy() for k, v in node.state.items()})
+    assert not all(np.array_equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_a_spiking_bundle_steps_a_batch_of_any_size_like_torch(tmp_path: Path) -> None:
+    from edgeloop.exporters.spiking import export_spiking
+    from edgeloop.plugins.onnx_model import OnnxModel
+    from edgeloop.testing import start_node
+
+    net = spiking_nets.tiny()
+    bundle = export_spiking(net, torch.zeros(1, 3), tmp_path / "snn").bundle  # batch 1
+    node = start_node(OnnxModel, {"model": str(bundle), "providers": ["CPUExecutionProvider"]})
+    x = np.random.default_rng(0).standard_normal((8, 3)).astype(np.float32)
+    state = list(net.initial_state(8))
+    for _ in range(5):  # eight networks a tick, each with its own state, as torch
+        with torch.no_grad():
+            expected, *state = net(torch.from_numpy(x), *state)
+        got = node.step({"x": x, "reset": None})["out"]
+        assert got.shape == (8, 2) and np.allclose(got, expected.numpy(), atol=1e-5)
+    assert "state" not in node.ctx.notes  # the first batch is no change
+    assert node.step({"x": x[:2], "reset": None})["out"].shape == (2, 2)
+    assert node.ctx.notes["state"] == "batch 2; restarted 1 time(s) when the batch changed"
