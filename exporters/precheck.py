@@ -117,15 +117,29 @@ def precheck(
     except Exception as exc:
         inferred = proto
         checks.append(Check("shape inference", "fail", _first_line(exc)))
-    checks.append(_opset(proto, profile))
-    checks.append(_ops(proto, profile))
-    checks.append(_dynamic_dims(proto, profile))
-    params, activations = _memory(inferred)
-    checks.append(_budget(params, activations, profile))
-    checks.append(_compute(inferred, profile))
+    # Each check on its own: one that cannot run is a line saying why, and the
+    # others still run (never a traceback).
+    checks.append(_guarded("opset", _opset, proto, profile))
+    checks.append(_guarded("TensorRT ops", _ops, proto, profile))
+    checks.append(_guarded("dynamic dims", _dynamic_dims, proto, profile))
+    checks.append(_guarded("memory", _memory_budget, inferred, profile))
+    checks.append(_guarded("compute", _compute, inferred, profile))
     if measure:
-        checks.append(_host_latency(model_file))
+        checks.append(_guarded("host latency", _host_latency, model_file))
     return PrecheckReport(str(model), profile.name, checks)
+
+
+def _guarded(name: str, check: Any, *args: Any) -> Check:
+    """``check(*args)``, or a ``warn`` line with the reason when it cannot run."""
+    try:
+        return check(*args)
+    except Exception as exc:
+        return Check(name, "warn", f"could not be checked: {_first_line(exc)}")
+
+
+def _memory_budget(proto: Any, profile: HardwareProfile) -> Check:
+    params, activations = _memory(proto)
+    return _budget(params, activations, profile)
 
 
 def _opset(proto: Any, profile: HardwareProfile) -> Check:
@@ -290,9 +304,27 @@ def _seconds(value: float) -> str:
 def _host_latency(model_file: Path) -> Check:
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(model_file), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    options.log_severity_level = 4  # its reason goes on the line, not to the console
+    try:
+        session = ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # an op or opset this ONNX Runtime cannot run
+        return Check(
+            "host latency",
+            "fail",
+            f"ONNX Runtime {ort.__version__} cannot load it: {_first_line(exc)} (fix: export "
+            "with an opset and operators this ONNX Runtime supports, or upgrade it)",
+        )
     feed = {t.name: zeros_for(t) for t in specs_of_session(session.get_inputs())}
-    session.run(None, feed)
+    try:
+        session.run(None, feed)
+    except Exception as exc:  # shape inputs, strings: zeros are no valid input
+        return Check(
+            "host latency",
+            "warn",
+            f"not timed: the model does not run on zero inputs ({_first_line(exc)}); "
+            "it may still run on real ones (the model node checks on its first input)",
+        )
     times = []
     for _ in range(50):
         t0 = time.perf_counter()

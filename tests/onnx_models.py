@@ -172,3 +172,32 @@ def make_mixed_outputs(path: Path) -> Path:
         ],
     )
     return _save(graph, path)
+
+
+def make_image_decoder(path: Path) -> Path:
+    """Valid ONNX (opset 20's ImageDecoder) that ONNX Runtime has no kernel for."""
+    graph = helper.make_graph(
+        [helper.make_node("ImageDecoder", ["encoded"], ["image"])],
+        "decoder",
+        [helper.make_tensor_value_info("encoded", TensorProto.UINT8, [100])],
+        [helper.make_tensor_value_info("image", TensorProto.UINT8, [None, None, 3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    model.ir_version = 9
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def make_reshape(path: Path) -> Path:
+    """x (6,) reshaped to the shape its second input gives: zeros are no valid shape."""
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"])],
+        "reshape",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [6]),
+            helper.make_tensor_value_info("shape", TensorProto.INT64, [2]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, None])],
+    )
+    return _save(graph, path)

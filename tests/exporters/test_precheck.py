@@ -110,3 +110,27 @@ def test_the_precheck_command_prints_pass_or_fail_and_exits_accordingly(tmp_path
     assert "opset 17 is above 13" in " ".join(capsys.readouterr().out.split())
     assert main(["precheck", str(tmp_path / "none.onnx"), "--profile", "desktop-cpu"]) == 2
     assert "no such model file" in capsys.readouterr().err
+
+
+def test_a_model_onnx_runtime_cannot_run_is_a_fail_line_and_the_other_checks_run(tmp_path):
+    from edgeloop.cli import main
+
+    model = onnx_models.make_image_decoder(tmp_path / "decoder.onnx")
+    report = precheck(model, edgeloop.runtime.profiles.load_profile("desktop-cpu"))
+    latency = report.check("host latency")
+    assert latency.status == "fail" and "ImageDecoder" in latency.detail
+    assert "fix:" in latency.detail and not report.passed
+    assert {c.name for c in report.checks} >= {"opset", "memory", "compute"}
+    done = subprocess.run(
+        [sys.executable, "-m", "edgeloop", "precheck", str(model), "--profile", "desktop-cpu"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1 and done.stdout.rstrip().endswith("FAIL")
+    assert "Traceback" not in done.stdout + done.stderr
+    desktop = edgeloop.runtime.profiles.load_profile("desktop-cpu")
+    shaped = precheck(onnx_models.make_reshape(tmp_path / "reshape.onnx"), desktop)
+    assert shaped.check("host latency").status == "warn"
+    assert "does not run on zero inputs" in shaped.check("host latency").detail
+    assert main(["precheck", str(tmp_path / "reshape.onnx"), "--profile", "desktop-cpu"]) == 0
