@@ -243,6 +243,16 @@ def _export_into(
             "tolerance if the difference is acceptable",
         )
     files = {model_path.name: sha256_of(model_path)}
+    # Real example inputs beside the model: the model node checks providers on them.
+    import numpy as np
+
+    examples = {
+        name: sample.detach().cpu().numpy()
+        for name, sample in zip(input_names, sample_inputs, strict=True)
+        if name not in (state or {})
+    }
+    np.savez(folder / SAMPLES, **examples)
+    files[SAMPLES] = sha256_of(folder / SAMPLES)
     parity_figures: dict[str, Any] = {
         "max_abs_error": parity.max_abs_error,
         "max_rel_error": parity.max_rel_error,
@@ -292,6 +302,7 @@ def _export_into(
         outputs=_specs(model_path, "output"),
         constants=dict(constants or {}),
         files=files,
+        samples=SAMPLES,
         parity=parity_figures,
         precheck=checked or {},
         state=[
@@ -321,6 +332,7 @@ def _fp16_variant(model_path: Path) -> Path:
     return path
 
 
+SAMPLES = "samples.npz"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 

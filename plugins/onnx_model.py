@@ -21,14 +21,18 @@ from pydantic import Field
 from edgeloop.runtime.bundles import (
     TensorSpec,
     open_model,
+    read_samples,
     specs_of_session,
-    zeros_for,
 )
 from edgeloop.runtime.errors import BundleError, MissingDependencyError, NodeConfigError
 from edgeloop.runtime.limits import MAX_THREADS, MAX_WARMUP
 from edgeloop.runtime.node import Model, NodeContext, Port
 
 CPU = "CPUExecutionProvider"
+_FEEDABLE = {
+    "float16", "float32", "float64", "int8", "int16", "int32", "int64",
+    "uint8", "uint16", "uint32", "uint64", "bool", "str",
+}  # fmt: skip
 
 
 def _onnxruntime() -> Any:
@@ -131,11 +135,16 @@ class OnnxModel(Model):
 
     The session is built at setup. Providers are tried in the order of
     ``providers``, else the hardware profile's list with its options, else the
-    CPU alone. A provider missing from this ONNX Runtime build, one that ONNX
-    Runtime silently replaces, or one that fails a first real inference on
-    zeros is skipped; then ``warmup`` more inferences run. The run report
-    notes ``provider`` (the one that runs) and ``skipped`` (each provider passed
-    over and why).
+    CPU alone. A provider missing from this ONNX Runtime build, or one that ONNX
+    Runtime silently replaces, is skipped; so is one that fails on real inputs:
+    a bundle's sample inputs at setup (exported beside the model), else the first
+    input the node gets (never made-up zeros: a shape input or a string would
+    refuse them), where a failing provider gives way to the next; ``warmup`` more
+    inferences run on those inputs. The run report notes ``provider`` (the one
+    that runs), ``verified`` (on what), and ``skipped`` (each provider passed over
+    and why). Inputs and outputs are tensors of numbers, bools or strings (a
+    numpy str array in, an object array out); a model with sequences or maps at
+    its inputs or outputs is refused when the graph is validated.
 
     It steps when an input arrives, or on its ``rate_hz``, and runs the model
     once every input has a message (no output before). With ``add_batch_dim``,
@@ -181,6 +190,16 @@ class OnnxModel(Model):
                     key="ports",
                     fix=hint,
                 )
+        for kind, tensors in (("input", inputs), ("output", outputs)):
+            for t in tensors:
+                if t.dtype not in _FEEDABLE:
+                    raise NodeConfigError(
+                        f"model {kind} '{t.name}' is a {t.dtype}, which the onnx.model node "
+                        "cannot carry (tensors of numbers, bools and strings only)",
+                        node_type="onnx.model",
+                        key="model",
+                        fix="export the model with plain tensors at its inputs and outputs",
+                    )
         port_of = port_names(config)
         state_in, state_out = _state_names(config)
 
@@ -189,7 +208,10 @@ class OnnxModel(Model):
             shape = tuple(d if isinstance(d, int) else None for d in t.shape)
             if output and config.add_batch_dim and _batch_first(t):
                 shape = None  # with or without its batch dimension, as the input came
-            return Port(port_of.get(t.name, t.name), dtype=t.dtype, shape=shape)
+            name = port_of.get(t.name, t.name)
+            if t.dtype == "str":  # numpy str arrays in, object arrays of str out
+                return Port(name, shape=shape, doc="strings (a numpy str or object array)")
+            return Port(name, dtype=t.dtype, shape=shape)
 
         in_ports = tuple(as_port(t) for t in inputs if t.name not in state_in)
         out_ports = tuple(as_port(t, output=True) for t in outputs if t.name not in state_out)
@@ -225,11 +247,21 @@ class OnnxModel(Model):
         # Outputs whose first dimension is the batch dimension lose it again when
         # the node added one; scalars and fixed leading sizes are returned as they are.
         self.unbatch = [_batch_first(t) for t in outputs]
+        self.strings = {t.name for _, t in self.feeds if t.dtype == "str"}
+        self.samples = (
+            read_samples(self.model_file.parent, self.manifest) if self.manifest else None
+        )
+        self._untried: list[tuple[str, dict[str, Any]]] = []
+        self.skipped: list[str] = []
+        self.verified = False  # the provider ran the model on real inputs
         self.session = self._first_provider_that_runs(ctx)
         self.run = self.session.run
         self.single = (
             (self.feeds[0][0], self.feeds[0][1].name, self.output_ports[0], self.unbatch[0])
-            if len(self.feeds) == 1 and len(self.output_ports) == 1 and not self.pairs
+            if len(self.feeds) == 1
+            and len(self.output_ports) == 1
+            and not self.pairs
+            and not self.strings
             else None
         )
         self.checked = False
@@ -244,6 +276,55 @@ class OnnxModel(Model):
         return [(CPU, {})]
 
     def _first_provider_that_runs(self, ctx: NodeContext) -> Any:
+        """The session of the first provider that takes the model and runs it on the
+        bundle's sample inputs; without samples, the first that takes it (the first
+        real input checks it, and the next ones stand by: :meth:`_verify_on`)."""
+        candidates = [(n, o) for n, o in self._candidates(ctx)]
+        probe = self._sample_feed()
+        while candidates:
+            name, _ = candidates[0]
+            session = self._session(ctx, candidates)
+            candidates = candidates[1:]
+            if session is None:
+                continue
+            if probe is not None:
+                try:
+                    for _ in range(1 + max(0, self.config.warmup)):
+                        session.run(self.output_names, probe)
+                except Exception as exc:
+                    self._skip(name, f"failed on the sample inputs: {_last_line(exc)}")
+                    continue
+                ctx.note("verified", "on the bundle's sample inputs")
+                self.verified = True
+            else:
+                self._untried = candidates
+                ctx.note("verified", "on the first input (no sample inputs to check it before)")
+            self._chose(ctx, name)
+            return session
+        raise BundleError(
+            "no execution provider could run it: " + "; ".join(self.skipped),
+            path=self.model_file,
+            fix="add CPUExecutionProvider to the profile's list, or install an ONNX Runtime "
+            "with the provider"
+            if not any(CPU in s for s in self.skipped)
+            else "check the model runs in ONNX Runtime: even its CPU provider cannot run it",
+        )
+
+    def _sample_feed(self) -> dict[str, Any] | None:
+        """The bundle's example inputs with the initial state (None without them)."""
+        if self.samples is None or not all(t.name in self.samples for _, t in self.feeds):
+            return None
+        feed = {t.name: self.samples[t.name] for _, t in self.feeds}
+        if self.state_specs:
+            first = next(iter(feed.values()))
+            self._fit_state(first.shape[0] if first.ndim else 1)
+            self.state_batch = 0
+            feed.update(self.state)
+        return feed
+
+    def _session(self, ctx: NodeContext, chain: list[tuple[str, dict[str, Any]]]) -> Any:
+        """A session for ``chain[0]`` with the rest of the chain behind it, or None
+        (the reason noted) when it is missing, fails, or ONNX Runtime replaces it."""
         ort = _onnxruntime()
         options = ort.SessionOptions()
         options.log_severity_level = 3  # ORT's own warnings would flood the console
@@ -251,55 +332,79 @@ class OnnxModel(Model):
         if threads:
             options.intra_op_num_threads = threads
         available = set(ort.get_available_providers())
-        skipped: list[str] = []
-        candidates = self._candidates(ctx)
-        for index, (name, _) in enumerate(candidates):
-            short = name.removesuffix("ExecutionProvider")
-            if name not in available:
-                skipped.append(f"{short}: not in this ONNX Runtime build")
-                continue
-            _make_cache_folders(candidates[index][1])
-            said = io.StringIO()
+        name, provider_options = chain[0]
+        if name not in available:
+            self._skip(name, "not in this ONNX Runtime build")
+            return None
+        _make_cache_folders(provider_options)
+        said = io.StringIO()
+        try:
+            # ORT prints why it fell back to the CPU, and logs the missing libraries;
+            # both become the skip reason instead of noise on the console.
+            ort.set_default_logger_severity(4)
+            with contextlib.redirect_stdout(said):
+                session = ort.InferenceSession(
+                    str(self.model_file),
+                    options,
+                    # The rest of the chain stays behind it: what TensorRT cannot
+                    # take goes to CUDA (say), not straight to the CPU.
+                    providers=[c for c in chain if c[0] in available],
+                )
+        except Exception as exc:
+            self._skip(name, f"session failed: {_last_line(exc)}")
+            return None
+        finally:
+            ort.set_default_logger_severity(2)
+        if session.get_providers()[0] != name:
+            why = _ep_error(said.getvalue()) or f"fell back to {session.get_providers()[0]}"
+            self._skip(name, why)
+            return None
+        return session
+
+    def _skip(self, name: str, why: str) -> None:
+        self.skipped.append(f"{name.removesuffix('ExecutionProvider')}: {why}")
+
+    def _chose(self, ctx: NodeContext, name: str) -> None:
+        short = name.removesuffix("ExecutionProvider")
+        ctx.note("provider", short)
+        if self.skipped:
+            ctx.note("skipped", "; ".join(self.skipped))
+            ctx.logger.info("model runs on %s; skipped %s", short, "; ".join(self.skipped))
+
+    def _verify_on(self, feed: dict[str, Any]) -> None:
+        """Check the provider on the first real input (batched as a step feeds it, with
+        the state), then warm it up on it; a provider that fails gives way to the next.
+
+        Raises:
+            RuntimeError: no provider runs the model on this input (each one's reason).
+        """
+        probe = {name: value[None] for name, value in feed.items()} if self.batched else feed
+        if self.state_specs:
+            first = next(iter(probe.values()))
+            self._fit_state(first.shape[0] if first.ndim else 1)
+            probe = {**probe, **self.state}
+        while True:
             try:
-                # ORT prints why it fell back to the CPU, and logs the missing libraries;
-                # both become the skip reason instead of noise on the console.
-                ort.set_default_logger_severity(4)
-                with contextlib.redirect_stdout(said):
-                    session = ort.InferenceSession(
-                        str(self.model_file),
-                        options,
-                        # The rest of the chain stays behind it: what TensorRT cannot
-                        # take goes to CUDA (say), not straight to the CPU.
-                        providers=[c for c in candidates[index:] if c[0] in available],
-                    )
-            except Exception as exc:
-                skipped.append(f"{short}: session failed: {_last_line(exc)}")
-                continue
-            finally:
-                ort.set_default_logger_severity(2)
-            if session.get_providers()[0] != name:
-                why = _ep_error(said.getvalue()) or f"fell back to {session.get_providers()[0]}"
-                skipped.append(f"{short}: {why}")
-                continue
-            try:
-                probe = {t.name: zeros_for(t) for _, t in self.feeds}
-                probe.update({name: value.copy() for name, value in self.initial.items()})
                 for _ in range(1 + max(0, self.config.warmup)):
-                    session.run(self.output_names, probe)
+                    self.session.run(self.output_names, probe)
+                break
             except Exception as exc:
-                skipped.append(f"{short}: first inference failed: {_last_line(exc)}")
-                continue
-            ctx.note("provider", short)
-            if skipped:
-                ctx.note("skipped", "; ".join(skipped))
-                ctx.logger.info("model runs on %s; skipped %s", short, "; ".join(skipped))
-            return session
-        raise BundleError(
-            "no execution provider could run it: " + "; ".join(skipped),
-            path=self.model_file,
-            fix="add CPUExecutionProvider to the profile's list, or install an ONNX Runtime "
-            "with the provider",
-        )
+                current = self.session.get_providers()[0]
+                self._skip(current, f"failed on the first input: {_last_line(exc)}")
+                session = None
+                while session is None and self._untried:
+                    name = self._untried[0][0]
+                    session = self._session(self.ctx, self._untried)
+                    self._untried = self._untried[1:]
+                if session is None:
+                    raise RuntimeError(
+                        "no execution provider runs the model on its first input: "
+                        + "; ".join(self.skipped)
+                    ) from None
+                self.session, self.run = session, session.run
+                self._chose(self.ctx, name)
+        self._untried = []
+        self.verified = True
 
     def step(self, inputs: dict[str, Any]) -> dict[str, Any] | None:
         if self.checked and self.single is not None:
@@ -318,8 +423,13 @@ class OnnxModel(Model):
             if value is None:
                 return None  # not every input has arrived yet
             feed[tensor.name] = value
+        for name in self.strings:  # ONNX Runtime takes strings as an object array
+            if feed[name].dtype != object:
+                feed[name] = feed[name].astype(object)
         if not self.checked:
             self._check_first(feed)
+            if not self.verified:
+                self._verify_on(feed)
         if self.pairs:
             return self._step_with_state(feed)
         if self.batched:
@@ -405,7 +515,13 @@ class OnnxModel(Model):
                     f"input '{port}' is a {type(value).__name__}; the model wants a "
                     f"numpy array of {tensor.dtype}"
                 )
-            if value.dtype != np.dtype(tensor.dtype):
+            if tensor.dtype == "str":
+                if value.dtype.kind not in "USO":
+                    raise TypeError(
+                        f"input '{port}' is {value.dtype}; model input '{tensor.name}' wants "
+                        "strings (a numpy str or object array)"
+                    )
+            elif value.dtype != np.dtype(tensor.dtype):
                 raise TypeError(
                     f"input '{port}' is {value.dtype}; model input '{tensor.name}' wants "
                     f"{tensor.dtype} (fix: make the upstream node output {tensor.dtype})"

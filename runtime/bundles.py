@@ -76,6 +76,9 @@ class BundleManifest(BaseModel):
     precheck: dict[str, Any] = Field(default_factory=dict)
     state: list[StatePair] = Field(default_factory=list)
     """State inputs and outputs the model node carries across steps (not ports)."""
+    samples: str | None = None
+    """An ``.npz`` file of real example inputs (one array per model input, state
+    inputs left out): the model node checks each execution provider on them."""
 
 
 def sha256_of(path: Path) -> str:
@@ -157,6 +160,7 @@ ORT_DTYPES = {
     "tensor(uint32)": "uint32",
     "tensor(uint64)": "uint64",
     "tensor(bool)": "bool",
+    "tensor(string)": "str",  # numpy str arrays in, object arrays of str out
 }
 
 
@@ -173,10 +177,36 @@ def specs_of_session(args: list[Any]) -> list[TensorSpec]:
 
 
 def zeros_for(spec: TensorSpec) -> Any:
-    """A zero array of the spec's dtype, free dimensions taken as 1."""
+    """A zero array of the spec's dtype (empty strings for a string tensor), free
+    dimensions taken as 1."""
     import numpy as np
 
-    return np.zeros([d if isinstance(d, int) else 1 for d in spec.shape], dtype=spec.dtype)
+    shape = [d if isinstance(d, int) else 1 for d in spec.shape]
+    if spec.dtype == "str":
+        return np.full(shape, "", dtype=object)
+    return np.zeros(shape, dtype=spec.dtype)
+
+
+def read_samples(folder: Path, manifest: BundleManifest) -> dict[str, Any] | None:
+    """A bundle's example inputs by tensor name (None when it has none); the file
+    was checked against its sha256 with the rest of the bundle.
+
+    Raises:
+        BundleError: the file is not an ``.npz`` of plain arrays.
+    """
+    if manifest.samples is None:
+        return None
+    import numpy as np
+
+    try:
+        with np.load(folder / manifest.samples, allow_pickle=False) as found:
+            return {name: found[name] for name in found.files}
+    except (OSError, ValueError) as exc:
+        raise BundleError(
+            f"its sample inputs cannot be read: {exc}",
+            path=folder / manifest.samples,
+            fix="export the bundle again",
+        ) from None
 
 
 def read_manifest(folder: Path) -> BundleManifest:
@@ -214,8 +244,8 @@ def verify_bundle(folder: Path, manifest: BundleManifest) -> None:
     Raises:
         BundleError: a file is missing or its content changed.
     """
-    for model in [manifest.model, *manifest.variants.values()]:
-        if model not in manifest.files:
+    for model in [manifest.model, *manifest.variants.values(), manifest.samples]:
+        if model is not None and model not in manifest.files:
             raise BundleError(
                 f"the manifest lists no sha256 for the model file '{model}'",
                 path=folder / MANIFEST,

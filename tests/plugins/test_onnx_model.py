@@ -6,12 +6,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import onnx_models
 import pytest
 
 import edgeloop
 from edgeloop import Executor, LoopGraph, Port
-from edgeloop.testing import RecordingSink
+from edgeloop.plugins.onnx_model import OnnxModel
+from edgeloop.runtime.errors import NodeConfigError
+from edgeloop.testing import RecordingSink, start_node
 
 PENDULUM = Path(__file__).parents[2] / "examples" / "pendulum" / "loop.yaml"
 
@@ -139,7 +142,11 @@ def test_a_provider_list_in_the_config_overrides_the_profile(tmp_path):
     graph.profile = "desktop-cuda"
     _, report = run(graph)
     notes = report.node("policy").notes
-    assert notes == {"provider": "CPU", "skipped": "NoSuch: not in this ONNX Runtime build"}
+    assert notes == {
+        "provider": "CPU",
+        "skipped": "NoSuch: not in this ONNX Runtime build",
+        "verified": "on the first input (no sample inputs to check it before)",  # a bare file
+    }
 
 
 def test_no_provider_that_runs_is_a_setup_error_listing_why(tmp_path):
@@ -327,3 +334,46 @@ def test_a_variant_the_manifest_does_not_hash_is_refused(tmp_path):
         model_loop(bundle, variant="fp16"), edgeloop.PluginRegistry()
     )
     assert "lists no sha256 for the model file 'other.onnx'" in problem.message
+
+
+def test_a_model_with_a_shape_input_runs_checked_on_its_first_real_input(tmp_path):
+    """Zeros are no valid shape for Reshape: the node never probes with made-up zeros."""
+    model = onnx_models.make_reshape(tmp_path / "reshape.onnx")
+    node = start_node(OnnxModel, {"model": str(model), "providers": ["CPUExecutionProvider"]})
+    assert node.ctx.notes["verified"].startswith("on the first input")
+    out = node.step({"x": np.arange(6, dtype=np.float32), "shape": np.array([2, 3])})
+    assert out["y"].shape == (2, 3) and out["y"][1, 2] == 5
+    assert node.step({"x": np.ones(6, np.float32), "shape": np.array([3, 2])})["y"].shape == (3, 2)
+    wrong = start_node(OnnxModel, {"model": str(model), "providers": ["CPUExecutionProvider"]})
+    with pytest.raises(RuntimeError, match="no execution provider runs the model on its first"):
+        wrong.step({"x": np.ones(6, np.float32), "shape": np.array([4, 4])})
+    assert "CPU: failed on the first input" in wrong.skipped[0]
+
+
+def test_a_string_model_runs_and_a_sequence_model_is_refused_with_the_reason(tmp_path):
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("RegexFullMatch", ["text"], ["match"], pattern="ab+c")],
+        "strings",
+        [helper.make_tensor_value_info("text", TensorProto.STRING, [None])],
+        [helper.make_tensor_value_info("match", TensorProto.BOOL, [None])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    model.ir_version = 9
+    onnx.save(model, str(tmp_path / "regex.onnx"))
+    config = {"model": str(tmp_path / "regex.onnx"), "add_batch_dim": False}
+    node = start_node(OnnxModel, config)
+    got = node.step({"text": np.array(["abbc", "ac", "abc"])})
+    assert got["match"].tolist() == [True, False, True]
+    sequence = helper.make_graph(
+        [helper.make_node("SequenceConstruct", ["x"], ["items"])],
+        "seq",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_sequence_value_info("items", TensorProto.FLOAT, [2])],
+    )
+    model = helper.make_model(sequence, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "seq.onnx"))
+    with pytest.raises(NodeConfigError, match=r"model output 'items' is a seq\(tensor\(float\)\)"):
+        OnnxModel.ports(OnnxModel.Config(model=str(tmp_path / "seq.onnx")))

@@ -285,6 +285,7 @@ def test_a_model_node_stepped_by_hand_steps_its_state_on_every_call(tmp_path: Pa
 
     bundle = export_spiking(spiking_nets.tiny(), torch.zeros(1, 3), tmp_path / "snn").bundle
     node = start_node(OnnxModel, {"model": str(bundle), "providers": ["CPUExecutionProvider"]})
+    assert node.ctx.notes["verified"] == "on the bundle's sample inputs"  # samples.npz
     x = {"x": np.full(3, 2.0, np.float32), "reset": None}
     states = []
     for _ in range(3):  # the same input each call: still one step each (no wired inputs)
