@@ -13,7 +13,7 @@ import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -29,6 +29,8 @@ from edgeloop.runtime.limits import MAX_THREADS, MAX_WARMUP
 from edgeloop.runtime.node import Model, NodeContext, Port
 
 CPU = "CPUExecutionProvider"
+MEASURED_RUNS = 30
+"""Timed runs per provider when the choice is measured."""
 _FEEDABLE = {
     "float16", "float32", "float64", "int8", "int16", "int32", "int64",
     "uint8", "uint16", "uint32", "uint64", "bool", "str",
@@ -71,6 +73,11 @@ class OnnxModelConfig:
     ORT's default)."""
     variant: str | None = None
     """A bundle's other version of the model to run, e.g. ``fp16``."""
+    provider_choice: Literal["order", "measured"] | None = None
+    """``order``: the first provider that runs the model; ``measured``: time every one
+    that runs it (and the CPU on one thread too) and keep the fastest. Default the
+    profile's, else ``measured`` on desktop profiles and ``order`` on boards (where
+    building a TensorRT engine for each candidate would take minutes)."""
 
 
 _SIGNATURES: dict[tuple[str, float], tuple[list[TensorSpec], list[TensorSpec]]] = {}
@@ -252,6 +259,7 @@ class OnnxModel(Model):
             read_samples(self.model_file.parent, self.manifest) if self.manifest else None
         )
         self._untried: list[tuple[str, dict[str, Any]]] = []
+        self._contenders: list[tuple[str, Any]] = []  # measured choice: (name, session)
         self.skipped: list[str] = []
         self.verified = False  # the provider ran the model on real inputs
         self.session = self._first_provider_that_runs(ctx)
@@ -275,12 +283,25 @@ class OnnxModel(Model):
             return [(p.name, dict(p.options)) for p in ctx.profile.execution_providers]
         return [(CPU, {})]
 
+    def _choice(self, ctx: NodeContext) -> str:
+        cfg: OnnxModelConfig = self.config
+        if cfg.provider_choice is not None:
+            return cfg.provider_choice
+        if ctx.profile is None:
+            return "order"
+        if ctx.profile.provider_choice is not None:
+            return ctx.profile.provider_choice
+        return "measured" if ctx.profile.kind == "desktop" else "order"
+
     def _first_provider_that_runs(self, ctx: NodeContext) -> Any:
         """The session of the first provider that takes the model and runs it on the
         bundle's sample inputs; without samples, the first that takes it (the first
-        real input checks it, and the next ones stand by: :meth:`_verify_on`)."""
+        real input checks it, and the next ones stand by: :meth:`_verify_on`). With
+        ``provider_choice: measured``, the fastest of those that run it."""
         candidates = [(n, o) for n, o in self._candidates(ctx)]
         probe = self._sample_feed()
+        if self._choice(ctx) == "measured":
+            return self._measured_choice(ctx, candidates, probe)
         while candidates:
             name, _ = candidates[0]
             session = self._session(ctx, candidates)
@@ -310,6 +331,71 @@ class OnnxModel(Model):
             else "check the model runs in ONNX Runtime: even its CPU provider cannot run it",
         )
 
+    def _measured_choice(
+        self, ctx: NodeContext, candidates: list[tuple[str, dict[str, Any]]], probe: Any
+    ) -> Any:
+        """Every provider that takes the model (and the CPU on one thread, which beats
+        a thread pool on small models) stands; the fastest on real inputs wins."""
+        for index, (name, _) in enumerate(candidates):
+            session = self._session(ctx, candidates[index:])
+            if session is not None:
+                self._contenders.append((name.removesuffix("ExecutionProvider"), session))
+        own_threads = self.config.threads or (ctx.profile.cpu_threads if ctx.profile else None)
+        if any(name == "CPU" for name, _ in self._contenders) and own_threads != 1:
+            session = self._session(ctx, [(CPU, {})], threads=1)
+            if session is not None:
+                self._contenders.append(("CPU (1 thread)", session))
+        if not self._contenders:
+            raise BundleError(
+                "no execution provider could run it: " + "; ".join(self.skipped),
+                path=self.model_file,
+                fix="add CPUExecutionProvider to the profile's list, or install an ONNX "
+                "Runtime with the provider",
+            )
+        if probe is None:
+            ctx.note("verified", "on the first input (no sample inputs), providers measured on it")
+            self._chose(ctx, self._contenders[0][0])
+            return self._contenders[0][1]
+        ctx.note("verified", "on the bundle's sample inputs, providers measured on them")
+        self.verified = True
+        try:
+            return self._fastest(probe)
+        except RuntimeError as exc:
+            raise BundleError(str(exc), path=self.model_file) from None
+
+    def _fastest(self, probe: dict[str, Any]) -> Any:
+        """The contender with the lowest p50 over ``MEASURED_RUNS`` runs on ``probe``.
+
+        Raises:
+            RuntimeError: none runs the model on it (each one's reason).
+        """
+        import time
+
+        best: tuple[float, str, Any] | None = None
+        figures = []
+        for name, session in self._contenders:
+            try:
+                for _ in range(1 + max(3, self.config.warmup)):
+                    session.run(self.output_names, probe)
+                times = []
+                for _ in range(MEASURED_RUNS):
+                    start = time.perf_counter_ns()
+                    session.run(self.output_names, probe)
+                    times.append(time.perf_counter_ns() - start)
+            except Exception as exc:
+                self.skipped.append(f"{name}: failed on real inputs: {_last_line(exc)}")
+                continue
+            p50 = float(np.median(times)) / 1e3
+            figures.append(f"{name} {p50:.1f} µs")
+            if best is None or p50 < best[0]:
+                best = (p50, name, session)
+        self._contenders = []
+        if best is None:
+            raise RuntimeError("no execution provider runs the model: " + "; ".join(self.skipped))
+        self.ctx.note("measured", f"p50 over {MEASURED_RUNS} runs: " + ", ".join(figures))
+        self._chose(self.ctx, best[1])
+        return best[2]
+
     def _sample_feed(self) -> dict[str, Any] | None:
         """The bundle's example inputs with the initial state (None without them)."""
         if self.samples is None or not all(t.name in self.samples for _, t in self.feeds):
@@ -322,13 +408,17 @@ class OnnxModel(Model):
             feed.update(self.state)
         return feed
 
-    def _session(self, ctx: NodeContext, chain: list[tuple[str, dict[str, Any]]]) -> Any:
+    def _session(
+        self, ctx: NodeContext, chain: list[tuple[str, dict[str, Any]]], threads: int | None = None
+    ) -> Any:
         """A session for ``chain[0]`` with the rest of the chain behind it, or None
         (the reason noted) when it is missing, fails, or ONNX Runtime replaces it."""
         ort = _onnxruntime()
         options = ort.SessionOptions()
         options.log_severity_level = 3  # ORT's own warnings would flood the console
-        threads = self.config.threads or (ctx.profile.cpu_threads if ctx.profile else None)
+        threads = (
+            threads or self.config.threads or (ctx.profile.cpu_threads if ctx.profile else None)
+        )
         if threads:
             options.intra_op_num_threads = threads
         available = set(ort.get_available_providers())
@@ -366,6 +456,7 @@ class OnnxModel(Model):
 
     def _chose(self, ctx: NodeContext, name: str) -> None:
         short = name.removesuffix("ExecutionProvider")
+        self.provider = short
         ctx.note("provider", short)
         if self.skipped:
             ctx.note("skipped", "; ".join(self.skipped))
@@ -383,6 +474,11 @@ class OnnxModel(Model):
             first = next(iter(probe.values()))
             self._fit_state(first.shape[0] if first.ndim else 1)
             probe = {**probe, **self.state}
+        if self._contenders:  # measured choice: the fastest on this input
+            self.session = self._fastest(probe)
+            self.run = self.session.run
+            self.verified = True
+            return
         while True:
             try:
                 for _ in range(1 + max(0, self.config.warmup)):

@@ -133,6 +133,10 @@ class HardwareProfile(_Strict):
     """Energy units of one reading by sensor node type on this device (e.g.
     ``{grid.camera: 2.5}``); a node's own ``sensing.cost_per_reading`` wins."""
 
+    provider_choice: Literal["order", "measured"] | None = None
+    """How the model node picks among the providers that run a model: the first in
+    ``execution_providers`` order, or the fastest measured at warm-up. Default:
+    measured on desktops, order on boards (TensorRT engine builds are slow)."""
     cpu_threads: int | None = Field(default=None, gt=0)
     """ONNX Runtime intra-op threads for the CPU provider (None: ORT's default)."""
     budgets: Budgets = Field(default_factory=Budgets)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -127,18 +128,22 @@ def test_a_batch_of_inputs_passes_through_a_dynamic_batch_dimension(tmp_path):
 
 def test_the_profiles_providers_are_tried_in_order_and_skips_are_reported(tmp_path):
     model = onnx_models.make_mlp(tmp_path / "mlp.onnx")
-    graph = model_loop(model)
+    graph = model_loop(model, provider_choice="order")
     graph.profile = "desktop-cuda"  # TensorRT -> CUDA -> CPU; this machine has no GPU
     _, report = run(graph)
     notes = report.node("policy").notes
-    assert notes["provider"] == "CPU"
+    assert notes["provider"] == "CPU" and "measured" not in notes
     assert "Tensorrt:" in notes["skipped"] and "CUDA:" in notes["skipped"]
     assert report.node("sink").calls == 5
 
 
 def test_a_provider_list_in_the_config_overrides_the_profile(tmp_path):
     model = onnx_models.make_mlp(tmp_path / "mlp.onnx")
-    graph = model_loop(model, providers=["NoSuchExecutionProvider", "CPUExecutionProvider"])
+    graph = model_loop(
+        model,
+        providers=["NoSuchExecutionProvider", "CPUExecutionProvider"],
+        provider_choice="order",
+    )
     graph.profile = "desktop-cuda"
     _, report = run(graph)
     notes = report.node("policy").notes
@@ -147,6 +152,25 @@ def test_a_provider_list_in_the_config_overrides_the_profile(tmp_path):
         "skipped": "NoSuch: not in this ONNX Runtime build",
         "verified": "on the first input (no sample inputs to check it before)",  # a bare file
     }
+
+
+def test_a_desktop_profile_measures_every_provider_that_runs_and_keeps_the_fastest(tmp_path):
+    model = onnx_models.make_mlp(tmp_path / "mlp.onnx")
+    graph = model_loop(model)
+    graph.profile = "desktop-cuda"  # measured by default on a desktop
+    _, report = run(graph)
+    notes = report.node("policy").notes
+    assert "Tensorrt:" in notes["skipped"] and "CUDA:" in notes["skipped"]  # no GPU here
+    figures = dict(
+        re.fullmatch(r"(.+) ([\d.]+) µs", part).groups()
+        for part in notes["measured"].removeprefix("p50 over 30 runs: ").split(", ")
+    )
+    assert set(figures) == {"CPU", "CPU (1 thread)"}  # the thread pool, and one thread
+    assert notes["provider"] == min(figures, key=lambda name: float(figures[name]))
+    assert report.node("sink").calls == 5 and "measured on it" in notes["verified"]
+    jetson = model_loop(model, providers=["CPUExecutionProvider"])
+    jetson.profile = "jetson-orin-nano-8gb"  # a board: the profile's order
+    assert "measured" not in run(jetson)[1].node("policy").notes
 
 
 def test_no_provider_that_runs_is_a_setup_error_listing_why(tmp_path):
