@@ -7,10 +7,12 @@ needs onnxruntime and numpy only.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import difflib
 import io
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -52,6 +54,28 @@ def _onnxruntime() -> Any:
 
 
 @dataclass(frozen=True)
+class VariantSwitch:
+    """Trading accuracy for time under load: the bundle variants to fall back on."""
+
+    variants: list[str]
+    """Faster variants of the model (a bundle's, e.g. ``[int8, small]``), in the order
+    to fall back on them."""
+    budget_ms: float
+    """The model's time per step: past it (p99 over ``window`` steps) the next variant
+    takes over; under half of it for ``hold_s`` the previous one comes back."""
+    window: int = 20
+    """Steps the p99 is taken over (at least 5)."""
+    hold_s: float = 2.0
+    """Seconds on a variant before going back to a slower one (hysteresis)."""
+
+    def __post_init__(self) -> None:
+        if not self.variants:
+            raise ValueError("switch needs at least one variant to fall back on")
+        if not self.budget_ms > 0 or not self.hold_s >= 0 or self.window < 5:
+            raise ValueError("switch needs budget_ms > 0, hold_s >= 0 and window >= 5")
+
+
+@dataclass(frozen=True)
 class OnnxModelConfig:
     model: str
     """A ``.onnx`` file or a bundle folder from ``edgeloop export`` (relative paths
@@ -73,6 +97,9 @@ class OnnxModelConfig:
     ORT's default)."""
     variant: str | None = None
     """A bundle's other version of the model to run, e.g. ``fp16``."""
+    switch: VariantSwitch | None = None
+    """Switch to faster variants when the model runs over its time budget, and back
+    (a ``variant`` input also picks one by name; ``auto`` hands back to the budget)."""
     provider_choice: Literal["order", "measured"] | None = None
     """``order``: the first provider that runs the model; ``measured``: time every one
     that runs it (and the CPU on one thread too) and keep the fastest. Default the
@@ -139,6 +166,13 @@ class OnnxModel(Model):
     steps on (a bundle exported at batch 1 steps eight networks at once when fed
     eight rows); a batch that changes starts it over, noted as ``state``. Units
     and meaning are the model's.
+
+    With ``switch``, it trades accuracy for time under load: past its
+    ``budget_ms`` (p99 over ``window`` steps) the next, faster variant of the
+    bundle takes over; under half the budget for ``hold_s`` the previous one comes
+    back. A ``variant`` input names one to run (``auto`` hands back). Every switch
+    is a point of the report's series ``<id>.variant`` (0: the model, 1: the
+    first fallback, ...) and noted with why.
 
     The session is built at setup. Providers are tried in the order of
     ``providers``, else the hardware profile's list with its options, else the
@@ -226,6 +260,24 @@ class OnnxModel(Model):
             in_ports += (
                 Port("reset", doc="any message resets the state; it never steps the model"),
             )
+        if config.switch is not None:
+            _, manifest = open_model(config.model)
+            known = manifest.variants if manifest is not None else {}
+            missing = [v for v in config.switch.variants if v not in known]
+            if missing:
+                raise NodeConfigError(
+                    f"switch names variants the bundle lacks: {', '.join(missing)}",
+                    node_type="onnx.model",
+                    key="switch",
+                    fix="its variants: " + (", ".join(known) or "none"),
+                )
+            in_ports += (
+                Port(
+                    "variant",
+                    doc="a variant's name to run from now on (auto: back to the time "
+                    "budget); wire it with trigger: false",
+                ),
+            )
         return in_ports, out_ports
 
     def setup(self, ctx: NodeContext) -> None:
@@ -274,6 +326,8 @@ class OnnxModel(Model):
         )
         self.checked = False
         self.batched: bool | None = None
+        if cfg.switch is not None:
+            self._ready_to_switch(ctx, cfg.switch)
 
     def _candidates(self, ctx: NodeContext) -> list[tuple[str, dict[str, Any]]]:
         cfg: OnnxModelConfig = self.config
@@ -282,6 +336,81 @@ class OnnxModel(Model):
         if ctx.profile is not None:
             return [(p.name, dict(p.options)) for p in ctx.profile.execution_providers]
         return [(CPU, {})]
+
+    def _ready_to_switch(self, ctx: NodeContext, switch: VariantSwitch) -> None:
+        """Sessions for the variants to fall back on, on the provider the model runs
+        on; the node's step becomes the timed one that switches."""
+        self.ladder = [self.config.variant or "main", *switch.variants]
+        self.sessions = [self.session]
+        options = self.session.get_provider_options()
+        chain = [(name, dict(options.get(name, {}))) for name in self.session.get_providers()]
+        threads = self.session.get_session_options().intra_op_num_threads or None
+        probe = self._sample_feed()
+        for name in switch.variants:
+            model_file, _ = open_model(self.config.model, name)
+            session = self._session(ctx, chain, threads=threads, model_file=model_file)
+            if session is None:
+                raise BundleError(
+                    f"variant '{name}' does not run where the model does: " + self.skipped[-1],
+                    path=model_file,
+                    fix="export the variant for the same providers",
+                )
+            if probe is not None:
+                session.run(self.output_names, probe)
+            self.sessions.append(session)
+        self.level = 0
+        self.pinned = False
+        self.since = 0.0
+        self.switches = 0
+        self.command_seen = -1
+        self.step_times: collections.deque[float] = collections.deque(maxlen=switch.window)
+        self.step = self._switching_step  # type: ignore[method-assign]
+        ctx.note("variant", f"{self.ladder[0]} (of {', '.join(self.ladder)})")
+
+    def _switching_step(self, inputs: dict[str, Any]) -> dict[str, Any] | None:
+        """A step timed against the budget, after any command on ``variant``."""
+        command = self.ctx.message("variant")
+        if command is not None and command.seq != self.command_seen:
+            self.command_seen = command.seq
+            if command.data is None or command.data == "auto":
+                self.pinned = False
+            else:
+                name = str(command.data)
+                if name not in self.ladder:
+                    raise ValueError(f"no variant '{name}' to switch to: {', '.join(self.ladder)}")
+                self.pinned = True
+                self._switch(self.ladder.index(name), "commanded")
+        timed = self.checked  # the first step checks inputs and providers: not timed
+        start = time.perf_counter()
+        out = OnnxModel.step(self, inputs)
+        if timed and out and not self.pinned:
+            self._against_budget(time.perf_counter() - start)
+        return out
+
+    def _against_budget(self, seconds: float) -> None:
+        times, switch = self.step_times, self.config.switch
+        times.append(seconds)
+        if len(times) < switch.window:
+            return
+        p99 = sorted(times)[-max(1, len(times) // 100)]
+        budget = switch.budget_ms / 1e3
+        if p99 > budget and self.level < len(self.ladder) - 1:
+            self._switch(self.level + 1, f"p99 {p99 * 1e3:.2f} ms over {switch.budget_ms:g} ms")
+        elif self.level > 0 and p99 < budget / 2 and self.ctx.now() - self.since >= switch.hold_s:
+            self._switch(self.level - 1, f"p99 {p99 * 1e3:.2f} ms, under half the budget")
+
+    def _switch(self, level: int, why: str) -> None:
+        if level == self.level:
+            return
+        self.level = level
+        self.session = self.sessions[level]
+        self.run = self.session.run
+        self.step_times.clear()
+        self.since = self.ctx.now()
+        self.switches += 1
+        self.ctx.record("variant", level)  # a series in the report: which ran when
+        self.ctx.note("variant", f"{self.ladder[level]} since {self.since:.3f} s: {why}")
+        self.ctx.note("switches", str(self.switches))
 
     def _choice(self, ctx: NodeContext) -> str:
         cfg: OnnxModelConfig = self.config
@@ -369,8 +498,6 @@ class OnnxModel(Model):
         Raises:
             RuntimeError: none runs the model on it (each one's reason).
         """
-        import time
-
         best: tuple[float, str, Any] | None = None
         figures = []
         for name, session in self._contenders:
@@ -409,7 +536,11 @@ class OnnxModel(Model):
         return feed
 
     def _session(
-        self, ctx: NodeContext, chain: list[tuple[str, dict[str, Any]]], threads: int | None = None
+        self,
+        ctx: NodeContext,
+        chain: list[tuple[str, dict[str, Any]]],
+        threads: int | None = None,
+        model_file: Path | None = None,
     ) -> Any:
         """A session for ``chain[0]`` with the rest of the chain behind it, or None
         (the reason noted) when it is missing, fails, or ONNX Runtime replaces it."""
@@ -434,7 +565,7 @@ class OnnxModel(Model):
             ort.set_default_logger_severity(4)
             with contextlib.redirect_stdout(said):
                 session = ort.InferenceSession(
-                    str(self.model_file),
+                    str(model_file or self.model_file),
                     options,
                     # The rest of the chain stays behind it: what TensorRT cannot
                     # take goes to CUDA (say), not straight to the CPU.

@@ -15,6 +15,7 @@ import edgeloop
 from edgeloop import Executor, LoopGraph, Port
 from edgeloop.plugins.onnx_model import OnnxModel
 from edgeloop.runtime.errors import NodeConfigError
+from edgeloop.runtime.node import build_config
 from edgeloop.testing import RecordingSink, start_node
 
 PENDULUM = Path(__file__).parents[2] / "examples" / "pendulum" / "loop.yaml"
@@ -401,3 +402,51 @@ def test_a_string_model_runs_and_a_sequence_model_is_refused_with_the_reason(tmp
     onnx.save(model, str(tmp_path / "seq.onnx"))
     with pytest.raises(NodeConfigError, match=r"model output 'items' is a seq\(tensor\(float\)\)"):
         OnnxModel.ports(OnnxModel.Config(model=str(tmp_path / "seq.onnx")))
+
+
+def switching_bundle(folder: Path) -> Path:
+    """A bundle of an 8-wide MLP with two variants of the same signature: wider and
+    narrower networks (stand-ins for int8 and a smaller net)."""
+    from edgeloop.exporters.variants import add_variant
+
+    bundle = onnx_models.make_bundle(folder / "b", onnx_models.make_mlp(folder / "main.onnx"))
+    for name, hidden in (("fast", 4), ("fastest", 2)):
+        model = onnx_models.make_mlp(folder / f"{name}.onnx", hidden=hidden)
+        add_variant(bundle, name, model)
+    return bundle
+
+
+class Selector(edgeloop.Sensor):
+    """Commands for the model node: a variant's name at 0.3 s, auto at 0.6 s."""
+
+    outputs = (Port("name"),)
+
+    def step(self, inputs: dict[str, Any]) -> dict[str, Any] | None:
+        t = round(self.ctx.now(), 3)
+        return {"name": "fastest"} if t == 0.3 else {"name": "auto"} if t == 0.6 else None
+
+
+def test_a_model_over_its_budget_falls_back_through_its_variants_and_a_command_picks_one(
+    tmp_path,
+):
+    bundle = switching_bundle(tmp_path)
+    tiny = {"variants": ["fast", "fastest"], "budget_ms": 1e-9, "window": 5, "hold_s": 0}
+    graph = model_loop(bundle, switch=tiny)  # every step is over a 1 fs budget
+    _, report = run(graph, duration_s=2.0)
+    notes = report.node("policy").notes
+    assert report.series["policy.variant"] == [1.0, 2.0]  # down the ladder, then no further
+    assert notes["variant"].startswith("fastest since") and notes["switches"] == "2"
+    assert report.node("sink").calls == 20  # no step lost to a switch
+    huge = {"variants": ["fast", "fastest"], "budget_ms": 1e6, "window": 5, "hold_s": 0.2}
+    graph = model_loop(bundle, switch=huge)
+    graph.add_node("selector", Selector, rate_hz=10)
+    graph.node("policy").inputs["variant"] = edgeloop.runtime.graph.InputSpec.model_validate(
+        {"from": "selector/name", "trigger": False}
+    )
+    _, report = run(graph, duration_s=2.0)
+    # Commanded to the fastest at 0.3 s; at 0.6 s back to the budget, under half of
+    # which it climbs back a rung at a time, each after hold_s.
+    assert report.series["policy.variant"] == [2.0, 1.0, 0.0]
+    lacking = {"model": str(bundle), "switch": {"variants": ["int8"], "budget_ms": 1}}
+    with pytest.raises(NodeConfigError, match="switch names variants the bundle lacks: int8"):
+        OnnxModel.ports(build_config("onnx.model", OnnxModel.Config, lacking))
