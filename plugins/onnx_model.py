@@ -62,9 +62,13 @@ class VariantSwitch:
     to fall back on them."""
     budget_ms: float
     """The model's time per step: past it (p99 over ``window`` steps) the next variant
-    takes over; under half of it for ``hold_s`` the previous one comes back."""
-    window: int = 20
-    """Steps the p99 is taken over (at least 5)."""
+    takes over. The previous one comes back after ``hold_s`` when its time, predicted
+    as its own unloaded time plus the delay the load adds now (this variant's p99
+    less its unloaded time; unloaded times measured at setup on the bundle's
+    samples), is under 80 % of the budget (without samples: when this variant's
+    p99 is under half the budget)."""
+    window: int = 100
+    """Steps the p99 is taken over (at least 5; 100 lets one outlier pass)."""
     hold_s: float = 2.0
     """Seconds on a variant before going back to a slower one (hysteresis)."""
 
@@ -355,9 +359,9 @@ class OnnxModel(Model):
                     path=model_file,
                     fix="export the variant for the same providers",
                 )
-            if probe is not None:
-                session.run(self.output_names, probe)
             self.sessions.append(session)
+        # Each rung's unloaded step time: how much slower the one above would run now.
+        self.base_s = [_p50_of(s, self.output_names, probe) for s in self.sessions] if probe else []
         self.level = 0
         self.pinned = False
         self.since = 0.0
@@ -392,12 +396,18 @@ class OnnxModel(Model):
         times.append(seconds)
         if len(times) < switch.window:
             return
-        p99 = sorted(times)[-max(1, len(times) // 100)]
+        p99 = sorted(times)[int(0.99 * (len(times) - 1))]
         budget = switch.budget_ms / 1e3
         if p99 > budget and self.level < len(self.ladder) - 1:
             self._switch(self.level + 1, f"p99 {p99 * 1e3:.2f} ms over {switch.budget_ms:g} ms")
-        elif self.level > 0 and p99 < budget / 2 and self.ctx.now() - self.since >= switch.hold_s:
-            self._switch(self.level - 1, f"p99 {p99 * 1e3:.2f} ms, under half the budget")
+        elif self.level > 0 and self.ctx.now() - self.since >= switch.hold_s:
+            if self.base_s:  # the delay the load adds now, on the slower variant's own time
+                above = self.base_s[self.level - 1] + max(0.0, p99 - self.base_s[self.level])
+                if above < 0.8 * budget:
+                    why = f"{self.ladder[self.level - 1]} predicted at {above * 1e3:.2f} ms"
+                    self._switch(self.level - 1, why)
+            elif p99 < budget / 2:
+                self._switch(self.level - 1, f"p99 {p99 * 1e3:.2f} ms, under half the budget")
 
     def _switch(self, level: int, why: str) -> None:
         if level == self.level:
@@ -775,6 +785,17 @@ class OnnxModel(Model):
             )
         self.batched = bool(batched)
         self.checked = True
+
+
+def _p50_of(session: Any, outputs: list[str], feed: dict[str, Any], runs: int = 30) -> float:
+    """A session's median time (s) on ``feed``, after a warm-up run."""
+    session.run(outputs, feed)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        session.run(outputs, feed)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
 
 
 def _state_names(config: OnnxModelConfig) -> tuple[set[str], set[str]]:
