@@ -11,6 +11,7 @@ import collections
 import contextlib
 import difflib
 import io
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -63,14 +64,14 @@ class VariantSwitch:
     budget_ms: float
     """The model's time per step: past it (p99 over ``window`` steps) the next variant
     takes over. The previous one comes back after ``hold_s`` when its time, predicted
-    as its own unloaded time plus the delay the load adds now (this variant's p99
-    less its unloaded time; unloaded times measured at setup on the bundle's
-    samples), is under 80 % of the budget (without samples: when this variant's
-    p99 is under half the budget)."""
+    as its calmest p99 in this loop plus the delay the load adds now (this
+    variant's p99 less its calmest), is under 80 % of the budget (a variant that
+    has not run yet: when this one's p99 is under half the budget)."""
     window: int = 100
     """Steps the p99 is taken over (at least 5; 100 lets one outlier pass)."""
     hold_s: float = 2.0
-    """Seconds on a variant before going back to a slower one (hysteresis)."""
+    """Seconds on a variant before going back to a slower one (hysteresis); doubled,
+    up to a minute, each time the slower one had to be left again soon after."""
 
     def __post_init__(self) -> None:
         if not self.variants:
@@ -359,9 +360,21 @@ class OnnxModel(Model):
                     path=model_file,
                     fix="export the variant for the same providers",
                 )
+            if probe is not None:  # checked on real inputs as the model was
+                try:
+                    session.run(self.output_names, probe)
+                except Exception as exc:
+                    raise BundleError(
+                        f"variant '{name}' fails on the bundle's sample inputs: {_last_line(exc)}",
+                        path=model_file,
+                        fix="export the variant with the model's inputs and outputs",
+                    ) from None
             self.sessions.append(session)
-        # Each rung's unloaded step time: how much slower the one above would run now.
-        self.base_s = [_p50_of(s, self.output_names, probe) for s in self.sessions] if probe else []
+        # Each rung's calmest p99 seen in this loop (cold caches and all): what the
+        # one above costs when the load that drove us down is gone.
+        self.calm_p99 = [math.inf] * len(self.ladder)
+        self.hold_s = switch.hold_s  # doubled by each quick fall after a climb back
+        self.came_up_at: float | None = None
         self.level = 0
         self.pinned = False
         self.since = 0.0
@@ -397,21 +410,31 @@ class OnnxModel(Model):
         if len(times) < switch.window:
             return
         p99 = sorted(times)[int(0.99 * (len(times) - 1))]
+        self.calm_p99[self.level] = min(self.calm_p99[self.level], p99)
         budget = switch.budget_ms / 1e3
+        now = self.ctx.now()
         if p99 > budget and self.level < len(self.ladder) - 1:
+            # Down again soon after coming up: the way back waits twice as long
+            # (up to a minute), so a p99 hovering at the budget cannot flap.
+            if self.came_up_at is not None and now - self.came_up_at < 4 * self.hold_s:
+                self.hold_s = min(60.0, 2 * self.hold_s)
+            else:
+                self.hold_s = switch.hold_s
             self._switch(self.level + 1, f"p99 {p99 * 1e3:.2f} ms over {switch.budget_ms:g} ms")
-        elif self.level > 0 and self.ctx.now() - self.since >= switch.hold_s:
-            if self.base_s:  # the delay the load adds now, on the slower variant's own time
-                above = self.base_s[self.level - 1] + max(0.0, p99 - self.base_s[self.level])
+        elif self.level > 0 and now - self.since >= self.hold_s:
+            calm_above = self.calm_p99[self.level - 1]
+            if calm_above < math.inf:  # its calm time plus the delay the load adds now
+                above = calm_above + max(0.0, p99 - self.calm_p99[self.level])
                 if above < 0.8 * budget:
                     why = f"{self.ladder[self.level - 1]} predicted at {above * 1e3:.2f} ms"
                     self._switch(self.level - 1, why)
-            elif p99 < budget / 2:
+            elif p99 < budget / 2:  # never run here yet: only with room to spare
                 self._switch(self.level - 1, f"p99 {p99 * 1e3:.2f} ms, under half the budget")
 
     def _switch(self, level: int, why: str) -> None:
         if level == self.level:
             return
+        self.came_up_at = self.ctx.now() if level < self.level else None
         self.level = level
         self.session = self.sessions[level]
         self.run = self.session.run
@@ -785,17 +808,6 @@ class OnnxModel(Model):
             )
         self.batched = bool(batched)
         self.checked = True
-
-
-def _p50_of(session: Any, outputs: list[str], feed: dict[str, Any], runs: int = 30) -> float:
-    """A session's median time (s) on ``feed``, after a warm-up run."""
-    session.run(outputs, feed)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        session.run(outputs, feed)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def _state_names(config: OnnxModelConfig) -> tuple[set[str], set[str]]:
