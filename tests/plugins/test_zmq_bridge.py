@@ -152,7 +152,7 @@ def test_a_client_from_the_document_alone_feeds_and_reads_a_running_loop(running
     report = json.loads(report_path.read_text())
     nodes = {n["id"]: n for n in report["nodes"]}
     assert nodes["planner"]["notes"]["dropped"] == "magic 2, non_finite 1"
-    assert int(nodes["outside"]["notes"]["sent"]) >= 4
+    assert int(nodes["outside"]["notes"]["sent"]) >= 4, nodes["outside"]
     assert not nodes["planner"]["faults"] and not nodes["outside"]["faults"]
     assert math.isfinite(nodes["planner"]["p50_us"])
 
