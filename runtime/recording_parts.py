@@ -164,6 +164,7 @@ def _still_running(pid: int) -> bool:
     except PermissionError:  # alive, another user's: not our run
         return False
     try:
-        return b"edgeloop" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:  # no /proc (macOS): alive is all we know
         return True
+    return not command or b"edgeloop" in command  # empty while it execs: alive, unknown
