@@ -87,10 +87,27 @@ def test_a_recording_of_the_models_input_port_calibrates_it(tmp_path):
     recorder.close()
     feeds = calibration_inputs(tmp_path / "run.mcap", read_manifest(bundle).inputs, "/sensor/x")
     assert len(feeds) == 10 and feeds[0]["x"].shape == (1, 8)
-    figures = add_int8_variant(bundle, tmp_path / "run.mcap", topic="/sensor/x")
+    quantize = [sys.executable, "-m", "edgeloop", "quantize", str(bundle), "--calibrate"]
+    done = subprocess.run(
+        [*quantize, str(tmp_path / "run.mcap"), "--calibrate-topic", "/sensor/x"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "calibrated on 8 examples; on 2 held out" in done.stdout
+    figures = read_manifest(bundle).parity["int8"]
     assert (figures["calibration"], figures["held_out"]) == (8, 2)
     with pytest.raises(ExportError, match="say which topic"):
         add_int8_variant(bundle, tmp_path / "run.mcap")
+    no_topic = subprocess.run(
+        [*quantize, str(tmp_path / "run.mcap")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert no_topic.returncode != 0 and "say which topic" in no_topic.stderr
+    assert "Traceback" not in no_topic.stderr
     np.save(tmp_path / "wrong.npy", np.zeros((5, 7), np.float32))
     with pytest.raises(ExportError, match=r"shape \(5, 7\)"):
         add_int8_variant(bundle, tmp_path / "wrong.npy")
