@@ -484,12 +484,16 @@ class OnnxModel(Model):
                 ctx.note("verified", "on the first input (no sample inputs to check it before)")
             self._chose(ctx, name)
             return session
-        raise BundleError(
+        raise self._no_provider()
+
+    def _no_provider(self) -> BundleError:
+        """Why no provider runs the model (each one's reason), and what to do."""
+        return BundleError(
             "no execution provider could run it: " + "; ".join(self.skipped),
             path=self.model_file,
             fix="add CPUExecutionProvider to the profile's list, or install an ONNX Runtime "
             "with the provider"
-            if not any(CPU in s for s in self.skipped)
+            if not any(s.startswith("CPU") for s in self.skipped)
             else "check the model runs in ONNX Runtime: even its CPU provider cannot run it",
         )
 
@@ -508,12 +512,7 @@ class OnnxModel(Model):
             if session is not None:
                 self._contenders.append(("CPU (1 thread)", session))
         if not self._contenders:
-            raise BundleError(
-                "no execution provider could run it: " + "; ".join(self.skipped),
-                path=self.model_file,
-                fix="add CPUExecutionProvider to the profile's list, or install an ONNX "
-                "Runtime with the provider",
-            )
+            raise self._no_provider()
         if probe is None:
             ctx.note("verified", "on the first input (no sample inputs), providers measured on it")
             self._chose(ctx, self._contenders[0][0])
@@ -543,7 +542,7 @@ class OnnxModel(Model):
                     session.run(self.output_names, probe)
                     times.append(time.perf_counter_ns() - start)
             except Exception as exc:
-                self.skipped.append(f"{name}: failed on real inputs: {_last_line(exc)}")
+                self._skip(name, f"failed on real inputs: {_last_line(exc)}")
                 continue
             p50 = float(np.median(times)) / 1e3
             figures.append(f"{name} {p50:.1f} µs")
