@@ -205,7 +205,23 @@ class _Writer:
         )
 
 
-class Ros2Publish(Actuator):
+class _Opens:
+    """Setup for the ROS 2 node types: ``_open`` acquires, and registers in
+    ``self._opened`` what to close; a setup that fails halfway closes it at once."""
+
+    def setup(self, ctx: NodeContext) -> None:
+        self._opened = _Closers()
+        try:
+            self._open(ctx)
+        except BaseException:
+            self._opened.close()
+            raise
+
+    def _open(self, ctx: NodeContext) -> None:
+        raise NotImplementedError
+
+
+class Ros2Publish(_Opens, Actuator):
     """Publishes its input on a ROS 2 topic, as a ROS 2 node running rmw_zenoh would.
 
     Each message on ``msg`` becomes one message of the configured type (the payload
@@ -233,14 +249,6 @@ class Ros2Publish(Actuator):
 
     inputs = (Port("msg", doc="the payload of the message to publish (see the type's mapping)"),)
     Config = Ros2Config
-
-    def setup(self, ctx: NodeContext) -> None:
-        self._opened = _Closers()
-        try:
-            self._open(ctx)
-        except BaseException:
-            self._opened.close()
-            raise
 
     def _open(self, ctx: NodeContext) -> None:
         cfg: Ros2Config = ctx.config
@@ -306,7 +314,7 @@ def _clock_config(cfg: Ros2Config) -> Ros2Config:
     )
 
 
-class Ros2Subscribe(Sensor):
+class Ros2Subscribe(_Opens, Sensor):
     """Messages of a ROS 2 topic, as a ROS 2 node running rmw_zenoh would receive them.
 
     Declares a Zenoh subscriber on the topic's key and a liveliness token for the
@@ -334,14 +342,6 @@ class Ros2Subscribe(Sensor):
     outputs = (Port("msg", doc="the newest message's payload (see the type's mapping)"),)
     Config = Ros2Config
     wakes = True
-
-    def setup(self, ctx: NodeContext) -> None:
-        self._opened = _Closers()
-        try:
-            self._open(ctx)
-        except BaseException:
-            self._opened.close()
-            raise
 
     def _open(self, ctx: NodeContext) -> None:
         cfg: Ros2Config = ctx.config
