@@ -27,34 +27,12 @@ import sys
 import time
 from typing import Any
 
-import numpy as np
+from recording_cost import camera_graph  # beside this script: the same camera loop
 
 import edgeloop
 from edgeloop.runtime.live_view import LiveView
 
 RATE_HZ = 100.0
-
-
-class FrameSource(edgeloop.Sensor):
-    """A new 640x480 frame every step (a row changes, so frames differ)."""
-
-    outputs = (edgeloop.Port("image", dtype="uint8", shape=(480, 640, 3)),)
-
-    def setup(self, ctx: edgeloop.NodeContext) -> None:
-        self._frame = np.random.default_rng(0).integers(0, 256, (480, 640, 3), np.uint8)
-        self._row = 0
-
-    def step(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        self._row = (self._row + 1) % 480
-        self._frame[self._row] ^= 0xFF
-        return {"image": self._frame}
-
-
-class FrameSink(edgeloop.Actuator):
-    inputs = (edgeloop.Port("image", dtype="uint8"),)
-
-    def step(self, inputs: dict[str, Any]) -> None:
-        return None
 
 
 class TimedView:
@@ -100,9 +78,7 @@ def client(url: str, delay_ms: float) -> int:
 
 
 def run(seconds: float, viewer: str | None) -> dict[str, Any]:
-    graph = edgeloop.LoopGraph(name="camera")
-    graph.add_node("camera", FrameSource, rate_hz=RATE_HZ)
-    graph.add_node("sink", FrameSink, inputs={"image": "camera/image"})
+    graph = camera_graph(RATE_HZ)
     view = TimedView(LiveView("127.0.0.1", 0, simulated=False)) if viewer is not None else None
     watcher = None
     if viewer in ("fast", "slow"):
