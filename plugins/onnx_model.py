@@ -7,11 +7,9 @@ needs onnxruntime and numpy only.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import difflib
 import io
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -21,6 +19,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import Field
 
+from edgeloop.plugins.variant_ladder import VariantLadder
 from edgeloop.runtime.bundles import (
     TensorSpec,
     open_model,
@@ -61,9 +60,9 @@ class VariantSwitch:
     variants: list[str]
     """Faster variants of the model (a bundle's, e.g. ``[int8, small]``), in the order
     to fall back on them."""
-    budget_ms: float
-    """The model's time per step: past it (p99 over ``window`` steps) the next variant
-    takes over. The previous one comes back after ``hold_s`` when its time, predicted
+    budget_ms: float | None = None
+    """The model's time per step (None: the node's ``deadline_ms``): past it (p99
+    over ``window`` steps) the next variant takes over. The previous one comes back after ``hold_s`` when its time, predicted
     as its calmest p99 in this loop plus the delay the load adds now (this
     variant's p99 less its calmest), is under 80 % of the budget (a variant that
     has not run yet: when this one's p99 is under half the budget)."""
@@ -76,8 +75,10 @@ class VariantSwitch:
     def __post_init__(self) -> None:
         if not self.variants:
             raise ValueError("switch needs at least one variant to fall back on")
-        if not self.budget_ms > 0 or not self.hold_s >= 0 or self.window < 5:
-            raise ValueError("switch needs budget_ms > 0, hold_s >= 0 and window >= 5")
+        if not (self.budget_ms is None or self.budget_ms > 0):
+            raise ValueError("switch needs budget_ms > 0 (or none, to use the node's deadline)")
+        if not self.hold_s >= 0 or self.window < 5:
+            raise ValueError("switch needs hold_s >= 0 and window >= 5")
 
 
 @dataclass(frozen=True)
@@ -173,11 +174,12 @@ class OnnxModel(Model):
     and meaning are the model's.
 
     With ``switch``, it trades accuracy for time under load: past its
-    ``budget_ms`` (p99 over ``window`` steps) the next, faster variant of the
-    bundle takes over; under half the budget for ``hold_s`` the previous one comes
-    back. A ``variant`` input names one to run (``auto`` hands back). Every switch
-    is a point of the report's series ``<id>.variant`` (0: the model, 1: the
-    first fallback, ...) and noted with why.
+    ``budget_ms`` (p99 over ``window`` steps, known from the second late step of
+    100) the next, faster variant of the bundle takes over; after ``hold_s`` the
+    previous one comes back when predicted well within the budget. A ``variant``
+    input names one to run (``auto`` hands back). Every switch is a point of the
+    report's series ``<id>.variant`` (0: the model, 1: the first fallback, ...)
+    and noted with why; ``variant_steps`` notes how many steps each one ran.
 
     The session is built at setup. Providers are tried in the order of
     ``providers``, else the hardware profile's list with its options, else the
@@ -345,6 +347,14 @@ class OnnxModel(Model):
     def _ready_to_switch(self, ctx: NodeContext, switch: VariantSwitch) -> None:
         """Sessions for the variants to fall back on, on the provider the model runs
         on; the node's step becomes the timed one that switches."""
+        budget_ms = switch.budget_ms or ctx.deadline_ms
+        if budget_ms is None:
+            raise NodeConfigError(
+                "switch has no time budget",
+                node_type="onnx.model",
+                key="switch.budget_ms",
+                fix="set switch.budget_ms, or deadline_ms on the node",
+            )
         self.ladder = [self.config.variant or "main", *switch.variants]
         self.sessions = [self.session]
         options = self.session.get_provider_options()
@@ -370,17 +380,13 @@ class OnnxModel(Model):
                         fix="export the variant with the model's inputs and outputs",
                     ) from None
             self.sessions.append(session)
-        # Each rung's calmest p99 seen in this loop (cold caches and all): what the
-        # one above costs when the load that drove us down is gone.
-        self.calm_p99 = [math.inf] * len(self.ladder)
-        self.hold_s = switch.hold_s  # doubled by each quick fall after a climb back
-        self.came_up_at: float | None = None
-        self.level = 0
+        self.decide = VariantLadder(
+            len(self.ladder), budget_ms / 1e3, switch.window, switch.hold_s
+        )
         self.pinned = False
-        self.since = 0.0
         self.switches = 0
+        self.steps_on = [0] * len(self.ladder)
         self.command_seen = -1
-        self.step_times: collections.deque[float] = collections.deque(maxlen=switch.window)
         self.step = self._switching_step  # type: ignore[method-assign]
         ctx.note("variant", f"{self.ladder[0]} (of {', '.join(self.ladder)})")
 
@@ -400,49 +406,29 @@ class OnnxModel(Model):
         timed = self.checked  # the first step checks inputs and providers: not timed
         start = time.perf_counter()
         out = OnnxModel.step(self, inputs)
+        if out:
+            self.steps_on[self.decide.level] += 1
         if timed and out and not self.pinned:
-            self._against_budget(time.perf_counter() - start)
+            move = self.decide.observe(time.perf_counter() - start, self.ctx.now())
+            if move is not None:
+                self._switch(*move)
         return out
 
-    def _against_budget(self, seconds: float) -> None:
-        times, switch = self.step_times, self.config.switch
-        times.append(seconds)
-        if len(times) < switch.window:
-            return
-        p99 = sorted(times)[int(0.99 * (len(times) - 1))]
-        self.calm_p99[self.level] = min(self.calm_p99[self.level], p99)
-        budget = switch.budget_ms / 1e3
-        now = self.ctx.now()
-        if p99 > budget and self.level < len(self.ladder) - 1:
-            # Down again soon after coming up: the way back waits twice as long
-            # (up to a minute), so a p99 hovering at the budget cannot flap.
-            if self.came_up_at is not None and now - self.came_up_at < 4 * self.hold_s:
-                self.hold_s = min(60.0, 2 * self.hold_s)
-            else:
-                self.hold_s = switch.hold_s
-            self._switch(self.level + 1, f"p99 {p99 * 1e3:.2f} ms over {switch.budget_ms:g} ms")
-        elif self.level > 0 and now - self.since >= self.hold_s:
-            calm_above = self.calm_p99[self.level - 1]
-            if calm_above < math.inf:  # its calm time plus the delay the load adds now
-                above = calm_above + max(0.0, p99 - self.calm_p99[self.level])
-                if above < 0.8 * budget:
-                    why = f"{self.ladder[self.level - 1]} predicted at {above * 1e3:.2f} ms"
-                    self._switch(self.level - 1, why)
-            elif p99 < budget / 2:  # never run here yet: only with room to spare
-                self._switch(self.level - 1, f"p99 {p99 * 1e3:.2f} ms, under half the budget")
+    def close(self) -> None:
+        if self.config.switch is not None and hasattr(self, "steps_on"):
+            counts = zip(self.ladder, self.steps_on, strict=True)
+            self.ctx.note("variant_steps", ", ".join(f"{name} {n}" for name, n in counts))
 
     def _switch(self, level: int, why: str) -> None:
-        if level == self.level:
+        if level == self.decide.level:
             return
-        self.came_up_at = self.ctx.now() if level < self.level else None
-        self.level = level
+        now = self.ctx.now()
+        self.decide.moved(level, now)
         self.session = self.sessions[level]
         self.run = self.session.run
-        self.step_times.clear()
-        self.since = self.ctx.now()
         self.switches += 1
         self.ctx.record("variant", level)  # a series in the report: which ran when
-        self.ctx.note("variant", f"{self.ladder[level]} since {self.since:.3f} s: {why}")
+        self.ctx.note("variant", f"{self.ladder[level]} since {now:.3f} s: {why}")
         self.ctx.note("switches", str(self.switches))
 
     def _choice(self, ctx: NodeContext) -> str:

@@ -80,6 +80,7 @@ class CompiledLoop:
                     profile=profile,
                     resources=resources,
                     metrics=series,
+                    deadline_ms=spec.deadline_ms,
                 )
                 node = new_node(node_type, ctx)
                 try:

@@ -104,8 +104,11 @@ class NodeContext:
         profile: HardwareProfile | None,
         resources: dict[str, Any],
         metrics: dict[str, list[float]],
+        deadline_ms: float | None = None,
     ) -> None:
         self.node_id = node_id
+        self.deadline_ms = deadline_ms
+        """The node's step deadline from the graph (None: none set)."""
         self.config = config
         self.clock = clock
         self.rng = rng

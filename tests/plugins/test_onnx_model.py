@@ -14,7 +14,7 @@ import pytest
 import edgeloop
 from edgeloop import Executor, LoopGraph, Port
 from edgeloop.plugins.onnx_model import OnnxModel
-from edgeloop.runtime.errors import NodeConfigError
+from edgeloop.runtime.errors import NodeConfigError, NodeSetupError
 from edgeloop.runtime.node import build_config
 from edgeloop.testing import RecordingSink, start_node
 
@@ -437,6 +437,8 @@ def test_a_model_over_its_budget_falls_back_through_its_variants_and_a_command_p
     assert report.series["policy.variant"] == [1.0, 2.0]  # down the ladder, then no further
     assert notes["variant"].startswith("fastest since") and notes["switches"] == "2"
     assert report.node("sink").calls == 20  # no step lost to a switch
+    # Two steps over the budget fall a rung (the first step checks, untimed).
+    assert notes["variant_steps"] == "main 3, fast 2, fastest 15"
     huge = {"variants": ["fast", "fastest"], "budget_ms": 1e6, "window": 5, "hold_s": 0.2}
     graph = model_loop(bundle, switch=huge)
     graph.add_node("selector", Selector, rate_hz=10)
@@ -450,3 +452,19 @@ def test_a_model_over_its_budget_falls_back_through_its_variants_and_a_command_p
     lacking = {"model": str(bundle), "switch": {"variants": ["int8"], "budget_ms": 1}}
     with pytest.raises(NodeConfigError, match="switch names variants the bundle lacks: int8"):
         OnnxModel.ports(build_config("onnx.model", OnnxModel.Config, lacking))
+
+
+def test_without_a_budget_the_switch_keeps_the_node_deadline_and_without_either_it_says_so(
+    tmp_path,
+):
+    bundle = switching_bundle(tmp_path)
+    switch = {"variants": ["fast"], "window": 5, "hold_s": 0}
+    graph = model_loop(bundle, switch=switch)
+    graph.node("policy").deadline_ms = 1e-6  # a nanosecond: every step misses it
+    _, report = run(graph, duration_s=1.0)
+    assert report.series["policy.variant"] == [1.0]
+    assert "over 1e-06 ms" in report.node("policy").notes["variant"]
+    with pytest.raises(NodeSetupError) as refused:
+        run(model_loop(bundle, switch=switch))
+    assert "switch has no time budget" in str(refused.value)
+    assert "switch.budget_ms, or deadline_ms on the node" in str(refused.value)
