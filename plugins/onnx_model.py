@@ -62,10 +62,11 @@ class VariantSwitch:
     to fall back on them."""
     budget_ms: float | None = None
     """The model's time per step (None: the node's ``deadline_ms``): past it (p99
-    over ``window`` steps) the next variant takes over. The previous one comes back after ``hold_s`` when its time, predicted
-    as its calmest p99 in this loop plus the delay the load adds now (this
-    variant's p99 less its calmest), is under 80 % of the budget (a variant that
-    has not run yet: when this one's p99 is under half the budget)."""
+    over ``window`` steps) the next variant takes over. The previous one comes back
+    after ``hold_s`` when its time, predicted as its calmest p99 in this loop plus
+    the delay the load adds now (this variant's p99 less its calmest), is under
+    80 % of the budget (a variant that has not run yet: when this one's p99 is
+    under half the budget)."""
     window: int = 100
     """Steps the p99 is taken over (at least 5; 100 lets one outlier pass)."""
     hold_s: float = 2.0
@@ -380,9 +381,7 @@ class OnnxModel(Model):
                         fix="export the variant with the model's inputs and outputs",
                     ) from None
             self.sessions.append(session)
-        self.decide = VariantLadder(
-            len(self.ladder), budget_ms / 1e3, switch.window, switch.hold_s
-        )
+        self.decide = VariantLadder(len(self.ladder), budget_ms / 1e3, switch.window, switch.hold_s)
         self.pinned = False
         self.switches = 0
         self.steps_on = [0] * len(self.ladder)

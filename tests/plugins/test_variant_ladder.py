@@ -73,7 +73,7 @@ def test_a_load_that_slows_only_the_slower_variant_is_probed_less_and_less_often
             ladder.moved(move[0], now_at)
             (climbs if move[0] == 0 else falls).append(now_at)
         now_at += 0.02
-    gaps = [b - a for a, b in zip(falls, climbs)]
+    gaps = [b - a for a, b in zip(falls, climbs, strict=False)]
     assert len(falls) == len(climbs) + 1 or len(falls) == len(climbs)
     assert gaps[:6] == sorted(gaps[:6]) and gaps[5] >= 32  # 2, 4, 8, 16, 32, ...
     assert max(gaps) <= HOLD_MAX_S + 2.0 and len(climbs) <= 16  # in ten minutes
