@@ -63,7 +63,15 @@ class RealClock:
     simulated = False
 
     def __init__(self, spin_us: float = 200.0) -> None:
-        self._spin_ns = int(spin_us * 1000)
+        self.spin_ns = int(spin_us * 1000)
+        self.spun_ns = 0
+        """Time spent spinning: the CPU the spin window costs."""
+        self.busy_limit_ns = 0
+        """When set (under a real-time priority), a wait after this long without a
+        sleep sleeps ``min_sleep_ns`` even when late, so the loop cannot starve the
+        machine."""
+        self.min_sleep_ns = 0
+        self._slept_at = 0
         self._start_ns = time.perf_counter_ns()
         self.epoch_ns: int | None = None
         """When set, ``start`` makes this ``perf_counter_ns`` instant time 0: the
@@ -79,10 +87,16 @@ class RealClock:
 
     def wait_until(self, due_ns: int) -> int:
         now = self.now_ns()
-        remaining = due_ns - now - self._spin_ns
+        remaining = due_ns - now - self.spin_ns
+        if self.busy_limit_ns and now - self._slept_at >= self.busy_limit_ns:
+            remaining = max(remaining, self.min_sleep_ns)
         if remaining > 0:
             time.sleep(remaining / 1e9)
-        now = self.now_ns()
-        while now < due_ns:
             now = self.now_ns()
+            self._slept_at = now
+        if now < due_ns:
+            spin_from = now
+            while now < due_ns:
+                now = self.now_ns()
+            self.spun_ns += now - spin_from
         return now

@@ -19,6 +19,7 @@ Exception tree::
     +-- TransportError            an endpoint cannot be bound or reached, or its keys cannot be used
     |   +-- WireError             ... a message is not a valid edgeloop wire message
     +-- GroupCrashed              a process group failed to start, or crashed for good
+    +-- RealtimeError             the OS refused a real-time option (priority, locked memory, CPUs)
     +-- TaskSpaceError            a task space is unknown or invalid, or a task lies outside it
     +-- TrainingError             a training run, evaluation or comparison cannot start or go on
     +-- MissingDependencyError    an optional dependency is not installed (names the extra)
@@ -270,6 +271,12 @@ class WireError(TransportError):
 class GroupCrashed(EdgeloopError):
     """Raised when a process group fails to start, or crashes where it cannot be
     restarted (in simulated time, or past its restarts)."""
+
+
+class RealtimeError(EdgeloopError):
+    """Raised when the OS refuses a real-time option of the loop (a scheduling
+    priority, locked memory, CPUs the process may not use); says which limit and how
+    to raise it."""
 
 
 class TaskSpaceError(EdgeloopError):

@@ -33,6 +33,7 @@ from edgeloop.runtime.messages import payload_is_finite, payload_problem
 from edgeloop.runtime.metrics import ReportBuilder, RunReport, run_duration
 from edgeloop.runtime.node import Node
 from edgeloop.runtime.plugins import PluginRegistry, fire_hook
+from edgeloop.runtime.realtime import Realtime
 from edgeloop.runtime.validation import check_graph
 from edgeloop.runtime.watchdog import StepInterrupted, StepWatchdog
 from edgeloop.runtime.wiring import NEVER, ContractState, OutPort, Runner, Timer, make_safe
@@ -103,6 +104,8 @@ class Executor:
         self._hard_hang_exit = hard_hang_exit
         self._on_hard_hang = on_hard_hang
         self._heap: list[tuple[int, int, Timer]] = []
+        self._realtime = Realtime(graph.realtime, None, None)  # replaced at run
+        self._group = bridge.plan.name if bridge is not None else "main"
         self._firing: Timer | None = None
         self._replanned = False  # a timer moved since the bridge was last told
 
@@ -152,6 +155,18 @@ class Executor:
             fallbacks=self._loop_parts.fallbacks,
             log=self._fault_log,
         )
+        periods = [t.period_ns for t in self._loop_parts.timers]
+        self._realtime = Realtime(
+            self.graph.realtime,
+            self.clock if isinstance(self.clock, RealClock) else None,
+            min(periods) if periods else None,
+        )
+        try:  # after setup: what setup allocated is locked, models load unprioritised
+            self._realtime.apply()
+        except BaseException:
+            self._loop_parts.close_all()
+            self._close_resources()
+            raise
         end_ns = NEVER if duration_s is None else int(duration_s * 1e9)
         self._enable_wakes()
         resume_ns = self._bridge.resume_ns if self._bridge is not None else 0
@@ -186,6 +201,7 @@ class Executor:
         finally:
             wall_s = time.perf_counter() - wall_start  # the loop's time, not its closing
             reached_ns = self.clock.now_ns()
+            self._realtime.restore()  # closing nodes is not real-time work
             try:
                 self._loop_parts.close_all()  # each close bounded: the watchdog still runs
             finally:
@@ -331,6 +347,8 @@ class Executor:
         fsum = math.fsum
         recorders = self._loop_parts.recorders()
         bridge = self._bridge
+        collect_between_ticks = self._realtime.collect_between_ticks
+        gc_between_ticks = self._realtime.gc_between_ticks
         now_s = 0.0
 
         def compile_node(r: Runner) -> Callable[[], None]:
@@ -499,6 +517,8 @@ class Executor:
                 receiver = popleft()
                 receiver.queued = False
                 receiver.run()
+            if gc_between_ticks:
+                collect_between_ticks()
             replanned, self._replanned = self._replanned, False
             return replanned or self._stop_reason is not None
 
@@ -524,6 +544,8 @@ class Executor:
                 runner = popleft()
                 runner.queued = False
                 runner.run()
+            if gc_between_ticks:
+                collect_between_ticks()
 
         while self._stop_reason is None:
             if heap and heap[0][0] != heap[0][2].due:  # a timer moved to a new rate
@@ -563,6 +585,8 @@ class Executor:
                 runner.queued = False
                 runner.run()
             self._firing = None
+            if gc_between_ticks:
+                collect_between_ticks()
             if timer.disabled:  # a sensing command turned its sensor off meanwhile
                 heapq.heappop(heap)
                 continue
@@ -702,6 +726,7 @@ class Executor:
             series=self._series,
             fault_log=self._fault_log,
             reached_s=reached_s,
+            realtime={self._group: self._realtime.figures(wall_s)},
         )
         return builder.build(
             stop_reason=self._stop_reason or "",

@@ -32,10 +32,12 @@ from pydantic import (
 
 from edgeloop.runtime.errors import GraphError, GraphProblem
 from edgeloop.runtime.limits import (
+    MAX_CPU,
     MAX_MS,
     MAX_QUEUE_SIZE,
     MAX_RATE_HZ,
     MAX_RESTARTS,
+    MAX_SPIN_US,
     MIN_RATE_HZ,
     MIN_TIMER_PERIOD_NS,
 )
@@ -284,6 +286,44 @@ class GroupSpec(_Strict):
     restart: RestartPolicy = Field(default_factory=lambda: RestartPolicy(backoff_ms=200.0))
     heartbeat_timeout_ms: float = Field(default=2000.0, gt=0, le=MAX_MS, allow_inf_nan=False)
     """No heartbeat for this long (a step stuck, say) counts as a crash."""
+    cpus: list[Annotated[int, Field(ge=0, le=MAX_CPU)]] | None = Field(default=None, min_length=1)
+    """CPUs this group's process runs on (instead of ``realtime.cpus``)."""
+
+
+class RealtimeSpec(_Strict):
+    """How the loop's process runs on the OS (``realtime:`` in the graph; ``edgeloop
+    run`` flags override it). Applied after the nodes are set up, undone when the
+    loop ends; an option the OS refuses stops the run before it starts, saying which
+    limit to raise, unless ``best_effort``. In simulated time only ``gc`` applies."""
+
+    cpus: list[Annotated[int, Field(ge=0, le=MAX_CPU)]] | None = Field(default=None, min_length=1)
+    """CPUs the loop's process (every thread of it) runs on, e.g. ``[2, 3]``: keep
+    them clear of the camera pipeline's (a process group's ``cpus`` overrides this)."""
+    priority: int | None = Field(default=None, ge=1, le=99)
+    """Real-time priority (1-99) of the thread that steps the nodes; needs
+    CAP_SYS_NICE or an rtprio limit. Node threads and ONNX Runtime's pool keep theirs.
+    Under it the spin window stays under half the shortest period and the loop sleeps
+    at least 50 us once per period of busy time, so an overrunning loop cannot starve
+    the machine."""
+    policy: Literal["fifo", "rr"] = "fifo"
+    """SCHED_FIFO (runs until it sleeps) or SCHED_RR (time-sliced among equals)."""
+    lock_memory: bool = False
+    """Lock every page the process has mapped after setup (``mlockall(MCL_CURRENT)``),
+    so the loop never waits for one to be paged in; needs CAP_IPC_LOCK or a large
+    enough memlock limit. Memory allocated later is not locked (locking it too,
+    MCL_FUTURE, makes large allocations fail under the default limits)."""
+    gc: Literal["default", "between_ticks", "off"] = "default"
+    """Python's garbage collector: ``default`` (runs whenever allocations trigger
+    it, inside a step), ``between_ticks`` (setup's objects frozen, collections only
+    after a tick's steps are done), ``off`` (frozen, never collects: for loops that
+    make no reference cycles). The report counts collections and their pauses."""
+    spin_us: float = Field(default=200.0, ge=0, le=MAX_SPIN_US, allow_inf_nan=False)
+    """How long before a timer is due the loop stops sleeping and spins: less jitter
+    from the OS's wake-up, for CPU (the report gives the share of a core it cost);
+    0 never spins. Held under half the shortest timer period."""
+    best_effort: bool = False
+    """Run on when the OS refuses an option, listing it under ``refused`` in the
+    report, instead of refusing to start."""
 
 
 class ContractSpec(_Strict):
@@ -305,6 +345,8 @@ class LoopGraph(_Strict):
     contracts: list[ContractSpec] = Field(default_factory=list)
     groups: dict[str, GroupSpec] = Field(default_factory=dict)
     """Crash policies of process groups by name; a group not listed gets the defaults."""
+    realtime: RealtimeSpec = Field(default_factory=RealtimeSpec)
+    """CPU affinity, real-time priority, locked memory, garbage collection and spin."""
 
     _file: str | None = PrivateAttr(default=None)
     _lines: dict[tuple[Any, ...], int] = PrivateAttr(default_factory=dict)
@@ -465,6 +507,10 @@ class LoopGraph(_Strict):
                 entry["group"] = spec.group
             if spec.sensing is not None:
                 entry["sensing"] = spec.sensing.model_dump(exclude_none=True)
+            if spec.record:
+                entry["record"] = {
+                    port: r.model_dump(exclude_defaults=True) for port, r in spec.record.items()
+                }
             nodes.append(entry)
         data: dict[str, Any] = {"name": self.name}
         if self.profile is not None:
@@ -476,6 +522,8 @@ class LoopGraph(_Strict):
             data["groups"] = {
                 k: g.model_dump(exclude_defaults=True) for k, g in self.groups.items()
             }
+        if self.realtime != RealtimeSpec():
+            data["realtime"] = self.realtime.model_dump(exclude_defaults=True)
         return data
 
     def to_yaml(self) -> str:

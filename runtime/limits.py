@@ -69,6 +69,10 @@ MAX_AGENTS = 10_000
 agent's loop and, by default, a process of its own."""
 MAX_THREADS = 1024
 """Most threads a node may ask for: above the core count of any board or server."""
+MAX_CPU = 4095
+"""Highest CPU number in a ``cpus`` list (Linux's CONFIG_NR_CPUS tops out at 4096)."""
+MAX_SPIN_US = 100_000
+"""Longest timer spin window (0.1 s): spinning longer is a busy loop, not a timer."""
 MAX_WARMUP = 10_000
 """Most warm-up inferences run at setup: a few are enough to settle a session."""
 MAX_STATE_DIMS = 1_000

@@ -167,6 +167,10 @@ class RunReport:
     groups: list[dict[str, Any]] | None = None
     """Per process group of a run split across processes: its nodes, pid, crashes,
     restarts, and the messages and bytes its links sent, dropped and received."""
+    realtime: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per process (``main``, or each process group): the real-time options in force
+    (CPUs, scheduler, locked MiB, spin window), any refused, the garbage
+    collections and their pauses, and the share of a core the timer's spin took."""
 
     def node(self, node_id: str) -> NodeStats:
         """The stats of one node (KeyError if none)."""
@@ -250,6 +254,7 @@ class ReportBuilder:
         self.timers: list[TimerStats] = []
         self.series: dict[str, list[float]] = {}
         self.fault_log: list[dict[str, Any]] = []
+        self.realtime: dict[str, dict[str, Any]] = {}
         self.reached_s = 0.0
         """The latest clock time any part reached, seconds."""
 
@@ -262,8 +267,10 @@ class ReportBuilder:
         series: dict[str, list[float]],
         fault_log: list[dict[str, Any]],
         reached_s: float,
+        realtime: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         """The figures of one executor (of the whole graph, or of one group)."""
+        self.realtime.update(realtime or {})
         self.nodes += nodes
         self.contracts += contracts
         self.timers += timers
@@ -308,6 +315,7 @@ class ReportBuilder:
             series=report.series,
             fault_log=report.fault_log,
             reached_s=report.duration_s,
+            realtime=report.realtime,
         )
 
     def build(
@@ -347,6 +355,7 @@ class ReportBuilder:
             fault_log=sorted(self.fault_log, key=lambda f: f.get("time_s") or 0.0),
             recording=recording,
             groups=groups,
+            realtime=dict(self.realtime),
         )
 
 

@@ -53,7 +53,7 @@ def report_tables(report: RunReport) -> Group:
             faults,
             f"{n.restarts} ({n.down_s:.2f} s down)" if n.restarts else "0",
         )
-    parts: list[Table] = [nodes]
+    parts: list[Table | Text] = [nodes]
     noted = [n for n in report.nodes if n.notes or n.safe_states]
     if noted:
         notes = Table(title="node notes", title_justify="left")
@@ -115,6 +115,16 @@ def report_tables(report: RunReport) -> Group:
                 str(t.overruns),
             )
         parts.append(timers)
+    shown = {
+        name: f
+        for name, f in report.realtime.items()
+        if not report.simulated or f["gc"] != "default"  # in simulated time only gc applies
+    }
+    if shown:
+        parts.append(_realtime_table(shown))
+        for name, f in shown.items():
+            for refused in f.get("refused", []):
+                parts.append(Text(f"{name}: refused, ran without it: {refused}", style="yellow"))
     if report.series:
         series = Table(title="series", title_justify="left")
         for col in ("series", "count", "mean", "min", "max", "last"):
@@ -203,6 +213,27 @@ def report_tables(report: RunReport) -> Group:
             )
         parts.append(faults)
     return Group(*parts)
+
+
+def _realtime_table(figures: dict[str, dict]) -> Table:
+    table = Table(title="real time (gc pauses: the longest and their total)", title_justify="left")
+    for col in ("process", "cpus", "scheduler", "locked MiB", "gc", "collections", "pauses ms",
+                "spin µs", "spin % core", "refused"):  # fmt: skip
+        table.add_column(col, justify="left" if col == "process" else "right")
+    for name, f in figures.items():
+        table.add_row(
+            name,
+            ",".join(map(str, f["cpus"])) if "cpus" in f else "any",
+            f.get("scheduler", "normal"),
+            _num(f.get("locked_mib")),
+            f["gc"],
+            f"{f['gc_collections']:,}",
+            f"{f['gc_pause_max_ms']:.2f} / {f['gc_pause_total_ms']:.1f}",
+            _num(f.get("spin_window_us"), 0),
+            _num(f.get("spin_cpu_percent"), 2),
+            str(len(f.get("refused", []))),
+        )
+    return table
 
 
 def print_report(report: RunReport, console: Console | None = None) -> None:

@@ -30,6 +30,7 @@ from edgeloop.cli._common import (
     under_import_policy,
     write_text,
 )
+from edgeloop.cli.realtime_flags import add_realtime, apply_realtime_flags
 from edgeloop.runtime.errors import RecordingError, UsageError
 from edgeloop.runtime.executor import Executor
 from edgeloop.runtime.graph import LoopGraph
@@ -81,6 +82,7 @@ def register(commands: Any) -> None:
         help="run every node in this process, whatever its group (by default each "
         "process group of the graph runs in a process of its own)",
     )
+    add_realtime(run)
     add_plugins(run)
     add_allow_import(run)
     add_quiet(run)
@@ -150,6 +152,7 @@ def run_command(args: argparse.Namespace) -> int:
 
     loaded = registry(args.plugins)
     graph = load_and_check(args.graph, loaded)
+    apply_realtime_flags(args, graph)
     duration = args.duration if args.duration is not None or not args.sim else 10.0
     if args.json is not None:
         check_writable(args.json)

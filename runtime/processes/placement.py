@@ -125,7 +125,17 @@ def _group_graph(graph: LoopGraph, name: str, inbound: list[Link]) -> LoopGraph:
                 name=contract.name, path=contract.path[keep:], deadline_ms=contract.deadline_ms
             )
         )
-    sub = LoopGraph(name=graph.name, profile=graph.profile, nodes=nodes, contracts=contracts)
+    realtime = graph.realtime
+    group = graph.groups.get(name)
+    if group is not None and group.cpus is not None:
+        realtime = realtime.model_copy(update={"cpus": group.cpus})
+    sub = LoopGraph(
+        name=graph.name,
+        profile=graph.profile,
+        nodes=nodes,
+        contracts=contracts,
+        realtime=realtime,
+    )
     sub._local_types.update(graph.local_types)
     sub._local_types[REMOTE_TYPE] = RemoteNode
     return sub

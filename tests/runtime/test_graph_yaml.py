@@ -281,7 +281,7 @@ SCHEMA_MISTAKES = [
                 "colour",
                 3,
                 "unknown field 'colour'",
-                "known fields: name, profile, nodes, contracts, groups",
+                "known fields: name, profile, nodes, contracts, groups, realtime",
             )
         ],
         id="an unknown top-level field without a close match, listing the known fields",
