@@ -71,6 +71,7 @@ class RealClock:
         sleep sleeps ``min_sleep_ns`` even when late, so the loop cannot starve the
         machine."""
         self.min_sleep_ns = 0
+        self.sleeps = 0
         self._slept_at = 0
         self._start_ns = time.perf_counter_ns()
         self.epoch_ns: int | None = None
@@ -94,6 +95,7 @@ class RealClock:
             time.sleep(remaining / 1e9)
             now = self.now_ns()
             self._slept_at = now
+            self.sleeps += 1
         if now < due_ns:
             spin_from = now
             while now < due_ns:

@@ -379,6 +379,7 @@ class LoopGraph(_Strict):
         on_fault: str | dict[str, Any] | FaultPolicy = "restart",
         group: str = "main",
         sensing: dict[str, Any] | None = None,
+        record: dict[str, dict[str, Any]] | None = None,
     ) -> NodeSpec:
         """Add a node; ``type`` is a registered name or a Node class used directly.
 
@@ -419,6 +420,7 @@ class LoopGraph(_Strict):
                 ),
                 "group": group,
                 "sensing": sensing,
+                "record": dict(record or {}),
             },
         )
         if not isinstance(type, str):

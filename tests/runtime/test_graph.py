@@ -303,6 +303,19 @@ _nodes = st.lists(
             "deadline_ms": _positive,
             "on_fault": _on_fault,
             "group": _ids,
+            "record": st.dictionaries(
+                _ids,
+                st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "frame_id": _ids,
+                        "image": st.sampled_from(["auto", "mono", "never"]),
+                        "compress": st.sampled_from(["jpeg", "png"]),
+                        "quality": st.integers(1, 100),
+                    },
+                ),
+                max_size=2,
+            ),
         },
     ),
     max_size=4,
@@ -315,17 +328,36 @@ _contracts = st.lists(
 )
 
 
+_realtime = st.fixed_dictionaries(
+    {},
+    optional={
+        "cpus": st.lists(st.integers(0, 63), min_size=1, max_size=3),
+        "priority": st.integers(1, 99),
+        "policy": st.sampled_from(["fifo", "rr"]),
+        "lock_memory": st.booleans(),
+        "gc": st.sampled_from(["default", "between_ticks", "off"]),
+        "spin_us": st.floats(0, 1000),
+        "best_effort": st.booleans(),
+    },
+)
+
+
 @settings(max_examples=75, deadline=None)
 @given(
     name=_ids,
     profile=st.none() | _ids,
     nodes=_nodes,
     contracts=_contracts,
+    realtime=_realtime,
 )
 def test_any_graph_the_builder_accepts_loads_back_equal_from_its_yaml(
-    name: str, profile: str | None, nodes: list[dict[str, Any]], contracts: list[dict[str, Any]]
+    name: str,
+    profile: str | None,
+    nodes: list[dict[str, Any]],
+    contracts: list[dict[str, Any]],
+    realtime: dict[str, Any],
 ):
-    graph = LoopGraph(name=name, profile=profile)
+    graph = LoopGraph(name=name, profile=profile, realtime=realtime)
     for node in nodes:
         graph.add_node(
             node["id"], node["type"], **{k: v for k, v in node.items() if k not in ("id", "type")}
