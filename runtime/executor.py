@@ -213,6 +213,12 @@ class Executor:
         self._event("edgeloop_loop_stopped", graph=self.graph, report=report)
         return report
 
+    def busy_s(self) -> float:
+        """How long the step running now has been running (0.0 between steps): for a
+        thread outside the loop that checks it is alive, e.g. the systemd watchdog."""
+        started = [r.started for r in self._loop_parts.runners.values() if r.started]
+        return (time.perf_counter_ns() - min(started)) / 1e9 if started else 0.0
+
     def node(self, node_id: str) -> Node:
         """The live node object of ``node_id`` (during or after a run), e.g. to read
         what a test sink received. KeyError if the run has not built it."""

@@ -11,6 +11,7 @@ module             commands
 ``live``           top, echo, hz
 ``keys``           keys
 ``recordings``     recording (info, repair)
+``service``        service (install, status, logs, uninstall)
 =================  ==================================================
 
 Each module owns its subparsers and handlers (``register(commands)``); options
@@ -29,7 +30,17 @@ from typing import NoReturn
 
 from rich.markup import escape
 
-from edgeloop.cli import catalog, keys, live, loops, models, recordings, scenarios, training
+from edgeloop.cli import (
+    catalog,
+    keys,
+    live,
+    loops,
+    models,
+    recordings,
+    scenarios,
+    service,
+    training,
+)
 from edgeloop.cli._common import err
 from edgeloop.runtime.errors import EdgeloopError
 
@@ -38,7 +49,7 @@ USER_ERROR = 2
 INTERRUPTED = 130
 """Exit code after a Ctrl-C (128 + SIGINT, as shells report it)."""
 
-_FAMILIES = (loops, scenarios, recordings, catalog, models, training, live, keys)
+_FAMILIES = (loops, scenarios, recordings, service, catalog, models, training, live, keys)
 
 
 class _Parser(argparse.ArgumentParser):

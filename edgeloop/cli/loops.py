@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import shlex
+import signal
 import threading
 from pathlib import Path
 from typing import Any
@@ -87,6 +89,12 @@ def register(commands: Any) -> None:
     add_allow_import(run)
     add_quiet(run)
     run.add_argument("-v", "--verbose", action="store_true", help="log node messages (INFO)")
+    run.add_argument(
+        "--log-format",
+        choices=("text", "journal"),
+        help="journal: one line per event with a <level> prefix journald reads (the default "
+        "when stderr goes to the journal, as under edgeloop service)",
+    )
     run.set_defaults(handler=run_command)
 
     validate = commands.add_parser(
@@ -145,23 +153,49 @@ def register(commands: Any) -> None:
 
 @under_import_policy("graph")
 def run_command(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s"
-    )
     from edgeloop.runtime.processes.placement import groups_of
+    from edgeloop.runtime.systemd import JournalFormatter, Notifier
 
+    journal = args.log_format == "journal" or (
+        args.log_format is None and bool(os.environ.get("JOURNAL_STREAM"))
+    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        JournalFormatter("%(name)s: %(message)s")
+        if journal
+        else logging.Formatter("%(name)s: %(message)s")
+    )
+    level = logging.INFO if args.verbose or journal else logging.WARNING
+    logging.basicConfig(level=level, handlers=[handler])
+    _stop_on_sigterm()
     loaded = registry(args.plugins)
     graph = load_and_check(args.graph, loaded)
     apply_realtime_flags(args, graph)
     duration = args.duration if args.duration is not None or not args.sim else 10.0
     if args.json is not None:
         check_writable(args.json)
-    if len(groups_of(graph)) > 1 and not args.one_process:
-        report = _run_groups(args, graph, duration)
-        _save_json(args, report)
-    else:
-        report = _run_here(args, graph, loaded, duration)
+    notifier = Notifier.from_environment()  # under systemd's Type=notify
+    try:
+        if len(groups_of(graph)) > 1 and not args.one_process:
+            report = _run_groups(args, graph, duration, notifier)
+            _save_json(args, report)
+        else:
+            report = _run_here(args, graph, loaded, duration, notifier)
+    finally:
+        if notifier is not None:
+            notifier.close()
     return 1 if report.stopped_by_fault else 0
+
+
+def _stop_on_sigterm() -> None:
+    """``systemctl stop`` (SIGTERM) ends the loop as Ctrl-C does: nodes closed, the
+    report written."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
 
 
 def _save_json(args: argparse.Namespace, report: RunReport) -> None:
@@ -178,7 +212,9 @@ def _run_metadata(args: argparse.Namespace, duration: float | None) -> dict[str,
     )
 
 
-def _run_groups(args: argparse.Namespace, graph: LoopGraph, duration: float | None) -> RunReport:
+def _run_groups(
+    args: argparse.Namespace, graph: LoopGraph, duration: float | None, notifier: Any = None
+) -> RunReport:
     """Each process group in a process of its own, under a supervisor."""
     from edgeloop.runtime.processes.placement import groups_of
     from edgeloop.runtime.processes.supervisor import Supervisor
@@ -198,9 +234,12 @@ def _run_groups(args: argparse.Namespace, graph: LoopGraph, duration: float | No
         foxglove_module()
 
     def started(pids: dict[str, int]) -> None:
+        each = ", ".join(f"{name} (pid {pid})" for name, pid in pids.items())
         if not args.quiet:
-            each = ", ".join(f"{name} (pid {pid})" for name, pid in pids.items())
             err.print(f"started: {each}", highlight=False)
+        if notifier is not None:  # the supervisor restarts a stuck group itself
+            notifier.ready(f"running {graph.name}: {each}")
+            notifier.start_watchdog(lambda half_s: True)
 
     supervisor = Supervisor(
         graph,
@@ -218,6 +257,8 @@ def _run_groups(args: argparse.Namespace, graph: LoopGraph, duration: float | No
         clock = "simulated time (lockstep)" if args.sim else "real time"
         err.print(f"running {graph.name} as processes {names} in {clock}", highlight=False)
     report = supervisor.run(duration)
+    if notifier is not None:
+        notifier.stopping(f"stopped: {report.stop_reason}")
     if not args.quiet:
         print_report(report, out)
     recording = report.recording
@@ -236,7 +277,11 @@ def _run_groups(args: argparse.Namespace, graph: LoopGraph, duration: float | No
 
 
 def _run_here(
-    args: argparse.Namespace, graph: LoopGraph, loaded: PluginRegistry, duration: float | None
+    args: argparse.Namespace,
+    graph: LoopGraph,
+    loaded: PluginRegistry,
+    duration: float | None,
+    notifier: Any = None,
 ) -> RunReport:
     """Every node in this process."""
 
@@ -289,6 +334,10 @@ def _run_here(
             recorder=sink,
             on_hard_hang=hung_for_good,
         )
+        if notifier is not None:
+            from edgeloop.runtime.systemd import LoopNotifier
+
+            loaded.add_plugin(LoopNotifier(notifier, executor.busy_s), "systemd")
         if stats is not None:
             stats.watch(executor)
             err.print(f"stats on {args.stats} (edgeloop top {args.stats})", highlight=False)
