@@ -177,18 +177,21 @@ class Executor:
         self._heap = heap
         self._loop_parts.replan = self._replan
         heapq.heapify(heap)
-        self._event(
-            "edgeloop_loop_started", graph=self.graph, simulated=self.simulated, seed=self.seed
-        )
         wall_start = time.perf_counter()
-        self.clock.start()
         watchdog = StepWatchdog(
             self._loop_parts.runners.values(),
             hard_hang_exit=self._hard_hang_exit,
             on_hard_hang=lambda r, ns: self._hung_for_good(r, ns, duration_s, wall_start),
         )
-        watchdog.start()
+        # From here a Ctrl-C (or SIGTERM, under a service) at any point still closes
+        # the nodes and ends with a report.
         try:
+            self._event(
+                "edgeloop_loop_started", graph=self.graph, simulated=self.simulated, seed=self.seed
+            )
+            wall_start = time.perf_counter()
+            self.clock.start()
+            watchdog.start()
             self._loop(heap, end_ns)
             if self._stop_reason is None:
                 if self._bridge is not None:

@@ -91,8 +91,9 @@ class Notifier:
                 if alive(half):
                     self.notify("WATCHDOG=1")
 
-        self._pinger = threading.Thread(target=ping, name="edgeloop-sd-watchdog", daemon=True)
-        self._pinger.start()
+        pinger = threading.Thread(target=ping, name="edgeloop-sd-watchdog", daemon=True)
+        pinger.start()
+        self._pinger = pinger  # only once started: an interrupt between leaves it None
 
     def stopping(self, status: str) -> None:
         self._stop.set()

@@ -96,7 +96,8 @@ def test_a_user_unit_without_real_time_options_asks_for_no_limits(tmp_path):
     assert done.returncode == 0, done.stderr
     text = (tmp_path / "edgeloop-u1.service").read_text()
     assert "WantedBy=default.target" in text
-    assert "Limit" not in text and "WatchdogSec" not in text
+    assert "LimitRTPRIO" not in text and "LimitMEMLOCK" not in text
+    assert "WatchdogSec" not in text
 
 
 def test_a_broken_graph_or_name_installs_nothing(tmp_path):
