@@ -3,6 +3,7 @@ point like any third-party plugin."""
 
 from __future__ import annotations
 
+from edgeloop.plugins.board_health import BoardHealth
 from edgeloop.plugins.camera import Camera
 from edgeloop.plugins.can_bus import CanActuator, CanSensor
 from edgeloop.plugins.control import PendulumSwingUp, PidController
@@ -74,4 +75,5 @@ def edgeloop_register_node_types() -> dict[str, type[Node]]:
         "encode.rate": RateEncoder,
         "encode.latency": LatencyEncoder,
         "encode.delta": DeltaEncoder,
+        "board.health": BoardHealth,
     }
