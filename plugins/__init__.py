@@ -4,6 +4,7 @@ point like any third-party plugin."""
 from __future__ import annotations
 
 from edgeloop.plugins.board_health import BoardHealth
+from edgeloop.plugins.board_limits import BoardLimits
 from edgeloop.plugins.camera import Camera
 from edgeloop.plugins.can_bus import CanActuator, CanSensor
 from edgeloop.plugins.control import PendulumSwingUp, PidController
@@ -76,4 +77,5 @@ def edgeloop_register_node_types() -> dict[str, type[Node]]:
         "encode.latency": LatencyEncoder,
         "encode.delta": DeltaEncoder,
         "board.health": BoardHealth,
+        "board.limits": BoardLimits,
     }

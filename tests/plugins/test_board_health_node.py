@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from board_trees import orin_nano
@@ -47,3 +49,60 @@ def test_fields_a_board_lacks_are_named_and_their_ports_stay_silent(tmp_path):
     notes = report.node("health").notes
     assert notes["absent"].startswith("cpu_percent, mem_used_mib, temp_max_c, power_w")
     assert "energy_j" not in notes and "health.power_w" not in report.series
+
+
+@dataclass(frozen=True)
+class HeaterConfig:
+    root: str
+
+
+class Heater(edgeloop.Sensor):
+    """Writes the CPU zone's temperature into the board tree: 95 °C from 1 s, back
+    to 60 °C from 4 s (a board heating up under load, then cooling)."""
+
+    outputs = ("t",)
+    Config = HeaterConfig
+
+    def step(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        now = self.ctx.now()
+        celsius = 95.0 if 1.0 <= now < 4.0 else 60.0
+        zone = Path(self.config.root) / "sys/class/thermal/thermal_zone0/temp"
+        zone.write_text(f"{int(celsius * 1000)}\n")
+        return {"t": now}
+
+
+def test_a_hot_board_slows_sensing_and_lightens_the_model_until_it_cools(tmp_path):
+    orin_nano(tmp_path)
+    graph = edgeloop.LoopGraph(name="hot")
+    graph.add_node("heater", Heater, rate_hz=10, config={"root": str(tmp_path)})
+    graph.add_node("health", "board.health", rate_hz=10, config={"root": str(tmp_path)})
+    graph.add_node(
+        "limits",
+        "board.limits",
+        inputs={"temp_max_c": "health/temp_max_c", "power_w": "health/power_w"},
+        config={"temp_c": 85, "hold_s": 0.5, "slow_rate_hz": 2, "rate_hz": 30, "variant": "small"},
+    )
+    graph.add_node("sink", RecordingSink, inputs={"s": "limits/sensing", "v": "limits/variant"})
+    executor = edgeloop.Executor(graph, simulated=True)
+    report = executor.run(7.0)
+    received = executor.node("sink").received
+    assert [(round(t, 1), i["s"], i["v"]) for t, i in received] == [
+        (1.5, {"rate_hz": 2.0}, "small"),  # 95 °C since 1.0 s, held 0.5 s
+        (4.5, {"rate_hz": 30.0}, "auto"),  # under 85 less 5 % since 4.0 s
+    ]
+    assert report.series["limits.over"] == [1.0, 0.0]
+    assert report.node("limits").notes["state"].startswith("normal since 4.5 s")
+
+
+def test_limits_that_watch_nothing_or_do_nothing_are_refused(tmp_path):
+    from edgeloop.plugins.board_limits import BoardLimits
+    from edgeloop.runtime.errors import NodeConfigError
+    from edgeloop.runtime.node import build_config
+
+    for config, problem in (
+        ({"slow_rate_hz": 1, "rate_hz": 10}, "nothing to watch"),
+        ({"temp_c": 80}, "nothing to do"),
+        ({"temp_c": 80, "slow_rate_hz": 1}, "go together"),
+    ):
+        with pytest.raises(NodeConfigError, match=problem):
+            build_config("board.limits", BoardLimits.Config, config)

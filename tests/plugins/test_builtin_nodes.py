@@ -75,6 +75,7 @@ REQUIRED_CONFIG = {
     "ros2.publish": lambda folder: _ros2(),
     "ros2.subscribe": lambda folder: _ros2(),
     "fusion": lambda folder: {"streams": ["a"]},
+    "board.limits": lambda folder: {"temp_c": 85, "variant": "small"},
     "snn.torch": lambda folder: (
         pytest.importorskip("snntorch"),
         {"network": "spiking_nets:tiny", "kwargs": {"n_in": 1}},  # the sample input: 1 value
