@@ -311,6 +311,7 @@ class CompiledLoop:
                     skipped=r.skipped,
                     down_s=down_ns / 1e9,
                     notes=dict(r.ctx.notes),
+                    role=r.cls.role,
                     safe_states=dict(r.ctx.safe_states),
                     sensing=(
                         self.sensing[r.spec.id].figures(duration_s)

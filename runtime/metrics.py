@@ -115,6 +115,8 @@ class NodeStats:
     sensing: dict[str, Any] | None = None
     """A steerable sensor's readings, readings skipped against its maximum rate,
     sensing cost, final rate, and the commands it got, clamped and rejected."""
+    role: str = "node"
+    """The node type's role: sensor, model, controller, actuator, monitor."""
 
 
 @dataclass
@@ -167,6 +169,10 @@ class RunReport:
     groups: list[dict[str, Any]] | None = None
     """Per process group of a run split across processes: its nodes, pid, crashes,
     restarts, and the messages and bytes its links sent, dropped and received."""
+    energy: dict[str, Any] | None = None
+    """Energy measured on the board's power rails (a ``board.health`` node's
+    ``energy_j``): the joules, and per sensor reading and per model inference (the
+    board's whole draw over each: an upper bound on what one costs)."""
     realtime: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per process (``main``, or each process group): the real-time options in force
     (CPUs, scheduler, locked MiB, spin window), any refused, the garbage
@@ -355,8 +361,30 @@ class ReportBuilder:
             fault_log=sorted(self.fault_log, key=lambda f: f.get("time_s") or 0.0),
             recording=recording,
             groups=groups,
+            energy=measured_energy(self.nodes),
             realtime=dict(self.realtime),
         )
+
+
+HEALTH_TYPE = "board.health"
+
+
+def measured_energy(nodes: list[NodeStats]) -> dict[str, Any] | None:
+    """The joules ``board.health`` nodes measured, per reading of the other sensors and
+    per inference of the models; None when no node measured any."""
+    meters = [n for n in nodes if n.type == HEALTH_TYPE and "energy_j" in n.notes]
+    if not meters:
+        return None
+    joules = sum(float(n.notes["energy_j"]) for n in meters)
+    readings = sum(n.calls for n in nodes if n.role == "sensor" and n.type != HEALTH_TYPE)
+    inferences = sum(n.calls for n in nodes if n.role == "model")
+    energy: dict[str, Any] = {"joules": joules, "meters": [n.id for n in meters]}
+    energy["readings"], energy["inferences"] = readings, inferences
+    if readings:
+        energy["per_reading_mj"] = 1e3 * joules / readings
+    if inferences:
+        energy["per_inference_mj"] = 1e3 * joules / inferences
+    return energy
 
 
 def _json_safe(value: Any) -> Any:

@@ -125,6 +125,8 @@ def report_tables(report: RunReport) -> Group:
         for name, f in shown.items():
             for refused in f.get("refused", []):
                 parts.append(Text(f"{name}: refused, ran without it: {refused}", style="yellow"))
+    if report.energy is not None:
+        parts.append(Text(_energy_line(report.energy)))
     if report.series:
         series = Table(title="series", title_justify="left")
         for col in ("series", "count", "mean", "min", "max", "last"):
@@ -213,6 +215,15 @@ def report_tables(report: RunReport) -> Group:
             )
         parts.append(faults)
     return Group(*parts)
+
+
+def _energy_line(energy: dict) -> str:
+    line = f"energy measured on the power rails ({', '.join(energy['meters'])}): "
+    line += f"{energy['joules']:.2f} J"
+    for what, key in (("reading", "readings"), ("inference", "inferences")):
+        if energy.get(f"per_{what}_mj") is not None:
+            line += f"; {energy[f'per_{what}_mj']:.2f} mJ per {what} ({energy[key]:,} {key})"
+    return line + " (the whole board's draw over each)"
 
 
 def _realtime_table(figures: dict[str, dict]) -> Table:

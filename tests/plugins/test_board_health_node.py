@@ -106,3 +106,30 @@ def test_limits_that_watch_nothing_or_do_nothing_are_refused(tmp_path):
     ):
         with pytest.raises(NodeConfigError, match=problem):
             build_config("board.limits", BoardLimits.Config, config)
+
+
+def test_the_report_divides_the_measured_energy_by_readings_and_inferences(tmp_path):
+    import onnx_models
+    from rich.console import Console
+
+    from edgeloop.runtime.report_table import report_tables
+    from edgeloop.testing import CounterSensor
+
+    orin_nano(tmp_path / "board")
+    graph = health_loop(tmp_path / "board")
+    graph.add_node("counter", CounterSensor, rate_hz=10)
+    graph.add_node("obs", "constant", rate_hz=10, config={"value": [0.1, 0.2, 0.3]})
+    model = onnx_models.make_mlp(tmp_path / "mlp.onnx")
+    graph.add_node(
+        "policy", "onnx.model", inputs={"obs": "obs/action"}, config={"model": str(model)}
+    )
+    report = edgeloop.Executor(graph, simulated=True).run(2.0)
+    energy = report.energy
+    joules = float(report.node("health").notes["energy_j"])
+    assert energy["joules"] == joules and energy["meters"] == ["health"]
+    assert energy["readings"] == 20 and energy["inferences"] == 20  # health's own not counted
+    assert energy["per_reading_mj"] == pytest.approx(1e3 * joules / 20)
+    assert energy["per_inference_mj"] == pytest.approx(1e3 * joules / 20)
+    console = Console(record=True, width=200)
+    console.print(report_tables(report))
+    assert "mJ per inference (20 inferences)" in console.export_text()
