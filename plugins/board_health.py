@@ -17,8 +17,8 @@ class BoardHealthConfig:
     """Where ``/proc`` and ``/sys`` are: ``/`` on the board; a copy of a board's tree
     elsewhere."""
     input_rail: str | None = None
-    """The power rail that is the whole board's input, when it is neither VDD_IN nor
-    POM_5V_IN (the sum of the rails otherwise)."""
+    """The power rail that is the whole board's input; default: the hardware
+    profile's, else VDD_IN or POM_5V_IN, else the sum of the rails."""
 
 
 class BoardHealth(Sensor):
@@ -62,7 +62,13 @@ class BoardHealth(Sensor):
     Config = BoardHealthConfig
 
     def setup(self, ctx: NodeContext) -> None:
-        self.reader = BoardReader(ctx.config.root, input_rail=ctx.config.input_rail)
+        expected = ctx.profile.health if ctx.profile is not None else None
+        input_rail = ctx.config.input_rail or (expected.input_rail if expected else None)
+        self.reader = BoardReader(ctx.config.root, input_rail=input_rail)
+        if expected is not None and expected.rails:
+            missing = [r for r in expected.rails if r not in self.reader.rails]
+            if missing:  # another carrier board or kernel: say so, read what is there
+                ctx.note("rails", f"{ctx.profile.name} lists {', '.join(missing)}, not found")
         self.energy_j = 0.0
         self.last_power: tuple[float, float] | None = None  # (time, watts)
         ctx.note("absent", ", ".join(self.reader.absent) or "none")

@@ -89,6 +89,24 @@ class Software(_Strict):
 ProviderName = Literal["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
+class HealthSources(_Strict):
+    """Where the device reports its health: what ``board.health`` should find (it
+    finds the files itself; a rail listed here and missing there is noted)."""
+
+    power_monitor: Literal["ina3221", "ina3221x", "ina238"] | None = None
+    """The power monitor's kernel driver (``ina3221x``: L4T's IIO driver of JetPack 4)."""
+    power_monitor_path: str | None = None
+    """Where its files are, e.g. ``/sys/bus/i2c/drivers/ina3221/1-0040/hwmon/hwmon*``."""
+    rails: list[str] = Field(default_factory=list)
+    """The rails it reports, by label."""
+    input_rail: str | None = None
+    """The rail that is the board's whole input power; None: no single rail is."""
+    gpu_load: str | None = None
+    """The GPU load file (per mille)."""
+    thermal_zones: list[str] = Field(default_factory=list)
+    """Thermal zone types the device has."""
+
+
 class ExecutionProvider(_Strict):
     """One ONNX Runtime execution provider, with its options (passed as given)."""
 
@@ -140,6 +158,8 @@ class HardwareProfile(_Strict):
     cpu_threads: int | None = Field(default=None, gt=0)
     """ONNX Runtime intra-op threads for the CPU provider (None: ORT's default)."""
     budgets: Budgets = Field(default_factory=Budgets)
+    health: HealthSources = Field(default_factory=HealthSources)
+    """Where the device reports its power, temperatures and GPU load."""
 
     def provider_names(self) -> list[str]:
         """The execution providers in order of preference."""

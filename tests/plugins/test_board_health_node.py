@@ -133,3 +133,17 @@ def test_the_report_divides_the_measured_energy_by_readings_and_inferences(tmp_p
     console = Console(record=True, width=200)
     console.print(report_tables(report))
     assert "mJ per inference (20 inferences)" in console.export_text()
+
+
+def test_the_profile_says_which_rails_to_expect_and_a_board_that_differs_is_noted(tmp_path):
+    orin_nano(tmp_path)
+    for profile, note in (
+        ("jetson-orin-nano-8gb", None),
+        ("jetson-agx-orin-32gb", "lists VDD_GPU_SOC, VDD_CPU_CV, VIN_SYS_5V0, VDDQ_VDD2_1V8AO"),
+    ):
+        graph = health_loop(tmp_path)
+        graph.profile = profile
+        report = edgeloop.Executor(graph, simulated=True).run(1.0)
+        notes = report.node("health").notes
+        assert (note in notes["rails"]) if note else ("rails" not in notes)
+        assert report.series["health.power_w"][0] == pytest.approx(5.072 * 1.25)
