@@ -16,6 +16,9 @@ Where things are:
 - around the loop: ``report_table`` (printing a report), ``recording`` (MCAP),
   ``profiles`` and ``bundles`` (hardware profiles, model files), ``spiking``
   (spike and energy counts);
+- on the board: ``realtime`` (CPU affinity, priority, locked memory, garbage
+  collection, spin), ``systemd`` (readiness, watchdog and journal lines under a
+  service), ``board_health`` (load, temperatures and power from /proc and /sys);
 - ``processes/``: process groups over ZeroMQ, the wire format, introspection.
 
 The single-process core imports nothing from ``processes/``.
