@@ -189,6 +189,7 @@ class Executor:
             self._event(
                 "edgeloop_loop_started", graph=self.graph, simulated=self.simulated, seed=self.seed
             )
+            _log.info("loop '%s' started: %d nodes", self.graph.name, len(self.graph.nodes))
             wall_start = time.perf_counter()
             self.clock.start()
             watchdog.start()
@@ -213,6 +214,7 @@ class Executor:
             if self._bridge is not None:
                 self._bridge.close()
         report = self._report(duration_s, wall_s, reached_ns / 1e9)
+        _log.info("loop '%s' stopped after %.1f s: %s", self.graph.name, wall_s, self._stop_reason)
         self._event("edgeloop_loop_stopped", graph=self.graph, report=report)
         return report
 

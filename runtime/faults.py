@@ -23,6 +23,7 @@ loop sorts itself out.
 from __future__ import annotations
 
 import ctypes
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -35,6 +36,8 @@ from edgeloop.runtime.messages import payload_is_finite, payload_problem, type_p
 from edgeloop.runtime.node import Node, new_node
 from edgeloop.runtime.watchdog import StepInterrupted
 from edgeloop.runtime.wiring import Runner, Slot, close_quietly, make_safe
+
+_log = logging.getLogger("edgeloop.faults")
 
 Publish = Callable[[Runner, Mapping[str, Any], float, float], None]
 
@@ -132,6 +135,8 @@ class FaultHandler:
         self.log.append(
             {"node": r.spec.id, "kind": kind, "error": error, "action": action, "time_s": time_s}
         )
+        # A line per fault for a service's journal (INFO: a terminal shows it with -v)
+        _log.info("t=%.3f s node '%s' %s: %s -> %s", time_s, r.spec.id, kind, error, action)
         if action == "stop":
             self._stop(f"node '{r.spec.id}' faulted ({kind}: {error}) and its policy is stop")
         self._hook(node_id=r.spec.id, kind=kind, error=error, action=action, time_s=time_s)

@@ -116,7 +116,10 @@ class Realtime:
     def _spin(self) -> None:
         if self.clock is None:
             return
-        spin_ns = int(self.spec.spin_us * 1000)
+        # The graph's window when it sets one; else the clock's own (a caller's RealClock)
+        spin_ns = self.clock.spin_ns
+        if "spin_us" in self.spec.model_fields_set:
+            spin_ns = int(self.spec.spin_us * 1000)
         if self.shortest_period_ns is not None and spin_ns > self.shortest_period_ns // 2:
             spin_ns = self.shortest_period_ns // 2  # a spin never fills a period
         self.clock.spin_ns = spin_ns

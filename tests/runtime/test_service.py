@@ -225,3 +225,21 @@ def test_an_abstract_notify_socket_is_reached_too(tmp_path, monkeypatch):
     assert receiver.recv(4096).decode().splitlines()[:2] == ["READY=1", "STATUS=up"]
     notifier.close()
     receiver.close()
+
+
+def test_under_the_journal_each_event_is_one_line_with_its_level(tmp_path):
+    (tmp_path / "loop.yaml").write_text(
+        STUCK.replace("fault: overrun, on_step: 25, seconds: 1.5", "fault: raise, on_step: 3")
+    )
+    done = edgeloop(
+        tmp_path,
+        *("run", "loop.yaml", "--sim", "--duration", "0.2", "--quiet"),
+        *("--plugin", "edgeloop.testing"),
+        env={**os.environ, "JOURNAL_STREAM": "8:12345"},  # what systemd sets: journal mode
+    )
+    lines = done.stderr.splitlines()
+    assert lines[0] == "<6>edgeloop.executor: loop 'stuck' started: 3 nodes"
+    faults = [line for line in lines if line.startswith("<6>edgeloop.faults: ")]
+    assert faults and "node 'ctl' exception: RuntimeError" in faults[0]
+    assert lines[-1].startswith("<6>edgeloop.executor: loop 'stuck' stopped after")
+    assert all(line.startswith("<") for line in lines)  # nothing unprefixed, no wrapped lines
