@@ -35,7 +35,13 @@ def register(commands: Any) -> None:
     service = commands.add_parser(
         "service",
         help="run a loop as a systemd service (install, status, logs, uninstall)",
-        description=__doc__.split("\n\n")[1].replace("\n", " "),
+        description="Run a loop as a systemd service that starts at boot. install checks "
+        "the graph and writes a Type=notify unit: the loop tells systemd when it is ready, "
+        "and feeds the watchdog while no step is stuck, so a hung loop is restarted. The "
+        "unit runs edgeloop run with this Python in the graph's folder, logs to the "
+        "journal, and writes the final report to /var/lib/edgeloop-NAME/report.json "
+        "(~/.local/state/... for --user). status, logs and uninstall wrap systemctl and "
+        "journalctl.",
     )
     actions = service.add_subparsers(dest="action", required=True, metavar="ACTION")
 
