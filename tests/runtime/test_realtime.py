@@ -12,12 +12,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_runner import edgeloop_cli
 
 import edgeloop
 from edgeloop.cli.realtime_flags import cpu_list
@@ -146,15 +146,7 @@ def unprivileged() -> list[str]:
 
 
 def run_cli(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
-    return subprocess.run(
-        [*unprivileged(), sys.executable, "-m", "edgeloop", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=folder,
-        env=env,
-    )
+    return edgeloop_cli(folder, *args, prefix=unprivileged())
 
 
 @pytest.fixture

@@ -4,12 +4,11 @@ cannot be written is counted; the CLI's --record."""
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import edgeloop_cli
 
 import edgeloop
 from edgeloop import Executor
@@ -22,17 +21,6 @@ pytest.importorskip("gymnasium")
 from edgeloop.runtime.recording import Recorder, read_recording
 
 PENDULUM = Path(__file__).parents[2] / "examples" / "pendulum" / "loop.yaml"
-
-
-def edgeloop_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """The real CLI in a subprocess, run in ``cwd``."""
-    return subprocess.run(
-        [sys.executable, "-m", "edgeloop", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-    )
 
 
 def run_pendulum(recorder: Recorder | None) -> tuple[edgeloop.RunReport, list[np.ndarray]]:

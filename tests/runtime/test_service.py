@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_runner import edgeloop_cli
 
 GRAPH = """\
 name: served
@@ -38,17 +39,6 @@ nodes:
 """
 
 
-def edgeloop(folder: Path, *args: str, **kwargs) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "edgeloop", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=folder,
-        **kwargs,
-    )
-
-
 # -- the unit ------------------------------------------------------------------------------
 
 
@@ -65,7 +55,7 @@ def test_the_unit_systemd_reads_without_a_complaint_and_raises_the_limits_it_nee
     folder = tmp_path / "my loop %h"  # a space and a specifier sign in the path
     folder.mkdir()
     (folder / "loop.yaml").write_text(GRAPH)
-    done = edgeloop(
+    done = edgeloop_cli(
         folder,
         *("service", "install", "loop.yaml", "--name", "demo", "--unit-dir", str(tmp_path)),
         *("--no-enable", "--priority", "80", "--lock-memory", "--env", "ROBOT=arm 1"),
@@ -88,7 +78,7 @@ def test_the_unit_systemd_reads_without_a_complaint_and_raises_the_limits_it_nee
 
 def test_a_user_unit_without_real_time_options_asks_for_no_limits(tmp_path):
     (tmp_path / "loop.yaml").write_text(GRAPH)
-    done = edgeloop(
+    done = edgeloop_cli(
         tmp_path,
         *("service", "install", "loop.yaml", "--name", "u1", "--user", "--no-enable"),
         *("--unit-dir", str(tmp_path), "--watchdog-s", "0"),
@@ -102,11 +92,11 @@ def test_a_user_unit_without_real_time_options_asks_for_no_limits(tmp_path):
 
 def test_a_broken_graph_or_name_installs_nothing(tmp_path):
     (tmp_path / "loop.yaml").write_text(GRAPH.replace("rate_hz: 50", "rate_hz: -1"))
-    done = edgeloop(
+    done = edgeloop_cli(
         tmp_path, "service", "install", "loop.yaml", "--name", "x", "--unit-dir", "units"
     )
     assert done.returncode == 2 and "rate_hz" in done.stderr and "Traceback" not in done.stderr
-    done = edgeloop(
+    done = edgeloop_cli(
         tmp_path, "service", "install", "loop.yaml", "--name", "../x", "--unit-dir", "units"
     )
     assert done.returncode == 2 and "service name '../x'" in done.stderr
@@ -231,11 +221,11 @@ def test_under_the_journal_each_event_is_one_line_with_its_level(tmp_path):
     (tmp_path / "loop.yaml").write_text(
         STUCK.replace("fault: overrun, on_step: 25, seconds: 1.5", "fault: raise, on_step: 3")
     )
-    done = edgeloop(
+    done = edgeloop_cli(
         tmp_path,
         *("run", "loop.yaml", "--sim", "--duration", "0.2", "--quiet"),
         *("--plugin", "edgeloop.testing"),
-        env={**os.environ, "JOURNAL_STREAM": "8:12345"},  # what systemd sets: journal mode
+        env={"JOURNAL_STREAM": "8:12345"},  # what systemd sets: journal mode
     )
     lines = done.stderr.splitlines()
     assert lines[0] == "<6>edgeloop.executor: loop 'stuck' started: 3 nodes"

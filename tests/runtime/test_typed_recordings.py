@@ -11,13 +11,12 @@ import json
 import re
 import shutil
 import struct
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import edgeloop_cli
 
 pytest.importorskip("mcap")
 pytest.importorskip("foxglove")
@@ -299,16 +298,6 @@ nodes:
     inputs: {image: camera/image}
     record: {copy: {compress: COMPRESS}}
 """
-
-
-def edgeloop_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "edgeloop", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-    )
 
 
 @pytest.mark.parametrize("compress", ["png", "jpeg"])

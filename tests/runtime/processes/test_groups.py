@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
+from cli_runner import edgeloop_cli
 
 from edgeloop.runtime.errors import EdgeloopError, GraphError
 from edgeloop.runtime.graph import LoopGraph
@@ -57,16 +58,6 @@ def by_topic(path: Path) -> dict[str, list[tuple[float, int, Any, bytes]]]:
             )
         )
     return out
-
-
-def edgeloop_cli(cwd: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "edgeloop", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=cwd,
-    )
 
 
 # -- placement ------------------------------------------------------------------------
