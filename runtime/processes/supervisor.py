@@ -46,6 +46,7 @@ from edgeloop.runtime.processes.control import (
     Take,
     Upstream,
 )
+from edgeloop.runtime.processes.os_limits import check_limits
 from edgeloop.runtime.processes.placement import REMOTE_TYPE, groups_of, split_graph
 from edgeloop.runtime.processes.wire import decode_control, encode_control
 from edgeloop.runtime.recording import DEFAULT_FLUSH_MS, parts_dir
@@ -169,6 +170,7 @@ class Supervisor:
                 ]
             )
         plans = split_graph(self.graph)
+        check_limits(plans)  # before anything starts: no "Too many open files" halfway
         self._duration = duration_s
         self._dir = Path(tempfile.mkdtemp(prefix="edgeloop-"))
         if self.record is not None:
