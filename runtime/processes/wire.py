@@ -62,6 +62,9 @@ _ARRAY_HEAD = struct.Struct("<Qdd4sB")
 SINGLE_FRAME_BYTES = 16 * 1024
 _SIZE = struct.Struct("<Q")
 _SHAPES = [struct.Struct(f"<{n}Q") for n in range(33)]  # every dimension in one unpack
+_SEQ, _TIMES = struct.Struct("<Q"), struct.Struct("<dd")
+_INLINE_ARRAY = MAGIC + b"a"
+_LAYOUT_AT = len(_INLINE_ARRAY) + _SEQ.size + _TIMES.size  # dtype, rank, shape: 4 + 1 + 8 n
 _WIRE_DTYPES = {name.encode().ljust(4): np.dtype(name) for name in DTYPES}
 """The 4-byte dtype field of an array header -> its dtype, for the dtypes that travel."""
 
@@ -259,9 +262,27 @@ class Decoder:
         self.received = 0
         self.dropped: Counter[str] = Counter()
         self.last_error = ""
+        # The last one-frame array's layout (length; dtype, rank and shape bytes; its
+        # dtype and shape): a stream of like arrays skips the checks they passed.
+        self._like: tuple[int, bytes, np.dtype, tuple[int, ...]] | None = None
 
     def decode(self, frames: Sequence[Any]) -> Message | None:
         """The message, or None (counted) when ``frames`` are not a valid one."""
+        like = self._like
+        if like is not None and len(frames) == 1:
+            view = memoryview(getattr(frames[0], "buffer", frames[0]))
+            nbytes, layout, dtype, shape = like
+            if (
+                view.nbytes == nbytes
+                and view[: len(_INLINE_ARRAY)] == _INLINE_ARRAY
+                and view[_LAYOUT_AT : _LAYOUT_AT + len(layout)] == layout
+            ):
+                seq = _SEQ.unpack_from(view, len(_INLINE_ARRAY))[0]
+                created, sensed = _TIMES.unpack_from(view, len(_INLINE_ARRAY) + _SEQ.size)
+                if math.isfinite(created) and math.isfinite(sensed):
+                    data = np.frombuffer(view[_LAYOUT_AT + len(layout) :], dtype).reshape(shape)
+                    self.received += 1
+                    return Message(data, seq, created, sensed)
         try:
             message = decode(frames, max_bytes=self.max_bytes)
         except WireError as exc:
@@ -273,7 +294,19 @@ class Decoder:
             self.last_error = f"malformed wire message: {exc}"
             return None
         self.received += 1
+        self._remember(frames, message)
         return message
+
+    def _remember(self, frames: Sequence[Any], message: Message) -> None:
+        data = message.data
+        self._like = None
+        if len(frames) != 1 or type(data) is not np.ndarray:
+            return
+        view = memoryview(getattr(frames[0], "buffer", frames[0]))
+        if view[: len(_INLINE_ARRAY)] != _INLINE_ARRAY:
+            return
+        layout = bytes(view[_LAYOUT_AT : _LAYOUT_AT + 5 + data.ndim * _SIZE.size])
+        self._like = (view.nbytes, layout, data.dtype, data.shape)
 
 
 # -- control messages -------------------------------------------------------------------------

@@ -4,6 +4,7 @@ that are counted and dropped, never raised past the decoder."""
 from __future__ import annotations
 
 import math
+import struct
 
 import numpy as np
 import pytest
@@ -240,3 +241,29 @@ def test_a_malformed_control_message_is_a_wire_error_naming_what_is_wrong(frame,
         decode_control(frame)
     assert says in str(caught.value)
     assert caught.value.reason == "control"
+
+
+def test_a_stream_of_like_arrays_decodes_as_each_would_alone():
+    """The decoder's shortcut for an array like the last one gives what the full
+    decode gives, and anything unlike it (another shape, dtype, a bad time, a flipped
+    layout byte) still goes the full way, refused where it is bad."""
+    decoder = Decoder()
+    messages = [
+        Message(np.arange(6.0).reshape(2, 3) + k, k, 0.5 * k, 0.25 * k) for k in range(3)
+    ] + [
+        Message(np.arange(6.0).reshape(3, 2), 3, 2.0, 1.0),  # another shape
+        Message(np.arange(6, dtype=np.float32).reshape(3, 2), 4, 2.5, 1.0),  # another dtype
+    ]
+    for message in messages:
+        got = decoder.decode(encode(message))
+        assert got.data.dtype == message.data.dtype and got.data.shape == message.data.shape
+        np.testing.assert_array_equal(got.data, message.data)
+        assert (got.seq, got.created, got.sensed) == (message.seq, message.created, message.sensed)
+    frame = bytearray(encode(messages[-1])[0])
+    bad_time = bytearray(frame)
+    bad_time[13:21] = struct.pack("<d", float("nan"))  # created, after magic, kind and seq
+    assert decoder.decode([bytes(bad_time)]) is None and decoder.dropped["header"] == 1
+    flipped = bytearray(frame)
+    flipped[29] ^= 0x40  # a dtype byte: '<f4' becomes '|f4', which does not travel
+    assert decoder.decode([bytes(flipped)]) is None and decoder.dropped["dtype"] == 1
+    assert decoder.received == len(messages)
