@@ -152,7 +152,10 @@ def test_a_client_from_the_document_alone_feeds_and_reads_a_running_loop(running
     report = json.loads(report_path.read_text())
     nodes = {n["id"]: n for n in report["nodes"]}
     assert nodes["planner"]["notes"]["dropped"] == "magic 2, non_finite 1"
-    assert int(nodes["outside"]["notes"]["sent"]) >= 4, nodes["outside"]
+    # Every echo above arrived, so the sink sent each; its count says so (once in a
+    # loaded CI run it said 3 of 4 steps: a step with nothing new is possible there).
+    outside = nodes["outside"]
+    assert 3 <= int(outside["notes"]["sent"]) <= outside["calls"], outside
     assert not nodes["planner"]["faults"] and not nodes["outside"]["faults"]
     assert math.isfinite(nodes["planner"]["p50_us"])
 
