@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import yaml
@@ -62,7 +63,9 @@ class Scenario(_Strict):
     agent: AgentSpec
     agents: int = Field(default=2, ge=1, le=MAX_AGENTS)
     """At most ``MAX_AGENTS`` (10,000)."""
-    agents_per_process: int = Field(default=1, ge=1, le=MAX_AGENTS)
+    agents_per_process: Annotated[int, Field(ge=1, le=MAX_AGENTS)] | Literal["auto"] = "auto"
+    """Agents packed into one process; ``auto``: one each while there are at most
+    ``PROCESSES_PER_CORE`` per CPU core, else as few as keep to that many processes."""
     duration_s: float = Field(default=30.0, gt=0, le=MAX_DURATION_S, allow_inf_nan=False)
     """Simulated (or wall-clock) seconds; at most ``MAX_DURATION_S`` (ten years), as
     ``--duration``."""
@@ -135,6 +138,22 @@ def world_agents(scenario: Scenario, n_agents: int) -> tuple[dict[str, Any], lis
     return kwargs, agents[:n_agents]
 
 
+PROCESSES_PER_CORE = 8
+"""Agent processes per CPU core before ``agents_per_process: auto`` packs them: an
+agent's loop mostly waits, but each process costs memory, a Python and its
+wake-ups."""
+
+
+def agents_per_process(scenario: Scenario, n_agents: int, cores: int | None = None) -> int:
+    """How many agents share a process: the scenario's number, or for ``auto`` one
+    each up to ``PROCESSES_PER_CORE`` processes per core, else just enough to stay
+    within that."""
+    if scenario.agents_per_process != "auto":
+        return scenario.agents_per_process
+    most = PROCESSES_PER_CORE * (cores or os.cpu_count() or 1)
+    return 1 if n_agents <= most else math.ceil(n_agents / most)
+
+
 def build_graph(scenario: Scenario, n_agents: int | None = None) -> LoopGraph:
     """The scenario as one loop graph, one process group per agent (or per
     ``agents_per_process`` agents) and one for the world.
@@ -144,6 +163,7 @@ def build_graph(scenario: Scenario, n_agents: int | None = None) -> LoopGraph:
         ScenarioError: the world relays shares but the agent names no port to share.
     """
     n = n_agents if n_agents is not None else scenario.agents
+    per_process = agents_per_process(scenario, n)
     kwargs, agents = world_agents(scenario, n)
     spec = scenario.agent
     world: dict[str, Any] = {
@@ -161,11 +181,7 @@ def build_graph(scenario: Scenario, n_agents: int | None = None) -> LoopGraph:
     }
     nodes: list[dict[str, Any]] = [world]
     for k, agent in enumerate(agents):
-        group = (
-            agent
-            if scenario.agents_per_process == 1
-            else f"agents{k // scenario.agents_per_process}"
-        )
+        group = agent if per_process == 1 else f"agents{k // per_process}"
         for node in spec.nodes:
             entry = dict(node)
             entry["id"] = f"{agent}_{node['id']}"

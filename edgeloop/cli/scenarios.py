@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,7 @@ def register(commands: Any) -> None:
 
 @under_import_policy("scenario", "the scenario")
 def sim_command(args: argparse.Namespace) -> int:
-    from edgeloop.sims.scenario import load_scenario, run_scenario
+    from edgeloop.sims.scenario import agents_per_process, load_scenario, run_scenario
     from edgeloop.sims.scenario_report import plot_trajectories, scenario_table
 
     scenario = load_scenario(args.scenario)
@@ -78,7 +79,11 @@ def sim_command(args: argparse.Namespace) -> int:
     agents = args.agents if args.agents is not None else scenario.agents
     if not args.quiet:
         clock = "real time" if args.realtime else "simulated time (lockstep)"
-        where = "one process" if args.one_process else f"{agents + 1} processes"
+        per = agents_per_process(scenario, agents)
+        where = f"{math.ceil(agents / per) + 1} processes" + (
+            f" ({per} agents to each)" if per > 1 else ""
+        )
+        where = "one process" if args.one_process else where
         err.print(f"running {scenario.name}: {agents} agents in {where}, {clock}", highlight=False)
     report, metrics = run_scenario(
         scenario,

@@ -9,6 +9,8 @@ sense less for the same result; the CLI prints its table and draws the plot.
 from __future__ import annotations
 
 import json
+import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -66,6 +68,21 @@ def test_the_graph_places_each_agent_in_its_own_group() -> None:
     assert world.inputs["share_robot_2"].queue == "fifo"
     packed = build_graph(field(agents_per_process=2), 3)
     assert [n.group for n in packed.nodes] == ["world", "agents0", "agents0", "agents1"]
+
+
+def test_auto_packs_agents_only_when_they_outnumber_the_cores_many_times() -> None:
+    from edgeloop.sims.scenario import PROCESSES_PER_CORE, agents_per_process
+
+    auto = field()
+    assert auto.agents_per_process == "auto"
+    assert agents_per_process(auto, 16, cores=2) == 1  # 16 processes on 2 cores: one each
+    assert agents_per_process(auto, 17, cores=2) == 2
+    assert agents_per_process(auto, 1000, cores=2) == 63  # 16 processes of 63 at most
+    assert agents_per_process(field(agents_per_process=5), 1000, cores=2) == 5
+    cores = os.cpu_count() or 1
+    many = PROCESSES_PER_CORE * cores + 1
+    groups = {n.group for n in build_graph(auto, many).nodes} - {"world"}
+    assert len(groups) == math.ceil(many / 2)
 
 
 def test_same_seed_same_run_in_processes_and_in_one() -> None:
