@@ -371,15 +371,13 @@ class OnnxModel(Model):
                     path=model_file,
                     fix="export the variant for the same providers",
                 )
-            if probe is not None:  # checked on real inputs as the model was
-                try:
-                    session.run(self.output_names, probe)
-                except Exception as exc:
-                    raise BundleError(
-                        f"variant '{name}' fails on the bundle's sample inputs: {_last_line(exc)}",
-                        path=model_file,
-                        fix="export the variant with the model's inputs and outputs",
-                    ) from None
+            failure = None if probe is None else self._failure(session, probe, runs=1)
+            if failure is not None:  # checked on real inputs as the model was
+                raise BundleError(
+                    f"variant '{name}' fails on the bundle's sample inputs: {failure}",
+                    path=model_file,
+                    fix="export the variant with the model's inputs and outputs",
+                )
             self.sessions.append(session)
         self.decide = VariantLadder(len(self.ladder), budget_ms / 1e3, switch.window, switch.hold_s)
         self.pinned = False
@@ -456,11 +454,9 @@ class OnnxModel(Model):
             if session is None:
                 continue
             if probe is not None:
-                try:
-                    for _ in range(1 + max(0, self.config.warmup)):
-                        session.run(self.output_names, probe)
-                except Exception as exc:
-                    self._skip(name, f"failed on the sample inputs: {_last_line(exc)}")
+                failure = self._failure(session, probe, runs=1 + max(0, self.config.warmup))
+                if failure is not None:
+                    self._skip(name, f"failed on the sample inputs: {failure}")
                     continue
                 ctx.note("verified", "on the bundle's sample inputs")
                 self.verified = True
@@ -470,6 +466,16 @@ class OnnxModel(Model):
             self._chose(ctx, name)
             return session
         raise self._no_provider()
+
+    def _failure(self, session: Any, probe: dict[str, Any], runs: int) -> str | None:
+        """Why ``session`` cannot run the model on ``probe`` ``runs`` times (ONNX
+        Runtime's last line), or None when it can."""
+        try:
+            for _ in range(runs):
+                session.run(self.output_names, probe)
+        except Exception as exc:
+            return _last_line(exc)
+        return None
 
     def _no_provider(self) -> BundleError:
         """Why no provider runs the model (each one's reason), and what to do."""
@@ -628,25 +634,23 @@ class OnnxModel(Model):
             self.verified = True
             return
         while True:
-            try:
-                for _ in range(1 + max(0, self.config.warmup)):
-                    self.session.run(self.output_names, probe)
+            failure = self._failure(self.session, probe, runs=1 + max(0, self.config.warmup))
+            if failure is None:
                 break
-            except Exception as exc:
-                current = self.session.get_providers()[0]
-                self._skip(current, f"failed on the first input: {_last_line(exc)}")
-                session = None
-                while session is None and self._untried:
-                    name = self._untried[0][0]
-                    session = self._session(self.ctx, self._untried)
-                    self._untried = self._untried[1:]
-                if session is None:
-                    raise RuntimeError(
-                        "no execution provider runs the model on its first input: "
-                        + "; ".join(self.skipped)
-                    ) from None
-                self.session, self.run = session, session.run
-                self._chose(self.ctx, name)
+            current = self.session.get_providers()[0]
+            self._skip(current, f"failed on the first input: {failure}")
+            session = None
+            while session is None and self._untried:
+                name = self._untried[0][0]
+                session = self._session(self.ctx, self._untried)
+                self._untried = self._untried[1:]
+            if session is None:
+                raise RuntimeError(
+                    "no execution provider runs the model on its first input: "
+                    + "; ".join(self.skipped)
+                )
+            self.session, self.run = session, session.run
+            self._chose(self.ctx, name)
         self._untried = []
         self.verified = True
 
