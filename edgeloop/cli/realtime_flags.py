@@ -74,17 +74,33 @@ def add_realtime(parser: argparse.ArgumentParser) -> None:
     )
 
 
+FIELDS = ("cpus", "priority", "lock_memory", "gc", "spin_us", "best_effort")
+"""The ``realtime:`` fields the flags set, each flag named after its field."""
+
+
+def _given(args: argparse.Namespace) -> dict[str, Any]:
+    return {field: getattr(args, field) for field in FIELDS if getattr(args, field) is not None}
+
+
+def realtime_argv(args: argparse.Namespace) -> list[str]:
+    """The real-time flags given, as ``edgeloop run`` takes them (a service passes them on)."""
+    argv: list[str] = []
+    for field, value in _given(args).items():
+        flag = "--" + field.replace("_", "-")
+        if value is True:
+            argv.append(flag)
+        elif field == "cpus":
+            argv += [flag, ",".join(map(str, value))]
+        else:
+            argv += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    return argv
+
+
 def apply_realtime_flags(args: argparse.Namespace, graph: LoopGraph) -> None:
     """The graph's ``realtime:`` with the flags given laid over it (checked)."""
-    flags: dict[str, Any] = {
-        "cpus": args.cpus,
-        "priority": args.priority,
-        "lock_memory": args.lock_memory,
-        "gc": args.gc.replace("-", "_") if args.gc else None,
-        "spin_us": args.spin_us,
-        "best_effort": args.best_effort,
-    }
-    given = {key: value for key, value in flags.items() if value is not None}
+    given = _given(args)
+    if "gc" in given:
+        given["gc"] = given["gc"].replace("-", "_")
     if not given:
         return
     try:

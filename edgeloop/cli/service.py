@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeloop.cli._common import add_allow_import, add_plugins, err, out, registry
-from edgeloop.cli.realtime_flags import add_realtime, apply_realtime_flags
+from edgeloop.cli.realtime_flags import add_realtime, apply_realtime_flags, realtime_argv
 from edgeloop.runtime.errors import UsageError
 from edgeloop.runtime.graph import LoopGraph
 from edgeloop.runtime.validation import load_and_check
@@ -205,19 +205,7 @@ def _exec_word(word: str) -> str:
 
 def _run_flags(args: argparse.Namespace) -> list[str]:
     """The flags of ``edgeloop run`` that this install was given, passed on."""
-    flags: list[str] = []
-    if args.cpus is not None:
-        flags += ["--cpus", ",".join(map(str, args.cpus))]
-    if args.priority is not None:
-        flags += ["--priority", str(args.priority)]
-    if args.lock_memory:
-        flags.append("--lock-memory")
-    if args.gc is not None:
-        flags += ["--gc", args.gc]
-    if args.spin_us is not None:
-        flags += ["--spin-us", f"{args.spin_us:g}"]
-    if args.best_effort:
-        flags.append("--best-effort")
+    flags = realtime_argv(args)
     for plugin in args.plugins:
         flags += ["--plugin", plugin]
     for package in args.allow_import:
@@ -278,10 +266,16 @@ def _unit_dir(user: bool) -> Path:
     return Path.home() / ".config" / "systemd" / "user" if user else SYSTEM_UNITS
 
 
+def _tool(name: str) -> str:
+    """The path of systemctl or journalctl, or a clear error where there is none."""
+    path = shutil.which(name)
+    if path is None:
+        raise UsageError(f"{name} is not installed here", fix="run this on the board")
+    return path
+
+
 def _systemctl(user: bool, *words: str, check: bool = True) -> int:
-    tool = shutil.which("systemctl")
-    if tool is None:
-        raise UsageError("systemctl is not installed here", fix="run this on the board")
+    tool = _tool("systemctl")
     done = subprocess.run(
         [tool, *(["--user"] if user else []), *words], capture_output=True, text=True
     )
@@ -296,20 +290,15 @@ def _systemctl(user: bool, *words: str, check: bool = True) -> int:
 
 def status_command(args: argparse.Namespace) -> int:
     unit = unit_name(args.name)
-    tool = shutil.which("systemctl")
-    if tool is None:
-        raise UsageError("systemctl is not installed here", fix="run this on the board")
     return subprocess.run(
-        [tool, *(["--user"] if args.user else []), "status", "--no-pager", unit]
+        [_tool("systemctl"), *(["--user"] if args.user else []), "status", "--no-pager", unit]
     ).returncode
 
 
 def logs_command(args: argparse.Namespace) -> int:
     unit = unit_name(args.name)
-    tool = shutil.which("journalctl")
-    if tool is None:
-        raise UsageError("journalctl is not installed here", fix="run this on the board")
-    command = [tool, *(["--user"] if args.user else []), "--unit", unit, "--no-pager"]
+    user = ["--user"] if args.user else []
+    command = [_tool("journalctl"), *user, "--unit", unit, "--no-pager"]
     command += ["--lines", str(args.lines)] + (["--follow"] if args.follow else [])
     try:
         return subprocess.run(command).returncode
