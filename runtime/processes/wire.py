@@ -176,16 +176,7 @@ def _decode_array(head: memoryview, views: list[memoryview], *, inline: bool) ->
     if ndim and max(shape) >= 2**40:
         raise WireError("shape", f"shape {str(list(shape))[:60]} is not a list of sizes")
     buffer = head[end:] if inline else views[1]
-    expected = math.prod(shape) * dtype.itemsize
-    if buffer.nbytes != expected:
-        raise WireError(
-            "shape",
-            f"{dtype.str} {shape} needs {expected} bytes, the buffer has {buffer.nbytes}",
-        )
-    try:
-        return Message(np.frombuffer(buffer, dtype=dtype).reshape(shape), seq, created, sensed)
-    except ValueError as exc:  # e.g. an empty array with an absurd shape
-        raise WireError("shape", f"shape {shape}: {exc}") from None
+    return Message(_view(buffer, dtype, shape), seq, created, sensed)
 
 
 def _build(
@@ -235,17 +226,21 @@ def _array(tree: dict[str, Any], buffers: list[memoryview], used: list[bool]) ->
         or not all(type(n) is int and 0 <= n < 2**40 for n in shape)
     ):
         raise WireError("shape", f"shape {str(shape)[:60]} is not a list of sizes")
-    buffer = _take(tree["@a"], buffers, used)
-    expected = math.prod(shape) * np.dtype(dtype).itemsize
+    return _view(_take(tree["@a"], buffers, used), np.dtype(dtype), tuple(shape))
+
+
+def _view(buffer: memoryview, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    """The array of ``dtype`` and ``shape`` over ``buffer``, which must hold it exactly."""
+    expected = math.prod(shape) * dtype.itemsize
     if buffer.nbytes != expected:
         raise WireError(
             "shape",
-            f"{dtype} {tuple(shape)} needs {expected} bytes, the buffer has {buffer.nbytes}",
+            f"{dtype.str} {shape} needs {expected} bytes, the buffer has {buffer.nbytes}",
         )
     try:
         return np.frombuffer(buffer, dtype=dtype).reshape(shape)
     except ValueError as exc:  # e.g. an empty array with an absurd shape
-        raise WireError("shape", f"shape {tuple(shape)}: {exc}") from None
+        raise WireError("shape", f"shape {shape}: {exc}") from None
 
 
 class Decoder:
