@@ -3,11 +3,9 @@ symmetric QDQ as TensorRT takes it, checked on held-out data, run by the model n
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
+from cli_runner import edgeloop_cli
 
 import edgeloop
 from edgeloop.plugins.onnx_model import OnnxModel
@@ -39,15 +37,8 @@ def inputs(count: int) -> np.ndarray:
 def test_export_int8_from_the_command_line_calibrates_checks_and_the_node_runs_it(tmp_path):
     (tmp_path / "nets.py").write_text(FACTORY)
     np.save(tmp_path / "calibration.npy", inputs(60))
-    command = [sys.executable, "-m", "edgeloop", "export", "nets:make", "--input", "x=1x8"]
-    command += ["--output", "y", "-o", "bundle"]
-    done = subprocess.run(
-        [*command, "--int8", "--calibrate", "calibration.npy"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    command = ["export", "nets:make", "--input", "x=1x8", "--output", "y", "-o", "bundle"]
+    done = edgeloop_cli(tmp_path, *command, "--int8", "--calibrate", "calibration.npy", timeout=300)
     assert done.returncode == 0, done.stderr
     assert "calibrated on 48 examples; on 12 held out" in " ".join(done.stdout.split())
     manifest = read_manifest(tmp_path / "bundle")
@@ -67,9 +58,7 @@ def test_export_int8_from_the_command_line_calibrates_checks_and_the_node_runs_i
     int8 = start_node(OnnxModel, {"model": str(tmp_path / "bundle"), "variant": "int8"})
     x = inputs(70)[-1]  # neither calibration nor held-out data
     assert np.abs(fp32.step({"x": x})["y"] - int8.step({"x": x})["y"]).max() < 0.1
-    missing = subprocess.run(
-        [*command, "--int8", "--overwrite"], cwd=tmp_path, capture_output=True, text=True
-    )
+    missing = edgeloop_cli(tmp_path, *command, "--int8", "--overwrite")
     assert missing.returncode == 2 and "--int8 needs --calibrate" in missing.stderr
 
 
@@ -87,25 +76,15 @@ def test_a_recording_of_the_models_input_port_calibrates_it(tmp_path):
     recorder.close()
     feeds = calibration_inputs(tmp_path / "run.mcap", read_manifest(bundle).inputs, "/sensor/x")
     assert len(feeds) == 10 and feeds[0]["x"].shape == (1, 8)
-    quantize = [sys.executable, "-m", "edgeloop", "quantize", str(bundle), "--calibrate"]
-    done = subprocess.run(
-        [*quantize, str(tmp_path / "run.mcap"), "--calibrate-topic", "/sensor/x"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    quantize = ["quantize", str(bundle), "--calibrate", str(tmp_path / "run.mcap")]
+    done = edgeloop_cli(tmp_path, *quantize, "--calibrate-topic", "/sensor/x", timeout=300)
     assert done.returncode == 0, done.stderr
     assert "calibrated on 8 examples; on 2 held out" in done.stdout
     figures = read_manifest(bundle).parity["int8"]
     assert (figures["calibration"], figures["held_out"]) == (8, 2)
     with pytest.raises(ExportError, match="say which topic"):
         add_int8_variant(bundle, tmp_path / "run.mcap")
-    no_topic = subprocess.run(
-        [*quantize, str(tmp_path / "run.mcap")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    no_topic = edgeloop_cli(tmp_path, *quantize, timeout=300)
     assert no_topic.returncode != 0 and "say which topic" in no_topic.stderr
     assert "Traceback" not in no_topic.stderr
     np.save(tmp_path / "wrong.npy", np.zeros((5, 7), np.float32))

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import edgeloop_cli
 
 pytest.importorskip("foxglove")
 pytest.importorskip("websockets")
@@ -164,21 +165,10 @@ def test_nothing_is_encoded_for_a_port_nobody_watches():
 def test_a_bad_address_or_a_split_graph_is_a_clear_error(tmp_path):
     shutil.copy(ROOT / "tests" / "kinds_plugin.py", tmp_path)
     (tmp_path / "live.yaml").write_text(GRAPH)
-    base = [sys.executable, "-m", "edgeloop", "run", "--plugin", "kinds_plugin", "--sim"]
-    bad = subprocess.run(
-        [*base, "live.yaml", "--foxglove", "localhost:port"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    base = ["run", "--plugin", "kinds_plugin", "--sim"]
+    bad = edgeloop_cli(tmp_path, *base, "live.yaml", "--foxglove", "localhost:port")
     assert bad.returncode == 2 and "expected HOST:PORT" in bad.stderr
-    split = subprocess.run(
-        [*base, str(ROOT / "examples" / "pendulum" / "processes.yaml"), "--foxglove"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    processes = ROOT / "examples" / "pendulum" / "processes.yaml"
+    split = edgeloop_cli(tmp_path, *base, processes, "--foxglove")
     assert split.returncode == 2 and "--foxglove watches one process" in split.stderr
     assert "Traceback" not in bad.stderr + split.stderr
