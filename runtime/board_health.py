@@ -84,6 +84,9 @@ class BoardReader:
         self.rails = self._rails()
         self.input_rail = input_rail or next((r for r in INPUT_RAILS if r in self.rails), None)
         self.gpu_load_file = self._gpu_load_file()
+        self.cpus = sorted(  # found once; which are online is read each time (power modes)
+            self.root.glob("sys/devices/system/cpu/cpu[0-9]*"), key=lambda p: int(p.name[3:])
+        )
         self._last_stat: dict[str, tuple[int, int]] = {}
         self._cpu_percent()  # the first read only sets the baseline of the deltas
         self.absent = self._absent()
@@ -211,10 +214,7 @@ class BoardReader:
     def performance(self) -> dict[str, Any]:
         """How the board is set to perform: CPU governor, jetson_clocks, nvpmodel mode."""
         found: dict[str, Any] = {}
-        cpus = sorted(
-            self.root.glob("sys/devices/system/cpu/cpu[0-9]*"), key=lambda p: int(p.name[3:])
-        )
-        online = [c for c in cpus if _text(c / "online") != "0" and (c / "cpufreq").is_dir()]
+        online = [c for c in self.cpus if _text(c / "online") != "0" and (c / "cpufreq").is_dir()]
         governors = {g for c in online if (g := _text(c / "cpufreq" / "scaling_governor"))}
         if governors:
             found["cpu_governor"] = ",".join(sorted(governors))
