@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeloop.sims.torch_support import import_torch
+from edgeloop.sims.torch_support import import_torch, one_thread
 
 DT = 0.05  # Pendulum-v1's own step, at which the MPTS/PPO teacher was trained
 
@@ -116,28 +116,29 @@ def train(
     progress: Any = None,
 ) -> Any:
     """Distil the teacher into a spiking policy (behaviour cloning, then DAgger)."""
-    torch = _torch()
-    policy = make_policy(seed=seed)
-    optimiser = torch.optim.Adam(policy.parameters(), lr=2e-3)
-    obs, act, _ = rollouts(None, episodes, steps, seed, bundle)
-    for round_ in range(dagger_rounds + 1):
-        x, y = torch.from_numpy(obs), torch.from_numpy(act)
-        for epoch in range(epochs):
-            state = policy.initial_state(x.shape[0])
-            loss = 0.0
-            for t in range(x.shape[1]):  # through time, the whole episode
-                out, *state = policy(x[:, t], *state)
-                loss = loss + torch.nn.functional.mse_loss(out, y[:, t])
-            loss = loss / x.shape[1]
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            if progress is not None and epoch % 10 == 0:
-                progress(round_, epoch, loss.item())
-        if round_ < dagger_rounds:  # the states the student reaches, labelled by the teacher
-            more_obs, more_act, _ = rollouts(
-                policy.eval(), episodes, steps, seed + 1000 * (round_ + 1), bundle
-            )
-            policy.train()
-            obs, act = np.concatenate([obs, more_obs]), np.concatenate([act, more_act])
-    return policy.eval()
+    # One thread: a network this small loses more to a thread pool than it gains.
+    with one_thread("distilling a spiking policy") as torch:
+        policy = make_policy(seed=seed)
+        optimiser = torch.optim.Adam(policy.parameters(), lr=2e-3)
+        obs, act, _ = rollouts(None, episodes, steps, seed, bundle)
+        for round_ in range(dagger_rounds + 1):
+            x, y = torch.from_numpy(obs), torch.from_numpy(act)
+            for epoch in range(epochs):
+                state = policy.initial_state(x.shape[0])
+                loss = 0.0
+                for t in range(x.shape[1]):  # through time, the whole episode
+                    out, *state = policy(x[:, t], *state)
+                    loss = loss + torch.nn.functional.mse_loss(out, y[:, t])
+                loss = loss / x.shape[1]
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+                if progress is not None and epoch % 10 == 0:
+                    progress(round_, epoch, loss.item())
+            if round_ < dagger_rounds:  # the states the student reaches, labelled by the teacher
+                more_obs, more_act, _ = rollouts(
+                    policy.eval(), episodes, steps, seed + 1000 * (round_ + 1), bundle
+                )
+                policy.train()
+                obs, act = np.concatenate([obs, more_obs]), np.concatenate([act, more_act])
+        return policy.eval()

@@ -15,6 +15,11 @@ import edgeloop
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Two test workers share two cores: a torch thread pool in each would have four
+# threads fight for them, and small networks then run many times slower (a risk
+# learner test took 97 s instead of 9 on a loaded CI machine). Set before torch loads.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 def group_workers() -> set[int]:
     """Pids of every process-group worker alive on this machine (Linux /proc)."""
