@@ -1,7 +1,8 @@
 """The executor: timers, a ready queue and run-to-completion propagation.
 
-``Executor._loop`` and its ``run_node`` are the whole per-tick path, kept in
-one place on purpose. A timer fires (a periodic node, a ``timer/..`` input or
+``Executor._loop`` is the per-tick path; what happens around each node's own
+``step`` is generated for that node when the loop starts
+(:mod:`edgeloop.runtime.dispatch`). A timer fires (a periodic node, a ``timer/..`` input or
 a stale-input watchdog); the node steps; its outputs are written into the
 inputs of the nodes wired to them, and the nodes they trigger run next (at
 once when nothing else triggers them, else through the ready queue, which
@@ -21,10 +22,9 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import numpy as np
-
 from edgeloop.runtime.building import CompiledLoop
 from edgeloop.runtime.clocks import Clock, RealClock, SimClock
+from edgeloop.runtime.dispatch import LoopCalls, compile_steps
 from edgeloop.runtime.errors import UsageError
 from edgeloop.runtime.faults import FaultHandler
 from edgeloop.runtime.graph import LoopGraph
@@ -38,7 +38,6 @@ from edgeloop.runtime.validation import check_graph
 from edgeloop.runtime.watchdog import StepInterrupted, StepWatchdog
 from edgeloop.runtime.wiring import NEVER, ContractState, OutPort, Runner, Timer, make_safe
 
-_NO_PORT = "\x00no single output"  # a name no port has
 _WAKE_MARGIN_S = 0.0005  # a wait for a wake ends this early; the clock's own wait does the rest
 _FOLD_EVERY = 4096  # ticks of a timer between folds of the latency recorders (a power of 2)
 _log = logging.getLogger("edgeloop.executor")
@@ -341,163 +340,33 @@ class Executor:
         ready_append = ready.append
         popleft = ready.popleft
         heapreplace = heapq.heapreplace
-        perf = time.perf_counter_ns
-        fault = self._faults.handle
-        guard = self._guard
-        step_failed = self._step_failed
-        node_missed = self._node_deadline_missed
-        contract_missed = self._contract_deadline_missed
-        sensed_of = self._sensed
         publish = self._publish
-        deliver_fifo = self._deliver_fifo
-        check_outputs = self._faults.check_outputs
-        finite = payload_is_finite
-        check_payload = payload_problem
-        ndarray = np.ndarray
-        isfinite = math.isfinite
-        fsum = math.fsum
         recorders = self._loop_parts.recorders()
         bridge = self._bridge
         collect_between_ticks = self._realtime.collect_between_ticks
         gc_between_ticks = self._realtime.gc_between_ticks
         now_s = 0.0
 
-        def compile_node(r: Runner) -> Callable[[], None]:
-            """The step of one node with its fixed parts bound as closure variables."""
-            inputs = r.inputs
-            record = r.record
-            deadline_ns = r.deadline_ns
-            only_source, only_slot, is_source = r.only_source, r.only_slot, r.is_source
-            # A sensor's outputs are fresh sensing even when it has inputs (a sensing
-            # command, a world's actions): its inputs are read, but not its provenance.
-            senses = r.cls.role == "sensor"
-            ctx = r.ctx
-            contracts = tuple(r.contracts)
-            # The common case, one declared output, is inlined with the port's
-            # fixed facts as closure variables. Folding it into _publish (checks
-            # through FaultHandler.check_outputs) was measured in issue 12 with
-            # benchmarks/loop_overhead.py's chain: 11.3 against 8.2 us per tick
-            # (bare functions 3.6 us), so it stays.
-            port = next(iter(r.out_ports.values())) if len(r.out_ports) == 1 else None
-            only_output = port.name if port is not None else _NO_PORT
-            taps = tuple(port.taps) if port is not None else ()
-            checks_type = port is not None and port.checks_type
-            checks_finite = port is not None and port.checks_finite
-            is_small_vector = port is not None and port.is_small_vector
-            edges = tuple(port.edges) if port is not None else ()
-            has_fifo = port is not None and bool(port.fifo_slots)
-            direct = port.direct if port is not None else None
-
-            def run_node() -> None:
-                if r.guarded and guard(r):
-                    return
-                t0 = perf()
-                try:
-                    r.started = t0  # for the watchdog; inside the try, as its interrupt is
-                    out = r.step(inputs)
-                    r.started = 0
-                except KeyboardInterrupt:  # Ctrl-C, or a node asking for it: a clean stop
-                    r.started = 0
-                    record(perf() - t0)  # the step that was running is in the figures
-                    raise
-                except BaseException as exc:  # SystemExit and the watchdog's too: a fault
-                    step_failed(r, exc)
-                    return
-                took = perf() - t0
-                record(took)
-                if took > deadline_ns:
-                    node_missed(r, took)
-                created = now_s if simulated else clock_now() * 1e-9
-                if only_source is not None:
-                    seq = only_source.seq
-                    if seq - only_slot.read_seq > 1:
-                        only_slot.drops += seq - only_slot.read_seq - 1
-                    only_slot.read_seq = seq
-                    sensed = only_source.last_sensed if seq and not senses else created
-                elif is_source:
-                    sensed = created
-                else:
-                    sensed = sensed_of(r, created)  # marks the inputs read
-                    if senses:
-                        sensed = created
-                if ctx._sensed_at is not None:  # the node said when its data was sensed
-                    sensed, ctx._sensed_at = ctx._sensed_at, None
-                next_run = None
-                if out is not None:
-                    if type(out) is not dict and not isinstance(out, Mapping):
-                        fault(
-                            r,
-                            "exception",
-                            f"step returned {type(out).__name__}: return a "
-                            "mapping of output port to payload, or None",
-                        )
-                        return
-                    # Anything but the one declared output returned alone (several
-                    # outputs, unknown names, a None payload) goes the long way.
-                    data = out.get(only_output) if len(out) == 1 else None
-                    if data is None:
-                        if out:
-                            if not check_outputs(r, out):
-                                return
-                            publish(r, out, created, sensed)
-                    else:
-                        if not checks_type:  # undeclared: the wire's limits and NaN, each time
-                            if check_payload(data) is not None:
-                                check_outputs(r, out)
-                                return
-                        elif (
-                            type(data) is not ndarray
-                            or data.dtype is not port.ok_dtype
-                            or data.shape != port.ok_shape
-                        ):  # the first message, or a new type: checked in full
-                            if not check_outputs(r, out):
-                                return
-                        elif checks_finite:  # an array like the last: only its values
-                            if is_small_vector:
-                                # Declared 1-D and small: fsum of the elements is
-                                # NaN or inf exactly when one is, and cheaper than numpy.
-                                try:
-                                    ok = isfinite(fsum(data.tolist()))
-                                except (OverflowError, ValueError):  # huge values; inf - inf
-                                    ok = finite(data)
-                            else:
-                                ok = finite(data)
-                            if not ok:
-                                check_outputs(r, out)
-                                return
-                        port.seq += 1
-                        port.last_data = data
-                        port.last_created = created
-                        port.last_sensed = sensed
-                        if taps:  # the recorder, senders to other processes
-                            for tap in taps:
-                                tap(data, port.seq - 1, created, sensed)
-                        for receiver_inputs, input_name, receiver in edges:
-                            receiver_inputs[input_name] = data
-                            if receiver is not None and not receiver.queued:
-                                receiver.queued = True
-                                ready_append(receiver)
-                        if has_fifo:
-                            deliver_fifo(port)
-                        next_run = direct
-                if r.consecutive_faults:
-                    r.consecutive_faults = 0
-                if contracts:
-                    for state, source in contracts:
-                        if source.seq:
-                            latency = created - source.last_sensed
-                            state.record(latency)
-                            if latency > state.deadline_s:
-                                contract_missed(state, latency)
-                if next_run is not None:
-                    # The one node this output triggers, and nothing else triggers
-                    # it: step it now rather than through the ready queue.
-                    next_run.run()
-
-            return run_node
-
-        for r in self._loop_parts.runners.values():
-            r.run = compile_node(r)
+        compile_steps(
+            list(self._loop_parts.runners.values()),
+            LoopCalls(
+                guard=self._guard,
+                step_failed=self._step_failed,
+                node_missed=self._node_deadline_missed,
+                contract_missed=self._contract_deadline_missed,
+                sensed_of=self._sensed,
+                publish=publish,
+                deliver_fifo=self._deliver_fifo,
+                check_outputs=self._faults.check_outputs,
+                fault=self._faults.handle,
+                finite=payload_is_finite,
+                payload_problem=payload_problem,
+                ready_append=ready_append,
+                perf=time.perf_counter_ns,
+                clock=self.clock,
+                simulated=simulated,
+            ),
+        )
 
         def tick_publisher(timer: Timer) -> Callable[[], None]:
             def publish_tick() -> None:
@@ -558,11 +427,22 @@ class Executor:
             if gc_between_ticks:
                 collect_between_ticks()
 
+        timers_only = bridge is None and not wakeable
         while self._stop_reason is None:
-            if heap and heap[0][0] != heap[0][2].due:  # a timer moved to a new rate
+            if timers_only:  # the common case first
+                if not heap:
+                    break
+                due, order, timer = heap[0]
+                if due != timer.due:  # a timer moved to a new rate
+                    heapq.heappop(heap)
+                    continue
+                if due >= end_ns:
+                    break
+                now = wait_until(due)
+            elif heap and heap[0][0] != heap[0][2].due:
                 heapq.heappop(heap)
                 continue
-            if wakeable:  # a node's thread may ask for a step before the next timer
+            elif wakeable:  # a node's thread may ask for a step before the next timer
                 due, order, timer = heap[0] if heap else (end_ns, -1, None)
                 if due >= end_ns:
                     due, timer = end_ns, None
@@ -571,11 +451,6 @@ class Executor:
                     continue
                 if timer is None:
                     break
-                now = wait_until(due)
-            elif bridge is None:
-                if not heap or heap[0][0] >= end_ns:
-                    break
-                due, order, timer = heap[0]
                 now = wait_until(due)
             else:  # the bridge ends the run; until then, messages come in between timers
                 due, order, timer = heap[0] if heap else (NEVER, -1, None)
