@@ -187,7 +187,7 @@ class Supervisor:
         self._router = context.socket(zmq.ROUTER)
         self._router.setsockopt(zmq.LINGER, 0)
         self._router.bind(f"ipc://{self._dir}/control")
-        wall = time.perf_counter()
+        wall = time.perf_counter()  # again at the start: the loop's time, as one process's
         try:
             for group in self._groups.values():
                 self._spawn(group, first_start=True)
@@ -197,6 +197,7 @@ class Supervisor:
                 self._stop("interrupted while the groups were starting")
                 raise
             self._epoch_ns = time.perf_counter_ns() + _START_MARGIN_NS
+            wall = time.perf_counter()
             try:  # from the first Start on, a Ctrl-C ends the run with its report
                 for group in self._groups.values():
                     self._send(group, Start(epoch_ns=self._epoch_ns))
