@@ -2,12 +2,12 @@
 
 The executor of a group calls :meth:`GroupBridge.wait` instead of sleeping until
 its next timer. In real time the bridge hands in messages from other groups as
-they arrive and sends heartbeats while it waits. In simulated time it waits for
-the supervisor instead, which runs every group in lockstep: it tells one group
-at a time to fire its next timer (the earliest over all groups, ties broken by
-graph order, as one executor would) or to take the messages other groups sent
-it, in the order they were sent. So a multi-process simulated run is as
-deterministic as a single-process one.
+they arrive and sends heartbeats while it waits. In simulated time the groups run
+in lockstep, one at a time, passing the turn between them
+(:mod:`edgeloop.runtime.processes.lockstep`): a turn fires the group's next timer
+(the earliest over all groups, ties broken by graph order, as one executor would)
+or takes the messages other groups sent it, in the order they were sent. So a
+multi-process simulated run is as deterministic as a single-process one.
 
 Control messages (:mod:`edgeloop.runtime.processes.control`) travel on a DEALER
 socket to the supervisor's ROUTER; data travels on the links
@@ -30,14 +30,15 @@ from edgeloop.runtime.metrics import nodes_to_dicts
 from edgeloop.runtime.processes.control import (
     Beat,
     ControlMessage,
-    Fire,
+    Done,
     Idle,
     Ready,
     Start,
     Stop,
-    Take,
+    Turn,
     Upstream,
 )
+from edgeloop.runtime.processes.lockstep import batches_by_group, next_turn
 from edgeloop.runtime.processes.placement import GroupPlan
 from edgeloop.runtime.processes.transport import Receiver, Sender
 from edgeloop.runtime.processes.wire import decode_control, encode_control
@@ -62,6 +63,7 @@ class GroupBridge:
         control: The supervisor's endpoint.
         order: Every node's index in the whole graph (ties between timers).
         supervisor: The supervisor's pid: without it, the group ends.
+        turns: Each group's turn endpoint (lockstep: turns pass between groups).
         first_start: Wait for every receiver of this group's links to connect
             (not after a restart: they are connected already and reconnect by
             themselves).
@@ -76,6 +78,7 @@ class GroupBridge:
         *,
         supervisor: int,
         first_start: bool = True,
+        turns: dict[str, str] | None = None,
     ) -> None:
         self.plan = plan
         self.stop_reason = "stopped by the supervisor"
@@ -92,7 +95,13 @@ class GroupBridge:
         self.control.connect(control)
         self.senders: dict[int, Sender] = {}
         self.receivers: dict[int, Receiver] = {}
-        self._sent: list[tuple[int, float]] = []  # (link, created) since the last report
+        self._sent: list[tuple[int, float]] = []  # (link, created) in this turn
+        self._links = {link.id: link for link in plan.outbound}
+        self._turn_endpoints = dict(turns or {})
+        self._turn_in: zmq.Socket | None = None  # lockstep: where turns come to this group
+        self._turn_out: dict[str, zmq.Socket] = {}  # and go to the others (made when first used)
+        self._turn: Turn | None = None  # the turn this group holds
+        self._told_first_timer = False
         self._ranks: list[list[int]] = []
         self._inbound: dict[int, tuple[Any, str]] = {}  # link -> (stand-in runner, port)
         self._clock: Clock | None = None
@@ -128,6 +137,10 @@ class GroupBridge:
             self.receivers[link.id] = receiver
             self._by_socket[receiver.socket] = link.id
             self._inbound[link.id] = (loop.runners[link.node], link.port)
+        if clock.simulated and self.plan.name in self._turn_endpoints:
+            self._turn_in = self._context.socket(zmq.PULL)
+            self._turn_in.setsockopt(zmq.LINGER, 0)
+            self._turn_in.bind(self._turn_endpoints[self.plan.name])
         if self._first_start:
             self._wait_for_receivers()
         # Timer ranks for lockstep: (node's index in the whole graph, its k-th timer).
@@ -192,43 +205,89 @@ class GroupBridge:
         return self._wait_real(due_ns, deliver)
 
     def _wait_lockstep(self, due_ns: int, order: int, deliver: Callable[..., None]) -> int | None:
+        """Pass the turn on (this group's next timer is ``due_ns``), then serve the
+        turns that come until one fires a timer: its time is returned."""
         clock = self._clock
         assert clock is not None
-        self._report_idle(due_ns, order)
+        rank = [due_ns, *self._ranks[order]] if due_ns < NEVER else None
+        if self._turn is not None:
+            turn = self._pass_turn(rank)
+        else:
+            turn = None
+            if not self._told_first_timer:  # the supervisor chooses the first turn
+                self._told_first_timer = True
+                send_control(self.control, Idle(due=rank and rank[0], rank=rank and rank[1:]))
         while True:
-            command = self._recv_control()
-            if isinstance(command, Fire):
-                return clock.wait_until(command.time)
-            if isinstance(command, Take):  # batches: the outputs of one remote step each
-                clock.wait_until(command.time)
-                moved = False
-                for batch in command.batches:
-                    messages = []
-                    for link_id in batch:
-                        message = self.receivers[link_id].recv(timeout=RECEIVE_TIMEOUT_S)
-                        if message is not None:
-                            runner, port = self._inbound[link_id]
-                            messages.append(
-                                (runner, port, message.data, message.created, message.sensed)
-                            )
-                    moved = deliver(messages) or moved
-                if moved:  # a sensing command moved a timer: report the new next due
-                    return -1
-                self._report_idle(due_ns, order)
-            elif isinstance(command, Stop):
-                self.stop_reason = command.reason
-                return None
-            else:
-                self._note(command)
+            if turn is None:
+                turn = self._await_turn()
+                if turn is None:
+                    return None
+            self._turn = turn
+            now = clock.wait_until(turn.time)
+            if turn.take is None:
+                return now
+            moved = False
+            for batch in turn.take:  # the outputs of one remote step each
+                messages = []
+                for link_id in batch:
+                    message = self.receivers[link_id].recv(timeout=RECEIVE_TIMEOUT_S)
+                    if message is not None:
+                        runner, port = self._inbound[link_id]
+                        messages.append(
+                            (runner, port, message.data, message.created, message.sensed)
+                        )
+                moved = deliver(messages) or moved
+            if moved:  # a sensing command moved a timer: the turn ends at the new one
+                return -1
+            turn = self._pass_turn(rank)
 
-    def _report_idle(self, due_ns: int, order: int) -> None:
-        idle = Idle(
-            due=None if due_ns >= NEVER else due_ns,
-            rank=self._ranks[order] if order >= 0 else None,
-            sent=list(self._sent),
-        )
-        send_control(self.control, idle)
+    def _pass_turn(self, rank: list[int] | None) -> Turn | None:
+        """End this group's turn: the next one, when it is this group's again; else
+        sent to its group (or the run's end to the supervisor), and None."""
+        turn, self._turn = self._turn, None
+        assert turn is not None
+        dues = {**turn.dues, self.plan.name: rank}
+        pending = [*turn.pending, *batches_by_group(self._sent, self._links)]
         self._sent.clear()
+        chosen = next_turn(turn.time, dues, pending, turn.end)
+        if isinstance(chosen, str):
+            send_control(self.control, Done(chosen))
+            return None
+        group, following = chosen
+        if group == self.plan.name:
+            return following
+        out = self._turn_out.get(group)
+        if out is None:
+            out = self._turn_out[group] = self._context.socket(zmq.PUSH)
+            out.setsockopt(zmq.LINGER, 0)
+            out.connect(self._turn_endpoints[group])
+        out.send(encode_control(following))
+        return None
+
+    def _await_turn(self) -> Turn | None:
+        """The next turn (from another group, or the first from the supervisor); None
+        when the supervisor stops the run."""
+        if self._poller is None:
+            self._poller = zmq.Poller()
+            self._poller.register(self.control, zmq.POLLIN)
+            if self._turn_in is not None:
+                self._poller.register(self._turn_in, zmq.POLLIN)
+        while True:
+            ready = dict(self._poller.poll(1000))
+            if self._turn_in is not None and self._turn_in in ready:
+                turn = decode_control(self._turn_in.recv())
+                if isinstance(turn, Turn):
+                    return turn
+            if self.control in ready:
+                command = decode_control(self.control.recv())
+                if isinstance(command, Turn):
+                    return command
+                if isinstance(command, Stop):
+                    self.stop_reason = command.reason
+                    return None
+                self._note(command)
+            if not ready and os.getppid() != self._parent:
+                raise SystemExit("edgeloop group: the supervisor is gone")
 
     def _wait_real(self, due_ns: int, deliver: Callable[..., None]) -> int | None:
         clock = self._clock
@@ -328,6 +387,9 @@ class GroupBridge:
         }
 
     def close(self) -> None:
+        for socket in [self._turn_in, *self._turn_out.values()]:
+            if socket is not None:
+                socket.close(linger=0)
         for sender in self.senders.values():
             sender.close()
         for receiver in self.receivers.values():

@@ -9,9 +9,9 @@ message           sent by        meaning
 ================  =============  ===========================================================
 :class:`Ready`    group          its nodes are set up and its links connected
 :class:`Start`    supervisor     run from the shared time 0 (``epoch_ns``), from ``resume_ns``
-:class:`Fire`     supervisor     lockstep: fire your next timer at simulated ``time``
-:class:`Take`     supervisor     lockstep: take these batches of messages at ``time``
-:class:`Idle`     group          lockstep: done; my next timer, and the links I sent on
+:class:`Idle`     group          lockstep: my first timer (before the first turn)
+:class:`Turn`     either         lockstep: your turn: fire your timer, or take these batches
+:class:`Done`     group          lockstep: the run ended on my turn, for ``reason``
 :class:`Beat`     group          real time: still alive
 :class:`Upstream` supervisor     a group that feeds you restarted
 :class:`Stop`     supervisor     end the run, for ``reason``
@@ -22,7 +22,7 @@ message           sent by        meaning
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -41,28 +41,37 @@ class Start:
 
 
 @dataclass(frozen=True)
-class Fire:
-    time: int
-    """Simulated clock time of the timer to fire, ns."""
-
-
-@dataclass(frozen=True)
-class Take:
-    time: int
-    """Simulated clock time to deliver at, ns."""
-    batches: list[list[int]]
-    """Link ids to read, one list per remote step (its outputs arrive together)."""
-
-
-@dataclass(frozen=True)
 class Idle:
     due: int | None
-    """Clock time of the group's next timer, ns; None when it has none."""
+    """Clock time of the group's first timer, ns; None when it has none."""
     rank: list[int] | None
     """That timer's place among simultaneous timers: (node's index in the graph, k-th
     timer of the node)."""
-    sent: list[tuple[int, float]] = field(default_factory=list)
-    """(link id, message creation time) of what it sent since its last Idle."""
+
+
+@dataclass(frozen=True)
+class Turn:
+    """A group's turn in lockstep (:mod:`edgeloop.runtime.processes.lockstep`),
+    passed from group to group with what the next choice of turn needs."""
+
+    time: int
+    """Simulated clock time of the turn, ns."""
+    take: list[list[int]] | None
+    """Link ids to read, one list per remote step (its outputs arrive together);
+    None: fire your next timer at ``time``."""
+    dues: dict[str, list[int] | None]
+    """Every group's next timer: [due ns, node's index in the graph, k-th timer of
+    the node]; None when it has none."""
+    pending: list[tuple[str, list[list[int]]]]
+    """(group, batches) sent and not yet taken, oldest first."""
+    end: int
+    """The run's end, ns: a timer due at or past it does not fire."""
+
+
+@dataclass(frozen=True)
+class Done:
+    reason: str
+    """Why the run ended on this group's turn (``duration reached``, ``nothing left to run``)."""
 
 
 @dataclass(frozen=True)
@@ -102,15 +111,15 @@ class Report:
     """Its links' counters: ``{"out": {link: {...}}, "in": {link: {...}}}``."""
 
 
-ControlMessage = Ready | Start | Fire | Take | Idle | Beat | Upstream | Stop | Failed | Report
+ControlMessage = Ready | Start | Idle | Turn | Done | Beat | Upstream | Stop | Failed | Report
 """Any control message."""
 
 KINDS: dict[str, type] = {
     "ready": Ready,
     "start": Start,
-    "fire": Fire,
-    "take": Take,
     "idle": Idle,
+    "turn": Turn,
+    "done": Done,
     "beat": Beat,
     "upstream": Upstream,
     "stop": Stop,

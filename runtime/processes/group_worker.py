@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         node_order(graph),
         supervisor=spec["supervisor"],
         first_start=spec["first_start"],
+        turns=spec.get("turns"),
     )
     recorder = None
     try:

@@ -47,21 +47,27 @@ def raise_open_files() -> int:
     return soft
 
 
-def files_needed(plan: GroupPlan) -> int:
-    """Open files a group's process needs for its links and itself."""
+def files_needed(plan: GroupPlan, turn_peers: int = 0) -> int:
+    """Open files a group's process needs for its links and itself; in lockstep also
+    for its turn socket and one to each of ``turn_peers`` groups it may pass turns to."""
     return (
         FILES_PER_PROCESS
         + FILES_PER_SENDING_END * len(plan.outbound)
         + FILES_PER_RECEIVING_END * len(plan.inbound)
+        + (FILES_PER_RECEIVING_END + FILES_PER_SENDING_END * turn_peers if turn_peers else 0)
     )
 
 
-def check_limits(plans: dict[str, GroupPlan]) -> None:
+def check_limits(plans: dict[str, GroupPlan], *, lockstep: bool = False) -> None:
     """Raise :class:`GroupCrashed` before anything starts when a group would run out
-    of open files or the processes would pass the process limit."""
+    of open files or the processes would pass the process limit (``lockstep``: a
+    group may pass turns to every other)."""
     files = raise_open_files()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    short = {name: need for name, plan in plans.items() if (need := files_needed(plan)) > files}
+    peers = len(plans) - 1 if lockstep else 0
+    short = {
+        name: need for name, plan in plans.items() if (need := files_needed(plan, peers)) > files
+    }
     if short:
         name, need = max(short.items(), key=lambda item: item[1])
         hard_text = "unlimited" if hard == resource.RLIM_INFINITY else f"{hard:,}"

@@ -36,16 +36,16 @@ from edgeloop.runtime.plugins import PluginRegistry, fire_hook, import_plugin
 from edgeloop.runtime.processes.control import (
     Beat,
     ControlMessage,
+    Done,
     Failed,
-    Fire,
     Idle,
     Ready,
     Report,
     Start,
     Stop,
-    Take,
     Upstream,
 )
+from edgeloop.runtime.processes.lockstep import next_turn
 from edgeloop.runtime.processes.os_limits import check_limits
 from edgeloop.runtime.processes.placement import REMOTE_TYPE, groups_of, split_graph
 from edgeloop.runtime.processes.wire import decode_control, encode_control
@@ -78,8 +78,6 @@ class _Group:
         self.figures: dict[str, Any] | None = None  # its current process's, last beat
         # (why, when in s, figures at its last beat) of each of its processes that died
         self.ended: list[tuple[str, float, dict[str, Any]]] = []
-        self.due: int | None = None  # lockstep: next timer due and its rank
-        self.rank: list[int] | None = None
 
 
 class Supervisor:
@@ -170,7 +168,7 @@ class Supervisor:
                 ]
             )
         plans = split_graph(self.graph)
-        check_limits(plans)  # before anything starts: no "Too many open files" halfway
+        check_limits(plans, lockstep=self.simulated)  # no "Too many open files" halfway
         self._duration = duration_s
         self._dir = Path(tempfile.mkdtemp(prefix="edgeloop-"))
         if self.record is not None:
@@ -181,7 +179,6 @@ class Supervisor:
             for link in plan.outbound
         }
         self._plans = plans
-        self._links = {link.id: link for plan in plans.values() for link in plan.outbound}
         self._link_endpoints = links
         context = zmq.Context.instance()
         self._router = context.socket(zmq.ROUTER)
@@ -259,6 +256,7 @@ class Supervisor:
             "group": group.name,
             "links": {str(k): v for k, v in self._link_endpoints.items()},
             "control": f"ipc://{self._dir}/control",
+            "turns": {name: f"ipc://{self._dir}/turn-{k}" for k, name in enumerate(self._groups)},
             "plugins": self.plugin_paths,
             "imports": self._imports.to_dict() if self._imports is not None else None,
             "seed": self.seed,
@@ -306,50 +304,38 @@ class Supervisor:
     # -- simulated time: lockstep ------------------------------------------------------
 
     def _lockstep(self, end_ns: int) -> None:
-        """One group at a time: fire the earliest timer over all groups, then let
-        the groups it sent to take those messages, in the order they were sent."""
+        """Hand out the first turn (:mod:`~edgeloop.runtime.processes.lockstep`: the
+        groups pass it on between them), then wait for the group that ends the run,
+        watching for a crash meanwhile."""
+        dues: dict[str, list[int] | None] = {}
         for group in self._groups.values():
-            self._idle_report(group)  # each reports its first timer
-        pending: deque[tuple[_Group, list[list[int]]]] = deque()
-        now = 0
+            first = self._idle_report(group)  # each reports its first timer
+            if first is None:
+                return
+            dues[group.name] = None if first.due is None else [first.due, *(first.rank or [])]
+        first_turn = next_turn(0, dues, [], end_ns)
+        if isinstance(first_turn, str):
+            self._stop(first_turn)
+            return
+        name, turn = first_turn
+        self._send(self._groups[name], turn)
         while self._stop_reason is None:
-            if pending:
-                group, batches = pending.popleft()
-                self._send(group, Take(time=now, batches=batches))
-            else:
-                due = [(g.due, g.rank, g.name) for g in self._groups.values() if g.due is not None]
-                if not due:
-                    self._stop("nothing left to run")
-                    break
-                now, _, name = min(due)
-                if now >= end_ns:
-                    self._stop("duration reached")
-                    break
-                group = self._groups[name]
-                self._send(group, Fire(time=now))
-            sent = self._idle_report(group)
-            if sent is None:
-                break
-            pending.extend((self._groups[d], b) for d, b in self._batches(sent).items())
+            for name, message in self._receive(0.2):
+                if isinstance(message, Done):
+                    self._stop(message.reason)
+                    return
+                if isinstance(message, (Failed, Report)):
+                    why = message.message if isinstance(message, Failed) else "its loop stopped"
+                    self._crash_in_lockstep(self._groups[name], why)
+                    return
+            for group in self._groups.values():
+                code = group.process.poll()  # type: ignore[union-attr]
+                if code is not None:
+                    self._crash_in_lockstep(group, _exit_text(code))
+                    return
 
-    def _batches(self, sent: list[tuple[int, float]]) -> dict[str, list[list[int]]]:
-        """Per destination group, the links sent on, in order, cut into batches: the
-        outputs of one step of one node (same node, same time, each link once)."""
-        out: dict[str, list[list[int]]] = {}
-        last: dict[str, tuple[str, float]] = {}
-        for link_id, created in sent:
-            link = self._links[link_id]
-            batches = out.setdefault(link.dest_group, [])
-            key = (link.node, created)
-            if batches and last[link.dest_group] == key and link_id not in batches[-1]:
-                batches[-1].append(link_id)
-            else:
-                batches.append([link_id])
-            last[link.dest_group] = key
-        return out
-
-    def _idle_report(self, group: _Group) -> list[tuple[int, float]] | None:
-        """Wait for ``group`` to finish its work; the links it sent on (None: crashed)."""
+    def _idle_report(self, group: _Group) -> Idle | None:
+        """Wait for ``group``'s first-timer report (None: it crashed)."""
         while True:
             if not self._inbox[group.name]:
                 for name, message in self._receive(0.2):
@@ -357,8 +343,7 @@ class Supervisor:
             while self._inbox[group.name]:
                 message = self._inbox[group.name].popleft()
                 if isinstance(message, Idle):
-                    group.due, group.rank = message.due, message.rank
-                    return message.sent
+                    return message
                 if isinstance(message, (Failed, Report)):
                     why = message.message if isinstance(message, Failed) else "its loop stopped"
                     self._crash_in_lockstep(group, why)

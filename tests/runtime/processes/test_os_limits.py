@@ -43,6 +43,8 @@ def test_each_group_needs_files_for_its_links(tmp_path):
     assert len(plans["a"].outbound) == LINKS and len(plans["b"].inbound) == LINKS
     assert files_needed(plans["a"]) == 32 + 4 * LINKS
     assert files_needed(plans["b"]) == 32 + 3 * LINKS
+    # In lockstep: its turn socket, and one to each group it may pass the turn to.
+    assert files_needed(plans["b"], turn_peers=1) == 32 + 3 * LINKS + 3 + 4
 
 
 def test_too_few_open_files_is_refused_before_anything_starts(tmp_path):
