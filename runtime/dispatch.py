@@ -16,9 +16,12 @@ Nodes with several outputs, or none, hand them on through the executor's general
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from edgeloop.runtime.clocks import RealClock
 from edgeloop.runtime.wiring import NEVER, OutPort, Runner
@@ -86,8 +89,8 @@ class _Source:
         self.calls = calls
         self.constants: dict[str, Any] = {
             "Mapping": Mapping,
-            "ndarray": __import__("numpy").ndarray,
-            "isfinite": __import__("math").isfinite,
+            "ndarray": np.ndarray,
+            "isfinite": math.isfinite,
             **{name: getattr(calls, name) for name in LoopCalls.__dataclass_fields__},
         }
 
