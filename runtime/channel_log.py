@@ -94,9 +94,6 @@ class ChannelLog:
         self.simulated = simulated
         self.live: Any = None
         """The live view's server on these channels (:meth:`serve`), if any."""
-        self.readvertised = 0
-        """Channels made again because a client's subscription to them was refused."""
-        self._refused: set[int] = set()  # channel ids to make again (see readvertise)
         self.origin_ns: int | None = 0 if simulated else None
         """Unix time of the loop's time 0 (0 in simulated time; None until the first
         message in real time, which fixes it)."""
@@ -125,7 +122,6 @@ class ChannelLog:
             self._only_when_watched
             and channels
             and not any(c.has_sinks() for c in channels.values())
-            and not self._refused  # a refused channel is made again at its next message
         ):
             return False
         if self.origin_ns is None:
@@ -176,34 +172,14 @@ class ChannelLog:
             channel.metadata()["edgeloop.layout"] == compressed_layout(data, port)
         )
 
-    def readvertise(self, channel_id: int) -> bool:
-        """A client's subscription to this channel was refused as "unknown": make
-        the channel again at its next message; False when it is not one of ours.
-
-        The SDK (0.30, ``advertise_channels``) sends a new channel's advertisement
-        before it lets clients subscribe to it, so a client that answers at once
-        can be refused (33 in 1,000 new channels here). A new channel on the same
-        topic is advertised again, and Foxglove subscribes to it.
-        """
-        with self._lock:
-            ours = any(c.id() == channel_id for by_kind in self._channels.values()
-                       for c in by_kind.values())  # fmt: skip
-            if ours:
-                self._refused.add(channel_id)
-        return ours
-
     def _channel(self, topic: str, kind: str, data: Any, port: PortRecording) -> Any:
         found = self._channels.get(topic, {}).get(kind)
-        if found is not None and not (self._refused and found.id() in self._refused):
+        if found is not None:
             return found
         with self._lock:  # made once, whichever thread logs first
             found = self._channels.get(topic, {}).get(kind)
             if found is not None:
-                if found.id() not in self._refused:
-                    return found
-                self._refused.discard(found.id())
-                found.close()  # unadvertised: its clients see the new one come
-                self.readvertised += 1
+                return found
             form = kinds()[kind]
             schema = self._foxglove.Schema(
                 name=form.name, encoding=form.schema_encoding, data=form.schema

@@ -7,9 +7,6 @@ in an Image panel, numbers plot. The loop never waits for a viewer: a message
 is encoded only while someone subscribes to its port, and the server queues it
 per client, dropping a slow client's oldest messages beyond its backlog.
 
-A subscription the SDK refuses to a channel it has just advertised (its race) has
-the channel made again, so the client sees it advertised anew and subscribes again.
-
 What can be measured is counted: the messages offered to subscribers, per
 topic, and the subscriptions made. What cannot: the SDK does not say how many
 messages it dropped for a slow client, nor how many it sent.
@@ -17,8 +14,6 @@ messages it dropped for a slow client, nor how many it sent.
 
 from __future__ import annotations
 
-import logging
-import re
 import threading
 from collections import Counter
 from collections.abc import Mapping
@@ -74,24 +69,6 @@ class _Watchers:
             self.subscribed[channel.id] -= 1
 
 
-class _RefusedSubscriptions(logging.Filter):
-    """Reads the SDK's log for subscriptions refused to a channel "unknown" to the
-    client although it was advertised (a race in the SDK: see
-    :meth:`ChannelLog.readvertise`), and has the channel made again. The SDK's
-    line is kept only for channels that are not ours."""
-
-    LOGGER = "foxglove.websocket.connected_client"
-    REFUSED = re.compile(r"attempted to subscribe to unknown channel: (\d+)")
-
-    def __init__(self, log: ChannelLog) -> None:
-        super().__init__()
-        self.log = log
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        found = self.REFUSED.search(record.getMessage())
-        return not (found and self.log.readvertise(int(found.group(1))))
-
-
 class LiveServer:
     """A Foxglove WebSocket server on a :class:`ChannelLog`'s channels.
 
@@ -124,9 +101,6 @@ class LiveServer:
             ) from None
         self.host = host
         self.port: int = self.server.port
-        self.log = log
-        self._refused = _RefusedSubscriptions(log)
-        logging.getLogger(_RefusedSubscriptions.LOGGER).addFilter(self._refused)
 
     @property
     def url(self) -> str:
@@ -144,13 +118,11 @@ class LiveServer:
             "offered_by_topic": dict(self.offered),
             "subscriptions": self.watchers.subscriptions,
             "clients": len(self.watchers.clients),
-            "readvertised": self.log.readvertised,
             "backlog": BACKLOG,
         }
 
     def stop(self) -> None:
         self.server.stop()
-        logging.getLogger(_RefusedSubscriptions.LOGGER).removeFilter(self._refused)
 
 
 class LiveView(ChannelLog):

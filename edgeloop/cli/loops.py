@@ -389,11 +389,9 @@ def _show_and_save(
             f"live view {seen['url']}: {seen['clients']} client(s), "
             f"{seen['subscriptions']} subscription(s), {seen['offered']:,} messages offered "
             f"to subscribers (the server drops a slow client's oldest beyond "
-            f"{seen['backlog']} queued, and does not count them)"
-            + (f"; {seen['readvertised']} channel(s) advertised again after a refused "
-               f"subscription" if seen["readvertised"] else ""),
+            f"{seen['backlog']} queued, and does not count them)",
             highlight=False,
-        )  # fmt: skip
+        )
     _save_json(args, report)
 
 
