@@ -144,13 +144,21 @@ agent's loop mostly waits, but each process costs memory, a Python and its
 wake-ups."""
 
 
+def usable_cores() -> int:
+    """CPUs this process may run on (its affinity: ``taskset``, a cgroup's cpuset)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def agents_per_process(scenario: Scenario, n_agents: int, cores: int | None = None) -> int:
     """How many agents share a process: the scenario's number, or for ``auto`` one
-    each up to ``PROCESSES_PER_CORE`` processes per core, else just enough to stay
-    within that."""
+    each up to ``PROCESSES_PER_CORE`` processes per core (the cores this process may
+    run on, by default), else just enough to stay within that."""
     if scenario.agents_per_process != "auto":
         return scenario.agents_per_process
-    most = PROCESSES_PER_CORE * (cores or os.cpu_count() or 1)
+    most = PROCESSES_PER_CORE * (cores or usable_cores())
     return 1 if n_agents <= most else math.ceil(n_agents / most)
 
 

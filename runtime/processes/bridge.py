@@ -39,6 +39,7 @@ from edgeloop.runtime.processes.control import (
     Upstream,
 )
 from edgeloop.runtime.processes.lockstep import batches_by_group, next_turn
+from edgeloop.runtime.processes.os_limits import sockets_needed
 from edgeloop.runtime.processes.placement import GroupPlan
 from edgeloop.runtime.processes.transport import Receiver, Sender
 from edgeloop.runtime.processes.wire import decode_control, encode_control
@@ -89,6 +90,9 @@ class GroupBridge:
         self._order = order
         self._first_start = first_start
         self._context = zmq.Context.instance()
+        needed = sockets_needed(plan, len(turns) - 1 if turns else 0)
+        if needed > self._context.get(zmq.MAX_SOCKETS):  # before this process's first socket
+            self._context.set(zmq.MAX_SOCKETS, needed)
         self.control = self._context.socket(zmq.DEALER)
         self.control.setsockopt(zmq.LINGER, 1000)  # the report must get out
         self.control.setsockopt(zmq.IDENTITY, plan.name.encode())

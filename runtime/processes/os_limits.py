@@ -7,8 +7,9 @@ mailbox; ZeroMQ adds a few of its own. Measured on the field-search scenario:
 the world's process holds 122 files with 8 agents (32 links) and 230 with 16
 (64 links), about 3.4 a link. A world with a thousand agents links to each of
 them, so its process needs thousands of files, past the usual soft limit of
-1,024. The
-supervisor raises its soft limit to the hard limit before it starts anything
+1,024. ZeroMQ has a limit of its own, 1,023 sockets per context unless told
+otherwise: each group's bridge sets it to what the group needs (:func:`sockets_needed`).
+The supervisor raises its soft limit to the hard limit before it starts anything
 (the groups inherit it), then checks every group's need against it and every
 group's process against the process limit, and refuses to start, saying which
 group needs what and how to raise the limit, rather than fail halfway with
@@ -19,6 +20,8 @@ from __future__ import annotations
 
 import resource
 from typing import TYPE_CHECKING
+
+import zmq
 
 from edgeloop.runtime.errors import GroupCrashed
 
@@ -32,6 +35,9 @@ world of 8 agents above, 256 for 16; 46 for an agent that holds 24."""
 FILES_PER_SENDING_END = 4
 FILES_PER_RECEIVING_END = 3
 _MOST_FILES = 1 << 20  # Linux's default nr_open: a soft limit above it is refused
+SPARE_SOCKETS = 64
+"""ZeroMQ sockets a group's process may open besides its links, control and turns:
+its nodes' own (a ZeroMQ bridge node, say)."""
 
 
 def raise_open_files() -> int:
@@ -58,6 +64,13 @@ def files_needed(plan: GroupPlan, turn_peers: int = 0) -> int:
     )
 
 
+def sockets_needed(plan: GroupPlan, turn_peers: int = 0) -> int:
+    """ZeroMQ sockets a group's process needs: a link's end each, the control socket,
+    in lockstep its turn socket and one to each of ``turn_peers`` groups, and spares."""
+    links = len(plan.outbound) + len(plan.inbound)
+    return links + 1 + (1 + turn_peers if turn_peers else 0) + SPARE_SOCKETS
+
+
 def check_limits(plans: dict[str, GroupPlan], *, lockstep: bool = False) -> None:
     """Raise :class:`GroupCrashed` before anything starts when a group would run out
     of open files or the processes would pass the process limit (``lockstep``: a
@@ -81,6 +94,15 @@ def check_limits(plans: dict[str, GroupPlan], *, lockstep: bool = False) -> None
             "'* - nofile 1048576' in /etc/security/limits.conf, or LimitNOFILE= in a "
             "systemd unit; or run fewer agents",
         )
+    most_sockets = zmq.Context.instance().get(zmq.SOCKET_LIMIT)
+    for name, plan in plans.items():
+        if sockets_needed(plan, peers) > most_sockets:
+            raise GroupCrashed(
+                f"group '{name}' needs {sockets_needed(plan, peers):,} ZeroMQ sockets for its "
+                f"{len(plan.outbound) + len(plan.inbound):,} links, and this libzmq allows "
+                f"{most_sockets:,} in a process",
+                fix="run fewer agents, or fewer links to one group",
+            )
     processes, _ = resource.getrlimit(resource.RLIMIT_NPROC)
     if processes != resource.RLIM_INFINITY and len(plans) + 1 > processes:
         raise GroupCrashed(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -9,20 +10,20 @@ import pytest
 from cli_runner import edgeloop_cli
 
 from edgeloop.runtime.graph_yaml import load_graph
-from edgeloop.runtime.processes.os_limits import files_needed
+from edgeloop.runtime.processes.os_limits import files_needed, sockets_needed
 from edgeloop.runtime.processes.placement import split_graph
 
 LINKS = 40
 
 
-def many_links(folder: Path) -> Path:
-    """Group a publishes 40 ports that group b reads: 40 links."""
+def many_links(folder: Path, links: int = LINKS) -> Path:
+    """Group a publishes ``links`` ports that group b reads: a link each."""
     lines = ["name: wide", "nodes:"]
-    for k in range(LINKS):
+    for k in range(links):
         lines.append(
             f"  - {{id: c{k}, type: constant, rate_hz: 20, group: a, config: {{value: [1.0]}}}}"
         )
-    inputs = ", ".join(f"i{k}: c{k}/action" for k in range(LINKS))
+    inputs = ", ".join(f"i{k}: c{k}/action" for k in range(links))
     lines.append(
         f"  - {{id: sink, type: log, group: b, config: {{every: 1000}}, inputs: {{{inputs}}}}}"
     )
@@ -64,3 +65,18 @@ def test_a_soft_limit_below_the_hard_one_is_raised_and_the_run_goes_on(tmp_path)
         tmp_path, "run", "wide.yaml", "--duration", "0.5", "--quiet", prefix=limited(100, 4096)
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_a_group_with_more_links_than_zeromq_allows_by_default_runs(tmp_path):
+    """ZeroMQ allows 1,023 sockets in a context unless told otherwise (a world of 300
+    agents passes it): each group's bridge raises that to what its links need."""
+    many_links(tmp_path, links=1100)
+    plans = split_graph(load_graph(tmp_path / "wide.yaml"))
+    assert sockets_needed(plans["b"]) > 1023
+    done = edgeloop_cli(
+        tmp_path, "run", "wide.yaml", "--sim", "--duration", "0.1", "--quiet", "--json", "r.json"
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    sink = next(node for node in report["nodes"] if node["id"] == "sink")
+    assert sink["calls"] == 2 * 1100  # every port's message at 0 and 50 ms got through
