@@ -24,7 +24,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edgeloop.plugins.world import make_world
-from edgeloop.runtime.errors import GraphProblem, PluginError, ScenarioError, UsageError
+from edgeloop.runtime.errors import (
+    GraphProblem,
+    GroupCrashed,
+    PluginError,
+    ScenarioError,
+    UsageError,
+)
 from edgeloop.runtime.graph import LoopGraph, nearest_line
 from edgeloop.runtime.graph_yaml import load_graph, problem_from_pydantic
 from edgeloop.runtime.imports import check_named
@@ -242,7 +248,13 @@ def _rewire(source: Any, agent: str) -> Any:
 def scenario_metrics(report: RunReport, agents: list[str], period_s: float) -> dict[str, Any]:
     """Task score, messages and bytes, sensing energy, and per agent: p50/p99
     sense-to-act latency and deadline misses, from a scenario run's report."""
-    world = report.node("world")
+    try:
+        world = report.node("world")
+    except KeyError:
+        raise GroupCrashed(
+            "the world's process sent no report: the run's figures are lost",
+            fix="see the run's fault log for why",
+        ) from None
     misses = json.loads(world.notes.get("misses", "{}"))
     returns = json.loads(world.notes.get("returns", "{}"))
     steps = int(world.notes.get("steps", "0"))

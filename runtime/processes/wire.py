@@ -308,6 +308,12 @@ class Decoder:
 
 _CONTROL_TAGS = {cls: tag for tag, cls in KINDS.items()}
 _CONTROL_ADAPTERS: dict[type, TypeAdapter[Any]] = {}
+MAX_CONTROL_BYTES = MAX_HEADER_BYTES * 64
+"""Largest control message but a group's report (4 MiB)."""
+MAX_REPORT_BYTES = 1 << 30
+"""Largest group report (1 GiB): it carries the group's series, which grow with the
+run and its agents (a world of 256 agents reports 5 MB after 15 s at 20 Hz)."""
+_REPORT_HEAD = b'{"t":"report",'  # how encode_control starts a report
 
 
 def encode_control(message: ControlMessage) -> bytes:
@@ -323,8 +329,10 @@ def decode_control(frame: bytes | memoryview) -> ControlMessage:
         WireError: not JSON, an unknown tag, or fields missing, unknown or of the
             wrong type (reason ``control``).
     """
-    if len(frame) > MAX_HEADER_BYTES * 64:  # a report with its series is the largest
-        raise WireError("oversized", f"control message of {len(frame)} bytes")
+    report = bytes(frame[: len(_REPORT_HEAD)]) == _REPORT_HEAD
+    if len(frame) > (MAX_REPORT_BYTES if report else MAX_CONTROL_BYTES):
+        kind = "group report" if report else "control message"
+        raise WireError("oversized", f"{kind} of {len(frame):,} bytes")
     try:
         body = json.loads(bytes(frame))
     except (ValueError, RecursionError) as exc:

@@ -17,6 +17,7 @@ from edgeloop.runtime.messages import Message
 from edgeloop.runtime.processes import control
 from edgeloop.runtime.processes.wire import (
     MAGIC,
+    MAX_CONTROL_BYTES,
     Decoder,
     WireError,
     decode,
@@ -257,6 +258,19 @@ def test_a_malformed_control_message_is_a_wire_error_naming_what_is_wrong(frame,
         decode_control(frame)
     assert says in str(caught.value)
     assert caught.value.reason == "control"
+
+
+def test_a_group_report_may_be_large_but_other_control_messages_may_not():
+    """A world of 256 agents reported 5 MB of series after 15 s: its report came."""
+    series = {f"world.latency_ms.robot_{k}": [0.25] * 1200 for k in range(1000)}
+    report = control.Report({"nodes": [], "series": series}, {"out": {}, "in": {}})
+    frame = encode_control(report)
+    assert len(frame) > MAX_CONTROL_BYTES
+    assert decode_control(frame) == report
+    done = encode_control(control.Done("x" * MAX_CONTROL_BYTES))
+    with pytest.raises(WireError, match="control message of 4,194,3") as caught:
+        decode_control(done)
+    assert caught.value.reason == "oversized"
 
 
 def test_a_stream_of_like_arrays_decodes_as_each_would_alone():
