@@ -61,12 +61,14 @@ class CompareConfig:
             check_config(self.run_config(sampler, self.seeds[0]))
 
     def run_config(self, sampler: str, seed: int) -> TrainConfig:
+        """One run's config: ``mpts.*`` settings go to the MPTS samplers only."""
+        train = {k: v for k, v in self.train.items() if k != "mpts" or sampler.startswith("mpts")}
         return TrainConfig(
             task_space=self.task_space,
             sampler=sampler,
             seed=seed,
             total_steps=self.total_steps,
-            **self.train,
+            **train,
         )
 
     def jobs(self) -> list[tuple[str, int]]:

@@ -1,16 +1,25 @@
-"""Model Predictive Task Sampling (Wang et al., arXiv 2501.11039), as in its reference code.
+"""Model Predictive Task Sampling (Wang et al., arXiv 2501.11039).
 
 A neural-process-style risk learner encodes (task, risk) pairs into a latent
-posterior q(z | H_t), decodes a task and a z sample into a predicted risk,
-and is trained once per iteration on the batch just observed, with the
-previous posterior (detached) as the prior. Acquisition scores candidates by
-the mean and spread of predicted risk over z samples and keeps the top half of
-the batch, filling the rest with random unselected candidates.
+posterior q(z | H_t), decodes a task and a z sample into a predicted risk, and
+is trained on each batch of observed tasks with a KL term to a prior. Acquisition
+scores candidates by the mean and spread of predicted risk over z samples and
+keeps the top half of the batch, filling the rest with unselected candidates.
+
+Two modes. ``reference=True`` does what the reference code does (thu-rllab/MPTS,
+``DR/``, commit 21612fc: ``mpmodel/new_trainer_risklearner.py``,
+``mpmodel/risklearner.py``, ``common/sampler/sampler.py``,
+``common/agents/svpg_simulator_agent.py``): the prior becomes the current
+posterior after every one of the 10 inner steps, 2.5 candidates per task, the
+learner trained on 100 tasks at a time, its encoder's extra layer after the
+aggregation, risks z-scored with the unbiased spread, the batch filled with the
+first unselected candidates. The default is edgeloop's own variant, whose choices
+differ where :class:`MptsConfig` says so (each can be set on its own).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -26,7 +35,13 @@ def _torch() -> Any:
 
 @dataclass(frozen=True)
 class MptsConfig:
-    """MPTS settings; defaults are the paper's."""
+    """MPTS settings. Where edgeloop's default differs from the reference code's,
+    the field says so; ``reference=True`` takes the reference's value for each
+    such field not set explicitly (see :func:`mpts_config`)."""
+
+    reference: bool = False
+    """Do exactly what the reference code (``DR/``) does: its prior updates, its
+    multiplier and learner batch unless set, its encoder, z-scoring and batch fill."""
 
     z_dim: int = 10
     """Latent size."""
@@ -37,9 +52,19 @@ class MptsConfig:
     inner_steps: int = 10
     """Adam steps per observed batch."""
     beta: float = 1.0
-    """Weight of KL(q(z|H_t) || q(z|H_{t-1}))."""
-    multiplier: int = 8
-    """Candidates drawn per task in the batch."""
+    """Weight of KL(q(z|H_t) || prior) (the reference's ``kl_weight``, 1.0 in ``DR/``)."""
+    multiplier: float = 8.0
+    """Candidates drawn per task in the batch. Ours: 8 (the top half of the batch is
+    then the top 6% of candidates). The reference: 2.5 by default (5, 2.5 and 25 in
+    its pusher, lunar and ergo commands; 1.5 in ``MetaRL/``)."""
+    prior: str = "batch"
+    """The KL term's prior. Ours, "batch": the posterior after the previous batch,
+    fixed during a batch's inner steps. The reference, "step": the posterior of
+    the step before, updated after every inner step."""
+    learner_batch: int = 0
+    """Tasks per risk-learner update and per acquisition. Ours, 0: each training
+    iteration's tasks (16 by default). The reference: 100 (10 agents x 10 rollout
+    steps); tasks are then proposed 100 at a time and handed out as asked."""
     z_samples: int = 50
     """z samples per candidate (S)."""
     gamma0: float = 1.0
@@ -52,8 +77,9 @@ class MptsConfig:
     """Not in the paper (0 = off). Weight of spread in the selected half: tasks are
     picked greedily by z-scored acquisition score plus ``diversity`` times the
     distance to the nearest task already picked (in units of the typical spacing
-    of the batch), so the batch cannot pile onto one region, as PDTS
-    (arXiv 2504.19139) does."""
+    of the batch), so the batch cannot pile onto one region. Only the idea is
+    PDTS's (arXiv 2504.19139): PDTS uses one posterior draw, diversity over the
+    whole batch with a tuned weight, 64x candidates and no random half."""
     risk: str = "return"
     """Not in the paper when "regret": the risk learned and acquired is the gap
     between the best return seen near a task (within ``regret_radius``) and the
@@ -63,6 +89,31 @@ class MptsConfig:
     """Neighbourhood (normalised units, max-norm) for the best return seen near a task."""
     regret_memory: int = 4096
     """Past (task, return) pairs kept for the regret signal."""
+
+
+REFERENCE = {"multiplier": 2.5, "prior": "step", "learner_batch": 100}
+"""The reference code's values of the fields where edgeloop's default differs."""
+
+
+def mpts_config(settings: dict[str, Any]) -> MptsConfig:
+    """An MptsConfig from settings (``--set mpts.KEY=VALUE``): with ``reference``,
+    the reference's value for each field in :data:`REFERENCE` not set explicitly.
+
+    Raises:
+        ValueError: a setting MptsConfig does not have, or a value it refuses.
+    """
+    unknown = set(settings) - {f.name for f in fields(MptsConfig)}
+    if unknown:
+        raise ValueError(f"MPTS has no setting {', '.join(sorted(unknown))}")
+    preset = REFERENCE if settings.get("reference") else {}
+    config = MptsConfig(**{**preset, **settings})
+    if config.prior not in ("batch", "step"):
+        raise ValueError(f"MPTS prior must be 'batch' or 'step', got {config.prior!r}")
+    if config.risk not in ("return", "regret"):
+        raise ValueError(f"MPTS risk must be 'return' or 'regret', got {config.risk!r}")
+    if config.multiplier < 1 or config.learner_batch < 0:
+        raise ValueError("MPTS multiplier must be at least 1 and learner_batch at least 0")
+    return config
 
 
 class RiskLearner:
@@ -77,6 +128,8 @@ class RiskLearner:
         self.encoder = nn.Sequential(
             nn.Linear(dim + 1, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(), nn.Linear(h, h)
         )
+        # The reference's MuSigmaEncoder: a layer and a ReLU after the aggregation.
+        self.aggregated = nn.Linear(h, h) if config.reference else None
         self.to_mu = nn.Linear(h, z)
         self.to_sigma = nn.Linear(h, z)
         self.decoder = nn.Sequential(
@@ -93,10 +146,14 @@ class RiskLearner:
         self.config = config
         self.prior_mu = torch.zeros(z)
         self.prior_sigma = torch.ones(z)
+        self.latent_mu, self.latent_sigma = self.prior_mu, self.prior_sigma
+        """The posterior on the last batch as the learner is now: acquisition draws z here."""
         self.generator = torch.Generator().manual_seed(seed)
 
     def posterior(self, x: Any, y: Any) -> tuple[Any, Any]:
         r = self.encoder(self.torch.cat([x, y[:, None]], dim=1)).mean(dim=0)
+        if self.aggregated is not None:
+            r = self.torch.relu(self.aggregated(r))
         return self.to_mu(r), 0.1 + 0.9 * self.torch.sigmoid(self.to_sigma(r))
 
     def decode(self, x: Any, z: Any) -> Any:
@@ -106,10 +163,12 @@ class RiskLearner:
         return self.decoder(pairs).squeeze(-1)
 
     def update(self, x: Any, y: Any) -> None:
-        """Streaming variational step on one batch; its posterior becomes the next prior."""
+        """Streaming variational steps on one batch. The KL term's prior is the
+        posterior after the previous batch ("batch"), or that of the step before,
+        updated after every step as the reference does ("step")."""
         torch = self.torch
-        prior = torch.distributions.Normal(self.prior_mu, self.prior_sigma)
         for _ in range(self.config.inner_steps):
+            prior = torch.distributions.Normal(self.prior_mu, self.prior_sigma)
             mu, sigma = self.posterior(x, y)
             q = torch.distributions.Normal(mu, sigma)
             z = q.rsample((1,))
@@ -118,14 +177,19 @@ class RiskLearner:
             self.optimizer.zero_grad()
             loss.backward()
             self.optimizer.step()
+            if self.config.prior == "step":
+                self.prior_mu, self.prior_sigma = mu.detach(), sigma.detach()
         with torch.no_grad():
-            self.prior_mu, self.prior_sigma = (t.detach() for t in self.posterior(x, y))
+            self.latent_mu, self.latent_sigma = (t.detach() for t in self.posterior(x, y))
+        if self.config.prior == "batch":
+            self.prior_mu, self.prior_sigma = self.latent_mu, self.latent_sigma
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "modules": [m.state_dict() for m in self._modules()],
             "optimizer": self.optimizer.state_dict(),
             "prior": [self.prior_mu, self.prior_sigma],
+            "latent": [self.latent_mu, self.latent_sigma],
             "generator": self.generator.get_state(),
         }
 
@@ -134,17 +198,20 @@ class RiskLearner:
             module.load_state_dict(saved)
         self.optimizer.load_state_dict(state["optimizer"])
         self.prior_mu, self.prior_sigma = state["prior"]
+        self.latent_mu, self.latent_sigma = state.get("latent", state["prior"])
         self.generator.set_state(state["generator"])
 
     def _modules(self) -> list[Any]:
-        return [self.encoder, self.to_mu, self.to_sigma, self.decoder]
+        extra = [self.aggregated] if self.aggregated is not None else []
+        return [self.encoder, *extra, self.to_mu, self.to_sigma, self.decoder]
 
     def predict(self, x: Any, samples: int) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and spread of predicted risk over ``samples`` draws of z from the posterior."""
+        """Mean and spread of predicted risk over ``samples`` draws of z from the
+        posterior on the last batch (the prior N(0, 1) before any)."""
         torch = self.torch
         with torch.no_grad():
-            z = self.prior_mu + self.prior_sigma * torch.randn(
-                samples, self.prior_mu.shape[0], generator=self.generator
+            z = self.latent_mu + self.latent_sigma * torch.randn(
+                samples, self.latent_mu.shape[0], generator=self.generator
             )
             predictions = self.decode(x, z)
         return predictions.mean(dim=0).numpy(), predictions.std(dim=0).numpy()
@@ -183,11 +250,15 @@ class MptsSampler:
         """Set by a trainer that counts the warm-up in steps; None: count iterations."""
         self.evaluation_steps = 0  # MPTS never evaluates candidates
         self.correlations: list[float] = []
-        """Pearson correlation of predicted and realised risk, per observed batch."""
+        """Pearson correlation of predicted and realised risk, per learner update."""
         if self.config.risk not in ("return", "regret"):
             raise ValueError(f"MPTS risk must be 'return' or 'regret', got {self.config.risk!r}")
         self.seen_units = np.empty((0, space.dim))
         self.seen_returns = np.empty(0)
+        # With a learner batch: proposed tasks not handed out yet, observed not learned.
+        self.queued = np.empty((0, space.dim))
+        self.pending_units = np.empty((0, space.dim))
+        self.pending_risks = np.empty(0)
 
     def propose(self, n: int) -> np.ndarray:
         warming_up = self.warming_up
@@ -195,30 +266,57 @@ class MptsSampler:
             warming_up = self.iteration < self.warmup_iterations
         if warming_up:
             return self.space.sample(n, self.rng)
+        if not self.config.learner_batch:
+            return self.space.denormalise(self.acquire(n))
+        while len(self.queued) < n:
+            self.queued = np.concatenate([self.queued, self.acquire(self.config.learner_batch)])
+        chosen, self.queued = self.queued[:n], self.queued[n:]
+        return self.space.denormalise(chosen)
+
+    def acquire(self, n: int) -> np.ndarray:
+        """``n`` tasks (normalised units) by predicted risk among ``multiplier * n``
+        uniform candidates: the top half, the rest unselected ones, shuffled."""
         torch = self.learner.torch
-        units = self.rng.random((self.config.multiplier * n, self.space.dim))
+        count = int(self.config.multiplier * n)
+        units = self.rng.random((count, self.space.dim))
         mean, std = self.learner.predict(
             torch.as_tensor(units, dtype=torch.float32), self.config.z_samples
         )
         score = self.config.gamma0 * mean + self.config.gamma1 * std
         if self.config.diversity > 0:
             top = _diverse_top(units, score, n // 2, self.config.diversity)
-            unselected = np.setdiff1d(np.arange(len(units)), top)
+            unselected = np.setdiff1d(np.arange(count), top)
         else:
             order = np.argsort(-score, kind="stable")
             top, unselected = order[: n // 2], order[n // 2 :]
-        rest = self.rng.choice(unselected, size=n - len(top), replace=False)
+        if self.config.reference:  # the first unselected candidates, as the reference takes
+            rest = np.setdiff1d(np.arange(count), top)[: n - len(top)]
+        else:
+            rest = self.rng.choice(unselected, size=n - len(top), replace=False)
         chosen = np.concatenate([top, rest])
         self.rng.shuffle(chosen)
-        return self.space.denormalise(units[chosen])
+        return units[chosen]
 
     def observe(self, tasks: np.ndarray, risks: np.ndarray) -> None:
-        torch = self.learner.torch
-        risks = np.asarray(risks, dtype=np.float64)
         units = self.space.normalise(tasks)
+        risks = np.asarray(risks, dtype=np.float64)
+        if not self.config.learner_batch:
+            self._learn(units, risks)
+            return
+        self.pending_units = np.concatenate([self.pending_units, units])
+        self.pending_risks = np.concatenate([self.pending_risks, risks])
+        batch = self.config.learner_batch
+        while len(self.pending_risks) >= batch:
+            self._learn(self.pending_units[:batch], self.pending_risks[:batch])
+            self.pending_units = self.pending_units[batch:]
+            self.pending_risks = self.pending_risks[batch:]
+
+    def _learn(self, units: np.ndarray, risks: np.ndarray) -> None:
+        torch = self.learner.torch
         if self.config.risk == "regret":
             risks = self._regret(units, -risks)
-        scaled = (risks - risks.mean()) / (risks.std() + 1e-8)  # z-scored within the batch
+        spread = risks.std(ddof=1 if self.config.reference else 0)  # torch's std is unbiased
+        scaled = (risks - risks.mean()) / (spread + 1e-8)  # z-scored within the batch
         x = torch.as_tensor(units, dtype=torch.float32)
         y = torch.as_tensor(scaled, dtype=torch.float32)
         if self.iteration > 0:
@@ -247,16 +345,21 @@ class MptsSampler:
             "learner": self.learner.state_dict(),
             "seen_units": self.seen_units.tolist(),
             "seen_returns": self.seen_returns.tolist(),
+            "queued": self.queued.tolist(),
+            "pending_units": self.pending_units.tolist(),
+            "pending_risks": self.pending_risks.tolist(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        dim = self.space.dim
         self.iteration = int(state["iteration"])
         self.correlations = [float(c) for c in state["correlations"]]
         self.learner.load_state_dict(state["learner"])
-        self.seen_units = np.asarray(state["seen_units"], dtype=np.float64).reshape(
-            -1, self.space.dim
-        )
+        self.seen_units = np.asarray(state["seen_units"], dtype=np.float64).reshape(-1, dim)
         self.seen_returns = np.asarray(state["seen_returns"], dtype=np.float64)
+        self.queued = np.asarray(state.get("queued", []), dtype=np.float64).reshape(-1, dim)
+        self.pending_units = np.asarray(state.get("pending_units", []), np.float64).reshape(-1, dim)
+        self.pending_risks = np.asarray(state.get("pending_risks", []), dtype=np.float64)
 
 
 def _diverse_top(units: np.ndarray, score: np.ndarray, k: int, weight: float) -> np.ndarray:

@@ -34,8 +34,8 @@ class TrainConfig:
     task_space: str = "pendulum"
     """A built-in task space name or a YAML file."""
     sampler: str = "erm"
-    """One of :data:`SAMPLERS`: erm, drm, gdrm, mpts, or mpts with options (mpts+div,
-    mpts+regret, mpts+div+regret)."""
+    """One of :data:`SAMPLERS`: erm, drm, gdrm, mpts, or mpts with options (mpts+ref,
+    mpts+div, mpts+regret, mpts+div+regret)."""
     total_steps: int = 200_000
     """Environment-step budget, evaluation steps of DRM/GDRM included."""
     seed: int = 0
@@ -76,6 +76,13 @@ class TrainConfig:
     """Learning-curve evaluations over the run (deterministic policy, fixed grid)."""
     curve_grid: int = 5
     """Grid points per parameter of the learning-curve evaluations."""
+    mpts: dict[str, Any] = field(default_factory=dict)
+    """MPTS settings over the sampler's (``--set mpts.reference=true``, ``--set
+    mpts.multiplier=2.5``): the fields of :class:`~edgeloop.sims.mpts.MptsConfig`."""
+
+    def __hash__(self) -> int:  # the mpts dict is not hashable; its items are
+        values = tuple(getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "mpts")
+        return hash((*values, tuple(sorted(self.mpts.items()))))
 
 
 @dataclass
@@ -126,15 +133,35 @@ def typed_settings(values: Mapping[str, Any], *, fixed: Collection[str] = ()) ->
         TrainingError: a name TrainConfig does not have (or one in ``fixed``, which
             the caller sets itself), or a value of the wrong type.
     """
-    names = {f.name for f in dataclasses.fields(TrainConfig)} - set(fixed)
-    bad = sorted(set(values) - names)
+    names = {f.name for f in dataclasses.fields(TrainConfig)} - set(fixed) - {"mpts"}
+    plain = {k: v for k, v in values.items() if not k.startswith("mpts.")}
+    bad = sorted(set(plain) - names)
     if bad:
         raise TrainingError(
             f"unknown or fixed training setting {', '.join(bad)}",
-            fix=f"one of {', '.join(sorted(names))}",
+            fix=f"one of {', '.join(sorted(names))}, or mpts.KEY",
         )
     defaults = TrainConfig()
-    return {k: _as_type(k, v, type(getattr(defaults, k))) for k, v in values.items()}
+    typed = {k: _as_type(k, v, type(getattr(defaults, k))) for k, v in plain.items()}
+    mpts = {k.removeprefix("mpts."): v for k, v in values.items() if k.startswith("mpts.")}
+    if mpts:
+        typed["mpts"] = _mpts_settings(mpts)
+    return typed
+
+
+def _mpts_settings(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``mpts.KEY`` settings, checked against MptsConfig and typed as its fields."""
+    from edgeloop.sims.mpts import MptsConfig
+
+    defaults = MptsConfig()
+    names = {f.name for f in dataclasses.fields(MptsConfig)}
+    bad = sorted(set(values) - names)
+    if bad:
+        raise TrainingError(
+            f"unknown MPTS setting {', '.join('mpts.' + b for b in bad)}",
+            fix=f"one of {', '.join('mpts.' + n for n in sorted(names))}",
+        )
+    return {k: _as_type(f"mpts.{k}", v, type(getattr(defaults, k))) for k, v in values.items()}
 
 
 def _as_type(name: str, value: Any, kind: type) -> Any:
@@ -224,15 +251,34 @@ def _sampler(
     if name == "gdrm":
         return GdrmSampler(space, rng, evaluate, temperature=config.gdrm_temperature)
     base, *options = name.split("+")
-    if base == "mpts" and set(options) <= {"div", "regret"} and len(set(options)) == len(options):
-        from edgeloop.sims.mpts import MptsConfig, MptsSampler
+    known = {"ref", "div", "regret"}
+    if base == "mpts" and set(options) <= known and len(set(options)) == len(options):
+        from edgeloop.sims.mpts import MptsSampler
 
-        mpts = MptsConfig(
-            diversity=1.0 if "div" in options else 0.0,
-            risk="regret" if "regret" in options else "return",
-        )
+        mpts = _mpts_config(config)
         return MptsSampler(space, rng, config=mpts, seed=config.seed)  # warm-up: see _train
     raise _unknown_sampler(name)
+
+
+def _mpts_config(config: TrainConfig) -> Any:
+    """The MPTS settings of an mpts sampler name (``+div``, ``+regret``) with the
+    run's ``mpts`` settings over them.
+
+    Raises:
+        TrainingError: a setting MPTS refuses.
+    """
+    from edgeloop.sims.mpts import mpts_config
+
+    options = config.sampler.split("+")[1:]
+    named = {"reference": True} if "ref" in options else {}
+    named |= {"diversity": 1.0} if "div" in options else {}
+    named |= {"risk": "regret"} if "regret" in options else {}
+    try:
+        return mpts_config({**named, **config.mpts})
+    except (ValueError, TypeError) as exc:
+        raise TrainingError(
+            f"MPTS settings: {exc}", fix="see edgeloop.sims.mpts.MptsConfig"
+        ) from None
 
 
 def _unknown_sampler(name: str) -> TrainingError:
@@ -363,6 +409,13 @@ def check_config(config: TrainConfig) -> None:
     space = load_task_space(config.task_space)
     if config.sampler not in SAMPLERS:
         raise _unknown_sampler(config.sampler)
+    if config.mpts:
+        if not config.sampler.startswith("mpts"):
+            raise TrainingError(
+                f"mpts.* settings given for the {config.sampler} sampler",
+                fix="drop them, or train an mpts sampler",
+            )
+        _mpts_config(config)
     at_least = {
         "seed": 0,
         "num_tasks": 1,

@@ -21,9 +21,19 @@ import numpy as np
 
 from edgeloop.sims.task_space import TaskSpace
 
-SAMPLERS = ("erm", "drm", "gdrm", "mpts", "mpts+div", "mpts+regret", "mpts+div+regret")
-"""The samplers ``TrainConfig.sampler`` names: the paper's four, and MPTS with the
-diversity term and/or the regret risk (see :class:`~edgeloop.sims.mpts.MptsConfig`)."""
+SAMPLERS = (
+    "erm",
+    "drm",
+    "gdrm",
+    "mpts",
+    "mpts+ref",
+    "mpts+div",
+    "mpts+regret",
+    "mpts+div+regret",
+)
+"""The samplers ``TrainConfig.sampler`` names: the paper's four, MPTS exactly as its
+reference code (``mpts+ref``), and MPTS with the diversity term and/or the regret
+risk (see :class:`~edgeloop.sims.mpts.MptsConfig`)."""
 
 Evaluate = Callable[[np.ndarray], tuple[np.ndarray, int]]
 """Runs the current policy on tasks (n, d); returns their risks (n,) and env steps spent."""

@@ -124,7 +124,7 @@ def stop_after(iterations: int):
     return progress
 
 
-@pytest.mark.parametrize("sampler", ["mpts+div+regret", "drm"])
+@pytest.mark.parametrize("sampler", ["mpts+div+regret", "mpts+ref", "drm"])
 def test_a_resumed_run_is_bit_identical_to_one_that_never_stopped(tmp_path, sampler):
     import torch
 
