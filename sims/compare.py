@@ -62,7 +62,8 @@ class CompareConfig:
 
     def run_config(self, sampler: str, seed: int) -> TrainConfig:
         """One run's config: ``mpts.*`` settings go to the MPTS samplers only."""
-        train = {k: v for k, v in self.train.items() if k != "mpts" or sampler.startswith("mpts")}
+        takes_mpts = sampler.startswith(("mpts", "pdts"))
+        train = {k: v for k, v in self.train.items() if k != "mpts" or takes_mpts}
         return TrainConfig(
             task_space=self.task_space,
             sampler=sampler,

@@ -80,6 +80,9 @@ class MptsConfig:
     of the batch), so the batch cannot pile onto one region. Only the idea is
     PDTS's (arXiv 2504.19139): PDTS uses one posterior draw, diversity over the
     whole batch with a tuned weight, 64x candidates and no random half."""
+    gamma2: float = 1.0
+    """PDTS only: weight of a candidate's distance to the tasks already picked
+    (its ``sampling_gamma_2``: 0.05, 8 and 1 in its pusher, lunar and ergo commands)."""
     risk: str = "return"
     """Not in the paper when "regret": the risk learned and acquired is the gap
     between the best return seen near a task (within ``regret_radius``) and the
@@ -204,6 +207,16 @@ class RiskLearner:
     def _modules(self) -> list[Any]:
         extra = [self.aggregated] if self.aggregated is not None else []
         return [self.encoder, *extra, self.to_mu, self.to_sigma, self.decoder]
+
+    def draw(self, x: Any) -> np.ndarray:
+        """Predicted risk of tasks x (n, d) under one z drawn from the posterior on
+        the last batch (posterior sampling: PDTS's acquisition)."""
+        torch = self.torch
+        with torch.no_grad():
+            z = self.latent_mu + self.latent_sigma * torch.randn(
+                1, self.latent_mu.shape[0], generator=self.generator
+            )
+            return self.decode(x, z)[0].numpy()
 
     def predict(self, x: Any, samples: int) -> tuple[np.ndarray, np.ndarray]:
         """Mean and spread of predicted risk over ``samples`` draws of z from the
@@ -360,6 +373,49 @@ class MptsSampler:
         self.queued = np.asarray(state.get("queued", []), dtype=np.float64).reshape(-1, dim)
         self.pending_units = np.asarray(state.get("pending_units", []), np.float64).reshape(-1, dim)
         self.pending_risks = np.asarray(state.get("pending_risks", []), dtype=np.float64)
+
+
+class PdtsSampler(MptsSampler):
+    """PDTS, Posterior and Diversity synergized Task Sampling (arXiv 2504.19139),
+    as its reference code does it (thu-rllab/PDTS, ``RL/DR/``, commit 8c7d0bb:
+    ``mpmodel/new_trainer_risklearner.py``, ``common/sampler/sampler.py``): the
+    MPTS reference's risk learner; candidates scored by their predicted risk under
+    one posterior draw of z (no spread term); the whole batch picked greedily,
+    each pick maximising half its score plus ``gamma2`` times its distance to the
+    nearest task already picked; 64 candidates per task; no random fill.
+
+    Args: as :class:`MptsSampler`; ``config`` comes from :func:`pdts_config`.
+    """
+
+    name = "pdts"
+
+    def acquire(self, n: int) -> np.ndarray:
+        torch = self.learner.torch
+        units = self.rng.random((int(self.config.multiplier * n), self.space.dim))
+        score = self.learner.draw(torch.as_tensor(units, dtype=torch.float32))
+        return units[max_sum_diverse(units, score, n, self.config.gamma2)]
+
+
+def pdts_config(settings: dict[str, Any]) -> MptsConfig:
+    """PDTS's settings: the MPTS reference's, 64 candidates per task, then ``settings``."""
+    return mpts_config({"reference": True, "multiplier": 64.0, **settings})
+
+
+def max_sum_diverse(units: np.ndarray, score: np.ndarray, k: int, weight: float) -> np.ndarray:
+    """PDTS's greedy batch: ``k`` candidates, each maximising ``score / 2`` plus
+    ``weight`` times its distance to the nearest one already picked (the first by
+    score alone); indices in the order picked."""
+    half = np.asarray(score, dtype=np.float64) / 2
+    nearest = np.zeros(len(units))
+    chosen: list[int] = []
+    for _ in range(k):
+        gain = half + weight * nearest
+        gain[chosen] = -np.inf
+        pick = int(np.argmax(gain))
+        chosen.append(pick)
+        distance = np.linalg.norm(units - units[pick], axis=1)
+        nearest = distance if len(chosen) == 1 else np.minimum(nearest, distance)
+    return np.asarray(chosen)
 
 
 def _diverse_top(units: np.ndarray, score: np.ndarray, k: int, weight: float) -> np.ndarray:

@@ -34,8 +34,8 @@ class TrainConfig:
     task_space: str = "pendulum"
     """A built-in task space name or a YAML file."""
     sampler: str = "erm"
-    """One of :data:`SAMPLERS`: erm, drm, gdrm, mpts, or mpts with options (mpts+ref,
-    mpts+div, mpts+regret, mpts+div+regret)."""
+    """One of :data:`SAMPLERS`: erm, drm, gdrm, mpts, mpts with options (mpts+ref,
+    mpts+div, mpts+regret, mpts+div+regret), or pdts."""
     total_steps: int = 200_000
     """Environment-step budget, evaluation steps of DRM/GDRM included."""
     seed: int = 0
@@ -250,6 +250,10 @@ def _sampler(
         return DrmSampler(space, rng, evaluate)
     if name == "gdrm":
         return GdrmSampler(space, rng, evaluate, temperature=config.gdrm_temperature)
+    if name == "pdts":
+        from edgeloop.sims.mpts import PdtsSampler
+
+        return PdtsSampler(space, rng, config=_mpts_config(config), seed=config.seed)
     base, *options = name.split("+")
     known = {"ref", "div", "regret"}
     if base == "mpts" and set(options) <= known and len(set(options)) == len(options):
@@ -267,8 +271,15 @@ def _mpts_config(config: TrainConfig) -> Any:
     Raises:
         TrainingError: a setting MPTS refuses.
     """
-    from edgeloop.sims.mpts import mpts_config
+    from edgeloop.sims.mpts import mpts_config, pdts_config
 
+    if config.sampler == "pdts":
+        try:
+            return pdts_config(dict(config.mpts))
+        except (ValueError, TypeError) as exc:
+            raise TrainingError(
+                f"PDTS settings: {exc}", fix="see edgeloop.sims.mpts.MptsConfig"
+            ) from None
     options = config.sampler.split("+")[1:]
     named = {"reference": True} if "ref" in options else {}
     named |= {"diversity": 1.0} if "div" in options else {}
@@ -410,7 +421,7 @@ def check_config(config: TrainConfig) -> None:
     if config.sampler not in SAMPLERS:
         raise _unknown_sampler(config.sampler)
     if config.mpts:
-        if not config.sampler.startswith("mpts"):
+        if not config.sampler.startswith(("mpts", "pdts")):
             raise TrainingError(
                 f"mpts.* settings given for the {config.sampler} sampler",
                 fix="drop them, or train an mpts sampler",

@@ -30,10 +30,11 @@ SAMPLERS = (
     "mpts+div",
     "mpts+regret",
     "mpts+div+regret",
+    "pdts",
 )
 """The samplers ``TrainConfig.sampler`` names: the paper's four, MPTS exactly as its
 reference code (``mpts+ref``), and MPTS with the diversity term and/or the regret
-risk (see :class:`~edgeloop.sims.mpts.MptsConfig`)."""
+risk (see :class:`~edgeloop.sims.mpts.MptsConfig`), and PDTS."""
 
 Evaluate = Callable[[np.ndarray], tuple[np.ndarray, int]]
 """Runs the current policy on tasks (n, d); returns their risks (n,) and env steps spent."""

@@ -1,4 +1,4 @@
-"""MPTS in reference mode against the reference code's arithmetic.
+"""MPTS in reference mode, and PDTS, against their reference code's arithmetic.
 
 The reference is thu-rllab/MPTS at commit 21612fc16d01f4757fa39d1fbe3c16d769925e54,
 ``DR/``: the risk learner of ``mpmodel/risklearner.py`` and
@@ -27,7 +27,13 @@ torch = pytest.importorskip("torch")
 
 from edgeloop.runtime.errors import TrainingError  # noqa: E402
 from edgeloop.sims import TaskSpace  # noqa: E402
-from edgeloop.sims.mpts import MptsSampler, mpts_config  # noqa: E402
+from edgeloop.sims.mpts import (  # noqa: E402
+    MptsSampler,
+    PdtsSampler,
+    max_sum_diverse,
+    mpts_config,
+    pdts_config,
+)
 from edgeloop.sims.ppo import TrainConfig, _mpts_config, check_config, typed_settings  # noqa: E402
 
 SPACE = TaskSpace(
@@ -209,3 +215,54 @@ def test_the_cli_takes_mpts_settings_and_refuses_unknown_ones(tmp_path):
     assert done.returncode == 0, done.stderr
     saved = TrainConfig(**json.loads((tmp_path / "run" / "config.json").read_text()))
     assert saved.sampler == "mpts+ref" and saved.mpts == {"multiplier": 5.0}
+
+
+def reference_msd(x, score, k: int, gamma2: float) -> list[int]:
+    """PDTS's ``msd_diversified_score`` (thu-rllab/PDTS at 8c7d0bb,
+    ``RL/DR/mpmodel/new_trainer_risklearner.py``), rewritten: picks in order."""
+    chosen: list[int] = []
+    while len(chosen) < k:
+        gain = score / 2
+        if chosen:
+            gain = gain + torch.norm(x[:, None, :] - x[chosen], dim=-1).min(dim=1)[0] * gamma2
+        gain = gain.clone()
+        gain[chosen] = -float("inf")
+        chosen.append(int(torch.argmax(gain)))
+    return chosen
+
+
+@pytest.mark.parametrize("gamma2", [0.05, 1.0, 8.0])
+def test_pdts_picks_the_batch_as_its_reference_does(gamma2):
+    rng = np.random.default_rng(int(gamma2 * 100))
+    units, score = rng.random((640, 3)), rng.normal(size=640)
+    expected = reference_msd(torch.as_tensor(units), torch.as_tensor(score), 10, gamma2)
+    assert max_sum_diverse(units, score, 10, gamma2).tolist() == expected
+
+
+def test_a_pdts_acquisition_is_one_posterior_draw_then_the_greedy_batch():
+    rng = np.random.default_rng(5)
+    sampler = PdtsSampler(SPACE, rng, config=pdts_config({"gamma2": 8.0}), seed=3)
+    assert (sampler.config.multiplier, sampler.config.learner_batch) == (64.0, 100)
+    reference = ReferenceLearner(SPACE.dim)
+    copy_weights(sampler.learner, reference)
+    tasks = SPACE.sample(100, np.random.default_rng(8))
+    units = SPACE.normalise(tasks)
+    returns = -(3 * units[:, 0] * units[:, 1] + np.sin(3 * units[:, 0]))
+    torch.manual_seed(11)
+    sampler.observe(tasks, -returns)
+    torch.manual_seed(11)
+    x = torch.as_tensor(units, dtype=torch.float32)
+    y = reference_train(reference, x, returns)
+
+    twin = np.random.default_rng()
+    twin.bit_generator.state = sampler.rng.bit_generator.state
+    candidates = twin.random((6400, SPACE.dim))
+    sampler.learner.generator.manual_seed(1)
+    eps = torch.randn(1, 10, generator=torch.Generator().manual_seed(1))
+    chosen = SPACE.normalise(sampler.propose(100))
+    with torch.no_grad():  # posterior_sampling: one z, the score is its prediction
+        posterior = reference.posterior(x, y)
+        z = (posterior.loc + posterior.scale * eps)[:, None, :]
+        score = reference.xz_to_y(torch.as_tensor(candidates, dtype=torch.float32), z)[0, :, 0]
+    expected = reference_msd(torch.as_tensor(candidates), score.double(), 100, 8.0)
+    assert np.allclose(chosen, candidates[expected])
