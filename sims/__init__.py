@@ -6,7 +6,14 @@ Imports gymnasium (and, for training, torch) only when used.
 from edgeloop.sims.evaluation import Evaluation, evaluate
 from edgeloop.sims.mpts import MptsConfig, MptsSampler
 from edgeloop.sims.risk import cvar, pearson
-from edgeloop.sims.samplers import DrmSampler, ErmSampler, GdrmSampler, Sampler
+from edgeloop.sims.samplers import (
+    DrmEvalSampler,
+    DrmSampler,
+    ErmSampler,
+    GdrmEvalSampler,
+    GdrmSampler,
+    Sampler,
+)
 from edgeloop.sims.task_space import (
     BUILTIN,
     TaskParameter,
@@ -17,9 +24,11 @@ from edgeloop.sims.task_space import (
 
 __all__ = [
     "BUILTIN",
+    "DrmEvalSampler",
     "DrmSampler",
     "ErmSampler",
     "Evaluation",
+    "GdrmEvalSampler",
     "GdrmSampler",
     "MptsConfig",
     "MptsSampler",

@@ -22,7 +22,15 @@ import numpy as np
 from edgeloop.runtime.errors import TrainingError
 from edgeloop.sims.checkpoint import SeedCounter, TrainingState
 from edgeloop.sims.risk import cvar
-from edgeloop.sims.samplers import SAMPLERS, DrmSampler, ErmSampler, GdrmSampler, Sampler
+from edgeloop.sims.samplers import (
+    SAMPLERS,
+    DrmEvalSampler,
+    DrmSampler,
+    ErmSampler,
+    GdrmEvalSampler,
+    GdrmSampler,
+    Sampler,
+)
 from edgeloop.sims.task_space import TaskSpace, load_task_space
 from edgeloop.sims.torch_support import import_torch, one_thread
 
@@ -66,8 +74,11 @@ class TrainConfig:
     """Gradient clipping."""
     hidden: int = 64
     """Width of the two hidden layers of actor and critic."""
+    gdro_weight: float = 0.01
+    """GDRM's weight on an episode's return in its samples' softmax loss weights (the
+    reference's ``gdroweight``; positive leans toward better episodes)."""
     gdrm_temperature: float = 1.0
-    """GDRM's softmax temperature."""
+    """gdrm-eval's softmax temperature."""
     processes: bool = False
     """Step each environment in its own process (gymnasium's AsyncVectorEnv)."""
     checkpoint_every: int = 10
@@ -247,9 +258,13 @@ def _sampler(
     if name == "erm":
         return ErmSampler(space, rng)
     if name == "drm":
-        return DrmSampler(space, rng, evaluate)
+        return DrmSampler(space, rng)
     if name == "gdrm":
-        return GdrmSampler(space, rng, evaluate, temperature=config.gdrm_temperature)
+        return GdrmSampler(space, rng, config.gdro_weight)
+    if name == "drm-eval":
+        return DrmEvalSampler(space, rng, evaluate)
+    if name == "gdrm-eval":
+        return GdrmEvalSampler(space, rng, evaluate, temperature=config.gdrm_temperature)
     if name == "pdts":
         from edgeloop.sims.mpts import PdtsSampler
 
@@ -373,15 +388,24 @@ def _train(
             before = sampler.evaluation_steps
             if hasattr(sampler, "warming_up"):  # the warm-up is a share of the budget
                 sampler.warming_up = used < sampler.config.warmup_fraction * config.total_steps
-            tasks = sampler.propose(config.num_tasks)
-            trajectories, returns = _rollout(torch, policy, vector, space, tasks, seeds)
+            rollouts = getattr(sampler, "rollouts_per_task", 1)
+            tasks = sampler.propose(config.num_tasks * rollouts)
+            trajectories, returns = _rollouts(torch, policy, vector, space, tasks, seeds)
             sampler.observe(tasks, -returns)
-            steps = sum(len(t["rewards"]) for t in trajectories)
+            steps = sum(len(t["rewards"]) for t in trajectories)  # every rollout is charged
             used += steps + sampler.evaluation_steps - before
             frac = 1.0 - used / config.total_steps
             for group in optimizer.param_groups:
                 group["lr"] = config.learning_rate * max(frac, 0.0)
-            _ppo_update(torch, policy, optimizer, trajectories, config)
+            kept = sampler.keep(returns, config.num_tasks) if rollouts > 1 else None
+            _ppo_update(
+                torch,
+                policy,
+                optimizer,
+                trajectories if kept is None else [trajectories[i] for i in kept],
+                config,
+                gdro_weight=getattr(sampler, "gdro_weight", None),
+            )
             result.steps.append(used)
             result.mean_returns.append(float(returns.mean()))
             result.tail_returns.append(cvar(returns, 0.9))
@@ -446,21 +470,23 @@ def check_config(config: TrainConfig) -> None:
             f"a budget of {config.total_steps:,} steps is less than one iteration of "
             f"{config.sampler} ({cost:,} steps at most: {config.num_tasks} tasks x "
             f"{space.max_episode_steps or 1000} steps"
-            f"{', plus twice that evaluating candidates' if _evaluates(config) else ''})",
+            f"{', plus twice that evaluating candidates' if _evaluates(config) else ''}"
+            f"{', twice: it trains on the worst half' if config.sampler == 'drm' else ''})",
             fix="raise total_steps",
         )
 
 
 def _evaluates(config: TrainConfig) -> bool:
-    return config.sampler in ("drm", "gdrm")
+    return config.sampler in ("drm-eval", "gdrm-eval")
 
 
 def iteration_cost(config: TrainConfig, space: TaskSpace) -> int:
     """The most environment steps one iteration can take: B episodes to the time
-    limit, and for DRM and GDRM 2B evaluation episodes as well. The trainer starts
-    an iteration only if this still fits the budget, so no run ever exceeds it."""
-    episodes = config.num_tasks * (3 if _evaluates(config) else 1)
-    return episodes * (space.max_episode_steps or 1000)
+    limit, 2B for DRM (it trains on the worst half of its rollouts), and for
+    drm-eval and gdrm-eval 2B evaluation episodes as well. The trainer starts an
+    iteration only if this still fits the budget, so no run ever exceeds it."""
+    per_task = 3 if _evaluates(config) else 2 if config.sampler == "drm" else 1
+    return config.num_tasks * per_task * (space.max_episode_steps or 1000)
 
 
 CURVE_SEED = 20_000
@@ -513,10 +539,35 @@ def _rollout(
     return buffers, returns
 
 
+def _rollouts(
+    torch: Any, policy: Any, vector: Any, space: TaskSpace, tasks: np.ndarray, seeds: SeedCounter
+) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """:func:`_rollout` on as many tasks as asked, as many at a time as there are
+    environments (DRM runs twice the batch)."""
+    if len(tasks) <= vector.size:
+        return _rollout(torch, policy, vector, space, tasks, seeds)
+    trajectories, returns = [], []
+    for start in range(0, len(tasks), vector.size):
+        part, part_returns = _rollout(
+            torch, policy, vector, space, tasks[start : start + vector.size], seeds
+        )
+        trajectories += part
+        returns.append(part_returns)
+    return trajectories, np.concatenate(returns)
+
+
 def _ppo_update(
-    torch: Any, policy: Any, optimizer: Any, trajectories: list[dict[str, Any]], config: TrainConfig
+    torch: Any,
+    policy: Any,
+    optimizer: Any,
+    trajectories: list[dict[str, Any]],
+    config: TrainConfig,
+    *,
+    gdro_weight: float | None = None,
 ) -> None:
-    obs, actions, logps, advantages, returns = [], [], [], [], []
+    """PPO epochs on the trajectories. With ``gdro_weight`` (GDRM), each minibatch's
+    policy loss weights its samples by softmax(gdro_weight x their episode's return)."""
+    obs, actions, logps, advantages, returns, episode = [], [], [], [], [], []
     for t in trajectories:
         rewards = np.asarray(t["rewards"]) * config.reward_scale
         values = np.asarray(t["values"])
@@ -538,11 +589,13 @@ def _ppo_update(
         logps.extend(t["logp"])
         advantages.extend(adv)
         returns.extend(adv + values)
+        episode.extend([float(np.sum(t["rewards"]))] * len(adv))
     obs_t = torch.as_tensor(np.stack(obs), dtype=torch.float32)
     act_t = torch.as_tensor(np.stack(actions))
     logp_t = torch.as_tensor(np.asarray(logps), dtype=torch.float32)
     adv_t = torch.as_tensor(np.asarray(advantages), dtype=torch.float32)
     ret_t = torch.as_tensor(np.asarray(returns), dtype=torch.float32)
+    episode_t = torch.as_tensor(np.asarray(episode), dtype=torch.float32)
     n = len(obs_t)
     for _ in range(config.update_epochs):
         order = torch.randperm(n)
@@ -556,9 +609,11 @@ def _ppo_update(
             adv = (adv - adv.mean()) / (
                 adv.std(correction=0) + 1e-8
             )  # a last minibatch may hold one sample
-            policy_loss = -torch.min(
-                ratio * adv, ratio.clamp(1 - config.clip, 1 + config.clip) * adv
-            ).mean()
+            clipped = torch.min(ratio * adv, ratio.clamp(1 - config.clip, 1 + config.clip) * adv)
+            if gdro_weight is None:
+                policy_loss = -clipped.mean()
+            else:  # the reference's GDRM: adv_probs = softmax(gdroweight * return)
+                policy_loss = -(clipped * torch.softmax(gdro_weight * episode_t[idx], 0)).sum()
             value_loss = 0.5 * (policy.critic(obs_t[idx]).squeeze(-1) - ret_t[idx]).pow(2).mean()
             loss = policy_loss + config.vf_coef * value_loss
             if config.ent_coef:

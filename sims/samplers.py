@@ -31,10 +31,14 @@ SAMPLERS = (
     "mpts+regret",
     "mpts+div+regret",
     "pdts",
+    "drm-eval",
+    "gdrm-eval",
 )
-"""The samplers ``TrainConfig.sampler`` names: the paper's four, MPTS exactly as its
-reference code (``mpts+ref``), and MPTS with the diversity term and/or the regret
-risk (see :class:`~edgeloop.sims.mpts.MptsConfig`), and PDTS."""
+"""The samplers ``TrainConfig.sampler`` names: the paper's four (DRM and GDRM as
+its reference code has them), MPTS exactly as that code (``mpts+ref``), MPTS with
+the diversity term and/or the regret risk (see
+:class:`~edgeloop.sims.mpts.MptsConfig`), PDTS, and edgeloop's earlier DRM and
+GDRM, which evaluate candidates first (``drm-eval``, ``gdrm-eval``)."""
 
 Evaluate = Callable[[np.ndarray], tuple[np.ndarray, int]]
 """Runs the current policy on tasks (n, d); returns their risks (n,) and env steps spent."""
@@ -86,9 +90,40 @@ class ErmSampler:
 
 
 class DrmSampler(ErmSampler):
-    """Distributionally robust: evaluate twice the batch, keep the riskiest half."""
+    """DRM as the reference code does it (thu-rllab/MPTS ``DR/``, commit 21612fc,
+    ``common/utils/rollout_evaluation.py``: ``cvar_evaluate_policy``): the policy
+    runs 2B uniform tasks, and it trains on the worst half of those rollouts. The
+    trainer runs ``rollouts_per_task`` x B tasks, charges every step of them (the
+    reference charges only the half it trains on), and keeps :meth:`keep`'s."""
 
     name = "drm"
+    rollouts_per_task = 2
+
+    def keep(self, returns: np.ndarray, n: int) -> np.ndarray:
+        """Indices of the ``n`` rollouts with the lowest returns (the worst half)."""
+        return np.argsort(np.asarray(returns), kind="stable")[:n]
+
+
+class GdrmSampler(ErmSampler):
+    """GDRM as the reference code does it (``DR/common/agents/ddpg/ddpg.py``,
+    ``train`` with ``gdroweight``): B uniform tasks, no extra evaluation; the
+    policy loss weights each sample by a softmax over its minibatch of
+    ``gdro_weight`` x the return of the episode it came from. The reference's
+    weight is +0.01, which leans toward the better episodes; a negative weight
+    leans toward the worst, as group DRO intends."""
+
+    name = "gdrm"
+
+    def __init__(self, space: TaskSpace, rng: np.random.Generator, gdro_weight: float) -> None:
+        super().__init__(space, rng)
+        self.gdro_weight = gdro_weight
+
+
+class DrmEvalSampler(ErmSampler):
+    """edgeloop's earlier DRM: evaluate 2B candidates (charged), then train on B
+    fresh episodes of the riskiest half (3B episodes an iteration)."""
+
+    name = "drm-eval"
 
     def __init__(self, space: TaskSpace, rng: np.random.Generator, evaluate: Evaluate) -> None:
         super().__init__(space, rng)
@@ -105,10 +140,11 @@ class DrmSampler(ErmSampler):
         return np.asarray(risks, dtype=np.float64)
 
 
-class GdrmSampler(DrmSampler):
-    """Softened DRM: draw the batch from 2B candidates with softmax(risk / temperature)."""
+class GdrmEvalSampler(DrmEvalSampler):
+    """edgeloop's earlier GDRM: draw the batch from 2B evaluated candidates with
+    softmax(risk / temperature) (not the reference's GDRM, which is :class:`GdrmSampler`)."""
 
-    name = "gdrm"
+    name = "gdrm-eval"
 
     def __init__(
         self,

@@ -33,10 +33,49 @@ def test_a_short_training_run_beats_a_random_policy_on_the_task_grid():
     assert np.mean(result.mean_returns[-3:]) > np.mean(result.mean_returns[:3]) + 150
 
 
-def test_drm_pays_for_its_evaluations_out_of_the_same_budget():
-    result = train(TrainConfig(sampler="drm", total_steps=19_200, seed=1))
-    # each iteration: 16 training episodes of 200 steps + 32 evaluation episodes
-    assert result.steps == [9_600, 19_200]
+def test_every_sampler_pays_for_every_episode_it_runs_out_of_the_same_budget():
+    # Pendulum's episodes are 200 steps; B = 16 tasks an iteration.
+    drm = train(TrainConfig(sampler="drm", total_steps=12_800, seed=1, update_epochs=1))
+    assert drm.steps == [6_400, 12_800]  # 2B rollouts each, the worst B trained on
+    assert len(drm.mean_returns) == 2
+    gdrm = train(TrainConfig(sampler="gdrm", total_steps=6_400, seed=1, update_epochs=1))
+    assert gdrm.steps == [3_200, 6_400]  # B rollouts, no evaluation: only its loss differs
+    old = train(TrainConfig(sampler="drm-eval", total_steps=19_200, seed=1, update_epochs=1))
+    assert old.steps == [9_600, 19_200]  # 2B evaluation episodes, then B training ones
+
+
+def test_gdrm_weights_only_the_policy_loss_and_with_weight_0_is_plain_ppo():
+    import gymnasium
+    import torch
+
+    from edgeloop.sims.ppo import _ppo_update, make_policy
+
+    rng = np.random.default_rng(0)
+    trajectories = [
+        {
+            "obs": list(rng.normal(size=(20, 5)).astype(np.float32)),
+            "actions": list(rng.normal(size=(20, 1)).astype(np.float32)),
+            "logp": list(rng.normal(size=20) - 1.0),
+            "values": list(rng.normal(size=20)),
+            "rewards": list(rng.normal(size=20) - k),  # episodes of different returns
+            "terminal": True,
+            "last_obs": None,
+        }
+        for k in range(4)
+    ]
+    config = TrainConfig(update_epochs=2, minibatch_size=16)
+    space = gymnasium.spaces.Box(-2.0, 2.0, (1,), np.float32)
+
+    def updated(weight):
+        torch.manual_seed(0)
+        policy = make_policy(5, space, 8)
+        optimizer = torch.optim.Adam(policy.parameters(), lr=1e-2)
+        _ppo_update(torch, policy, optimizer, trajectories, config, gdro_weight=weight)
+        return torch.cat([p.detach().flatten() for p in policy.parameters()])
+
+    plain = updated(None)
+    assert torch.allclose(updated(0.0), plain, atol=1e-6)  # uniform weights: the mean
+    assert not torch.allclose(updated(2.0), plain, atol=1e-4)
 
 
 def test_mpts_trains_and_logs_its_risk_correlation():
@@ -48,14 +87,17 @@ def test_mpts_trains_and_logs_its_risk_correlation():
 def test_a_budget_smaller_than_one_iteration_is_refused():
     with pytest.raises(EdgeloopError, match="less than one iteration"):
         train(TrainConfig(total_steps=1_000))
-    with pytest.raises(EdgeloopError, match=r"less than one iteration of drm \(9,600 steps"):
-        train(TrainConfig(sampler="drm", total_steps=9_000))
+    with pytest.raises(EdgeloopError, match=r"less than one iteration of drm \(6,400 steps"):
+        train(TrainConfig(sampler="drm", total_steps=6_000))
+    with pytest.raises(EdgeloopError, match=r"of drm-eval \(9,600 steps"):
+        train(TrainConfig(sampler="drm-eval", total_steps=9_000))
 
 
 def test_no_sampler_ever_spends_more_than_its_budget():
-    for sampler, steps in (("erm", [3_200, 6_400, 9_600]), ("drm", [9_600]), ("gdrm", [9_600])):
+    expected = {"erm": [3_200, 6_400, 9_600], "drm": [6_400], "gdrm-eval": [9_600]}
+    for sampler, steps in expected.items():
         result = train(TrainConfig(sampler=sampler, total_steps=12_000, update_epochs=1))
-        assert result.steps == steps  # DRM's next iteration could cost 9,600 more
+        assert result.steps == steps  # DRM's next iteration could cost 6,400 more
 
 
 @pytest.mark.parametrize(
@@ -95,11 +137,11 @@ def test_train_and_evaluate_from_the_command_line(tmp_path, capsys, monkeypatch)
         )
 
     trained = edgeloop(
-        "train", "--sampler", "gdrm", "--steps", "19200", "--set", "vf_coef=0.25", "-o", "run"
+        "train", "--sampler", "gdrm-eval", "--steps", "19200", "--set", "vf_coef=0.25", "-o", "run"
     )
     assert trained.returncode == 0, trained.stderr
     history = json.loads((tmp_path / "run" / "history.json").read_text())
-    assert history["steps"] == [9_600, 19_200]  # GDRM's evaluations are charged
+    assert history["steps"] == [9_600, 19_200]  # gdrm-eval's evaluations are charged
     assert json.loads((tmp_path / "run" / "config.json").read_text())["vf_coef"] == 0.25
     from edgeloop.cli import main
 

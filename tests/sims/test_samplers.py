@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from edgeloop.sims import (
+    DrmEvalSampler,
     DrmSampler,
     ErmSampler,
+    GdrmEvalSampler,
     GdrmSampler,
     TaskSpace,
     cvar,
@@ -60,8 +62,10 @@ def test_pearson_matches_numpy_and_is_nan_for_a_constant():
     "make",
     [
         lambda rng: ErmSampler(SPACE, rng),
-        lambda rng: DrmSampler(SPACE, rng, evaluator()),
-        lambda rng: GdrmSampler(SPACE, rng, evaluator(), temperature=0.5),
+        lambda rng: DrmSampler(SPACE, rng),
+        lambda rng: GdrmSampler(SPACE, rng, 0.01),
+        lambda rng: DrmEvalSampler(SPACE, rng, evaluator()),
+        lambda rng: GdrmEvalSampler(SPACE, rng, evaluator(), temperature=0.5),
     ],
 )
 def test_every_sampler_proposes_tasks_in_range_repeatably_for_a_seed(make):
@@ -72,8 +76,15 @@ def test_every_sampler_proposes_tasks_in_range_repeatably_for_a_seed(make):
     SPACE.check(first.max(axis=0))
 
 
-def test_drm_trains_on_the_riskiest_half_and_charges_its_evaluations():
-    sampler = DrmSampler(SPACE, np.random.default_rng(0), evaluator(200))
+def test_drm_keeps_the_worst_half_of_its_rollouts():
+    sampler = DrmSampler(SPACE, np.random.default_rng(0))
+    assert sampler.rollouts_per_task == 2 and sampler.evaluation_steps == 0
+    returns = np.array([-5.0, 3.0, -9.0, 0.0, -1.0, 7.0])
+    assert sampler.keep(returns, 3).tolist() == [2, 0, 4]
+
+
+def test_drm_eval_trains_on_the_riskiest_half_and_charges_its_evaluations():
+    sampler = DrmEvalSampler(SPACE, np.random.default_rng(0), evaluator(200))
     chosen = sampler.propose(8)
     assert sampler.evaluation_steps == 16 * 200  # 2B candidates, each one episode
     rng = np.random.default_rng(0)
@@ -82,8 +93,8 @@ def test_drm_trains_on_the_riskiest_half_and_charges_its_evaluations():
     assert np.array_equal(chosen, worst)
 
 
-def test_gdrm_leans_toward_risk_and_charges_its_evaluations():
-    sampler = GdrmSampler(SPACE, np.random.default_rng(1), evaluator(100), temperature=0.2)
+def test_gdrm_eval_leans_toward_risk_and_charges_its_evaluations():
+    sampler = GdrmEvalSampler(SPACE, np.random.default_rng(1), evaluator(100), temperature=0.2)
     chosen = np.concatenate([sampler.propose(8) for _ in range(50)])
     assert sampler.evaluation_steps == 50 * 16 * 100
     uniform = SPACE.sample(400, np.random.default_rng(2))
