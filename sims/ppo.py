@@ -27,6 +27,7 @@ from edgeloop.sims.samplers import (
     DrmEvalSampler,
     DrmSampler,
     ErmSampler,
+    FixedSampler,
     GdrmEvalSampler,
     GdrmSampler,
     Sampler,
@@ -74,6 +75,8 @@ class TrainConfig:
     """Gradient clipping."""
     hidden: int = 64
     """Width of the two hidden layers of actor and critic."""
+    task: list[float] = field(default_factory=list)
+    """The ``fixed`` sampler's one task, physical values (a specialist: the tail check)."""
     gdro_weight: float = 0.01
     """GDRM's weight on an episode's return in its samples' softmax loss weights (the
     reference's ``gdroweight``; positive leans toward better episodes)."""
@@ -91,9 +94,10 @@ class TrainConfig:
     """MPTS settings over the sampler's (``--set mpts.reference=true``, ``--set
     mpts.multiplier=2.5``): the fields of :class:`~edgeloop.sims.mpts.MptsConfig`."""
 
-    def __hash__(self) -> int:  # the mpts dict is not hashable; its items are
-        values = tuple(getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "mpts")
-        return hash((*values, tuple(sorted(self.mpts.items()))))
+    def __hash__(self) -> int:  # the mpts dict and the task list are not hashable
+        kept = [f.name for f in dataclasses.fields(self) if f.name not in ("mpts", "task")]
+        values = [getattr(self, name) for name in kept]
+        return hash((*values, tuple(sorted(self.mpts.items())), tuple(self.task)))
 
 
 @dataclass
@@ -257,6 +261,8 @@ def _sampler(
     name = config.sampler
     if name == "erm":
         return ErmSampler(space, rng)
+    if name == "fixed":
+        return FixedSampler(space, rng, config.task)
     if name == "drm":
         return DrmSampler(space, rng)
     if name == "gdrm":
@@ -451,8 +457,15 @@ def check_config(config: TrainConfig) -> None:
                 fix="drop them, or train an mpts sampler",
             )
         _mpts_config(config)
+    if config.sampler == "fixed":
+        if len(config.task) != space.dim:
+            raise TrainingError(
+                f"the fixed sampler needs task = {space.dim} value(s) of {space.name}'s "
+                f"parameters ({', '.join(p.name for p in space.parameters)}), got {config.task}",
+                fix="--set task=[...]",
+            )
+        space.check(np.asarray(config.task, dtype=np.float64))
     at_least = {
-        "seed": 0,
         "num_tasks": 1,
         "update_epochs": 1,
         "minibatch_size": 1,

@@ -14,7 +14,7 @@ the budget.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -33,12 +33,14 @@ SAMPLERS = (
     "pdts",
     "drm-eval",
     "gdrm-eval",
+    "fixed",
 )
 """The samplers ``TrainConfig.sampler`` names: the paper's four (DRM and GDRM as
 its reference code has them), MPTS exactly as that code (``mpts+ref``), MPTS with
 the diversity term and/or the regret risk (see
 :class:`~edgeloop.sims.mpts.MptsConfig`), PDTS, and edgeloop's earlier DRM and
-GDRM, which evaluate candidates first (``drm-eval``, ``gdrm-eval``)."""
+GDRM, which evaluate candidates first (``drm-eval``, ``gdrm-eval``); ``fixed``
+trains on ``TrainConfig.task`` alone."""
 
 Evaluate = Callable[[np.ndarray], tuple[np.ndarray, int]]
 """Runs the current policy on tasks (n, d); returns their risks (n,) and env steps spent."""
@@ -87,6 +89,19 @@ class ErmSampler:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.evaluation_steps = int(state["evaluation_steps"])
+
+
+class FixedSampler(ErmSampler):
+    """One task, always: a specialist's training (:mod:`edgeloop.sims.tail_check`)."""
+
+    name = "fixed"
+
+    def __init__(self, space: TaskSpace, rng: np.random.Generator, task: Sequence[float]) -> None:
+        super().__init__(space, rng)
+        self.task = np.asarray(task, dtype=np.float64).reshape(1, space.dim)
+
+    def propose(self, n: int) -> np.ndarray:
+        return np.repeat(self.task, n, axis=0)
 
 
 class DrmSampler(ErmSampler):

@@ -1,4 +1,4 @@
-"""``edgeloop train``, ``evaluate`` and ``compare``: robust policies with MPTS."""
+"""``edgeloop train``, ``evaluate``, ``compare`` and ``tailcheck``: robust policies with MPTS."""
 
 from __future__ import annotations
 
@@ -138,6 +138,35 @@ def register(commands: Any) -> None:
     )
     add_allow_import(compare, "task space")
     compare.set_defaults(handler=_under_policy(compare_command))
+
+    tailcheck = commands.add_parser(
+        "tailcheck",
+        help="is a task space's tail worth fixing? specialists on ERM's worst tasks",
+        description="Train ERM on the task space, evaluate it on a grid, train a specialist "
+        "on each of its worst tasks alone with the same budget, and compare: the tail is "
+        "learnable (PASS) when the specialists beat ERM there by at least --min-gain of "
+        "ERM's spread over the grid. Run it before a comparison: where the specialists do "
+        "no better, no sampler can lift the tail.",
+    )
+    tailcheck.add_argument("--task-space", default="pendulum", help="built-in name or YAML file")
+    tailcheck.add_argument(
+        "--steps", type=whole_number(1), default=200_000, help="budget of ERM and each specialist"
+    )
+    tailcheck.add_argument(
+        "--worst", type=whole_number(1), default=3, help="ERM's worst tasks to specialise on"
+    )
+    _add_grid(tailcheck)
+    tailcheck.add_argument("--seed", type=whole_number(0), default=0, help="training seed")
+    tailcheck.add_argument(
+        "--min-gain",
+        type=float,
+        default=0.1,
+        help="share of ERM's spread over the grid the specialists must gain (default 0.1)",
+    )
+    _add_set(tailcheck)
+    add_json(tailcheck, "the figures and the verdict")
+    add_allow_import(tailcheck, "task space")
+    tailcheck.set_defaults(handler=_under_policy(tailcheck_command))
 
 
 def _add_set(parser: argparse.ArgumentParser) -> None:
@@ -421,3 +450,54 @@ def compare_command(args: argparse.Namespace) -> int:
     out.print(table)
     out.print(f"report: {', '.join(str(p) for p in paths)}", highlight=False, soft_wrap=True)
     return 0
+
+
+# -- tailcheck ------------------------------------------------------------------------------
+
+
+def tailcheck_command(args: argparse.Namespace) -> int:
+    from edgeloop.sims.tail_check import TailCheckConfig, tail_check
+
+    if args.json is not None:
+        check_writable(args.json)
+    config = TailCheckConfig(
+        task_space=str(args.task_space),
+        steps=args.steps,
+        worst=args.worst,
+        grid=args.grid,
+        episodes=args.episodes,
+        seed=args.seed,
+        min_gain=args.min_gain,
+        train=_settings(args.set),
+    )
+    with err.status("") as status:
+        result = tail_check(config, progress=lambda what: status.update(f"training {what}"))
+    table = Table(
+        title=f"{config.task_space}: ERM's {config.worst} worst of {config.grid}-per-axis grid "
+        f"tasks, {config.steps:,} steps each run, {config.episodes} episode(s) per task from "
+        f"seed {EVAL_SEED}",
+        title_justify="left",
+    )
+    for col in ("task", "ERM", "specialist", "gain"):
+        table.add_column(col, justify="left" if col == "task" else "right")
+    space_names = _names(config.task_space)
+    for task, erm, alone in zip(result.tasks, result.erm, result.specialists, strict=True):
+        where = ", ".join(f"{n} {v:.4g}" for n, v in zip(space_names, task, strict=True))
+        table.add_row(where, f"{erm:.1f}", f"{alone:.1f}", f"{alone - erm:+.1f}")
+    out.print(table)
+    verdict = "PASS: the tail is learnable" if result.passed else "FAIL: the tail is not"
+    out.print(
+        f"{verdict} (specialists {result.gain:+.1f} on the worst tasks; needed "
+        f"{config.min_gain:g} x ERM's spread {result.spread:.1f} = "
+        f"{config.min_gain * result.spread:.1f})",
+        highlight=False,
+    )
+    if args.json is not None:
+        write_text(args.json, json.dumps(result.to_dict(), indent=2))
+    return 0
+
+
+def _names(task_space: str) -> list[str]:
+    from edgeloop.sims.task_space import load_task_space
+
+    return list(load_task_space(task_space).names)
