@@ -56,13 +56,14 @@ class TailCheck:
     """ERM's mean return per grid task."""
     tasks: list[list[float]]
     """ERM's worst grid tasks, worst first."""
-    erm: list[float]
-    """ERM's mean return on each of them."""
-    specialists: list[float]
-    """Each specialist's mean return on its task."""
+    erm: list[list[float]]
+    """ERM's return in each evaluation episode (seeds from EVAL_SEED) on each of them."""
+    specialists: list[list[float]]
+    """Each specialist's returns on its task, the same episodes."""
 
     @property
     def spread(self) -> float:
+        """ERM's best grid task's mean return minus its worst's."""
         return float(max(self.grid_returns) - min(self.grid_returns))
 
     @property
@@ -71,8 +72,18 @@ class TailCheck:
         return float(np.mean(self.specialists) - np.mean(self.erm))
 
     @property
+    def noise(self) -> float:
+        """Two standard errors of :attr:`gain` over the episodes (0 with one episode)."""
+        erm, alone = np.ravel(self.erm), np.ravel(self.specialists)
+        if len(erm) < 2:
+            return 0.0
+        return float(2 * np.sqrt(erm.var(ddof=1) / len(erm) + alone.var(ddof=1) / len(alone)))
+
+    @property
     def passed(self) -> bool:
-        return self.gain >= self.config.min_gain * self.spread
+        """The specialists gain a share of ERM's spread, and more than the noise."""
+        needed = max(self.config.min_gain * self.spread, self.noise)
+        return self.spread > 0 and self.gain > needed
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -83,6 +94,7 @@ class TailCheck:
             "specialists": self.specialists,
             "spread": self.spread,
             "gain": self.gain,
+            "noise": self.noise,
             "passed": self.passed,
         }
 
@@ -106,19 +118,27 @@ def tail_check(config: TailCheckConfig, progress: Callable[[str], None] | None =
     grid = space.grid(config.grid)
     seen = evaluate(erm, space, tasks=grid, episodes=config.episodes, seed=EVAL_SEED)
     per_task = np.asarray(seen.returns, dtype=np.float64)
-    worst = np.argsort(per_task, kind="stable")[: config.worst]
+    worst = grid[np.argsort(per_task, kind="stable")[: config.worst]]
+    erm_episodes = _episodes(erm, space, worst, config.episodes)
     specialists = []
-    for k, index in enumerate(worst):
-        task = grid[index].tolist()
+    for k, task in enumerate(worst.tolist()):
         say(f"specialist {k + 1}/{len(worst)} on {dict(zip(space.names, task, strict=True))}")
-        fixed = TrainConfig(**{**asdict(base), "sampler": "fixed", "task": task})
-        policy = as_policy_function(train(fixed))
-        alone = evaluate(policy, space, tasks=[task], episodes=config.episodes, seed=EVAL_SEED)
-        specialists.append(float(alone.returns[0]))
+        fixed_task = TrainConfig(**{**asdict(base), "sampler": "fixed", "task": task})
+        policy = as_policy_function(train(fixed_task))
+        specialists.append(_episodes(policy, space, np.asarray([task]), config.episodes)[0])
     return TailCheck(
         config=config,
         grid_returns=per_task.tolist(),
-        tasks=[grid[i].tolist() for i in worst],
-        erm=[float(per_task[i]) for i in worst],
+        tasks=worst.tolist(),
+        erm=erm_episodes,
         specialists=specialists,
     )
+
+
+def _episodes(policy: Any, space: Any, tasks: np.ndarray, episodes: int) -> list[list[float]]:
+    """Each task's return in each episode, seeds from EVAL_SEED as the grid's."""
+    runs = [
+        evaluate(policy, space, tasks=tasks, episodes=1, seed=EVAL_SEED + k).returns
+        for k in range(episodes)
+    ]
+    return np.asarray(runs, dtype=np.float64).T.tolist()

@@ -166,7 +166,7 @@ def register(commands: Any) -> None:
     _add_set(tailcheck)
     add_json(tailcheck, "the figures and the verdict")
     add_allow_import(tailcheck, "task space")
-    tailcheck.set_defaults(handler=_under_policy(tailcheck_command))
+    tailcheck.set_defaults(handler=_under_policy(tailcheck_command), episodes=5)
 
 
 def _add_set(parser: argparse.ArgumentParser) -> None:
@@ -456,6 +456,8 @@ def compare_command(args: argparse.Namespace) -> int:
 
 
 def tailcheck_command(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from edgeloop.sims.tail_check import TailCheckConfig, tail_check
 
     if args.json is not None:
@@ -483,13 +485,19 @@ def tailcheck_command(args: argparse.Namespace) -> int:
     space_names = _names(config.task_space)
     for task, erm, alone in zip(result.tasks, result.erm, result.specialists, strict=True):
         where = ", ".join(f"{n} {v:.4g}" for n, v in zip(space_names, task, strict=True))
-        table.add_row(where, f"{erm:.1f}", f"{alone:.1f}", f"{alone - erm:+.1f}")
+        gain = np.mean(alone) - np.mean(erm)
+        table.add_row(where, f"{np.mean(erm):.1f}", f"{np.mean(alone):.1f}", f"{gain:+.1f}")
     out.print(table)
-    verdict = "PASS: the tail is learnable" if result.passed else "FAIL: the tail is not"
+    if result.passed:
+        verdict = "PASS: the tail is learnable"
+    elif result.spread == 0:
+        verdict = "FAIL: no tail (ERM does as well on every grid task)"
+    else:
+        verdict = "FAIL: the tail is not learnable at this budget"
     out.print(
-        f"{verdict} (specialists {result.gain:+.1f} on the worst tasks; needed "
+        f"{verdict}: specialists {result.gain:+.1f} on the worst tasks; needed more than "
         f"{config.min_gain:g} x ERM's spread {result.spread:.1f} = "
-        f"{config.min_gain * result.spread:.1f})",
+        f"{config.min_gain * result.spread:.1f} and than the noise, 2 s.e. = {result.noise:.1f}",
         highlight=False,
     )
     if args.json is not None:
