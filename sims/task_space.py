@@ -8,7 +8,8 @@ really changes the dynamics. Each space also names wider, out-of-distribution
 ranges for evaluation.
 
 Built-ins: ``pendulum`` (Pendulum-v1: mass, length), ``cartpole`` (CartPole-v1:
-pole half-length, pole mass, force magnitude), ``acrobot`` (Acrobot-v1: the
+pole half-length, pole mass, force magnitude), ``cartpole-weak`` (the same with
+1 to 5 N of force and longer, heavier poles), ``acrobot`` (Acrobot-v1: the
 two link masses), ``mountaincar``
 (MountainCarContinuous-v0: engine power). Users define their own in Python
 (:class:`TaskSpace`) or YAML (:func:`load_task_space`).
@@ -299,6 +300,36 @@ BUILTIN: dict[str, TaskSpace] = {
             ),
             TaskParameter(
                 name="force", attribute="force_mag", low=5.0, high=15.0, ood_low=3.0, ood_high=20.0
+            ),
+        ),
+    ),
+    # CartPole with weak actuators (1 to 5 N, against 10 N in the original) and
+    # longer, heavier poles: the push can barely outrun the fall at the weak end.
+    "cartpole-weak": TaskSpace(
+        name="cartpole-weak",
+        env_id="CartPole-v1",
+        max_episode_steps=500,
+        parameters=(
+            TaskParameter(
+                name="pole_half_length",
+                attribute="length",
+                low=0.25,
+                high=2.0,
+                log=True,
+                ood_low=0.15,
+                ood_high=3.0,
+            ),
+            TaskParameter(
+                name="pole_mass",
+                attribute="masspole",
+                low=0.1,
+                high=1.0,
+                log=True,
+                ood_low=0.05,
+                ood_high=1.5,
+            ),
+            TaskParameter(
+                name="force", attribute="force_mag", low=1.0, high=5.0, ood_low=0.7, ood_high=7.0
             ),
         ),
     ),
