@@ -466,6 +466,7 @@ def check_config(config: TrainConfig) -> None:
             )
         space.check(np.asarray(config.task, dtype=np.float64))
     at_least = {
+        "seed": 0,
         "num_tasks": 1,
         "update_epochs": 1,
         "minibatch_size": 1,
