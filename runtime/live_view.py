@@ -7,6 +7,11 @@ in an Image panel, numbers plot. The loop never waits for a viewer: a message
 is encoded only while someone subscribes to its port, and the server queues it
 per client, dropping a slow client's oldest messages beyond its backlog.
 
+Channels are never closed while the server runs. The SDK logs a refused
+subscription into Python (which needs the GIL) while it holds that client's
+channel map, and ``Channel.close`` holds the GIL while it waits for the map: a
+close then hangs the whole process (seen on CI, reproduced with the SDK 0.30).
+
 What can be measured is counted: the messages offered to subscribers, per
 topic, and the subscriptions made. What cannot: the SDK does not say how many
 messages it dropped for a slow client, nor how many it sent.
