@@ -7,7 +7,12 @@ Per sampler, over seeds (mean and standard error):
 - the same tail out of distribution;
 - CVaR_0.9 minus ERM's, paired by seed, and the seeds it won;
 - the share of DRM's environment steps it needed to reach DRM's final CVaR_0.9
-  on the learning curve (mean curve over seeds).
+  on the learning curve (mean curve over seeds);
+- speed apart from robustness: the share of ERM's steps it needed to reach ERM's
+  final CVaR_0.9 on the learning curve, and where ERM's curve flattened (from
+  which point on it stays within two standard errors of its final value). A
+  sampler that gets there sooner but ends no better than ERM is faster, not more
+  robust.
 """
 
 from __future__ import annotations
@@ -65,18 +70,16 @@ def build_report(config: dict[str, Any], results: list[dict[str, Any]]) -> dict[
             row["cvar_0.9_minus_erm"]["wins"] = int(sum(d > 0 for d in paired))
         table[s] = row
     curves = {s: _mean_curve([r for r in results if r["sampler"] == s]) for s in samplers}
-    if "drm" in curves and curves["drm"]["steps"]:
-        target = curves["drm"]["cvar_0.9"][-1]
-        drm_steps = curves["drm"]["steps"][-1]
-        for s in samplers:
-            reached = [
-                step
-                for step, value in zip(curves[s]["steps"], curves[s]["cvar_0.9"], strict=True)
-                if value >= target
-            ]
-            table[s]["share_of_drm_steps_to_drm_final_cvar_0.9"] = (
-                reached[0] / drm_steps if reached else None
-            )
+    for reference in ("drm", "erm"):
+        if reference in curves and curves[reference]["steps"]:
+            target = curves[reference]["cvar_0.9"][-1]
+            budget = curves[reference]["steps"][-1]
+            for s in samplers:
+                reached = _steps_to(curves[s], target)
+                table[s][f"share_of_{reference}_steps_to_{reference}_final_cvar_0.9"] = (
+                    reached / budget if reached is not None else None
+                )
+    erm_flat_at = _flat_from(curves["erm"]) if "erm" in curves else None
     correlations = {
         s: _mean_series([r["history"]["correlations"] for r in results if r["sampler"] == s])
         for s in samplers
@@ -90,6 +93,7 @@ def build_report(config: dict[str, Any], results: list[dict[str, Any]]) -> dict[
         "table": table,
         "runs": {s: {str(seed): f for seed, f in per_run[s].items()} for s in samplers},
         "curves": curves,
+        "erm_flat_at": erm_flat_at,
         "correlations": {s: c for s, c in correlations.items() if c["mean"]},
         "grid": {
             "tasks": results[0]["in_range"]["tasks"],
@@ -102,6 +106,27 @@ def build_report(config: dict[str, Any], results: list[dict[str, Any]]) -> dict[
             },
         },
     }
+
+
+def _steps_to(curve: dict[str, list[float]], target: float) -> float | None:
+    """Steps at the first curve point whose CVaR_0.9 reaches ``target``; None if none."""
+    for step, value in zip(curve["steps"], curve["cvar_0.9"], strict=True):
+        if value >= target:
+            return step
+    return None
+
+
+def _flat_from(curve: dict[str, list[float]]) -> float | None:
+    """Steps of the first curve point from which every later one stays within two
+    standard errors of the final CVaR_0.9 (None without a curve or standard errors)."""
+    values, errors = curve["cvar_0.9"], curve["cvar_0.9_se"]
+    if not values or any(math.isnan(e) for e in errors):
+        return None
+    final = values[-1]
+    flat = len(values) - 1
+    while flat > 0 and abs(values[flat - 1] - final) <= 2 * max(errors[flat - 1], errors[-1]):
+        flat -= 1
+    return curve["steps"][flat]
 
 
 def _mean_curve(runs: list[dict[str, Any]]) -> dict[str, list[float]]:
@@ -145,23 +170,35 @@ COLUMNS = (
 
 def table_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """The results table as text cells (for rich and Markdown alike)."""
-    header = ["sampler", *(label for _, label in COLUMNS), "CVaR_0.9 - ERM (wins)", "steps to DRM"]
+    header = [
+        "sampler",
+        *(label for _, label in COLUMNS),
+        "CVaR_0.9 - ERM (wins)",
+        "steps to ERM",
+        "steps to DRM",
+    ]
     rows = []
     for s in report["samplers"]:
         row = report["table"][s]
         diff = row.get("cvar_0.9_minus_erm")
-        share = row.get("share_of_drm_steps_to_drm_final_cvar_0.9", "absent")
         n = row["cvar_0.9"]["n"]
         rows.append(
             [
                 s,
                 *(_cell(row[key]) for key, _ in COLUMNS),
                 f"{_cell(diff)} ({diff['wins']}/{diff['n']})" if diff else "-",
-                "-" if share == "absent" else ("not reached" if share is None else f"{share:.0%}"),
+                _share(row.get("share_of_erm_steps_to_erm_final_cvar_0.9", "absent")),
+                _share(row.get("share_of_drm_steps_to_drm_final_cvar_0.9", "absent")),
             ]
         )
         rows[-1][0] = f"{s} ({n} seeds)"
     return header, rows
+
+
+def _share(share: float | str | None) -> str:
+    if share == "absent":
+        return "-"
+    return "not reached" if share is None else f"{share:.0%}"
 
 
 def write_report(report: dict[str, Any], out: str | Path, command: str) -> list[Path]:
@@ -181,8 +218,16 @@ def write_report(report: dict[str, Any], out: str | Path, command: str) -> list[
         f"{cfg['grid']}-per-axis grid with {cfg['episodes']} episodes per task. "
         "Figures are mean ± standard error across seeds; returns are higher-is-better, "
         "so a CVaR closer to zero is a better tail. Regret is the return minus the best "
-        "any run got on the task. 'steps to DRM' is the share of DRM's steps a sampler "
-        "needed to reach DRM's final CVaR_0.9 on the learning curve (coarse grid).",
+        "any run got on the task. 'steps to ERM' ('steps to DRM') is the share of ERM's "
+        "(DRM's) steps a sampler needed to reach ERM's (DRM's) final CVaR_0.9 on the "
+        "learning curve (coarse grid): a sampler that gets to ERM's tail sooner but ends "
+        "no better than ERM is faster, not more robust. "
+        + (
+            f"ERM's CVaR_0.9 curve flattened (stayed within two standard errors of its "
+            f"final value) from {report['erm_flat_at']:,.0f} steps on."
+            if report.get("erm_flat_at") is not None
+            else "Where ERM's curve flattened is unknown (one seed, or no curve)."
+        ),
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),

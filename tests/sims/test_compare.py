@@ -55,6 +55,32 @@ def test_the_report_figures_match_a_hand_computation():
     assert rows[1][0] == "mpts (2 seeds)" and rows[1][header.index("CVaR_0.9")] == "-700 ± 100"
 
 
+def with_curve(run: dict, tails: list[float]) -> dict:
+    """A run whose learning curve's CVaR_0.9 is ``tails`` at 100, 200, ... steps."""
+    curve = [{"steps": 100 * (k + 1), "mean": t, "cvar_0.9": t} for k, t in enumerate(tails)]
+    run["history"]["curve"] = curve
+    return run
+
+
+def test_the_report_tells_speed_from_robustness():
+    returns, ood = [-100, -200, -300, -400], [-1000] * 4
+    results = [
+        with_curve(fake_run("erm", 0, returns, ood), [-900, -700, -520, -500, -505]),
+        with_curve(fake_run("erm", 1, returns, ood), [-900, -700, -480, -500, -495]),
+        # reaches ERM's final tail (-500) at 200 steps: faster, and it ends the same
+        with_curve(fake_run("mpts", 0, returns, ood), [-800, -500, -500, -500, -500]),
+        with_curve(fake_run("mpts", 1, returns, ood), [-800, -500, -500, -500, -500]),
+    ]
+    report = build_report({"task_space": "pendulum", "seeds": [0, 1], "total_steps": 500}, results)
+    assert report["table"]["mpts"]["share_of_erm_steps_to_erm_final_cvar_0.9"] == 200 / 500
+    assert report["table"]["erm"]["share_of_erm_steps_to_erm_final_cvar_0.9"] == 300 / 500
+    # ERM's mean curve -900, -700, -500, -500, -500 (s.e. 0, 0, 20, 0, 5): flat from 300
+    assert report["erm_flat_at"] == 300
+    header, rows = table_rows(report)
+    assert rows[1][header.index("steps to ERM")] == "40%"
+    assert rows[1][header.index("CVaR_0.9 - ERM (wins)")] == "0 ± 0 (0/2)"
+
+
 def test_compare_from_the_command_line_writes_the_report_and_reuses_finished_runs(
     tmp_path, capsys, monkeypatch
 ):
