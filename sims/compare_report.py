@@ -94,6 +94,7 @@ def build_report(config: dict[str, Any], results: list[dict[str, Any]]) -> dict[
         "runs": {s: {str(seed): f for seed, f in per_run[s].items()} for s in samplers},
         "curves": curves,
         "erm_flat_at": erm_flat_at,
+        "training_core_hours": sum(r["history"]["seconds"] for r in results) / 3600,
         "correlations": {s: c for s, c in correlations.items() if c["mean"]},
         "grid": {
             "tasks": results[0]["in_range"]["tasks"],
@@ -227,7 +228,9 @@ def write_report(report: dict[str, Any], out: str | Path, command: str) -> list[
             f"final value) from {report['erm_flat_at']:,.0f} steps on."
             if report.get("erm_flat_at") is not None
             else "Where ERM's curve flattened is unknown (one seed, or no curve)."
-        ),
+        )
+        + f" Training took {report['training_core_hours']:.2f} core-hours (each run on one "
+        "core; evaluation not counted).",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),

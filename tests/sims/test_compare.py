@@ -76,6 +76,7 @@ def test_the_report_tells_speed_from_robustness():
     assert report["table"]["erm"]["share_of_erm_steps_to_erm_final_cvar_0.9"] == 300 / 500
     # ERM's mean curve -900, -700, -500, -500, -500 (s.e. 0, 0, 20, 0, 5): flat from 300
     assert report["erm_flat_at"] == 300
+    assert report["training_core_hours"] == pytest.approx(4 / 3600)  # 1 s a run
     header, rows = table_rows(report)
     assert rows[1][header.index("steps to ERM")] == "40%"
     assert rows[1][header.index("CVaR_0.9 - ERM (wins)")] == "0 ± 0 (0/2)"
