@@ -448,6 +448,12 @@ def compare_command(args: argparse.Namespace) -> int:
     for row in rows:
         table.add_row(*row)
     out.print(table)
+    flat = report["erm_flat_at"]
+    out.print(
+        (f"ERM's CVaR_0.9 curve flat from {flat:,.0f} steps; " if flat is not None else "")
+        + f"training took {report['training_core_hours']:.2f} core-hours",
+        highlight=False,
+    )
     out.print(f"report: {', '.join(str(p) for p in paths)}", highlight=False, soft_wrap=True)
     return 0
 
