@@ -44,7 +44,8 @@ class TrainConfig:
     """A built-in task space name or a YAML file."""
     sampler: str = "erm"
     """One of :data:`SAMPLERS`: erm, drm, gdrm, mpts, mpts with options (mpts+ref,
-    mpts+div, mpts+regret, mpts+div+regret), or pdts."""
+    mpts+div, mpts+regret, mpts+div+regret), pdts, the earlier drm-eval and
+    gdrm-eval, or fixed (one task: ``task``)."""
     total_steps: int = 200_000
     """Environment-step budget, evaluation steps of DRM/GDRM included."""
     seed: int = 0
