@@ -9,8 +9,10 @@ no better, the tasks are hard by nature and no sampler will fix them, so a
 comparison there measures noise (Acrobot's tail, for one).
 
 The check passes when the specialists' mean return on ERM's worst tasks beats
-ERM's own by at least ``min_gain`` of ERM's spread over the grid (its best task's
-return minus its worst's).
+ERM's own by more than ``min_gain`` of ERM's spread over the grid (its best
+task's return minus its worst's) and by more than two standard errors over the
+evaluation episodes. A space ERM does equally well on everywhere has no tail and
+fails.
 """
 
 from __future__ import annotations
@@ -35,9 +37,9 @@ class TailCheckConfig:
     """Environment steps of the ERM run and of each specialist."""
     worst: int = 3
     """ERM's worst grid tasks to train specialists on."""
-    grid: int = 5
+    grid: int = 10
     """Grid points per parameter of ERM's evaluation."""
-    episodes: int = 4
+    episodes: int = 5
     """Evaluation episodes per task (from the comparisons' evaluation seed)."""
     seed: int = 0
     """Seeds ERM's run and the specialists'."""
