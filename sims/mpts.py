@@ -93,6 +93,14 @@ class MptsConfig:
     regret_memory: int = 4096
     """Past (task, return) pairs kept for the regret signal."""
 
+    def __post_init__(self) -> None:
+        if self.prior not in ("batch", "step"):
+            raise ValueError(f"MPTS prior must be 'batch' or 'step', got {self.prior!r}")
+        if self.risk not in ("return", "regret"):
+            raise ValueError(f"MPTS risk must be 'return' or 'regret', got {self.risk!r}")
+        if self.multiplier < 1 or self.learner_batch < 0:
+            raise ValueError("MPTS multiplier must be at least 1 and learner_batch at least 0")
+
 
 REFERENCE = {"multiplier": 2.5, "prior": "step", "learner_batch": 100}
 """The reference code's values of the fields where edgeloop's default differs."""
@@ -109,14 +117,7 @@ def mpts_config(settings: dict[str, Any]) -> MptsConfig:
     if unknown:
         raise ValueError(f"MPTS has no setting {', '.join(sorted(unknown))}")
     preset = REFERENCE if settings.get("reference") else {}
-    config = MptsConfig(**{**preset, **settings})
-    if config.prior not in ("batch", "step"):
-        raise ValueError(f"MPTS prior must be 'batch' or 'step', got {config.prior!r}")
-    if config.risk not in ("return", "regret"):
-        raise ValueError(f"MPTS risk must be 'return' or 'regret', got {config.risk!r}")
-    if config.multiplier < 1 or config.learner_batch < 0:
-        raise ValueError("MPTS multiplier must be at least 1 and learner_batch at least 0")
-    return config
+    return MptsConfig(**{**preset, **settings})
 
 
 class RiskLearner:
@@ -264,8 +265,6 @@ class MptsSampler:
         self.evaluation_steps = 0  # MPTS never evaluates candidates
         self.correlations: list[float] = []
         """Pearson correlation of predicted and realised risk, per learner update."""
-        if self.config.risk not in ("return", "regret"):
-            raise ValueError(f"MPTS risk must be 'return' or 'regret', got {self.config.risk!r}")
         self.seen_units = np.empty((0, space.dim))
         self.seen_returns = np.empty(0)
         # With a learner batch: proposed tasks not handed out yet, observed not learned.
