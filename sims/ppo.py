@@ -295,22 +295,17 @@ def _mpts_config(config: TrainConfig) -> Any:
     """
     from edgeloop.sims.mpts import mpts_config, pdts_config
 
-    if config.sampler == "pdts":
-        try:
-            return pdts_config(dict(config.mpts))
-        except (ValueError, TypeError) as exc:
-            raise TrainingError(
-                f"PDTS settings: {exc}", fix="see edgeloop.sims.mpts.MptsConfig"
-            ) from None
+    make = pdts_config if config.sampler == "pdts" else mpts_config
     options = config.sampler.split("+")[1:]
     named = {"reference": True} if "ref" in options else {}
     named |= {"diversity": 1.0} if "div" in options else {}
     named |= {"risk": "regret"} if "regret" in options else {}
     try:
-        return mpts_config({**named, **config.mpts})
+        return make({**named, **config.mpts})
     except (ValueError, TypeError) as exc:
         raise TrainingError(
-            f"MPTS settings: {exc}", fix="see edgeloop.sims.mpts.MptsConfig"
+            f"{config.sampler.split('+')[0].upper()} settings: {exc}",
+            fix="see edgeloop.sims.mpts.MptsConfig",
         ) from None
 
 
