@@ -23,7 +23,13 @@ from typing import Any
 
 from edgeloop.runtime.errors import TrainingError
 from edgeloop.sims.evaluation import EVAL_SEED
-from edgeloop.sims.ppo import SAMPLERS, TrainConfig, check_config, typed_settings
+from edgeloop.sims.ppo import (
+    SAMPLERS,
+    TrainConfig,
+    check_config,
+    takes_mpts_settings,
+    typed_settings,
+)
 from edgeloop.sims.torch_support import import_torch, one_thread
 
 
@@ -62,8 +68,7 @@ class CompareConfig:
 
     def run_config(self, sampler: str, seed: int) -> TrainConfig:
         """One run's config: ``mpts.*`` settings go to the MPTS samplers only."""
-        takes_mpts = sampler.startswith(("mpts", "pdts"))
-        train = {k: v for k, v in self.train.items() if k != "mpts" or takes_mpts}
+        train = {k: v for k, v in self.train.items() if k != "mpts" or takes_mpts_settings(sampler)}
         return TrainConfig(
             task_space=self.task_space,
             sampler=sampler,

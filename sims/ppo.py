@@ -286,6 +286,11 @@ def _sampler(
     raise _unknown_sampler(name)
 
 
+def takes_mpts_settings(sampler: str) -> bool:
+    """Whether a sampler reads ``TrainConfig.mpts`` (MPTS in any form, and PDTS)."""
+    return sampler.startswith(("mpts", "pdts"))
+
+
 def _mpts_config(config: TrainConfig) -> Any:
     """The MPTS settings of an mpts sampler name (``+div``, ``+regret``) with the
     run's ``mpts`` settings over them.
@@ -447,7 +452,7 @@ def check_config(config: TrainConfig) -> None:
     if config.sampler not in SAMPLERS:
         raise _unknown_sampler(config.sampler)
     if config.mpts:
-        if not config.sampler.startswith(("mpts", "pdts")):
+        if not takes_mpts_settings(config.sampler):
             raise TrainingError(
                 f"mpts.* settings given for the {config.sampler} sampler",
                 fix="drop them, or train an mpts sampler",
