@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import Field
 
+from edgeloop.plugins.model_binding import GRAPH_OPTION, BoundRun, FixedRun
 from edgeloop.plugins.variant_ladder import VariantLadder
 from edgeloop.runtime.bundles import (
     TensorSpec,
@@ -26,6 +27,7 @@ from edgeloop.runtime.bundles import (
     read_samples,
     specs_of_session,
 )
+from edgeloop.runtime.device_tensors import DeviceTensor, HostCopies, on_host
 from edgeloop.runtime.errors import BundleError, MissingDependencyError, NodeConfigError
 from edgeloop.runtime.limits import MAX_THREADS, MAX_WARMUP
 from edgeloop.runtime.node import Model, NodeContext, Port
@@ -107,6 +109,28 @@ class OnnxModelConfig:
     switch: VariantSwitch | None = None
     """Switch to faster variants when the model runs over its time budget, and back
     (a ``variant`` input also picks one by name; ``auto`` hands back to the budget)."""
+    io_binding: bool | Literal["fixed"] = False
+    """Run through ONNX Runtime's I/O binding: inputs bound where they are (host
+    arrays, or device tensors from another model node, without a copy), outputs
+    made on the provider's device and copied back once. ``fixed``: every buffer
+    allocated once, on the first step's shapes (no allocation per step; shapes
+    cannot change), which is what a CUDA graph replays and uses by itself. On by
+    itself with ``device_outputs`` or when a device tensor comes in."""
+    device_outputs: list[str] = field(default_factory=list)
+    """Output ports to leave on the model's device (GPU memory; the CPU's without
+    a GPU) as device tensors, for model nodes in this process to take without a
+    copy. Any other reader (another node type, the recorder, another process)
+    gets one host copy of each message; the report's ``device_outputs`` note
+    counts them. Device outputs keep the model's batch dimension."""
+    check_device_outputs: bool = True
+    """NaN-check device outputs, which takes a host copy of every message. Off, a
+    NaN shows where the chain's outputs reach the host (most operators pass NaN on)."""
+    cuda_graph: bool | None = None
+    """Replay the model as a CUDA graph (fixed shapes and buffers; cuts launch
+    overhead on small networks). None: as the profile's provider options say
+    (``enable_cuda_graph`` for CUDA, ``trt_cuda_graph_enable`` for TensorRT);
+    true or false sets them for this node. True on a model that ends up on
+    another provider fails setup."""
     provider_choice: Literal["order", "measured"] | None = None
     """``order``: the first provider that runs the model; ``measured``: time every one
     that runs it (and the CPU on one thread too) and keep the fastest. Default the
@@ -219,6 +243,7 @@ class OnnxModel(Model):
     """
 
     Config = OnnxModelConfig
+    takes_device_tensors = True
 
     @classmethod
     def ports(cls, config: OnnxModelConfig) -> tuple[tuple[Port, ...], tuple[Port, ...]]:
@@ -264,6 +289,7 @@ class OnnxModel(Model):
 
         in_ports = tuple(as_port(t) for t in inputs if t.name not in state_in)
         out_ports = tuple(as_port(t, output=True) for t in outputs if t.name not in state_out)
+        _check_binding(config, inputs + outputs, [p.name for p in out_ports])
         if state_in:  # a recurrent model: its state stays inside the node
             in_ports += (
                 Port("reset", doc="any message resets the state; it never steps the model"),
@@ -313,7 +339,17 @@ class OnnxModel(Model):
         self.output_ports = [port_of.get(t.name, t.name) for t in outputs]
         # Outputs whose first dimension is the batch dimension lose it again when
         # the node added one; scalars and fixed leading sizes are returned as they are.
-        self.unbatch = [_batch_first(t) for t in outputs]
+        # Device outputs keep the batch dimension: an OrtValue cannot lose it uncopied.
+        kept_ports = set(cfg.device_outputs)
+        self.kept = {
+            t.name: HostCopies()
+            for t, port in zip(outputs, self.output_ports, strict=True)
+            if port in kept_ports
+        }
+        self.device_outputs = tuple(cfg.device_outputs)  # the executor's dispatch reads it
+        self.unbatch = [_batch_first(t) and t.name not in self.kept for t in outputs]
+        self.device_inputs = False  # a device tensor came in: bind inputs from now on
+        self._runners: dict[int, Any] = {}
         self.strings = {t.name for _, t in self.feeds if t.dtype == "str"}
         self.samples = (
             read_samples(self.model_file.parent, self.manifest) if self.manifest else None
@@ -323,7 +359,7 @@ class OnnxModel(Model):
         self.skipped: list[str] = []
         self.verified = False  # the provider ran the model on real inputs
         self.session = self._first_provider_that_runs(ctx)
-        self.run = self.session.run
+        self.run = self._runner(self.session)
         self.single = (
             (self.feeds[0][0], self.feeds[0][1].name, self.output_ports[0], self.unbatch[0])
             if len(self.feeds) == 1
@@ -340,10 +376,53 @@ class OnnxModel(Model):
     def _candidates(self, ctx: NodeContext) -> list[tuple[str, dict[str, Any]]]:
         cfg: OnnxModelConfig = self.config
         if cfg.providers is not None:
-            return [(name, {}) for name in cfg.providers]
-        if ctx.profile is not None:
-            return [(p.name, dict(p.options)) for p in ctx.profile.execution_providers]
-        return [(CPU, {})]
+            candidates = [(name, {}) for name in cfg.providers]
+        elif ctx.profile is not None:
+            candidates = [(p.name, dict(p.options)) for p in ctx.profile.execution_providers]
+        else:
+            candidates = [(CPU, {})]
+        if cfg.cuda_graph is not None:  # the node's word over the profile's
+            for name, options in candidates:
+                if name in GRAPH_OPTION:
+                    options[GRAPH_OPTION[name]] = "1" if cfg.cuda_graph else "0"
+        return candidates
+
+    def _runner(self, session: Any) -> Any:
+        """How a step runs ``session``: its own ``run``, or through I/O binding as the
+        config, a device tensor input or the provider's CUDA graph option asks.
+
+        Raises:
+            NodeConfigError: ``cuda_graph: true`` on a model that runs elsewhere.
+        """
+        if id(session) in self._runners:
+            return self._runners[id(session)]
+        cfg: OnnxModelConfig = self.config
+        provider = session.get_providers()[0]
+        options = session.get_provider_options().get(provider, {})
+        graph = str(options.get(GRAPH_OPTION.get(provider, ""), "0")).lower() in ("1", "true")
+        short = provider.removesuffix("ExecutionProvider")
+        if cfg.cuda_graph and not graph:
+            raise NodeConfigError(
+                f"cuda_graph: true, but the model runs on {short}, which has no CUDA graphs"
+                + (f" (skipped: {'; '.join(self.skipped)})" if self.skipped else ""),
+                node_type="onnx.model",
+                key="cuda_graph",
+                fix="install ONNX Runtime GPU on a machine with CUDA, or set cuda_graph: false",
+            )
+        mode = "fixed" if graph else cfg.io_binding
+        if not mode and not self.kept and not self.device_inputs:
+            runner = session.run
+        else:
+            kind = FixedRun if mode == "fixed" else BoundRun
+            runner = kind(
+                session, self.output_names, self.kept, check_finite=cfg.check_device_outputs
+            )
+            where = f"{runner.device}:{runner.device_id}"
+            how = "fixed buffers" if mode == "fixed" else "on"
+            how = f"CUDA graph, {how}" if graph else how
+            self.ctx.note("io_binding", f"{how} ({where})")
+        self._runners[id(session)] = runner
+        return runner
 
     def _ready_to_switch(self, ctx: NodeContext, switch: VariantSwitch) -> None:
         """Sessions for the variants to fall back on, on the provider the model runs
@@ -412,6 +491,13 @@ class OnnxModel(Model):
         return out
 
     def close(self) -> None:
+        if getattr(self, "kept", None):
+            device = getattr(self.run, "device", "cpu")
+            port_of = dict(zip(self.output_names, self.output_ports, strict=True))
+            self.ctx.note(
+                "device_outputs",
+                "; ".join(f"{port_of[name]}: {t.summary(device)}" for name, t in self.kept.items()),
+            )
         if self.config.switch is not None and hasattr(self, "steps_on"):
             counts = zip(self.ladder, self.steps_on, strict=True)
             self.ctx.note("variant_steps", ", ".join(f"{name} {n}" for name, n in counts))
@@ -422,7 +508,7 @@ class OnnxModel(Model):
         now = self.ctx.now()
         self.decide.moved(level, now)
         self.session = self.sessions[level]
-        self.run = self.session.run
+        self.run = self._runner(self.session)
         self.switches += 1
         self.ctx.record("variant", level)  # a series in the report: which ran when
         self.ctx.note("variant", f"{self.ladder[level]} since {now:.3f} s: {why}")
@@ -630,7 +716,7 @@ class OnnxModel(Model):
             probe = {**probe, **self.state}
         if self._contenders:  # measured choice: the fastest on this input
             self.session = self._fastest(probe)
-            self.run = self.session.run
+            self.run = self._runner(self.session)
             self.verified = True
             return
         while True:
@@ -649,7 +735,7 @@ class OnnxModel(Model):
                     "no execution provider runs the model on its first input: "
                     + "; ".join(self.skipped)
                 )
-            self.session, self.run = session, session.run
+            self.session, self.run = session, self._runner(session)
             self._chose(self.ctx, name)
         self._untried = []
         self.verified = True
@@ -676,18 +762,22 @@ class OnnxModel(Model):
                 feed[name] = feed[name].astype(object)
         if not self.checked:
             self._check_first(feed)
+            if not self.device_inputs and any(type(v) is DeviceTensor for v in feed.values()):
+                self.device_inputs = True  # bound where they are from now on
+                self._runners.clear()
+                self.run = self._runner(self.session)
             if not self.verified:
-                self._verify_on(feed)
+                self._verify_on({name: on_host(v, "provider check") for name, v in feed.items()})
         if self.pairs:
             return self._step_with_state(feed)
         if self.batched:
             feed = {name: value[None] for name, value in feed.items()}
-            results = self.session.run(self.output_names, feed)
+            results = self.run(self.output_names, feed)
             return {
                 port: r[0] if drop else r
                 for port, r, drop in zip(self.output_ports, results, self.unbatch, strict=True)
             }
-        results = self.session.run(self.output_names, feed)
+        results = self.run(self.output_names, feed)
         return dict(zip(self.output_ports, results, strict=True))
 
     def _step_with_state(self, feed: dict[str, Any]) -> dict[str, Any]:
@@ -707,9 +797,7 @@ class OnnxModel(Model):
         if batch != self.state_batch:
             self._fit_state(batch)
         feed.update(self.state)
-        results = dict(
-            zip(self.output_names, self.session.run(self.output_names, feed), strict=True)
-        )
+        results = dict(zip(self.output_names, self.run(self.output_names, feed), strict=True))
         for state_in, state_out in self.pairs:
             self.state[state_in] = results.pop(state_out)
         out = {}
@@ -758,7 +846,7 @@ class OnnxModel(Model):
         batched = set()
         for port, tensor in self.feeds:
             value = feed[tensor.name]
-            if not isinstance(value, np.ndarray):
+            if not isinstance(value, (np.ndarray, DeviceTensor)):
                 raise TypeError(
                     f"input '{port}' is a {type(value).__name__}; the model wants a "
                     f"numpy array of {tensor.dtype}"
@@ -782,6 +870,13 @@ class OnnxModel(Model):
             ):
                 want = want[1:]
                 batched.add(port)
+                if type(value) is DeviceTensor:
+                    raise ValueError(
+                        f"input '{port}' is a device tensor of shape {value.shape}, without "
+                        f"the batch dimension model input '{tensor.name}' wants "
+                        f"{_shape_text(tensor.shape)}: a device tensor cannot gain one "
+                        "without a copy; export the two models with matching shapes"
+                    )
             if len(want) != value.ndim or any(
                 isinstance(w, int) and w != v for w, v in zip(want, value.shape, strict=True)
             ):
@@ -796,6 +891,27 @@ class OnnxModel(Model):
             )
         self.batched = bool(batched)
         self.checked = True
+
+
+def _check_binding(config: OnnxModelConfig, tensors: list[TensorSpec], outputs: list[str]) -> None:
+    """``device_outputs`` names output ports; I/O binding has no strings."""
+    unknown = [p for p in config.device_outputs if p not in outputs]
+    if unknown:
+        raise NodeConfigError(
+            f"device_outputs names {', '.join(unknown)}, not an output port of the model",
+            node_type="onnx.model",
+            key="device_outputs",
+            fix="its output ports: " + ", ".join(outputs),
+        )
+    binds = config.io_binding or config.device_outputs or config.cuda_graph
+    strings = [t.name for t in tensors if t.dtype == "str"]
+    if binds and strings:
+        raise NodeConfigError(
+            f"I/O binding cannot carry string tensors ({', '.join(strings)})",
+            node_type="onnx.model",
+            key="io_binding" if config.io_binding else "device_outputs",
+            fix="leave io_binding, device_outputs and cuda_graph off for this model",
+        )
 
 
 def _state_names(config: OnnxModelConfig) -> tuple[set[str], set[str]]:

@@ -147,13 +147,17 @@ class CompiledLoop:
                 not_sensing=inp.is_timer or inp.feedback,
             )
             runner.slots.append(slot)
-            runner.ctx._messages[name] = source.last_message
+            takes_device = runner.cls.takes_device_tensors
+            runner.ctx._messages[name] = (
+                source.last_message if takes_device else source.last_host_message
+            )
             runner.inputs[name] = [] if slot.fifo else None
             if slot.fifo:
                 runner.fifo_slots.append(slot)
                 source.fifo_slots.append(slot)
             else:
                 source.edges.append((runner.inputs, name, runner if trigger else None))
+                source.host_readers.append(None if takes_device else f"node '{spec.id}'")
             if slot.stale_s is not None:
                 runner.stale_slots.append(slot)
                 if not rate_driven:  # it might never step, so never notice by itself
@@ -224,6 +228,7 @@ class CompiledLoop:
         runner.inputs["sensing"] = None
         runner.ctx._messages["sensing"] = source.last_message
         source.edges.append((runner.inputs, "sensing", control))  # type: ignore[arg-type]
+        source.host_readers.append(f"node '{runner.spec.id}'")
 
     def _find_direct_calls(self) -> None:
         """Mark ports whose one triggered receiver nothing else triggers: it is

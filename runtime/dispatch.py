@@ -139,7 +139,9 @@ class _Source:
         line(f"if {ctx}._sensed_at is not None:  # the node said when its data was sensed")
         line(f"    sensed, {ctx}._sensed_at = {ctx}._sensed_at, None")
         port = next(iter(r.out_ports.values())) if len(r.out_ports) == 1 else None
-        if port is None:  # several outputs, or none: the general path
+        if getattr(r.node, "device_outputs", None):
+            port = None  # device tensors: one host copy for those who need it (publish)
+        if port is None:  # several outputs, or none, or device tensors: the general path
             self._general_outputs(r, k)
             return None, None
         # The one declared output alone, the common case, is written out; anything

@@ -24,12 +24,13 @@ from typing import Any
 
 from edgeloop.runtime.building import CompiledLoop
 from edgeloop.runtime.clocks import Clock, RealClock, SimClock
+from edgeloop.runtime.device_tensors import DeviceTensor
 from edgeloop.runtime.dispatch import LoopCalls, compile_steps
 from edgeloop.runtime.errors import UsageError
 from edgeloop.runtime.faults import FaultHandler
 from edgeloop.runtime.graph import LoopGraph
 from edgeloop.runtime.limits import MAX_DURATION_S
-from edgeloop.runtime.messages import payload_is_finite, payload_problem
+from edgeloop.runtime.messages import Message, payload_is_finite, payload_problem
 from edgeloop.runtime.metrics import ReportBuilder, RunReport, run_duration
 from edgeloop.runtime.node import Node
 from edgeloop.runtime.plugins import PluginRegistry, fire_hook
@@ -544,6 +545,9 @@ class Executor:
         else:  # a None payload means no message on that port
             items = [(r.out_ports[k], v) for k, v in out.items() if v is not None]
         for port, data in items:
+            if type(data) is DeviceTensor:
+                self._publish_device(port, data, created, sensed)
+                continue
             port.seq += 1
             port.last_data = data
             port.last_created = created
@@ -561,12 +565,42 @@ class Executor:
                 port.direct.queued = True
                 self._ready.append(port.direct)
 
+    def _publish_device(
+        self, port: OutPort, data: DeviceTensor, created: float, sensed: float
+    ) -> None:
+        """Hand on a device tensor: itself to model nodes, one host copy to the rest
+        (the rule of :mod:`edgeloop.runtime.device_tensors`)."""
+        port.seq += 1
+        port.last_data = data
+        port.last_created = created
+        port.last_sensed = sensed
+        if port.taps:
+            host = data.host("recorder or another process")
+            for tap in port.taps:
+                tap(host, port.seq - 1, created, sensed)
+        readers = port.host_readers
+        for (inputs, input_name, receiver), reader in zip(port.edges, readers, strict=True):
+            inputs[input_name] = data if reader is None else data.host(reader)
+            if receiver is not None and not receiver.queued:
+                receiver.queued = True
+                self._ready.append(receiver)
+        if port.fifo_slots:
+            self._deliver_fifo(port)
+        if port.direct is not None and not port.direct.queued:
+            port.direct.queued = True
+            self._ready.append(port.direct)
+
     def _deliver_fifo(self, port: OutPort) -> None:
         msg = port.last_message()
+        on_device = msg is not None and type(msg.data) is DeviceTensor
         for slot in port.fifo_slots:
             if len(slot.pending) == slot.size:
                 slot.drops += 1  # the deque drops its oldest on append
-            slot.pending.append(msg)
+            if on_device and not slot.runner.cls.takes_device_tensors:
+                data = msg.data.host(f"node '{slot.runner.spec.id}'")
+                slot.pending.append(Message(data, msg.seq, msg.created, msg.sensed))
+            else:
+                slot.pending.append(msg)
             if slot.trigger and not slot.runner.queued:
                 slot.runner.queued = True
                 self._ready.append(slot.runner)

@@ -32,10 +32,16 @@ from typing import Any
 import numpy as np
 
 from edgeloop.runtime.clocks import Clock
-from edgeloop.runtime.messages import payload_is_finite, payload_problem, type_problem
+from edgeloop.runtime.device_tensors import DeviceTensor
+from edgeloop.runtime.messages import (
+    MAX_PAYLOAD_BYTES,
+    payload_is_finite,
+    payload_problem,
+    type_problem,
+)
 from edgeloop.runtime.node import Node, new_node
 from edgeloop.runtime.watchdog import StepInterrupted
-from edgeloop.runtime.wiring import Runner, Slot, close_quietly, make_safe
+from edgeloop.runtime.wiring import OutPort, Runner, Slot, close_quietly, make_safe
 
 _log = logging.getLogger("edgeloop.faults")
 
@@ -54,6 +60,11 @@ def bad_output(r: Runner, out: Mapping[str, Any]) -> tuple[str, str] | None:
             declared = ", ".join(r.out_ports) or "none"
             return "exception", f"step returned unknown output '{name}' (declared: {declared})"
         if data is None:  # no message on that port
+            continue
+        if type(data) is DeviceTensor:
+            problem = device_tensor_problem(port, data)
+            if problem is not None:
+                return problem[0], f"output '{name}': {problem[1]}"
             continue
         # An array like the last that passed on a declared port needs only its values checked.
         if type(data) is np.ndarray and data.dtype is port.ok_dtype and data.shape == port.ok_shape:
@@ -74,6 +85,20 @@ def bad_output(r: Runner, out: Mapping[str, Any]) -> tuple[str, str] | None:
                 return kind, f"output '{name}': {why}"
         if port.checks_type and isinstance(data, np.ndarray):
             port.ok_dtype, port.ok_shape = data.dtype, data.shape
+    return None
+
+
+def device_tensor_problem(port: OutPort, data: DeviceTensor) -> tuple[str, str] | None:
+    """A device tensor's contract and size from its metadata; its NaN check (when
+    its producer asks for one) on the message's one host copy."""
+    if port.checks_type:
+        problem = type_problem(port.want_dtype, port.want_shape, data)
+        if problem is not None:
+            return "wrong_type", problem
+    if data.nbytes > MAX_PAYLOAD_BYTES:
+        return "payload", f"{data.nbytes:,} bytes, more than {MAX_PAYLOAD_BYTES:,}"
+    if port.checks_finite and data.check_finite and not payload_is_finite(data.host("NaN check")):
+        return "non_finite", "non-finite values"
     return None
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeloop.runtime.device_tensors import DeviceTensor
 from edgeloop.runtime.errors import WireError
 
 
@@ -219,7 +220,7 @@ def type_problem(
     expected = " ".join(
         part for part in (str(dtype) if dtype is not None else "", _shape_text(shape)) if part
     )
-    if isinstance(data, (np.ndarray, np.generic)):
+    if isinstance(data, (np.ndarray, np.generic, DeviceTensor)):
         got_dtype, got_shape = data.dtype, data.shape
         dtype_ok = dtype is None or got_dtype == dtype
         got = f"{got_dtype} {_shape_text(got_shape)}"

@@ -230,6 +230,9 @@ class Node:
     wakes: ClassVar[bool] = False
     """True for node types whose own thread asks the loop to step them
     (``ctx.wake``): they may have no ``rate_hz`` and step on their data."""
+    takes_device_tensors: ClassVar[bool] = False
+    """True for node types whose step takes a :class:`~edgeloop.runtime.device_tensors.DeviceTensor`
+    as it is (a model node): others get a host copy of it."""
     external: ClassVar[bool] = False
     """True for node types that never step: their outputs come from outside the
     executor (a stand-in for a node in another process)."""

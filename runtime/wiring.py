@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeloop.runtime.device_tensors import on_host
 from edgeloop.runtime.graph import ContractSpec, NodeSpec
 from edgeloop.runtime.messages import Message
 from edgeloop.runtime.metrics import LatencyRecorder
@@ -49,6 +50,7 @@ class OutPort:
         "direct",
         "edges",
         "fifo_slots",
+        "host_readers",
         "is_small_vector",
         "last_created",
         "last_data",
@@ -88,6 +90,10 @@ class OutPort:
         self.last_sensed = 0.0
         # (receiver's inputs mapping, port name, receiver to trigger or None), one per latest slot
         self.edges: list[tuple[dict[str, Any], str, Runner | None]] = []
+        # Per edge: who reads it from the host ("node 'log'"), or None for a receiver
+        # that takes device tensors as they are (a model node); a device tensor's
+        # host copy is counted against the first reader (runtime.device_tensors).
+        self.host_readers: list[str | None] = []
         self.fifo_slots: list[Slot] = []
         self.direct: Runner | None = None  # receiver stepped right after a publish, not queued
         # Called with (data, seq, created, sensed) for every message: the recorder,
@@ -99,6 +105,14 @@ class OutPort:
         if not self.seq:
             return None
         return Message(self.last_data, self.seq - 1, self.last_created, self.last_sensed)
+
+    def last_host_message(self) -> Message | None:
+        """The last message with a device tensor's data copied to the host (for a
+        receiver that cannot take device tensors)."""
+        if not self.seq:
+            return None
+        data = on_host(self.last_data, "ctx.message")
+        return Message(data, self.seq - 1, self.last_created, self.last_sensed)
 
 
 class Slot:
