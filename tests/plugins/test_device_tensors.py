@@ -233,6 +233,5 @@ def test_a_process_boundary_gets_the_host_copy(tmp_path):
     assert np.array(logged[-1]["inputs"]["features"]).shape == (1, 4)
     note = report.node("a").notes["device_outputs"]
     assert note == (
-        "features: 10 messages on cpu, 10 copied to the host "
-        "(for recorder or another process: 10)"
+        "features: 10 messages on cpu, 10 copied to the host (for recorder or another process: 10)"
     )
