@@ -396,6 +396,9 @@ class OnnxModel(Model):
         """
         if id(session) in self._runners:
             return self._runners[id(session)]
+        placed = placement(session)
+        if placed:
+            self.ctx.note("placement", placed)
         cfg: OnnxModelConfig = self.config
         provider = session.get_providers()[0]
         options = session.get_provider_options().get(provider, {})
@@ -656,6 +659,9 @@ class OnnxModel(Model):
         ort = _onnxruntime()
         options = ort.SessionOptions()
         options.log_severity_level = 3  # ORT's own warnings would flood the console
+        # Which provider took which nodes, for the report (ONNX Runtime 1.2x+; older
+        # versions ignore the entry).
+        options.add_session_config_entry("session.record_ep_graph_assignment_info", "1")
         threads = (
             threads or self.config.threads or (ctx.profile.cpu_threads if ctx.profile else None)
         )
@@ -912,6 +918,25 @@ def _check_binding(config: OnnxModelConfig, tensors: list[TensorSpec], outputs: 
             key="io_binding" if config.io_binding else "device_outputs",
             fix="leave io_binding, device_outputs and cuda_graph off for this model",
         )
+
+
+def placement(session: Any) -> str | None:
+    """Nodes per provider, in the session's order (``TensorRT 41 nodes, CUDA 2 nodes
+    (fell back)``); None where ONNX Runtime cannot say."""
+    try:
+        subgraphs = session.get_provider_graph_assignment_info()
+    except Exception:  # an older ONNX Runtime, or the entry was not recorded
+        return None
+    nodes: dict[str, int] = {}
+    for subgraph in subgraphs:
+        nodes[subgraph.ep_name] = nodes.get(subgraph.ep_name, 0) + len(subgraph.get_nodes())
+    order = [p for p in session.get_providers() if p in nodes]
+    parts = []
+    for rank, provider in enumerate(order):
+        count = nodes[provider]
+        text = f"{provider.removesuffix('ExecutionProvider')} {count} node{'s' * (count != 1)}"
+        parts.append(text + (" (fell back)" if rank else ""))
+    return ", ".join(parts) or None
 
 
 def _state_names(config: OnnxModelConfig) -> tuple[set[str], set[str]]:

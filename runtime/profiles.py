@@ -13,10 +13,18 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from edgeloop.runtime.errors import GraphProblem, ProfileError
 from edgeloop.runtime.graph import LoopGraph
+from edgeloop.runtime.provider_options import option_problem
 
 PROFILE_PACKAGE = "edgeloop.hardware_profiles"
 
@@ -112,6 +120,14 @@ class ExecutionProvider(_Strict):
 
     name: ProviderName
     options: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_options(self) -> ExecutionProvider:
+        for option in self.options:
+            problem = option_problem(self.name, option)
+            if problem is not None:
+                raise ValueError(problem)
+        return self
 
 
 class Budgets(_Strict):

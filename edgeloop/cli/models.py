@@ -141,17 +141,26 @@ def register(commands: Any) -> None:
     warmup = commands.add_parser(
         "warmup",
         help="build a model's sessions (and TensorRT engines) ahead of time",
-        description="Build the ONNX Runtime session for a model or bundle with a profile's "
-        "execution providers, run it, and keep what can be cached (TensorRT engines go to the "
-        "profile's trt_engine_cache_path). On a Jetson the first engine build takes minutes; "
-        "do it here rather than at the first loop start. Prints the provider that runs.",
+        description="Build the ONNX Runtime session for a model or bundle, or for every "
+        "onnx.model node of a graph, with a profile's execution providers, run it, and keep "
+        "what can be cached (TensorRT engines and timing caches go to the profile's "
+        "trt_engine_cache_path and trt_timing_cache_path). On a Jetson the first engine build "
+        "takes minutes; do it here (or in a service's ExecStartPre) rather than at the first "
+        "loop start. Prints a table: the provider that runs each model, how its nodes were "
+        "placed, the build time and the latency.",
+        epilog="examples: edgeloop warmup bundle --profile jetson-orin-nx-16gb; "
+        "edgeloop warmup loop.yaml",
     )
-    warmup.add_argument("model", type=Path, help=".onnx file or bundle folder")
+    warmup.add_argument(
+        "model",
+        type=Path,
+        help=".onnx file or bundle folder, or a graph (.yaml): every onnx.model node in it",
+    )
     warmup.add_argument(
         "--profile",
-        required=True,
         metavar="NAME",
-        help="hardware profile name or file (its providers and options are used)",
+        help="hardware profile name or file (its providers and options are used); needed "
+        "for a model, a graph's own otherwise",
     )
     warmup.add_argument("--variant", metavar="NAME", help="a bundle's other model, e.g. fp16")
     warmup.add_argument(
@@ -299,6 +308,35 @@ def quantize_command(args: argparse.Namespace) -> int:
 
 
 def warmup_command(args: argparse.Namespace) -> int:
+    from edgeloop.runtime.graph_yaml import load_graph
+    from edgeloop.runtime.profiles import graph_profile, load_profile
+
+    if args.model.suffix in (".yaml", ".yml"):
+        graph = load_graph(args.model)
+        profile = load_profile(args.profile) if args.profile else graph_profile(graph)
+        models = [(n.id, {**n.config, "warmup": 0}) for n in graph.nodes if n.type == "onnx.model"]
+        if not models:
+            raise UsageError(f"{args.model} has no onnx.model node to warm up")
+    else:
+        if not args.profile:
+            raise UsageError("a model needs --profile (a graph names its own)")
+        profile = load_profile(args.profile)
+        models = [("model", {"model": str(args.model), "warmup": 0, "variant": args.variant})]
+    table = Table(title=f"warm-up on profile {profile.name if profile else 'none'}")
+    for column in ("node", "model", "provider", "placement", "built s", "p50 µs", "p99 µs"):
+        table.add_column(column, justify="right" if column.endswith(("s", "µs")) else "left")
+    for node_id, config in models:
+        row, notes = _warm(node_id, config, profile, args.runs)
+        table.add_row(*row)
+        if "skipped" in notes:
+            out.print(Text(f"{node_id}: skipped {notes['skipped']}"))
+    out.print(table)
+    return 0
+
+
+def _warm(node_id: str, raw: dict[str, Any], profile: Any, runs: int) -> tuple[list[str], dict]:
+    """Build one model node's session (TensorRT engines go to their cache) and time
+    ``runs`` inferences: the table row and the node's notes."""
     import time
 
     import numpy as np
@@ -306,16 +344,10 @@ def warmup_command(args: argparse.Namespace) -> int:
     from edgeloop.plugins.onnx_model import OnnxModel
     from edgeloop.runtime.bundles import zeros_for
     from edgeloop.runtime.node import NodeContext, build_config, new_node
-    from edgeloop.runtime.profiles import load_profile
 
-    profile = load_profile(args.profile)
-    config = build_config(
-        "onnx.model",
-        OnnxModel.Config,
-        {"model": str(args.model), "warmup": 0, "variant": args.variant},
-    )
+    config = build_config("onnx.model", OnnxModel.Config, raw)
     OnnxModel.ports(config)  # a missing or tampered model is reported before any session
-    ctx = NodeContext.standalone("warmup", config, profile=profile)
+    ctx = NodeContext.standalone(node_id, config, profile=profile)
     node = new_node(OnnxModel, ctx)
     started = time.perf_counter()
     node.setup(ctx)
@@ -323,23 +355,21 @@ def warmup_command(args: argparse.Namespace) -> int:
     feed = node._sample_feed()
     if feed is None:  # a bare model: zeros, which a model with shape inputs refuses
         feed = {t.name: zeros_for(t) for _, t in node.feeds}
-        out.print("no sample inputs (a bare .onnx file): timed on zeros", highlight=False)
+        out.print(f"{node_id}: no sample inputs: timed on zeros")
     times = []
-    for _ in range(args.runs):
+    for _ in range(runs):
         t0 = time.perf_counter()
         node.session.run(node.output_names, feed)
         times.append((time.perf_counter() - t0) * 1e6)
-    out.print(
-        f"{args.model}: runs on {ctx.notes['provider']} (profile {profile.name}); "
-        f"session and first inference took {built_s:.2f} s",
-        highlight=False,
-    )
-    if "skipped" in ctx.notes:
-        out.print(Text(f"skipped: {ctx.notes['skipped']}"))
-    if times:
-        out.print(
-            f"{args.runs} runs: p50 {np.percentile(times, 50):.1f} µs, "
-            f"p99 {np.percentile(times, 99):.1f} µs",
-            highlight=False,
-        )
-    return 0
+    node.close()
+    p50, p99 = (f"{np.percentile(times, q):.1f}" for q in (50, 99)) if times else ("-", "-")
+    row = [
+        node_id,
+        str(raw["model"]),
+        ctx.notes["provider"],
+        ctx.notes.get("placement", "-"),
+        f"{built_s:.2f}",
+        p50,
+        p99,
+    ]
+    return row, ctx.notes

@@ -66,6 +66,9 @@ def test_the_model_node_computes_what_the_model_computes(tmp_path):
         assert action.shape == (1,)  # the batch dimension added for the model is dropped
         np.testing.assert_allclose(action, expected, rtol=1e-5, atol=1e-6)
     assert report.node("policy").notes["provider"] == "CPU"
+    # Which provider took the graph's nodes (after ONNX Runtime fused its five).
+    placed = re.fullmatch(r"CPU (\d) nodes?", report.node("policy").notes["placement"])
+    assert placed is not None and 1 <= int(placed.group(1)) <= 5
 
 
 def test_its_ports_are_the_models_tensors_renamed_as_asked(tmp_path):
@@ -300,8 +303,9 @@ def test_the_warmup_command_reports_the_provider_that_runs(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     out = " ".join(result.stdout.split())
-    assert "runs on CPU (profile desktop-cuda)" in out
-    assert "skipped: Tensorrt:" in out and "5 runs: p50" in out
+    assert "warm-up on profile desktop-cuda" in out and "model: skipped Tensorrt:" in out
+    (row,) = [line for line in result.stdout.splitlines() if "bundle" in line]
+    assert re.search(r"model\W+\S*bundle\W+CPU\W+CPU \d+ nodes?\W+[\d.]+\W+[\d.]+\W+[\d.]+", row)
     assert "EP Error" not in result.stdout + result.stderr  # ORT's noise is turned into reasons
     (bundle / "model.onnx").write_bytes(b"tampered")
     refused = subprocess.run(
@@ -313,6 +317,27 @@ def test_the_warmup_command_reports_the_provider_that_runs(tmp_path):
     assert refused.returncode == 2 and "does not match its sha256" in " ".join(
         refused.stderr.split()
     )
+
+
+def test_warmup_of_a_graph_builds_every_model_node_on_the_graphs_profile(tmp_path):
+    from cli_runner import edgeloop_cli
+
+    model = onnx_models.make_mlp(tmp_path / "m.onnx")
+    (tmp_path / "loop.yaml").write_text(
+        "name: two\nprofile: desktop-cpu\nnodes:\n"
+        "  - {id: source, type: constant, rate_hz: 10, config: {value: [0, 0, 0]}}\n"
+        f"  - {{id: first, type: onnx.model, inputs: {{obs: source/action}}, "
+        f"config: {{model: {model}}}}}\n"
+        f"  - {{id: second, type: onnx.model, inputs: {{obs: source/action}}, "
+        f"config: {{model: {model}, io_binding: true}}}}\n"
+    )
+    result = edgeloop_cli(tmp_path, "warmup", "loop.yaml", "--runs", "3")
+    assert result.returncode == 0, result.stderr
+    assert "warm-up on profile desktop-cpu" in result.stdout
+    rows = [line for line in result.stdout.splitlines() if "m.onnx" in line]
+    assert [row.split()[1] for row in rows] == ["first", "second"]
+    empty = edgeloop_cli(tmp_path, "warmup", model)
+    assert empty.returncode == 2 and "a model needs --profile" in empty.stderr
 
 
 def test_a_bundles_own_port_mapping_names_the_ports(tmp_path):

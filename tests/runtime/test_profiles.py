@@ -92,6 +92,28 @@ def test_an_unknown_execution_provider_is_refused(tmp_path):
         load_profile(path)
 
 
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        (
+            "{trt_fp16_enabled: true}",
+            "has no option 'trt_fp16_enabled': did you mean trt_fp16_enable?",
+        ),
+        ("{enable_cuda_graph: 1}", "'enable_cuda_graph' is an option of CUDAExecutionProvider"),
+    ],
+)
+def test_a_misspelt_or_misplaced_provider_option_is_refused_at_its_line(tmp_path, options, said):
+    path = write(tmp_path, GOOD.replace("{trt_fp16_enable: true}", options))
+    with pytest.raises(ProfileError) as caught:
+        load_profile(path)
+    (problem,) = caught.value.problems
+    assert said in problem.message
+    assert problem.line == 8 and problem.field == "execution_providers[0]"
+    # An option this table does not know, and no typo of a known one, is passed on:
+    # a newer ONNX Runtime may take it (and refuses it itself when the session is built).
+    load_profile(write(tmp_path, GOOD.replace("trt_fp16_enable", "trt_future_option")))
+
+
 def test_an_unknown_profile_name_suggests_close_ones():
     with pytest.raises(ProfileError, match="did you mean desktop-cpu"):
         load_profile("desktop-cp")
