@@ -219,6 +219,14 @@ class OnnxModel(Model):
     numpy str array in, an object array out); a model with sequences or maps at
     its inputs or outputs is refused when the graph is validated.
 
+    With ``io_binding`` the session runs through ONNX Runtime's I/O binding
+    (``fixed``: on buffers allocated once), and ``device_outputs`` leaves outputs
+    on the provider's device as device tensors: another model node takes them
+    without a copy, any other reader gets one host copy a message, counted in the
+    ``device_outputs`` note (:mod:`edgeloop.runtime.device_tensors`). ``cuda_graph``
+    replays the model as a CUDA graph. The ``placement`` note says how many of the
+    model's nodes each provider took (TensorRT's fallbacks show there).
+
     It steps when an input arrives, or on its ``rate_hz``, and runs the model
     once every input has a message (no output before). With ``add_batch_dim``,
     inputs that lack the model's leading batch dimension get one, and outputs
