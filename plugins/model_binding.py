@@ -64,8 +64,8 @@ class BoundRun:
         for name, value in feed.items():
             if type(value) is DeviceTensor:
                 self.binding.bind_ortvalue_input(name, value.value)
-            else:
-                self.binding.bind_cpu_input(name, value)
+            else:  # ONNX Runtime reads the array's buffer as it is: C order
+                self.binding.bind_cpu_input(name, np.ascontiguousarray(value))
 
     def __call__(self, names: list[str], feed: dict[str, Any]) -> list[Any]:
         self.bind_inputs(feed)
