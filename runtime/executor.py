@@ -545,35 +545,31 @@ class Executor:
         else:  # a None payload means no message on that port
             items = [(r.out_ports[k], v) for k, v in out.items() if v is not None]
         for port, data in items:
-            if type(data) is DeviceTensor:
-                self._publish_device(port, data, created, sensed)
-                continue
             port.seq += 1
             port.last_data = data
             port.last_created = created
             port.last_sensed = sensed
-            for tap in port.taps:
-                tap(data, port.seq - 1, created, sensed)
-            for inputs, input_name, receiver in port.edges:
-                inputs[input_name] = data
-                if receiver is not None and not receiver.queued:
-                    receiver.queued = True
-                    self._ready.append(receiver)
+            if type(data) is DeviceTensor:
+                self._hand_on_device(port, data, created, sensed)
+            else:
+                for tap in port.taps:
+                    tap(data, port.seq - 1, created, sensed)
+                for inputs, input_name, receiver in port.edges:
+                    inputs[input_name] = data
+                    if receiver is not None and not receiver.queued:
+                        receiver.queued = True
+                        self._ready.append(receiver)
             if port.fifo_slots:
                 self._deliver_fifo(port)
             if port.direct is not None and not port.direct.queued:
                 port.direct.queued = True
                 self._ready.append(port.direct)
 
-    def _publish_device(
+    def _hand_on_device(
         self, port: OutPort, data: DeviceTensor, created: float, sensed: float
     ) -> None:
-        """Hand on a device tensor: itself to model nodes, one host copy to the rest
-        (the rule of :mod:`edgeloop.runtime.device_tensors`)."""
-        port.seq += 1
-        port.last_data = data
-        port.last_created = created
-        port.last_sensed = sensed
+        """A device tensor to the taps and latest-value inputs: itself to model nodes,
+        one host copy to the rest (the rule of :mod:`edgeloop.runtime.device_tensors`)."""
         if port.taps:
             host = data.host("recorder or another process")
             for tap in port.taps:
@@ -584,11 +580,6 @@ class Executor:
             if receiver is not None and not receiver.queued:
                 receiver.queued = True
                 self._ready.append(receiver)
-        if port.fifo_slots:
-            self._deliver_fifo(port)
-        if port.direct is not None and not port.direct.queued:
-            port.direct.queued = True
-            self._ready.append(port.direct)
 
     def _deliver_fifo(self, port: OutPort) -> None:
         msg = port.last_message()
