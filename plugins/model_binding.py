@@ -78,26 +78,24 @@ class BoundRun:
         for name in self.output_names:
             binding.bind_output(name, self.device, self.device_id)
         self.session.run_with_iobinding(binding)
+        return self.results(binding.get_outputs())
+
+    def results(self, values: list[Any]) -> list[Any]:
+        """The outputs as the node hands them on: kept ones as device tensors, the
+        others as host arrays of their own."""
         return [
             DeviceTensor(value, self.kept[name], check_finite=self.check_finite)
             if name in self.kept
             else np.array(value.numpy(), copy=True)
-            for name, value in zip(self.output_names, binding.get_outputs(), strict=True)
+            for name, value in zip(self.output_names, values, strict=True)
         ]
 
 
 class FixedRun(BoundRun):
     """I/O binding with every buffer allocated once: what a CUDA graph replays."""
 
-    def __init__(
-        self,
-        session: Any,
-        output_names: list[str],
-        kept: dict[str, HostCopies],
-        *,
-        check_finite: bool = True,
-    ) -> None:
-        super().__init__(session, output_names, kept, check_finite=check_finite)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.inputs: dict[str, Any] = {}  # input name -> its buffer
         self.outputs: list[Any] = []
 
@@ -124,12 +122,7 @@ class FixedRun(BoundRun):
         self.session.run_with_iobinding(self.binding)
         if not self.kept:
             return self.binding.copy_outputs_to_cpu()
-        return [
-            DeviceTensor(value, self.kept[name], check_finite=self.check_finite)
-            if name in self.kept
-            else np.array(value.numpy(), copy=True)
-            for name, value in zip(self.output_names, self.outputs, strict=True)
-        ]
+        return self.results(self.outputs)
 
     def _allocate(self, feed: dict[str, Any]) -> None:
         """Input buffers of the first feed's shapes; output buffers of the shapes a
