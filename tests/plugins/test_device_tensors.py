@@ -96,6 +96,11 @@ def test_a_device_tensor_passes_between_two_models_without_a_copy(tmp_path):
         "features: 10 messages on cpu, 1 copied to the host (for provider check: 1)"
     )
     assert report.node("b").notes["io_binding"] == "on (cpu:0)"  # bound where it came
+    # From fixed buffers too: the device tensor is a's one output buffer.
+    fixed = {"device_outputs": ["features"], "io_binding": "fixed"}
+    device = Executor(chain(tmp_path, fixed, {}), simulated=True)
+    device.run(1.0)
+    assert np.array_equal(actions(device), actions(plain))
 
 
 def test_every_other_reader_gets_one_host_copy_a_message_counted(tmp_path):
