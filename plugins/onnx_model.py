@@ -410,7 +410,7 @@ class OnnxModel(Model):
         cfg: OnnxModelConfig = self.config
         provider = session.get_providers()[0]
         options = session.get_provider_options().get(provider, {})
-        graph = str(options.get(GRAPH_OPTION.get(provider, ""), "0")).lower() in ("1", "true")
+        graph = _truthy(options.get(GRAPH_OPTION.get(provider, "")))
         short = provider.removesuffix("ExecutionProvider")
         if cfg.cuda_graph and not graph:
             raise NodeConfigError(
@@ -420,6 +420,11 @@ class OnnxModel(Model):
                 key="cuda_graph",
                 fix="install ONNX Runtime GPU on a machine with CUDA, or set cuda_graph: false",
             )
+        candidates = self._candidates(self.ctx)
+        asked = [n for n, o in candidates if _truthy(o.get(GRAPH_OPTION.get(n, "")))]
+        if asked and not graph:  # the profile's wish, where the model does not run
+            where = ", ".join(n.removesuffix("ExecutionProvider") for n in asked)
+            self.ctx.note("cuda_graph", f"asked for {where}; the model runs on {short} without one")
         mode = "fixed" if graph else cfg.io_binding
         if not mode and not self.kept and not self.device_inputs:
             runner = session.run
@@ -945,6 +950,11 @@ def placement(session: Any) -> str | None:
         text = f"{provider.removesuffix('ExecutionProvider')} {count} node{'s' * (count != 1)}"
         parts.append(text + (" (fell back)" if rank else ""))
     return ", ".join(parts) or None
+
+
+def _truthy(option: Any) -> bool:
+    """A provider option's yes (ONNX Runtime takes "1"/"true"; YAML gives bools too)."""
+    return str(option).lower() in ("1", "true")
 
 
 def _state_names(config: OnnxModelConfig) -> tuple[set[str], set[str]]:

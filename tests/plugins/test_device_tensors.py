@@ -198,6 +198,20 @@ def test_a_cuda_graph_asked_of_a_model_on_the_cpu_fails_setup_saying_so(tmp_path
     assert "cuda_graph: true, but the model runs on CPU" in text and "cuda_graph: false" in text
 
 
+def test_a_cuda_graph_a_profile_asks_for_is_noted_where_the_model_runs_on_the_cpu(tmp_path):
+    profile = tmp_path / "gpu.yaml"
+    profile.write_text(
+        "name: gpu\ndescription: a desktop\nkind: desktop\ncpu: {arch: x86_64}\n"
+        "memory: {size_gb: 8, shared_with_gpu: false}\nexecution_providers:\n"
+        "  - {name: CUDAExecutionProvider, options: {enable_cuda_graph: 1}}\n"
+        "  - {name: CPUExecutionProvider}\n"
+    )
+    graph = chain(tmp_path, {}, {})
+    graph.profile = str(profile)
+    notes = Executor(graph, simulated=True).run(0.2).node("a").notes
+    assert notes["cuda_graph"] == "asked for CUDA; the model runs on CPU without one"
+
+
 def test_a_device_tensor_into_fixed_buffers_is_a_fault_with_the_reason(tmp_path):
     graph = chain(tmp_path, {"device_outputs": ["features"]}, {"io_binding": "fixed"})
     report = Executor(graph, simulated=True).run(0.3)
