@@ -171,7 +171,8 @@ def test_a_desktop_profile_measures_every_provider_that_runs_and_keeps_the_faste
         for part in notes["measured"].removeprefix("p50 over 30 runs: ").split(", ")
     )
     assert set(figures) == {"CPU", "CPU (1 thread)"}  # the thread pool, and one thread
-    assert notes["provider"] == min(figures, key=lambda name: float(figures[name]))
+    # The fastest (figures print to 0.1 µs: two may tie there, either may be chosen).
+    assert float(figures[notes["provider"]]) == min(float(f) for f in figures.values())
     assert report.node("sink").calls == 5 and "measured on it" in notes["verified"]
     jetson = model_loop(model, providers=["CPUExecutionProvider"])
     jetson.profile = "jetson-orin-nano-8gb"  # a board: the profile's order
