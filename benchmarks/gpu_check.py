@@ -176,9 +176,14 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--out", type=Path, help="write the figures here as gpu_check.json")
     args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="gpu-check-") as folder:
+        return check(args, Path(folder))
+
+
+def check(args: argparse.Namespace, folder: Path) -> int:
+    """Every step above, with the bundles in ``folder``; 1 on a parity failure."""
     import onnxruntime as ort
 
-    folder = Path(tempfile.mkdtemp(prefix="gpu-check-"))
     gpu_build = CUDA in ort.get_available_providers()
     profile_name = "desktop-cuda" if gpu_build else "desktop-cpu"
     bundles = export_all(args.model, folder, profile_name)
@@ -269,8 +274,8 @@ def main() -> int:
                     start = time.perf_counter_ns()
                     tensor.host("timing")
                     copies.append(time.perf_counter_ns() - start)
-                copy = float(np.percentile(copies, 50)) / 1e3
-                latency.append((short, "features copied to the host alone", copy, copy, None))
+                p50, p99 = (float(np.percentile(copies, q)) / 1e3 for q in (50, 99))
+                latency.append((short, "features copied to the host alone", p50, p99, None))
             first.close()
             second.close()
 

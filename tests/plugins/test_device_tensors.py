@@ -254,3 +254,22 @@ def test_a_process_boundary_gets_the_host_copy(tmp_path):
     assert note == (
         "features: 10 messages on cpu, 10 copied to the host (for recorder or another process: 10)"
     )
+
+
+def test_the_cpu_thread_pool_does_not_spin_between_steps_unless_asked(tmp_path):
+    from edgeloop.plugins.onnx_model import OnnxModel
+    from edgeloop.testing import start_node
+
+    model, _ = models(tmp_path)
+
+    def spinning(**config: Any) -> str | None:
+        node = start_node(OnnxModel, {"model": str(model), **config})
+        options = node.session.get_session_options()
+        node.close()
+        try:
+            return options.get_session_config_entry("session.intra_op.allow_spinning")
+        except Exception:  # not set: ONNX Runtime's default, which spins
+            return None
+
+    assert spinning() == "0"  # a spinning pool takes the cores from the next model
+    assert spinning(spin=True) is None
