@@ -16,5 +16,6 @@ LD_LIBRARY_PATH=$(python3 -c "import glob, os, sys; print(':'.join(sorted({os.pa
 export LD_LIBRARY_PATH
 cd /tmp  # outside the source tree: its edgeloop/ folder would shadow the installed package
 python3 -c "import onnxruntime as o; print(o.__version__, o.get_available_providers())"
-python3 "$repo/benchmarks/gpu_check.py" --runs 500 --out "${OUT:-/tmp/gpu-check-out}" \
-  | tee "${OUT:-/tmp/gpu-check-out}/gpu_check.txt"
+out=${OUT:-/tmp/gpu-check-out}
+mkdir -p "$out"
+python3 "$repo/benchmarks/gpu_check.py" --runs 500 --out "$out" | tee "$out/gpu_check.txt"
