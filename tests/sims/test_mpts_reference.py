@@ -25,8 +25,9 @@ from cli_runner import edgeloop_cli
 
 torch = pytest.importorskip("torch")
 
+from task_spaces import SQUARE  # noqa: E402
+
 from edgeloop.runtime.errors import TrainingError  # noqa: E402
-from edgeloop.sims import TaskSpace  # noqa: E402
 from edgeloop.sims.mpts import (  # noqa: E402
     MptsSampler,
     PdtsSampler,
@@ -36,14 +37,7 @@ from edgeloop.sims.mpts import (  # noqa: E402
 )
 from edgeloop.sims.ppo import TrainConfig, _mpts_config, check_config, typed_settings  # noqa: E402
 
-SPACE = TaskSpace(
-    name="square",
-    env_id="Pendulum-v1",
-    parameters=(
-        {"name": "a", "attribute": "m", "low": 0.5, "high": 2.0},
-        {"name": "b", "attribute": "l", "low": 0.5, "high": 1.5},
-    ),
-)
+SPACE = SQUARE
 
 
 class ReferenceLearner(torch.nn.Module):

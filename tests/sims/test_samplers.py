@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from task_spaces import SQUARE
 
 from edgeloop.sims import (
     DrmEvalSampler,
@@ -13,19 +14,11 @@ from edgeloop.sims import (
     ErmSampler,
     GdrmEvalSampler,
     GdrmSampler,
-    TaskSpace,
     cvar,
     pearson,
 )
 
-SPACE = TaskSpace(
-    name="square",
-    env_id="Pendulum-v1",
-    parameters=(
-        {"name": "a", "attribute": "m", "low": 0.5, "high": 2.0},
-        {"name": "b", "attribute": "l", "low": 0.5, "high": 1.5},
-    ),
-)
+SPACE = SQUARE
 
 
 def landscape(tasks: np.ndarray) -> np.ndarray:
