@@ -43,10 +43,12 @@ class HostCopies:
     """One device port's figures: messages published, and host copies made of them."""
 
     messages: int = 0
-    copies: int = 0
-    copied_bytes: int = 0
     asked_by: dict[str, int] = field(default_factory=dict)
     """Who asked for the copy of a message first, and how often."""
+
+    @property
+    def copies(self) -> int:
+        return sum(self.asked_by.values())
 
     def summary(self, device: str) -> str:
         """One line for the run report."""
@@ -94,10 +96,8 @@ class DeviceTensor:
         if self._host is None:
             # A CPU OrtValue's numpy() may view the session's buffer: own a copy.
             self._host = np.array(self.value.numpy(), copy=True)
-            tally = self._tally
-            tally.copies += 1
-            tally.copied_bytes += self._host.nbytes
-            tally.asked_by[asked_by] = tally.asked_by.get(asked_by, 0) + 1
+            asked = self._tally.asked_by
+            asked[asked_by] = asked.get(asked_by, 0) + 1
         return self._host
 
     def __repr__(self) -> str:
